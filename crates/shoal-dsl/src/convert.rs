@@ -1,0 +1,740 @@
+//! Raw serde values to [`PipelineSpec`]: defaults, value parsing and the semantic
+//! checks, each failure located at the offending key or value.
+//!
+//! Checks, in order: ids (syntax), each section's settings (ranges, durations,
+//! enums written as strings, schemas), at least one source and sink, ids unique
+//! across sections, `inputs` (non-empty, existing, not a sink), no cycle among
+//! transforms, `event_time.column` in the schema, `dead_letter`. Sources and
+//! transforms nobody reads become warnings.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::error::DslError;
+use crate::load::{Ctx, describe};
+use crate::raw::*;
+use crate::spec::*;
+use crate::suggest;
+use crate::units::{self, FIELD_TYPE_NAMES};
+
+type R<T> = Result<T, DslError>;
+
+/// Largest `parallelism:`.
+pub const MAX_PARALLELISM: u64 = 1024;
+/// Largest `batch_size:`.
+pub const MAX_BATCH_SIZE: u64 = 1_048_576;
+/// Default `batch_size:`.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
+    let c = Converter { ctx };
+    let file = PathBuf::from(&ctx.file);
+    let name = match raw.name {
+        Some(n) => {
+            if n.trim().is_empty() {
+                return Err(ctx.at_value(&["name"], "the pipeline name is empty"));
+            }
+            n
+        }
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "pipeline".to_string()),
+    };
+    let data_dir = match raw.data_dir {
+        Some(d) => Some(c.path(&["data_dir"], d)?),
+        None => None,
+    };
+    let checkpoint = match raw.checkpoint {
+        Some(cp) => Some(c.checkpoint(cp, data_dir.as_deref())?),
+        None => None,
+    };
+
+    let mut sources = IndexMap::new();
+    for (id, s) in raw.sources.unwrap_or_default() {
+        c.id("sources", &id)?;
+        let spec = c.source(&id, s, &name)?;
+        sources.insert(id, spec);
+    }
+    let mut transforms = IndexMap::new();
+    for (id, t) in raw.transforms.unwrap_or_default() {
+        c.id("transforms", &id)?;
+        let spec = c.transform(&id, t)?;
+        transforms.insert(id, spec);
+    }
+    let mut sinks = IndexMap::new();
+    for (id, s) in raw.sinks.unwrap_or_default() {
+        c.id("sinks", &id)?;
+        let spec = c.sink(&id, s)?;
+        sinks.insert(id, spec);
+    }
+
+    if sources.is_empty() {
+        return Err(ctx
+            .at_value(&["sources"], "the pipeline has no sources")
+            .with_hint("add at least one, e.g.\n    sources:\n      txns: { type: generator, count: 1000 }"));
+    }
+    if sinks.is_empty() {
+        return Err(ctx
+            .at_value(&["sinks"], "the pipeline has no sinks")
+            .with_hint(
+                "add at least one, e.g.\n    sinks:\n      out: { type: stdout, inputs: [txns] }",
+            ));
+    }
+    c.unique_ids(&sources, &transforms, &sinks)?;
+    c.check_inputs(&sources, &transforms, &sinks)?;
+    c.check_cycles(&transforms)?;
+
+    let dead_letter = match raw.dead_letter {
+        Some(d) => Some(c.dead_letter(d)?),
+        None => None,
+    };
+
+    let mut spec = PipelineSpec {
+        name,
+        file,
+        data_dir,
+        checkpoint,
+        sources,
+        transforms,
+        sinks,
+        dead_letter,
+        warnings: Vec::new(),
+        source: Arc::clone(&ctx.source),
+        positions: Arc::clone(&ctx.positions),
+    };
+    spec.warnings = c.unread(&spec);
+    Ok(spec)
+}
+
+struct Converter<'a> {
+    ctx: &'a Ctx,
+}
+
+impl Converter<'_> {
+    fn err(&self, path: &[&str], message: impl Into<String>) -> DslError {
+        self.ctx.at_value(path, message)
+    }
+
+    /// Ids name tables in SQL queries and appear in metrics: keep them simple.
+    fn id(&self, section: &str, id: &str) -> R<()> {
+        let ok = id.len() <= 128
+            && id
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if ok {
+            return Ok(());
+        }
+        Err(self
+            .ctx
+            .at_key(&[section, id], format!("invalid id \"{id}\""))
+            .with_hint("ids start with a letter or `_` and use only letters, digits, `_` and `-` (at most 128)"))
+    }
+
+    fn path(&self, at: &[&str], p: String) -> R<PathBuf> {
+        if p.trim().is_empty() {
+            return Err(self.err(at, "the path is empty"));
+        }
+        Ok(PathBuf::from(p))
+    }
+
+    fn range(&self, at: &[&str], v: Option<u64>, default: u64, min: u64, max: u64) -> R<u64> {
+        let v = v.unwrap_or(default);
+        if v < min || v > max {
+            let key = at.last().copied().unwrap_or("value");
+            return Err(self
+                .err(
+                    at,
+                    format!("{key} must be between {min} and {max}, found {v}"),
+                )
+                .with_hint(format!("the default is {default}")));
+        }
+        Ok(v)
+    }
+
+    fn parallelism(&self, at: &[&str], v: Option<u64>) -> R<usize> {
+        Ok(self.range(at, v, 1, 1, MAX_PARALLELISM)? as usize)
+    }
+
+    fn batch_size(&self, at: &[&str], v: Option<u64>) -> R<usize> {
+        Ok(self.range(at, v, DEFAULT_BATCH_SIZE as u64, 1, MAX_BATCH_SIZE)? as usize)
+    }
+
+    fn duration(&self, at: &[&str], v: Scalar) -> R<Duration> {
+        let text = match v {
+            Scalar::Str(s) => s,
+            Scalar::Int(0) => return Ok(Duration::ZERO),
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        };
+        units::parse_duration(&text).map_err(|m| self.err(at, m))
+    }
+
+    fn choice<T: Copy>(&self, at: &[&str], v: &str, choices: &[(&str, T)], what: &str) -> R<T> {
+        let lower = v.trim().to_ascii_lowercase();
+        if let Some((_, t)) = choices.iter().find(|(n, _)| *n == lower) {
+            return Ok(*t);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        Err(self
+            .err(at, format!("unknown {what} \"{v}\""))
+            .with_hint(suggest::hint_with_choices(v, &names, "values")))
+    }
+
+    fn file_format(&self, at: &[&str], v: &str) -> R<FileFormat> {
+        self.choice(
+            at,
+            v,
+            &[
+                ("jsonl", FileFormat::Jsonl),
+                ("json", FileFormat::Jsonl),
+                ("csv", FileFormat::Csv),
+            ],
+            "format",
+        )
+    }
+
+    fn non_empty(&self, at: &[&str], v: String, what: &str) -> R<String> {
+        if v.trim().is_empty() {
+            return Err(self.err(at, format!("{what} is empty")));
+        }
+        Ok(v)
+    }
+
+    fn key(&self, at: &[&str], v: Option<String>) -> R<Option<String>> {
+        v.map(|k| self.non_empty(at, k, "the key column"))
+            .transpose()
+    }
+
+    fn checkpoint(&self, raw: RawCheckpoint, data_dir: Option<&Path>) -> R<CheckpointSpec> {
+        let mut cp = CheckpointSpec::default();
+        if let Some(i) = raw.interval {
+            cp.interval = self.duration(&["checkpoint", "interval"], i)?;
+            if cp.interval.is_zero() {
+                return Err(self.err(
+                    &["checkpoint", "interval"],
+                    "the checkpoint interval must be more than 0",
+                ));
+            }
+        }
+        if let Some(t) = raw.timeout {
+            cp.timeout = self.duration(&["checkpoint", "timeout"], t)?;
+            if cp.timeout.is_zero() {
+                return Err(self.err(
+                    &["checkpoint", "timeout"],
+                    "the checkpoint timeout must be more than 0",
+                ));
+            }
+        }
+        cp.keep = self.range(&["checkpoint", "keep"], raw.keep, 3, 1, 1_000_000)? as usize;
+        cp.dir = match raw.dir {
+            Some(d) => Some(self.path(&["checkpoint", "dir"], d)?),
+            None => data_dir.map(|d| d.join("checkpoints")),
+        };
+        Ok(cp)
+    }
+
+    fn schema(&self, id: &str, raw: Option<IndexMap<String, String>>) -> R<Option<SchemaSpec>> {
+        let Some(raw) = raw else { return Ok(None) };
+        if raw.is_empty() {
+            return Err(self
+                .err(&["sources", id, "schema"], "the schema has no columns")
+                .with_hint("list the columns, e.g. schema: { id: int64, name: utf8? }, or remove `schema:`"));
+        }
+        let mut fields = Vec::with_capacity(raw.len());
+        for (name, ty) in raw {
+            if name.trim().is_empty() {
+                return Err(self
+                    .ctx
+                    .at_key(&["sources", id, "schema", &name], "empty column name"));
+            }
+            match units::parse_field_type(&ty) {
+                Ok((data_type, nullable)) => fields.push(FieldSpec {
+                    name,
+                    data_type,
+                    nullable,
+                }),
+                Err(bad) => {
+                    return Err(self
+                        .err(
+                            &["sources", id, "schema", &name],
+                            format!("unknown column type \"{bad}\" for \"{name}\""),
+                        )
+                        .with_hint(format!(
+                            "{}; add `?` for a nullable column, e.g. utf8?",
+                            suggest::hint_with_choices(&bad, FIELD_TYPE_NAMES, "types")
+                        )));
+                }
+            }
+        }
+        Ok(Some(SchemaSpec { fields }))
+    }
+
+    fn event_time(
+        &self,
+        id: &str,
+        raw: Option<RawEventTime>,
+        schema: Option<&SchemaSpec>,
+    ) -> R<Option<EventTimeSpec>> {
+        let Some(raw) = raw else { return Ok(None) };
+        let column = self.non_empty(
+            &["sources", id, "event_time", "column"],
+            raw.column,
+            "the event-time column",
+        )?;
+        if let Some(schema) = schema {
+            match schema.field(&column) {
+                None => {
+                    let names = schema.fields.iter().map(|f| f.name.as_str());
+                    let hint = suggest::did_you_mean(&column, names.clone())
+                        .unwrap_or_else(|| format!("schema columns: {}", suggest::list(names)));
+                    return Err(self
+                        .err(
+                            &["sources", id, "event_time", "column"],
+                            format!("event-time column \"{column}\" is not in the schema"),
+                        )
+                        .with_hint(hint));
+                }
+                Some(f)
+                    if !matches!(
+                        f.data_type,
+                        FieldType::TimestampMs | FieldType::TimestampUs | FieldType::Int64
+                    ) =>
+                {
+                    return Err(self
+                        .err(
+                            &["sources", id, "event_time", "column"],
+                            format!("event-time column \"{column}\" has type {}", f.data_type.name()),
+                        )
+                        .with_hint("event time needs a timestamp_ms, timestamp_us or int64 (epoch ms) column"));
+                }
+                Some(_) => {}
+            }
+        }
+        let max_delay = match raw.max_delay {
+            Some(d) => self.duration(&["sources", id, "event_time", "max_delay"], d)?,
+            None => Duration::ZERO,
+        };
+        let idle_timeout = match raw.idle_timeout {
+            Some(d) => {
+                let t = self.duration(&["sources", id, "event_time", "idle_timeout"], d)?;
+                if t.is_zero() {
+                    return Err(self.err(
+                        &["sources", id, "event_time", "idle_timeout"],
+                        "idle_timeout must be more than 0",
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        Ok(Some(EventTimeSpec {
+            column,
+            max_delay,
+            idle_timeout,
+        }))
+    }
+
+    fn source(&self, id: &str, raw: RawSource, pipeline: &str) -> R<SourceSpec> {
+        let at = |k: &'static str| -> [&str; 3] { ["sources", id, k] };
+        Ok(match raw {
+            RawSource::Generator(g) => {
+                let profile = match g.profile {
+                    Some(p) => self.choice(
+                        &at("profile"),
+                        &p,
+                        &[("transactions", GeneratorProfile::Transactions)],
+                        "generator profile",
+                    )?,
+                    None => GeneratorProfile::Transactions,
+                };
+                let rate = match g.rate {
+                    None => None,
+                    Some(Scalar::Str(s)) => {
+                        Some(units::parse_rate(&s).map_err(|m| self.err(&at("rate"), m))?)
+                    }
+                    Some(Scalar::Int(n)) => {
+                        Some(units::check_rate(n as f64).map_err(|m| self.err(&at("rate"), m))?)
+                    }
+                    Some(Scalar::Float(f)) => {
+                        Some(units::check_rate(f).map_err(|m| self.err(&at("rate"), m))?)
+                    }
+                };
+                SourceSpec::Generator(GeneratorSource {
+                    profile,
+                    seed: g.seed.unwrap_or(0),
+                    count: g.count,
+                    rate,
+                    batch_size: self.batch_size(&at("batch_size"), g.batch_size)?,
+                    parallelism: self.parallelism(&at("parallelism"), g.parallelism)?,
+                    event_time: self.event_time(id, g.event_time, None)?,
+                })
+            }
+            RawSource::File(f) => {
+                let path = self.path(&at("path"), f.path)?;
+                let format = match f.format {
+                    Some(v) => self.file_format(&at("format"), &v)?,
+                    None => match path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .map(str::to_ascii_lowercase)
+                        .as_deref()
+                    {
+                        Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
+                        Some("csv") => FileFormat::Csv,
+                        _ => {
+                            return Err(self
+                                .err(&["sources", id], format!("source \"{id}\" needs a `format:`"))
+                                .with_hint("add format: jsonl or format: csv (it cannot be told from the path)"));
+                        }
+                    },
+                };
+                let schema = self.schema(id, f.schema)?;
+                let event_time = self.event_time(id, f.event_time, schema.as_ref())?;
+                SourceSpec::File(FileSource {
+                    path,
+                    format,
+                    schema,
+                    header: f.header.unwrap_or(true),
+                    batch_size: self.batch_size(&at("batch_size"), f.batch_size)?,
+                    event_time,
+                })
+            }
+            RawSource::Log(l) => {
+                let topic = self.topic(&at("topic"), l.topic)?;
+                let group = match l.group {
+                    Some(g) => self.non_empty(&at("group"), g, "the group name")?,
+                    None => pipeline.to_string(),
+                };
+                let assignor = match l.assignor {
+                    Some(a) => self.choice(
+                        &at("assignor"),
+                        &a,
+                        &[
+                            ("range", Assignor::Range),
+                            ("round-robin", Assignor::RoundRobin),
+                            ("sticky", Assignor::Sticky),
+                            ("cooperative-sticky", Assignor::CooperativeSticky),
+                        ],
+                        "assignor",
+                    )?,
+                    None => Assignor::default(),
+                };
+                let start = match l.start {
+                    Some(s) => self.choice(
+                        &at("start"),
+                        &s,
+                        &[
+                            ("earliest", StartFrom::Earliest),
+                            ("latest", StartFrom::Latest),
+                            ("committed", StartFrom::Committed),
+                        ],
+                        "start position",
+                    )?,
+                    None => StartFrom::default(),
+                };
+                let format = match l.format {
+                    Some(f) => self.choice(
+                        &at("format"),
+                        &f,
+                        &[("json", RecordFormat::Json), ("jsonl", RecordFormat::Json)],
+                        "record format",
+                    )?,
+                    None => RecordFormat::Json,
+                };
+                let schema = self.schema(id, l.schema)?;
+                let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
+                SourceSpec::Log(LogSource {
+                    topic,
+                    group,
+                    parallelism: self.parallelism(&at("parallelism"), l.parallelism)?,
+                    assignor,
+                    start,
+                    stop_at_end: l.stop_at_end.unwrap_or(false),
+                    format,
+                    schema,
+                    batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,
+                    event_time,
+                })
+            }
+        })
+    }
+
+    /// Topic names follow Kafka's rules: 1..=249 of `[A-Za-z0-9._-]`.
+    fn topic(&self, at: &[&str], t: String) -> R<String> {
+        let ok = !t.is_empty()
+            && t.len() <= 249
+            && t != "."
+            && t != ".."
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return Err(self
+                .err(at, format!("invalid topic name \"{t}\""))
+                .with_hint("topic names use 1 to 249 letters, digits, `.`, `_` and `-`"));
+        }
+        Ok(t)
+    }
+
+    fn transform(&self, id: &str, raw: RawTransform) -> R<TransformSpec> {
+        let at = |k: &'static str| -> [&str; 3] { ["transforms", id, k] };
+        Ok(match raw {
+            RawTransform::Filter(f) => TransformSpec::Filter(FilterTransform {
+                inputs: f.inputs,
+                where_: self.non_empty(&at("where"), f.where_, "the `where` condition")?,
+                parallelism: self.parallelism(&at("parallelism"), f.parallelism)?,
+                key: self.key(&at("key"), f.key)?,
+            }),
+            RawTransform::Sql(s) => TransformSpec::Sql(SqlTransform {
+                inputs: s.inputs,
+                query: self.non_empty(&at("query"), s.query, "the query")?,
+                parallelism: self.parallelism(&at("parallelism"), s.parallelism)?,
+                key: self.key(&at("key"), s.key)?,
+            }),
+        })
+    }
+
+    fn sink(&self, id: &str, raw: RawSink) -> R<SinkSpec> {
+        let at = |k: &'static str| -> [&str; 3] { ["sinks", id, k] };
+        Ok(match raw {
+            RawSink::Stdout(s) => SinkSpec::Stdout(StdoutSink {
+                inputs: s.inputs,
+                format: match s.format {
+                    Some(f) => self.file_format(&at("format"), &f)?,
+                    None => FileFormat::Jsonl,
+                },
+            }),
+            RawSink::File(f) => SinkSpec::File(FileSink {
+                inputs: f.inputs,
+                path: self.path(&at("path"), f.path)?,
+                format: match f.format {
+                    Some(v) => self.file_format(&at("format"), &v)?,
+                    None => FileFormat::Jsonl,
+                },
+                parallelism: self.parallelism(&at("parallelism"), f.parallelism)?,
+                key: self.key(&at("key"), f.key)?,
+            }),
+            RawSink::Log(l) => SinkSpec::Log(LogSink {
+                inputs: l.inputs,
+                topic: self.topic(&at("topic"), l.topic)?,
+                partitions: match l.partitions {
+                    Some(p) => Some(self.range(&at("partitions"), Some(p), 1, 1, 100_000)? as u32),
+                    None => None,
+                },
+                key: self.key(&at("key"), l.key)?,
+            }),
+        })
+    }
+
+    fn dead_letter(&self, raw: RawDeadLetter) -> R<DeadLetterSpec> {
+        let sink = match raw {
+            RawDeadLetter::File(f) => DeadLetterSink::File {
+                path: self.path(&["dead_letter", "path"], f.path)?,
+                format: match f.format {
+                    Some(v) => self.file_format(&["dead_letter", "format"], &v)?,
+                    None => FileFormat::Jsonl,
+                },
+            },
+            RawDeadLetter::Stdout(RawDeadLetterStdout {}) => DeadLetterSink::Stdout,
+        };
+        Ok(DeadLetterSpec { sink })
+    }
+
+    fn unique_ids(
+        &self,
+        sources: &IndexMap<String, SourceSpec>,
+        transforms: &IndexMap<String, TransformSpec>,
+        sinks: &IndexMap<String, SinkSpec>,
+    ) -> R<()> {
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let all = sources
+            .keys()
+            .map(|k| ("sources", k))
+            .chain(transforms.keys().map(|k| ("transforms", k)))
+            .chain(sinks.keys().map(|k| ("sinks", k)));
+        // Report the occurrence that comes later in the file.
+        let mut clash: Option<(&str, &str, &str)> = None; // (id, first section, later section)
+        for (section, id) in all {
+            if let Some(&first) = seen.get(id.as_str()) {
+                let a = self.ctx.positions.nearest_key(&[first, id]);
+                let b = self.ctx.positions.nearest_key(&[section, id]);
+                let (first, later) = if a <= b {
+                    (first, section)
+                } else {
+                    (section, first)
+                };
+                clash = Some((id, first, later));
+                break;
+            }
+            seen.insert(id, section);
+        }
+        let Some((id, first, later)) = clash else {
+            return Ok(());
+        };
+        let kind = |s: &str| describe(&[s.to_string(), id.to_string()]);
+        let first_line = self
+            .ctx
+            .positions
+            .nearest_key(&[first, id])
+            .map(|l| l.line)
+            .unwrap_or(1);
+        Err(self
+            .ctx
+            .at_key(&[later, id], format!("id \"{id}\" is used twice: {} and {}", kind(first), kind(later)))
+            .with_hint(format!(
+                "sources, transforms and sinks share one namespace; rename one of them (the other is at line {first_line})"
+            )))
+    }
+
+    fn check_inputs(
+        &self,
+        sources: &IndexMap<String, SourceSpec>,
+        transforms: &IndexMap<String, TransformSpec>,
+        sinks: &IndexMap<String, SinkSpec>,
+    ) -> R<()> {
+        let readers = transforms
+            .iter()
+            .map(|(id, t)| ("transforms", id, t.inputs()))
+            .chain(sinks.iter().map(|(id, s)| ("sinks", id, s.inputs())));
+        for (section, id, inputs) in readers {
+            if inputs.is_empty() {
+                return Err(self
+                    .err(
+                        &[section, id, "inputs"],
+                        format!("{} has no inputs", describe(&[section.into(), id.into()])),
+                    )
+                    .with_hint("name at least one source or transform, e.g. inputs: [txns]"));
+            }
+            for (i, input) in inputs.iter().enumerate() {
+                let idx = i.to_string();
+                let at = [section, id.as_str(), "inputs", idx.as_str()];
+                if sources.contains_key(input) || (transforms.contains_key(input) && input != id) {
+                    if inputs[..i].contains(input) {
+                        return Err(self.err(&at, format!("input \"{input}\" is listed twice")));
+                    }
+                    continue;
+                }
+                if input == id && section == "transforms" {
+                    return Err(self
+                        .err(&at, format!("transform \"{id}\" reads its own output"))
+                        .with_hint("a transform cannot be its own input"));
+                }
+                if sinks.contains_key(input) {
+                    return Err(self
+                        .err(
+                            &at,
+                            format!("\"{input}\" is a sink; sinks cannot be inputs"),
+                        )
+                        .with_hint("read from the source or transform that feeds it instead"));
+                }
+                let scope: Vec<&str> = sources
+                    .keys()
+                    .chain(transforms.keys())
+                    .map(String::as_str)
+                    .filter(|k| *k != id)
+                    .collect();
+                let hint =
+                    suggest::did_you_mean(input, scope.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "known sources and transforms: {}",
+                            suggest::list(scope.iter().copied())
+                        )
+                    });
+                return Err(self
+                    .err(&at, format!("unknown input \"{input}\""))
+                    .with_hint(hint));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_cycles(&self, transforms: &IndexMap<String, TransformSpec>) -> R<()> {
+        // Iterative DFS with colours; report the first cycle found, in file order.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Colour {
+            White,
+            Grey,
+            Black,
+        }
+        let mut colour: HashMap<&str, Colour> = transforms
+            .keys()
+            .map(|k| (k.as_str(), Colour::White))
+            .collect();
+        for start in transforms.keys() {
+            if colour[start.as_str()] != Colour::White {
+                continue;
+            }
+            // stack of (node, next input index)
+            let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+            colour.insert(start, Colour::Grey);
+            while let Some(top) = stack.last_mut() {
+                let (node, i) = *top;
+                top.1 += 1;
+                let inputs = transforms[node].inputs();
+                if i >= inputs.len() {
+                    colour.insert(node, Colour::Black);
+                    stack.pop();
+                    continue;
+                }
+                let input = inputs[i].as_str();
+                match colour.get(input).copied() {
+                    None | Some(Colour::Black) => {}
+                    Some(Colour::White) => {
+                        colour.insert(input, Colour::Grey);
+                        stack.push((input, 0));
+                    }
+                    Some(Colour::Grey) => {
+                        // The cycle: input -> ... -> node -> input, in data-flow order.
+                        let from = stack.iter().position(|(n, _)| *n == input).unwrap_or(0);
+                        let mut names: Vec<&str> = stack[from..].iter().map(|(n, _)| *n).collect();
+                        names.reverse(); // data flows from inputs to readers
+                        names.push(names[0]);
+                        let idx = i.to_string();
+                        return Err(self
+                            .err(
+                                &["transforms", node, "inputs", &idx],
+                                format!("cycle among transforms: {}", names.join(" -> ")),
+                            )
+                            .with_hint("a transform cannot read its own output, directly or through other transforms"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unread(&self, spec: &PipelineSpec) -> Vec<DslError> {
+        let mut out = Vec::new();
+        let ids = spec
+            .sources
+            .keys()
+            .map(|k| ("sources", k))
+            .chain(spec.transforms.keys().map(|k| ("transforms", k)));
+        for (section, id) in ids {
+            if spec.downstream_of(id).is_empty() {
+                let what = describe(&[section.to_string(), id.to_string()]);
+                out.push(
+                    self.ctx
+                        .at_key(
+                            &[section, id],
+                            format!("{what} is not read by any transform or sink"),
+                        )
+                        .with_hint(format!(
+                            "add \"{id}\" to the inputs of a transform or sink, or remove it"
+                        ))
+                        .into_warning(),
+                );
+            }
+        }
+        out
+    }
+}

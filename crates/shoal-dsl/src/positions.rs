@@ -1,0 +1,370 @@
+//! Where each YAML value and key is: a map from YAML path to position.
+//!
+//! Built from yaml-rust2's marked event stream (no YAML parsing of our own), and
+//! only for documents serde_yaml has already accepted (serde_yaml guards against
+//! alias bombs and deep nesting; this pass never expands aliases). Paths are lists
+//! of map keys and list indexes as strings: `["transforms", "big", "inputs", "0"]`.
+//!
+//! The pass also finds duplicate keys, which serde_yaml reports only at the start
+//! of the enclosing map.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::error::Location;
+
+/// One YAML node: a scalar, list, map or alias.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub path: Vec<String>,
+    /// Where the key naming this node starts (map entries only).
+    pub key: Option<Location>,
+    /// Where the value starts.
+    pub value: Location,
+    /// The scalar text, for scalars.
+    pub scalar: Option<String>,
+    /// The scalar style, for scalars.
+    pub style: Option<TScalarStyle>,
+}
+
+/// A key that appears twice in one map.
+#[derive(Debug, Clone)]
+pub(crate) struct Duplicate {
+    /// The path of the map holding the key.
+    pub map: Vec<String>,
+    pub key: String,
+    pub first: Location,
+    pub second: Location,
+}
+
+/// YAML path -> position, in document order.
+#[derive(Debug, Default)]
+pub(crate) struct PositionMap {
+    nodes: Vec<Node>,
+    index: HashMap<Vec<String>, usize>,
+}
+
+impl PositionMap {
+    /// Build the map for `text`; also returns the first duplicate key, if any.
+    /// An error from yaml-rust2 (which should not happen after serde_yaml accepted the
+    /// text) yields an empty map: errors then fall back to coarser positions.
+    pub fn build(text: &str) -> (PositionMap, Option<Duplicate>) {
+        let mut b = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut b, false).is_err() {
+            return (PositionMap::default(), b.duplicate);
+        }
+        (b.map, b.duplicate)
+    }
+
+    fn get(&self, path: &[&str]) -> Option<&Node> {
+        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        self.index.get(&key).map(|&i| &self.nodes[i])
+    }
+
+    /// The node at `path`.
+    pub fn node(&self, path: &[String]) -> Option<&Node> {
+        self.index.get(path).map(|&i| &self.nodes[i])
+    }
+
+    /// Where the value at `path` starts.
+    pub fn value(&self, path: &[&str]) -> Option<Location> {
+        self.get(path).map(|n| n.value)
+    }
+
+    /// Where the value at `path` starts, or at its nearest existing parent.
+    pub fn nearest_value(&self, path: &[&str]) -> Option<Location> {
+        (0..=path.len()).rev().find_map(|n| self.value(&path[..n]))
+    }
+
+    /// Where the key naming `path` starts (falls back to the value, then to parents).
+    pub fn nearest_key(&self, path: &[&str]) -> Option<Location> {
+        (0..=path.len()).rev().find_map(|n| {
+            self.get(&path[..n])
+                .map(|node| node.key.unwrap_or(node.value))
+        })
+    }
+
+    /// The deepest node whose key or value starts at `loc` and whose path starts with
+    /// `prefix`.
+    pub fn node_at(&self, loc: Location, prefix: &[String]) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .filter(|n| n.path.starts_with(prefix) && (n.value == loc || n.key == Some(loc)))
+            .max_by_key(|n| n.path.len())
+    }
+
+    /// The first map entry named `key` at or below `prefix` (shallowest first).
+    pub fn find_key_under(&self, prefix: &[String], key: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                n.path.len() > prefix.len()
+                    && n.path.starts_with(prefix)
+                    && n.key.is_some()
+                    && n.path.last().is_some_and(|k| k == key)
+            })
+            .min_by_key(|n| n.path.len())
+    }
+
+    /// The first scalar with text `text` at or below `prefix`.
+    pub fn find_scalar_under(&self, prefix: &[String], text: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.path.starts_with(prefix) && n.scalar.as_deref() == Some(text))
+    }
+
+    /// Map a 1-based line/column inside the string value at `path` to a file position.
+    pub fn position_in_value(
+        &self,
+        text: &str,
+        path: &[&str],
+        line: usize,
+        column: usize,
+    ) -> Option<Location> {
+        let node = self.get(path)?;
+        let style = node.style?;
+        let line = line.max(1);
+        let column = column.max(1);
+        match style {
+            TScalarStyle::Literal => {
+                // yaml-rust2 marks the first content line; be robust to a mark on `|`.
+                let lines: Vec<&str> = text.lines().collect();
+                let mark_line = lines.get(node.value.line.checked_sub(1)?)?;
+                let on_indicator = mark_line.chars().nth(node.value.column - 1) == Some('|');
+                let first = node.value.line + usize::from(on_indicator); // 1-based first content line
+                let indent = lines
+                    .iter()
+                    .skip(first - 1)
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.chars().take_while(|c| *c == ' ').count())?;
+                Some(Location::new(first + line - 1, indent + column))
+            }
+            TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                if line == 1 =>
+            {
+                let quoted = usize::from(style != TScalarStyle::Plain);
+                Some(Location::new(
+                    node.value.line,
+                    node.value.column + quoted + column - 1,
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+enum Frame {
+    Map {
+        path: Vec<String>,
+        /// The key read, waiting for its value.
+        key: Option<(String, Location)>,
+        seen: HashMap<String, Location>,
+    },
+    Seq {
+        path: Vec<String>,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    map: PositionMap,
+    duplicate: Option<Duplicate>,
+    /// Nesting depth inside a complex (list or map) key, which we do not index.
+    skip: usize,
+}
+
+enum Kind {
+    Scalar(String, TScalarStyle),
+    Alias,
+    Map,
+    Seq,
+}
+
+impl Builder {
+    fn node(&mut self, kind: Kind, loc: Location) {
+        // A key?
+        if let Some(Frame::Map {
+            path,
+            key: key @ None,
+            seen,
+        }) = self.stack.last_mut()
+        {
+            let name = match kind {
+                Kind::Scalar(s, _) => s,
+                Kind::Alias => "*alias".to_string(),
+                Kind::Map | Kind::Seq => {
+                    self.skip = 1;
+                    return;
+                }
+            };
+            if let Some(&first) = seen.get(&name) {
+                if self.duplicate.is_none() {
+                    self.duplicate = Some(Duplicate {
+                        map: path.clone(),
+                        key: name.clone(),
+                        first,
+                        second: loc,
+                    });
+                }
+            } else {
+                seen.insert(name.clone(), loc);
+            }
+            *key = Some((name, loc));
+            return;
+        }
+        // A value.
+        let (path, key_loc) = match self.stack.last_mut() {
+            None => (Vec::new(), None),
+            Some(Frame::Map { path, key, .. }) => {
+                let (k, kl) = key.take().unwrap_or_else(|| ("?".to_string(), loc));
+                let mut p = path.clone();
+                p.push(k);
+                (p, Some(kl))
+            }
+            Some(Frame::Seq { path, next }) => {
+                let mut p = path.clone();
+                p.push(next.to_string());
+                *next += 1;
+                (p, None)
+            }
+        };
+        let (scalar, style) = match &kind {
+            Kind::Scalar(s, st) => (Some(s.clone()), Some(*st)),
+            _ => (None, None),
+        };
+        let idx = self.map.nodes.len();
+        // The first occurrence wins for duplicate keys (the duplicate is an error anyway).
+        self.map.index.entry(path.clone()).or_insert(idx);
+        self.map.nodes.push(Node {
+            path: path.clone(),
+            key: key_loc,
+            value: loc,
+            scalar,
+            style,
+        });
+        match kind {
+            Kind::Map => self.stack.push(Frame::Map {
+                path,
+                key: None,
+                seen: HashMap::new(),
+            }),
+            Kind::Seq => self.stack.push(Frame::Seq { path, next: 0 }),
+            _ => {}
+        }
+    }
+}
+
+fn location(mark: Marker) -> Location {
+    // yaml-rust2: 1-based lines, 0-based columns (in characters).
+    Location::new(mark.line().max(1), mark.col() + 1)
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let loc = location(mark);
+        if self.skip > 0 {
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => self.skip += 1,
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.skip -= 1;
+                    if self.skip == 0
+                        && let Some(Frame::Map { key, .. }) = self.stack.last_mut()
+                    {
+                        *key = Some(("<complex key>".to_string(), loc));
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        match ev {
+            Event::Scalar(s, style, _, _) => self.node(Kind::Scalar(s, style), loc),
+            Event::Alias(_) => self.node(Kind::Alias, loc),
+            Event::MappingStart(..) => self.node(Kind::Map, loc),
+            Event::SequenceStart(..) => self.node(Kind::Seq, loc),
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn block_and_flow_positions() {
+        let text = "name: x\nsources:\n  txns: { type: generator, seed: 42 }\ntransforms:\n  big:\n    inputs: [txns, other]\n    query: |\n      SELECT 1\n      FROM t\n";
+        let (m, dup) = PositionMap::build(text);
+        assert!(dup.is_none());
+        assert_eq!(m.value(&["name"]), Some(Location::new(1, 7)));
+        assert_eq!(m.get(&["name"]).unwrap().key, Some(Location::new(1, 1)));
+        assert_eq!(
+            m.get(&["sources", "txns"]).unwrap().key,
+            Some(Location::new(3, 3))
+        );
+        assert_eq!(
+            m.value(&["sources", "txns", "type"]),
+            Some(Location::new(3, 17))
+        );
+        assert_eq!(
+            m.value(&["sources", "txns", "seed"]),
+            Some(Location::new(3, 34))
+        );
+        assert_eq!(
+            m.value(&["transforms", "big", "inputs", "0"]),
+            Some(Location::new(6, 14))
+        );
+        assert_eq!(
+            m.value(&["transforms", "big", "inputs", "1"]),
+            Some(Location::new(6, 20))
+        );
+        assert_eq!(
+            m.nearest_value(&["transforms", "big", "nope", "x"]),
+            m.value(&["transforms", "big"])
+        );
+        assert_eq!(
+            m.position_in_value(text, &["transforms", "big", "query"], 2, 6),
+            Some(Location::new(9, 12))
+        );
+        assert_eq!(
+            m.position_in_value(text, &["sources", "txns", "type"], 1, 3),
+            Some(Location::new(3, 19))
+        );
+        let found = m.find_key_under(&p(&["transforms"]), "query").unwrap();
+        assert_eq!(found.path, p(&["transforms", "big", "query"]));
+        let found = m.find_scalar_under(&p(&["transforms"]), "other").unwrap();
+        assert_eq!(found.path, p(&["transforms", "big", "inputs", "1"]));
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_the_second_key() {
+        let text = "sources:\n  txns: {type: generator}\n  other: 1\n  txns: {type: generator}\n";
+        let (_, dup) = PositionMap::build(text);
+        let dup = dup.unwrap();
+        assert_eq!(dup.key, "txns");
+        assert_eq!(dup.map, p(&["sources"]));
+        assert_eq!(dup.first, Location::new(2, 3));
+        assert_eq!(dup.second, Location::new(4, 3));
+    }
+
+    #[test]
+    fn complex_keys_and_aliases_do_not_confuse_paths() {
+        let text = "a: &x {b: 1}\n? [k1, k2]\n: v\nc: *x\nd: [1, {e: 2}]\n";
+        let (m, dup) = PositionMap::build(text);
+        assert!(dup.is_none());
+        assert_eq!(m.value(&["c"]), Some(Location::new(4, 4)));
+        assert_eq!(m.value(&["d", "1", "e"]), Some(Location::new(5, 12)));
+    }
+}

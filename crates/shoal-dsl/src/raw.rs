@@ -1,0 +1,178 @@
+//! The pipeline file as serde sees it: every key, no defaults, values as written.
+//!
+//! serde checks the shape (unknown keys, `type:` values, value types); everything
+//! needing a position or a friendly message (durations, enums written as strings,
+//! ranges, references) is checked when converting to [`crate::spec`] types.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// A number or a string, for values like `rate: 50000/s` or `max_delay: 5s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPipeline {
+    pub name: Option<String>,
+    pub data_dir: Option<String>,
+    pub checkpoint: Option<RawCheckpoint>,
+    pub sources: Option<IndexMap<String, RawSource>>,
+    pub transforms: Option<IndexMap<String, RawTransform>>,
+    pub sinks: Option<IndexMap<String, RawSink>>,
+    pub dead_letter: Option<RawDeadLetter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheckpoint {
+    pub interval: Option<Scalar>,
+    pub dir: Option<String>,
+    pub keep: Option<u64>,
+    pub timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum RawSource {
+    Generator(RawGenerator),
+    File(RawFileSource),
+    Log(RawLogSource),
+}
+
+pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "log"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGenerator {
+    pub profile: Option<String>,
+    pub seed: Option<u64>,
+    pub count: Option<u64>,
+    pub rate: Option<Scalar>,
+    pub batch_size: Option<u64>,
+    pub parallelism: Option<u64>,
+    pub event_time: Option<RawEventTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileSource {
+    pub path: String,
+    pub format: Option<String>,
+    pub schema: Option<IndexMap<String, String>>,
+    pub header: Option<bool>,
+    pub batch_size: Option<u64>,
+    pub event_time: Option<RawEventTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogSource {
+    pub topic: String,
+    pub group: Option<String>,
+    pub parallelism: Option<u64>,
+    pub assignor: Option<String>,
+    pub start: Option<String>,
+    pub stop_at_end: Option<bool>,
+    pub format: Option<String>,
+    pub schema: Option<IndexMap<String, String>>,
+    pub batch_size: Option<u64>,
+    pub event_time: Option<RawEventTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEventTime {
+    pub column: String,
+    pub max_delay: Option<Scalar>,
+    pub idle_timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum RawTransform {
+    Filter(RawFilter),
+    Sql(RawSql),
+}
+
+pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilter {
+    pub inputs: Vec<String>,
+    #[serde(rename = "where")]
+    pub where_: String,
+    pub parallelism: Option<u64>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSql {
+    pub inputs: Vec<String>,
+    pub query: String,
+    pub parallelism: Option<u64>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum RawSink {
+    Stdout(RawStdoutSink),
+    File(RawFileSink),
+    Log(RawLogSink),
+}
+
+pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStdoutSink {
+    pub inputs: Vec<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileSink {
+    pub inputs: Vec<String>,
+    pub path: String,
+    pub format: Option<String>,
+    pub parallelism: Option<u64>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogSink {
+    pub inputs: Vec<String>,
+    pub topic: String,
+    pub partitions: Option<u64>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum RawDeadLetter {
+    File(RawDeadLetterFile),
+    Stdout(RawDeadLetterStdout),
+}
+
+pub(crate) const DEAD_LETTER_TYPES: &[&str] = &["file", "stdout"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeadLetterFile {
+    pub path: String,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeadLetterStdout {}

@@ -1,0 +1,688 @@
+//! The typed pipeline: [`PipelineSpec`] and the specs of its sources, transforms and
+//! sinks, with every default filled in.
+//!
+//! A `PipelineSpec` remembers its file text and where each YAML value sits, so later
+//! stages (the planner, the SQL compiler) can report their own errors at the right
+//! line with [`PipelineSpec::error_at`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use miette::NamedSource;
+
+use crate::error::{DslError, Location};
+use crate::positions::PositionMap;
+
+/// A whole pipeline file, validated: ids are unique, inputs exist, there is no cycle.
+#[derive(Clone)]
+pub struct PipelineSpec {
+    /// `name:`; defaults to the file stem (`fraud.yaml` -> `fraud`).
+    pub name: String,
+    /// The file it came from, as given.
+    pub file: PathBuf,
+    /// `data_dir:` (embedded log, checkpoints, group offsets); `None` = the CLI default.
+    pub data_dir: Option<PathBuf>,
+    /// `checkpoint:`; `None` = no checkpoints (at-least-once).
+    pub checkpoint: Option<CheckpointSpec>,
+    /// `sources:` in file order.
+    pub sources: IndexMap<String, SourceSpec>,
+    /// `transforms:` in file order.
+    pub transforms: IndexMap<String, TransformSpec>,
+    /// `sinks:` in file order.
+    pub sinks: IndexMap<String, SinkSpec>,
+    /// `dead_letter:`; where undecodable records go (`None` = drop and count them).
+    pub dead_letter: Option<DeadLetterSpec>,
+    /// Problems that do not stop the pipeline, e.g. a source nobody reads.
+    pub warnings: Vec<DslError>,
+    pub(crate) source: Arc<NamedSource<String>>,
+    pub(crate) positions: Arc<PositionMap>,
+}
+
+impl fmt::Debug for PipelineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineSpec")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("data_dir", &self.data_dir)
+            .field("checkpoint", &self.checkpoint)
+            .field("sources", &self.sources)
+            .field("transforms", &self.transforms)
+            .field("sinks", &self.sinks)
+            .field("dead_letter", &self.dead_letter)
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PipelineSpec {
+    /// Compares the pipeline content, not the file text or positions.
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.file == other.file
+            && self.data_dir == other.data_dir
+            && self.checkpoint == other.checkpoint
+            && self.sources == other.sources
+            && self.transforms == other.transforms
+            && self.sinks == other.sinks
+            && self.dead_letter == other.dead_letter
+    }
+}
+
+impl PipelineSpec {
+    /// Build an error located at a YAML path such as `&["transforms", "big", "query"]`
+    /// (list items by index: `&["sinks", "out", "inputs", "0"]`).
+    ///
+    /// Falls back to the nearest existing parent path, then to 1:1. Used by the planner
+    /// for plan-time errors (bad SQL, unknown column) so they name the YAML line.
+    pub fn error_at(
+        &self,
+        path: &[&str],
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> DslError {
+        let loc = self
+            .positions
+            .nearest_value(path)
+            .unwrap_or(Location::new(1, 1));
+        DslError::new(self.file.display().to_string(), message)
+            .located(&self.source, loc)
+            .with_hint_opt(hint)
+    }
+
+    /// Like [`error_at`](Self::error_at), but at `line`:`column` *inside* the string
+    /// value at `path` (both 1-based, relative to the value's text) — for example a
+    /// SQL error at line 2, column 7 of a `query: |` block.
+    ///
+    /// Exact for block scalars (`|`, `>`) and unquoted or quoted one-line values;
+    /// falls back to the value's own position when the value cannot be mapped.
+    pub fn error_in_value(
+        &self,
+        path: &[&str],
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> DslError {
+        let loc = self
+            .positions
+            .position_in_value(self.source.inner(), path, line, column)
+            .or_else(|| self.positions.nearest_value(path))
+            .unwrap_or(Location::new(1, 1));
+        DslError::new(self.file.display().to_string(), message)
+            .located(&self.source, loc)
+            .with_hint_opt(hint)
+    }
+
+    /// Where the value at a YAML path starts, if the path exists in the file.
+    pub fn location_of(&self, path: &[&str]) -> Option<Location> {
+        self.positions.value(path)
+    }
+
+    /// The text of the pipeline file.
+    pub fn source_text(&self) -> &str {
+        self.source.inner()
+    }
+
+    /// The ids a transform or sink reads; `Some(&[])` for a source, `None` for an
+    /// unknown id.
+    pub fn upstream_of(&self, id: &str) -> Option<&[String]> {
+        if self.sources.contains_key(id) {
+            return Some(&[]);
+        }
+        if let Some(t) = self.transforms.get(id) {
+            return Some(t.inputs());
+        }
+        self.sinks.get(id).map(|s| s.inputs())
+    }
+
+    /// The ids that read `id` (transforms and sinks), in file order.
+    pub fn downstream_of(&self, id: &str) -> Vec<&str> {
+        let transforms = self.transforms.iter().map(|(k, t)| (k, t.inputs()));
+        let sinks = self.sinks.iter().map(|(k, s)| (k, s.inputs()));
+        transforms
+            .chain(sinks)
+            .filter(|(_, inputs)| inputs.iter().any(|i| i == id))
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// A topological order of all node ids: sources (file order), then transforms
+    /// (each after all of its inputs, otherwise in file order), then sinks.
+    pub fn topo_order(&self) -> Vec<&str> {
+        let mut order: Vec<&str> = self.sources.keys().map(String::as_str).collect();
+        let mut pending: HashMap<&str, usize> = HashMap::new();
+        let mut readers: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (id, t) in &self.transforms {
+            let deps: HashSet<&str> = t
+                .inputs()
+                .iter()
+                .map(String::as_str)
+                .filter(|i| self.transforms.contains_key(*i))
+                .collect();
+            pending.insert(id, deps.len());
+            for d in deps {
+                readers.entry(d).or_default().push(id);
+            }
+        }
+        let mut ready: VecDeque<&str> = self
+            .transforms
+            .keys()
+            .map(String::as_str)
+            .filter(|id| pending[id] == 0)
+            .collect();
+        let mut done: HashSet<&str> = HashSet::new();
+        while let Some(id) = ready.pop_front() {
+            order.push(id);
+            done.insert(id);
+            for r in readers.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+                let n = pending.get_mut(r).expect("reader is a transform");
+                *n -= 1;
+                if *n == 0 {
+                    ready.push_back(r);
+                }
+            }
+        }
+        // A validated spec has no cycle; keep every id anyway.
+        order.extend(
+            self.transforms
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !done.contains(id)),
+        );
+        order.extend(self.sinks.keys().map(String::as_str));
+        order
+    }
+}
+
+/// `checkpoint:` — periodic consistent snapshots (exactly-once sinks need them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSpec {
+    /// `interval:` between checkpoints; default 10s.
+    pub interval: Duration,
+    /// `dir:`; default `<data_dir>/checkpoints` when `data_dir` is set, else `None`
+    /// (the CLI then uses `<--data-dir>/checkpoints`).
+    pub dir: Option<PathBuf>,
+    /// `keep:` how many completed checkpoints to retain; default 3.
+    pub keep: usize,
+    /// `timeout:` after which an unfinished checkpoint is abandoned; default 60s.
+    pub timeout: Duration,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            dir: None,
+            keep: 3,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A source (`sources:` entry), selected by `type:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// `type: generator` — synthetic records.
+    Generator(GeneratorSource),
+    /// `type: file` — a JSON-lines or CSV file (or a directory of them).
+    File(FileSource),
+    /// `type: log` — a topic of the embedded partitioned log, read as a consumer group.
+    Log(LogSource),
+}
+
+impl SourceSpec {
+    /// How many parallel readers (generator tasks, group members); 1 for files.
+    pub fn parallelism(&self) -> usize {
+        match self {
+            SourceSpec::Generator(g) => g.parallelism,
+            SourceSpec::File(_) => 1,
+            SourceSpec::Log(l) => l.parallelism,
+        }
+    }
+
+    /// The event-time settings, if any.
+    pub fn event_time(&self) -> Option<&EventTimeSpec> {
+        match self {
+            SourceSpec::Generator(g) => g.event_time.as_ref(),
+            SourceSpec::File(f) => f.event_time.as_ref(),
+            SourceSpec::Log(l) => l.event_time.as_ref(),
+        }
+    }
+
+    /// Records per batch.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            SourceSpec::Generator(g) => g.batch_size,
+            SourceSpec::File(f) => f.batch_size,
+            SourceSpec::Log(l) => l.batch_size,
+        }
+    }
+
+    /// The declared schema, if any (generators have a fixed one per profile).
+    pub fn schema(&self) -> Option<&SchemaSpec> {
+        match self {
+            SourceSpec::Generator(_) => None,
+            SourceSpec::File(f) => f.schema.as_ref(),
+            SourceSpec::Log(l) => l.schema.as_ref(),
+        }
+    }
+
+    /// The YAML `type:` value: `generator`, `file` or `log`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Generator(_) => "generator",
+            SourceSpec::File(_) => "file",
+            SourceSpec::Log(_) => "log",
+        }
+    }
+}
+
+/// `type: generator`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorSource {
+    /// `profile:` which records to make; default `transactions`.
+    pub profile: GeneratorProfile,
+    /// `seed:` of the random generator; default 0. Same seed, same records.
+    pub seed: u64,
+    /// `count:` records to make; `None` = unbounded.
+    pub count: Option<u64>,
+    /// `rate:` records per second (`50000/s` or a number); `None` = as fast as possible.
+    pub rate: Option<f64>,
+    /// `batch_size:` records per batch; default 8192.
+    pub batch_size: usize,
+    /// `parallelism:` generator tasks; default 1.
+    pub parallelism: usize,
+    /// `event_time:`.
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// What a generator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GeneratorProfile {
+    /// Card transactions: `txn_id, card_id, merchant_id, amount, country, ts`.
+    #[default]
+    Transactions,
+}
+
+impl GeneratorProfile {
+    /// The YAML name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GeneratorProfile::Transactions => "transactions",
+        }
+    }
+}
+
+/// `type: file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSource {
+    /// `path:` a file or a directory of files.
+    pub path: PathBuf,
+    /// `format:` `jsonl` (alias `json`) or `csv`; default from the path's extension.
+    pub format: FileFormat,
+    /// `schema:`; `None` = infer.
+    pub schema: Option<SchemaSpec>,
+    /// `header:` CSV only: the first line names the columns; default true.
+    pub header: bool,
+    /// `batch_size:`; default 8192.
+    pub batch_size: usize,
+    /// `event_time:`.
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// `type: log` — a consumer-group member set on an embedded-log topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSource {
+    /// `topic:`.
+    pub topic: String,
+    /// `group:` consumer group; default: the pipeline name.
+    pub group: String,
+    /// `parallelism:` group members; default 1.
+    pub parallelism: usize,
+    /// `assignor:`; default `cooperative-sticky`.
+    pub assignor: Assignor,
+    /// `start:` where to start without a committed offset; default `committed`.
+    pub start: StartFrom,
+    /// `stop_at_end:` stop at the end offsets seen at start; default false.
+    pub stop_at_end: bool,
+    /// `format:` of the records; `json` only for now.
+    pub format: RecordFormat,
+    /// `schema:`; `None` = infer.
+    pub schema: Option<SchemaSpec>,
+    /// `batch_size:`; default 8192.
+    pub batch_size: usize,
+    /// `event_time:`.
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// Partition assignment strategy of a consumer group (Kafka names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Assignor {
+    /// `range`: contiguous partition ranges per member.
+    Range,
+    /// `round-robin`: partitions dealt one by one.
+    RoundRobin,
+    /// `sticky`: balanced, keeps previous assignments (eager rebalance).
+    Sticky,
+    /// `cooperative-sticky`: sticky with incremental (cooperative) rebalances.
+    #[default]
+    CooperativeSticky,
+}
+
+impl Assignor {
+    /// The YAML name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Assignor::Range => "range",
+            Assignor::RoundRobin => "round-robin",
+            Assignor::Sticky => "sticky",
+            Assignor::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
+/// Where a log source starts when its group has no committed offset... or always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartFrom {
+    /// `earliest`: from the first retained offset.
+    Earliest,
+    /// `latest`: only records produced from now on.
+    Latest,
+    /// `committed`: from the group's committed offsets (earliest when none).
+    #[default]
+    Committed,
+}
+
+impl StartFrom {
+    /// The YAML name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+            StartFrom::Committed => "committed",
+        }
+    }
+}
+
+/// The encoding of log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RecordFormat {
+    /// `json` (alias `jsonl`): one JSON object per record.
+    #[default]
+    Json,
+}
+
+/// `event_time:` — which column is event time and how late records may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTimeSpec {
+    /// `column:` holding the event timestamp.
+    pub column: String,
+    /// `max_delay:` bounded out-of-orderness for watermarks; default 0s.
+    pub max_delay: Duration,
+    /// `idle_timeout:` after which a silent partition stops holding back the watermark.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// File encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FileFormat {
+    /// `jsonl` (alias `json`): one JSON object per line.
+    #[default]
+    Jsonl,
+    /// `csv`.
+    Csv,
+}
+
+impl FileFormat {
+    /// The YAML name, also the usual file extension.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+/// `schema:` — a YAML map `column: type`, order preserved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemaSpec {
+    /// The columns, in file order.
+    pub fields: Vec<FieldSpec>,
+}
+
+impl SchemaSpec {
+    /// The field named `name`.
+    pub fn field(&self, name: &str) -> Option<&FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// One column of a [`SchemaSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub data_type: FieldType,
+    /// Whether the value may be missing or null (type written with a trailing `?`).
+    pub nullable: bool,
+}
+
+/// Column types a schema may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// `utf8` or `string`.
+    Utf8,
+    /// `int32`.
+    Int32,
+    /// `int64`.
+    Int64,
+    /// `float32`.
+    Float32,
+    /// `float64`.
+    Float64,
+    /// `bool` or `boolean`.
+    Boolean,
+    /// `timestamp_ms` or `timestamp(ms)`: milliseconds since the Unix epoch.
+    TimestampMs,
+    /// `timestamp_us` or `timestamp(us)`: microseconds since the Unix epoch.
+    TimestampUs,
+    /// `date32` or `date`: days since the Unix epoch.
+    Date32,
+}
+
+impl FieldType {
+    /// The canonical YAML name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FieldType::Utf8 => "utf8",
+            FieldType::Int32 => "int32",
+            FieldType::Int64 => "int64",
+            FieldType::Float32 => "float32",
+            FieldType::Float64 => "float64",
+            FieldType::Boolean => "bool",
+            FieldType::TimestampMs => "timestamp_ms",
+            FieldType::TimestampUs => "timestamp_us",
+            FieldType::Date32 => "date32",
+        }
+    }
+}
+
+/// A transform (`transforms:` entry), selected by `type:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformSpec {
+    /// `type: filter`.
+    Filter(FilterTransform),
+    /// `type: sql`.
+    Sql(SqlTransform),
+}
+
+impl TransformSpec {
+    /// The ids it reads.
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            TransformSpec::Filter(t) => &t.inputs,
+            TransformSpec::Sql(t) => &t.inputs,
+        }
+    }
+
+    /// Parallel instances; default 1.
+    pub fn parallelism(&self) -> usize {
+        match self {
+            TransformSpec::Filter(t) => t.parallelism,
+            TransformSpec::Sql(t) => t.parallelism,
+        }
+    }
+
+    /// The column records are partitioned by between parallel instances.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            TransformSpec::Filter(t) => t.key.as_deref(),
+            TransformSpec::Sql(t) => t.key.as_deref(),
+        }
+    }
+
+    /// The YAML `type:` value: `filter` or `sql`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransformSpec::Filter(_) => "filter",
+            TransformSpec::Sql(_) => "sql",
+        }
+    }
+}
+
+/// `type: filter` — keep the records matching a SQL boolean expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterTransform {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `where:` a SQL boolean expression over the input columns.
+    pub where_: String,
+    /// `parallelism:`; default 1.
+    pub parallelism: usize,
+    /// `key:` partitioning column between parallel instances.
+    pub key: Option<String>,
+}
+
+/// `type: sql` — a SQL query; each input is a table of that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlTransform {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `query:`.
+    pub query: String,
+    /// `parallelism:`; default 1.
+    pub parallelism: usize,
+    /// `key:` partitioning column between parallel instances.
+    pub key: Option<String>,
+}
+
+/// A sink (`sinks:` entry), selected by `type:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// `type: stdout`.
+    Stdout(StdoutSink),
+    /// `type: file`.
+    File(FileSink),
+    /// `type: log`.
+    Log(LogSink),
+}
+
+impl SinkSpec {
+    /// The ids it reads.
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SinkSpec::Stdout(s) => &s.inputs,
+            SinkSpec::File(s) => &s.inputs,
+            SinkSpec::Log(s) => &s.inputs,
+        }
+    }
+
+    /// Parallel writers; 1 unless set (only file sinks have `parallelism:`).
+    pub fn parallelism(&self) -> usize {
+        match self {
+            SinkSpec::File(s) => s.parallelism,
+            SinkSpec::Stdout(_) | SinkSpec::Log(_) => 1,
+        }
+    }
+
+    /// The partitioning/record key column.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            SinkSpec::Stdout(_) => None,
+            SinkSpec::File(s) => s.key.as_deref(),
+            SinkSpec::Log(s) => s.key.as_deref(),
+        }
+    }
+
+    /// The YAML `type:` value: `stdout`, `file` or `log`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Stdout(_) => "stdout",
+            SinkSpec::File(_) => "file",
+            SinkSpec::Log(_) => "log",
+        }
+    }
+}
+
+/// `type: stdout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdoutSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `format:`; default `jsonl`.
+    pub format: FileFormat,
+}
+
+/// `type: file` — a directory where committed files appear atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `path:` the output directory.
+    pub path: PathBuf,
+    /// `format:`; default `jsonl`.
+    pub format: FileFormat,
+    /// `parallelism:` writers; default 1.
+    pub parallelism: usize,
+    /// `key:` partitioning column between writers.
+    pub key: Option<String>,
+}
+
+/// `type: log` — append to a topic of the embedded log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `topic:`.
+    pub topic: String,
+    /// `partitions:` to create the topic with if it does not exist.
+    pub partitions: Option<u32>,
+    /// `key:` column used as the record key (and so the partition).
+    pub key: Option<String>,
+}
+
+/// `dead_letter:` — where records that cannot be decoded or processed go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSpec {
+    /// The output.
+    pub sink: DeadLetterSink,
+}
+
+/// The output of the dead-letter channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterSink {
+    /// `{ type: file, path: DIR, format: jsonl }`.
+    File {
+        /// Output directory.
+        path: PathBuf,
+        /// Encoding; default `jsonl`.
+        format: FileFormat,
+    },
+    /// `{ type: stdout }`.
+    Stdout,
+}
