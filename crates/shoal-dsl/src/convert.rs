@@ -74,17 +74,20 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
         sinks.insert(id, spec);
     }
 
+    // Point at an empty section; a missing one has no position.
+    let section = |name: &str, message: &str| match ctx.positions.value(&[name]) {
+        Some(loc) => ctx.error(Some(loc), message),
+        None => ctx.error(None, message),
+    };
     if sources.is_empty() {
-        return Err(ctx
-            .at_value(&["sources"], "the pipeline has no sources")
-            .with_hint("add at least one, e.g.\n    sources:\n      txns: { type: generator, count: 1000 }"));
+        return Err(section("sources", "the pipeline has no sources").with_hint(
+            "add at least one, e.g.\n    sources:\n      txns: { type: generator, count: 1000 }",
+        ));
     }
     if sinks.is_empty() {
-        return Err(ctx
-            .at_value(&["sinks"], "the pipeline has no sinks")
-            .with_hint(
-                "add at least one, e.g.\n    sinks:\n      out: { type: stdout, inputs: [txns] }",
-            ));
+        return Err(section("sinks", "the pipeline has no sinks").with_hint(
+            "add at least one, e.g.\n    sinks:\n      out: { type: stdout, inputs: [txns] }",
+        ));
     }
     c.unique_ids(&sources, &transforms, &sinks)?;
     c.check_inputs(&sources, &transforms, &sinks)?;

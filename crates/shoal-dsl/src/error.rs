@@ -59,8 +59,8 @@ pub struct DslError {
     /// How to fix it, e.g. `did you mean "transactions"?`.
     pub hint: Option<String>,
     warning: bool,
-    text: Option<Arc<NamedSource<String>>>,
-    span: Option<SourceSpan>,
+    /// The file text and the span of the offending token (boxed: keeps `Result`s small).
+    label: Option<Box<(Arc<NamedSource<String>>, SourceSpan)>>,
 }
 
 impl fmt::Debug for DslError {
@@ -84,8 +84,7 @@ impl DslError {
             message: message.into(),
             hint: None,
             warning: false,
-            text: None,
-            span: None,
+            label: None,
         }
     }
 
@@ -117,8 +116,10 @@ impl DslError {
         let text = source.inner();
         let (offset, len) = span_at(text, loc);
         self.location = Some(loc);
-        self.text = Some(Arc::clone(source));
-        self.span = Some(SourceSpan::new(offset.into(), len));
+        self.label = Some(Box::new((
+            Arc::clone(source),
+            SourceSpan::new(offset.into(), len),
+        )));
         self
     }
 
@@ -146,10 +147,10 @@ impl DslError {
             out.push_str("warning: ");
         }
         out.push_str(&self.one_line());
-        if let (Some(loc), Some(src)) = (self.location, &self.text)
-            && let Some(line) = src.inner().lines().nth(loc.line.saturating_sub(1))
+        if let (Some(loc), Some(label)) = (self.location, self.label.as_deref())
+            && let Some(line) = label.0.inner().lines().nth(loc.line.saturating_sub(1))
         {
-            let width = self.span.map(|s| s.len()).unwrap_or(1);
+            let width = label.1.len();
             let (shown, caret_col, caret_len) = excerpt(line, loc.column, width);
             let gutter = loc.line.to_string().len().max(4);
             out.push('\n');
@@ -185,11 +186,11 @@ impl Diagnostic for DslError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.text.as_deref().map(|s| s as &dyn SourceCode)
+        self.label.as_deref().map(|(s, _)| &**s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = self.span?;
+        let span = self.label.as_deref()?.1;
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some(self.message.clone()), span),
         )))
@@ -221,6 +222,23 @@ pub(crate) fn span_at(text: &str, loc: Location) -> (usize, usize) {
                     break;
                 }
                 escaped = false;
+            }
+        }
+        Some((_, open @ ('[' | '{'))) => {
+            // A flow collection: to its matching bracket on this line, if any.
+            let close = if open == '[' { ']' } else { '}' };
+            let mut depth = 1;
+            len = 1;
+            for (i, c) in chars {
+                if c == open {
+                    depth += 1;
+                } else if c == close {
+                    depth -= 1;
+                    if depth == 0 {
+                        len = i + 1;
+                        break;
+                    }
+                }
             }
         }
         Some((_, c)) => {
@@ -348,6 +366,8 @@ mod tests {
         assert_eq!(span_at(t, Location::new(1, 4)), (3, 5));
         assert_eq!(span_at(t, Location::new(2, 5)), (15, 2));
         assert_eq!(span_at(t, Location::new(2, 1)), (11, 2));
+        assert_eq!(span_at("a: [1, [2]] x", Location::new(1, 4)), (3, 8));
+        assert_eq!(span_at("a: {b: 1", Location::new(1, 4)), (3, 1));
         // past the end clamps
         assert_eq!(byte_offset(t, Location::new(9, 1)), t.len());
         assert_eq!(byte_offset("é: x", Location::new(1, 4)), 4);

@@ -530,6 +530,18 @@ fn syntax_error(ctx: &Ctx, text: &str, e: &serde_yaml::Error) -> DslError {
             "expected a list item (`- ...`) here".to_string(),
             Some("check the indentation".to_string()),
         )
+    } else if let Some(closing) = ["']'", "'}'"].iter().find(|c| problem.contains(**c)) {
+        let closing = closing.trim_matches('\'');
+        let opening = if closing == "]" { "[" } else { "{" };
+        let opened = context_loc
+            .map(|l| format!(" opened at line {}, column {}", l.line, l.column))
+            .unwrap_or_default();
+        (
+            format!("expected `,` or `{closing}` here"),
+            Some(format!(
+                "the `{opening}`{opened} needs a matching `{closing}`; separate items with `,`"
+            )),
+        )
     } else if problem.contains("did not find expected") {
         (
             format!("{problem} {context}").trim().to_string(),
@@ -703,8 +715,7 @@ fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
     let pos = &ctx.positions;
     // The node serde was at: the deepest node at serde's location under its path.
     let anchor: Vec<String> = serde_loc
-        .and_then(|l| pos.node_at(l, &msg_path))
-        .filter(|n| n.path.len() >= msg_path.len())
+        .and_then(|l| pos.deepest_containing(l, &msg_path, false))
         .map(|n| n.path.clone())
         .unwrap_or_else(|| msg_path.clone());
     let anchor_loc = pos.node(&anchor).map(|n| n.value).or(serde_loc);
@@ -765,11 +776,12 @@ fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default().to_string();
         // For the path use serde's (precise for whole entries); event_time is nested.
-        let mut map = if pos.node(&msg_path).is_some() {
-            msg_path.clone()
-        } else {
-            anchor.clone()
-        };
+        let mut map =
+            if let Some(n) = serde_loc.and_then(|l| pos.deepest_containing(l, &msg_path, true)) {
+                n.path.clone()
+            } else {
+                msg_path.clone()
+            };
         if field == "column"
             && let Some(et) = pos.find_key_under(&map, "event_time")
         {
@@ -834,13 +846,27 @@ fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
     }
 
     if msg.starts_with("data did not match any variant of untagged enum") {
-        return ctx.error(
-            anchor_loc,
-            format!(
-                "invalid value in {}: expected a number or a string",
-                describe(&anchor)
-            ),
-        );
+        // Our untagged values are durations and rates; a list or map was given.
+        const SCALAR_KEYS: &[&str] = &["rate", "interval", "timeout", "max_delay", "idle_timeout"];
+        let node = pos.find_under(&anchor, |n| {
+            n.is_collection()
+                && n.path
+                    .last()
+                    .is_some_and(|k| SCALAR_KEYS.contains(&k.as_str()))
+        });
+        let (path, loc) = match node {
+            Some(n) => (n.path.clone(), Some(n.value)),
+            None => (anchor.clone(), anchor_loc),
+        };
+        return ctx
+            .error(
+                loc,
+                format!(
+                    "invalid value for {}: expected a number or a string",
+                    describe(&path)
+                ),
+            )
+            .with_hint("durations look like 5s or 250ms, rates like 50000/s");
     }
 
     let message = if anchor.is_empty() {

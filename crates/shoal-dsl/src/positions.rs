@@ -27,6 +27,28 @@ pub(crate) struct Node {
     pub scalar: Option<String>,
     /// The scalar style, for scalars.
     pub style: Option<TScalarStyle>,
+    /// For maps and lists: (exclusive) end, where the closing event was seen.
+    pub end: Option<Location>,
+}
+
+impl Node {
+    /// Where this node starts: its key if it has one, else its value.
+    pub fn start(&self) -> Location {
+        self.key.map_or(self.value, |k| k.min(self.value))
+    }
+
+    /// Whether this node is a map or a list.
+    pub fn is_collection(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Whether `loc` falls inside this node (collections), or is its key or value.
+    pub fn contains(&self, loc: Location) -> bool {
+        match self.end {
+            Some(end) => self.start() <= loc && loc < end,
+            None => self.value == loc || self.key == Some(loc),
+        }
+    }
 }
 
 /// A key that appears twice in one map.
@@ -87,12 +109,17 @@ impl PositionMap {
         })
     }
 
-    /// The deepest node whose key or value starts at `loc` and whose path starts with
-    /// `prefix`.
-    pub fn node_at(&self, loc: Location, prefix: &[String]) -> Option<&Node> {
+    /// The deepest node at or below `prefix` that contains `loc`.
+    pub fn deepest_containing(
+        &self,
+        loc: Location,
+        prefix: &[String],
+        collections_only: bool,
+    ) -> Option<&Node> {
         self.nodes
             .iter()
-            .filter(|n| n.path.starts_with(prefix) && (n.value == loc || n.key == Some(loc)))
+            .filter(|n| n.path.starts_with(prefix))
+            .filter(|n| (!collections_only || n.is_collection()) && n.contains(loc))
             .max_by_key(|n| n.path.len())
     }
 
@@ -111,9 +138,24 @@ impl PositionMap {
 
     /// The first scalar with text `text` at or below `prefix`.
     pub fn find_scalar_under(&self, prefix: &[String], text: &str) -> Option<&Node> {
+        self.find_under(prefix, |n| n.scalar.as_deref() == Some(text))
+            .or_else(|| {
+                // serde prints numbers its own way: 1.50 -> 1.5, 0x10 -> 16
+                let want: f64 = text.parse().ok()?;
+                self.find_under(prefix, |n| {
+                    n.scalar
+                        .as_deref()
+                        .and_then(|s| s.replace('_', "").parse::<f64>().ok())
+                        == Some(want)
+                })
+            })
+    }
+
+    /// The first node at or below `prefix` matching `pred`, in document order.
+    pub fn find_under(&self, prefix: &[String], pred: impl Fn(&Node) -> bool) -> Option<&Node> {
         self.nodes
             .iter()
-            .find(|n| n.path.starts_with(prefix) && n.scalar.as_deref() == Some(text))
+            .find(|n| n.path.starts_with(prefix) && pred(n))
     }
 
     /// Map a 1-based line/column inside the string value at `path` to a file position.
@@ -158,12 +200,16 @@ impl PositionMap {
 
 enum Frame {
     Map {
+        /// Index of this map's node.
+        node: usize,
         path: Vec<String>,
         /// The key read, waiting for its value.
         key: Option<(String, Location)>,
         seen: HashMap<String, Location>,
     },
     Seq {
+        /// Index of this list's node.
+        node: usize,
         path: Vec<String>,
         next: usize,
     },
@@ -189,11 +235,16 @@ impl Builder {
     fn node(&mut self, kind: Kind, loc: Location) {
         // A key?
         if let Some(Frame::Map {
+            node,
             path,
             key: key @ None,
             seen,
         }) = self.stack.last_mut()
         {
+            // Block maps are marked at their first `:`; start them at their first key.
+            if seen.is_empty() && loc < self.map.nodes[*node].value {
+                self.map.nodes[*node].value = loc;
+            }
             let name = match kind {
                 Kind::Scalar(s, _) => s,
                 Kind::Alias => "*alias".to_string(),
@@ -226,7 +277,7 @@ impl Builder {
                 p.push(k);
                 (p, Some(kl))
             }
-            Some(Frame::Seq { path, next }) => {
+            Some(Frame::Seq { path, next, .. }) => {
                 let mut p = path.clone();
                 p.push(next.to_string());
                 *next += 1;
@@ -240,20 +291,28 @@ impl Builder {
         let idx = self.map.nodes.len();
         // The first occurrence wins for duplicate keys (the duplicate is an error anyway).
         self.map.index.entry(path.clone()).or_insert(idx);
+        // Collections get their real end when closed.
+        let end = matches!(kind, Kind::Map | Kind::Seq).then_some(loc);
         self.map.nodes.push(Node {
             path: path.clone(),
             key: key_loc,
             value: loc,
             scalar,
             style,
+            end,
         });
         match kind {
             Kind::Map => self.stack.push(Frame::Map {
+                node: idx,
                 path,
                 key: None,
                 seen: HashMap::new(),
             }),
-            Kind::Seq => self.stack.push(Frame::Seq { path, next: 0 }),
+            Kind::Seq => self.stack.push(Frame::Seq {
+                node: idx,
+                path,
+                next: 0,
+            }),
             _ => {}
         }
     }
@@ -288,7 +347,10 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => self.node(Kind::Map, loc),
             Event::SequenceStart(..) => self.node(Kind::Seq, loc),
             Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
+                if let Some(Frame::Map { node, .. } | Frame::Seq { node, .. }) = self.stack.pop() {
+                    // Exclusive end: just past a closing `]`/`}`, or at the next token.
+                    self.map.nodes[node].end = Some(Location::new(loc.line, loc.column + 1));
+                }
             }
             _ => {}
         }
