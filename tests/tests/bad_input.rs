@@ -29,10 +29,14 @@ fn text(s: impl Into<String>) -> Contents {
 }
 
 fn cases() -> Vec<Case> {
-    let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     for i in 0..9u8 {
         let (p, c) = ((b'a' + i) as char, (b'b' + i) as char);
-        bomb.push_str(&format!("{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"));
+        bomb.push_str(&format!(
+            "{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        ));
     }
     let mut random = Vec::with_capacity(64 * 1024);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -43,13 +47,41 @@ fn cases() -> Vec<Case> {
         random.push(x as u8);
     }
     vec![
-        Case { name: "empty", contents: text(""), line: None },
-        Case { name: "comments only", contents: text("# nothing here\n"), line: None },
-        Case { name: "bare scalar", contents: text("hello\n"), line: None },
-        Case { name: "top-level list", contents: text("- sources\n- sinks\n"), line: None },
-        Case { name: "invalid utf-8", contents: Contents::Bytes(b"sources:\n  t\xff\xfe: x\n".to_vec()), line: Some(2) },
-        Case { name: "random bytes", contents: Contents::Bytes(random), line: None },
-        Case { name: "nul byte", contents: Contents::Bytes(b"name: x\nsources:\0\n".to_vec()), line: Some(2) },
+        Case {
+            name: "empty",
+            contents: text(""),
+            line: None,
+        },
+        Case {
+            name: "comments only",
+            contents: text("# nothing here\n"),
+            line: None,
+        },
+        Case {
+            name: "bare scalar",
+            contents: text("hello\n"),
+            line: None,
+        },
+        Case {
+            name: "top-level list",
+            contents: text("- sources\n- sinks\n"),
+            line: None,
+        },
+        Case {
+            name: "invalid utf-8",
+            contents: Contents::Bytes(b"sources:\n  t\xff\xfe: x\n".to_vec()),
+            line: Some(2),
+        },
+        Case {
+            name: "random bytes",
+            contents: Contents::Bytes(random),
+            line: None,
+        },
+        Case {
+            name: "nul byte",
+            contents: Contents::Bytes(b"name: x\nsources:\0\n".to_vec()),
+            line: Some(2),
+        },
         Case {
             name: "tab indentation",
             contents: text("sources:\n  txns:\n\ttype: generator\nsinks: {}\n"),
@@ -69,21 +101,41 @@ fn cases() -> Vec<Case> {
             ),
             line: Some(4),
         },
-        Case { name: "billion laughs", contents: text(bomb), line: None },
+        Case {
+            name: "billion laughs",
+            contents: text(bomb),
+            line: None,
+        },
         Case {
             name: "10000-deep flow nesting",
             contents: text("[".repeat(10_000) + &"]".repeat(10_000)),
             line: None,
         },
-        Case { name: "10000-deep block nesting", contents: text("- ".repeat(10_000) + "x\n"), line: None },
+        Case {
+            name: "10000-deep block nesting",
+            contents: text("- ".repeat(10_000) + "x\n"),
+            line: None,
+        },
         Case {
             name: "3 MB single line",
             contents: text(format!("name: \"{}\"\n", "x".repeat(3 << 20))),
             line: None,
         },
-        Case { name: "directory", contents: Contents::Directory, line: None },
-        Case { name: "missing file", contents: Contents::Missing, line: None },
-        Case { name: "json of the wrong type", contents: text(r#"{"sources": 5}"#), line: Some(1) },
+        Case {
+            name: "directory",
+            contents: Contents::Directory,
+            line: None,
+        },
+        Case {
+            name: "missing file",
+            contents: Contents::Missing,
+            line: None,
+        },
+        Case {
+            name: "json of the wrong type",
+            contents: text(r#"{"sources": 5}"#),
+            line: Some(1),
+        },
     ]
 }
 
@@ -126,7 +178,11 @@ fn shoal(dir: &Path, args: &[&std::ffi::OsStr]) -> Outcome {
     };
     let elapsed = start.elapsed();
     let stderr = reader.join().unwrap_or_default();
-    Outcome { code: status.and_then(|s| s.code()), stderr, elapsed }
+    Outcome {
+        code: status.and_then(|s| s.code()),
+        stderr,
+        elapsed,
+    }
 }
 
 fn case_path(dir: &Path, case: &Case, i: usize) -> PathBuf {
@@ -163,7 +219,10 @@ fn check(case: &Case, command: &str, out: &Outcome) -> Vec<String> {
     if let Some(line) = case.line
         && !out.stderr.contains(&format!(":{line}:"))
     {
-        problems.push(format!("{what}: stderr does not name line {line}:\n{}", out.stderr));
+        problems.push(format!(
+            "{what}: stderr does not name line {line}:\n{}",
+            out.stderr
+        ));
     }
     problems
 }
@@ -181,7 +240,12 @@ fn bad_input_exits_2_fast_with_a_message() {
     }
     // Nothing may have started: no data directory, no output.
     assert!(!dir.path().join("shoal-data").join("checkpoints").exists());
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -196,10 +260,26 @@ fn unknown_input_suggests_the_closest_id() {
     for command in ["validate", "run"] {
         let out = shoal(dir.path(), &[command.as_ref(), path.as_os_str()]);
         assert_eq!(out.code, Some(2), "shoal {command}: {}", out.stderr);
-        assert!(out.stderr.contains("did you mean \"transactions\"?"), "shoal {command}: {}", out.stderr);
-        assert!(out.stderr.contains(":4:"), "shoal {command}: {}", out.stderr);
-        assert!(!out.stderr.contains("panicked"), "shoal {command}: {}", out.stderr);
-        assert!(out.elapsed < Duration::from_secs(1), "shoal {command}: took {:?}", out.elapsed);
+        assert!(
+            out.stderr.contains("did you mean \"transactions\"?"),
+            "shoal {command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(":4:"),
+            "shoal {command}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("panicked"),
+            "shoal {command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.elapsed < Duration::from_secs(1),
+            "shoal {command}: took {:?}",
+            out.elapsed
+        );
     }
 }
 
@@ -215,5 +295,9 @@ fn unknown_key_suggests_the_closest_key() {
     let out = shoal(dir.path(), &["validate".as_ref(), path.as_os_str()]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains(":4:"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean \"where\"?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean \"where\"?"),
+        "{}",
+        out.stderr
+    );
 }
