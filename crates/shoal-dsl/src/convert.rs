@@ -7,7 +7,7 @@
 //! transforms, `event_time.column` in the schema, `dead_letter`. Sources and
 //! transforms nobody reads become warnings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,8 @@ type R<T> = Result<T, DslError>;
 pub const MAX_PARALLELISM: u64 = 1024;
 /// Largest `batch_size:`.
 pub const MAX_BATCH_SIZE: u64 = 1_048_576;
+/// At most this many "not read" warnings, then one summary.
+const MAX_WARNINGS: usize = 20;
 /// Default `batch_size:`.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 
@@ -617,11 +619,12 @@ impl Converter<'_> {
                     )
                     .with_hint("name at least one source or transform, e.g. inputs: [txns]"));
             }
+            let mut seen: HashSet<&str> = HashSet::with_capacity(inputs.len());
             for (i, input) in inputs.iter().enumerate() {
                 let idx = i.to_string();
                 let at = [section, id.as_str(), "inputs", idx.as_str()];
                 if sources.contains_key(input) || (transforms.contains_key(input) && input != id) {
-                    if inputs[..i].contains(input) {
+                    if !seen.insert(input) {
                         return Err(self.err(&at, format!("input \"{input}\" is listed twice")));
                     }
                     continue;
@@ -717,13 +720,22 @@ impl Converter<'_> {
 
     fn unread(&self, spec: &PipelineSpec) -> Vec<DslError> {
         let mut out = Vec::new();
+        let read: HashSet<&str> = spec
+            .transforms
+            .values()
+            .flat_map(|t| t.inputs())
+            .chain(spec.sinks.values().flat_map(|s| s.inputs()))
+            .map(String::as_str)
+            .collect();
         let ids = spec
             .sources
             .keys()
             .map(|k| ("sources", k))
             .chain(spec.transforms.keys().map(|k| ("transforms", k)));
-        for (section, id) in ids {
-            if spec.downstream_of(id).is_empty() {
+        let unread: Vec<(&str, &String)> =
+            ids.filter(|(_, id)| !read.contains(id.as_str())).collect();
+        for &(section, id) in unread.iter().take(MAX_WARNINGS) {
+            {
                 let what = describe(&[section.to_string(), id.to_string()]);
                 out.push(
                     self.ctx
@@ -737,6 +749,16 @@ impl Converter<'_> {
                         .into_warning(),
                 );
             }
+        }
+        if unread.len() > MAX_WARNINGS {
+            let more = unread.len() - MAX_WARNINGS;
+            out.push(
+                DslError::new(
+                    &self.ctx.file,
+                    format!("... and {more} more ids nobody reads"),
+                )
+                .into_warning(),
+            );
         }
         out
     }

@@ -152,21 +152,38 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<PipelineSpec, DslError> 
         .with_hint(MINIMAL_EXAMPLE));
     }
 
-    // YAML syntax, alias bombs, nesting depth, duplicate keys.
-    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Err(syntax_error(&ctx, text, &e)),
-    };
-    check_top_level(&ctx, text, &value)?;
+    // The typed parse checks YAML syntax, alias bombs and nesting depth, and the
+    // shape (unknown keys, `type:` values, value types).
+    let typed: Result<RawPipeline, serde_yaml::Error> = serde_yaml::from_str(text);
+    if let Err(e) = &typed {
+        if !is_shape_error(e) {
+            return Err(syntax_error(&ctx, text, e));
+        }
+        // serde stops at the first shape error; make sure the whole document is
+        // sound (alias expansion, nesting depth, duplicate keys) and a map before
+        // anything else looks at it.
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| syntax_error(&ctx, text, &e))?;
+        check_top_level(&ctx, text, &value)?;
+    }
 
+    // serde_yaml accepted the YAML: now the positions (and duplicate keys, which a
+    // map of ids would silently merge).
     let (positions, duplicate) = PositionMap::build(text);
     ctx.positions = Arc::new(positions);
     if let Some(dup) = duplicate {
         return Err(duplicate_error(&ctx, &dup));
     }
+    match typed {
+        Ok(raw) => convert::convert(raw, &ctx),
+        Err(e) => Err(shape_error(&ctx, &e)),
+    }
+}
 
-    let raw: RawPipeline = serde_yaml::from_str(text).map_err(|e| shape_error(&ctx, &e))?;
-    convert::convert(raw, &ctx)
+/// A serde data-model error (as opposed to YAML syntax, alias or depth errors).
+fn is_shape_error(e: &serde_yaml::Error) -> bool {
+    let (_, msg) = split_path_and_message(&strip_marks(&e.to_string()));
+    SERDE_MESSAGES.iter().any(|m| msg.starts_with(m))
 }
 
 fn io_error(file: &str, e: &std::io::Error) -> DslError {
@@ -756,6 +773,7 @@ fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
             .or_else(|| pos.find_scalar_under(&anchor, &variant))
             .or_else(|| pos.find_scalar_under(&msg_path, &variant));
         let path = node
+            .as_ref()
             .map(|n| n.path.clone())
             .unwrap_or_else(|| anchor.clone());
         let loc = node.map(|n| n.value).or(serde_loc);
@@ -849,10 +867,7 @@ fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
         // Our untagged values are durations and rates; a list or map was given.
         const SCALAR_KEYS: &[&str] = &["rate", "interval", "timeout", "max_delay", "idle_timeout"];
         let node = pos.find_under(&anchor, |n| {
-            n.is_collection()
-                && n.path
-                    .last()
-                    .is_some_and(|k| SCALAR_KEYS.contains(&k.as_str()))
+            n.is_collection() && n.key_name().is_some_and(|k| SCALAR_KEYS.contains(&k))
         });
         let (path, loc) = match node {
             Some(n) => (n.path.clone(), Some(n.value)),

@@ -15,23 +15,37 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::error::Location;
 
-/// One YAML node: a scalar, list, map or alias.
+/// One YAML node as stored: a link to its parent, not a whole path, so memory stays
+/// linear in the file size however deep the nesting.
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
-    pub path: Vec<String>,
+pub(crate) struct Entry {
+    parent: Option<usize>,
+    depth: usize,
+    /// The map key naming this node; `None` for list items and the root.
+    key_name: Option<Box<str>>,
+    /// The index of this node in its parent list (list items only).
+    item: u32,
     /// Where the key naming this node starts (map entries only).
     pub key: Option<Location>,
     /// Where the value starts.
     pub value: Location,
     /// The scalar text, for scalars.
-    pub scalar: Option<String>,
+    pub scalar: Option<Box<str>>,
     /// The scalar style, for scalars.
     pub style: Option<TScalarStyle>,
     /// For maps and lists: (exclusive) end, where the closing event was seen.
     pub end: Option<Location>,
+    /// One past the index of the last node of this subtree (nodes are in document
+    /// order, so a subtree is a contiguous range).
+    subtree_end: usize,
 }
 
-impl Node {
+impl Entry {
+    /// The map key naming this node (`None` for list items and the root).
+    pub fn key_name(&self) -> Option<&str> {
+        self.key_name.as_deref()
+    }
+
     /// Where this node starts: its key if it has one, else its value.
     pub fn start(&self) -> Location {
         self.key.map_or(self.value, |k| k.min(self.value))
@@ -51,6 +65,15 @@ impl Node {
     }
 }
 
+/// A node found by a query, with its full path.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub path: Vec<String>,
+    pub key: Option<Location>,
+    pub value: Location,
+    pub scalar: Option<String>,
+}
+
 /// A key that appears twice in one map.
 #[derive(Debug, Clone)]
 pub(crate) struct Duplicate {
@@ -64,8 +87,13 @@ pub(crate) struct Duplicate {
 /// YAML path -> position, in document order.
 #[derive(Debug, Default)]
 pub(crate) struct PositionMap {
-    nodes: Vec<Node>,
-    index: HashMap<Vec<String>, usize>,
+    nodes: Vec<Entry>,
+    /// The first document's root node.
+    root: Option<usize>,
+    /// (parent map, key) -> node.
+    keys: HashMap<(usize, Box<str>), usize>,
+    /// list -> its items.
+    items: HashMap<usize, Vec<usize>>,
 }
 
 impl PositionMap {
@@ -75,25 +103,75 @@ impl PositionMap {
     pub fn build(text: &str) -> (PositionMap, Option<Duplicate>) {
         let mut b = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut b, false).is_err() {
-            return (PositionMap::default(), b.duplicate);
+        let ok = parser.load(&mut b, false).is_ok();
+        let duplicate = b
+            .duplicate
+            .take()
+            .map(|(map, key, first, second)| Duplicate {
+                map: b.map.path_of(map),
+                key,
+                first,
+                second,
+            });
+        if !ok {
+            return (PositionMap::default(), duplicate);
         }
-        (b.map, b.duplicate)
+        (b.map, duplicate)
     }
 
-    fn get(&self, path: &[&str]) -> Option<&Node> {
-        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        self.index.get(&key).map(|&i| &self.nodes[i])
+    fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<usize> {
+        let mut cur = self.root?;
+        for seg in path {
+            let seg = seg.as_ref();
+            cur = match self.items.get(&cur) {
+                Some(items) => *items.get(seg.parse::<usize>().ok()?)?,
+                None => *self.keys.get(&(cur, seg.into()))?,
+            };
+        }
+        Some(cur)
+    }
+
+    fn path_of(&self, mut i: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.nodes[i].depth);
+        while let Some(p) = self.nodes[i].parent {
+            let e = &self.nodes[i];
+            out.push(
+                e.key_name
+                    .as_deref()
+                    .map_or_else(|| e.item.to_string(), str::to_string),
+            );
+            i = p;
+        }
+        out.reverse();
+        out
+    }
+
+    fn found(&self, i: usize) -> Node {
+        let e = &self.nodes[i];
+        Node {
+            path: self.path_of(i),
+            key: e.key,
+            value: e.value,
+            scalar: e.scalar.as_deref().map(str::to_string),
+        }
+    }
+
+    /// Indexes of the nodes at or below `prefix`, in document order.
+    fn under<S: AsRef<str>>(&self, prefix: &[S]) -> std::ops::Range<usize> {
+        match self.lookup(prefix) {
+            Some(r) => r..self.nodes[r].subtree_end,
+            None => 0..0,
+        }
     }
 
     /// The node at `path`.
-    pub fn node(&self, path: &[String]) -> Option<&Node> {
-        self.index.get(path).map(|&i| &self.nodes[i])
+    pub fn node<S: AsRef<str>>(&self, path: &[S]) -> Option<Node> {
+        self.lookup(path).map(|i| self.found(i))
     }
 
     /// Where the value at `path` starts.
-    pub fn value(&self, path: &[&str]) -> Option<Location> {
-        self.get(path).map(|n| n.value)
+    pub fn value<S: AsRef<str>>(&self, path: &[S]) -> Option<Location> {
+        self.lookup(path).map(|i| self.nodes[i].value)
     }
 
     /// Where the value at `path` starts, or at its nearest existing parent.
@@ -104,8 +182,8 @@ impl PositionMap {
     /// Where the key naming `path` starts (falls back to the value, then to parents).
     pub fn nearest_key(&self, path: &[&str]) -> Option<Location> {
         (0..=path.len()).rev().find_map(|n| {
-            self.get(&path[..n])
-                .map(|node| node.key.unwrap_or(node.value))
+            self.lookup(&path[..n])
+                .map(|i| self.nodes[i].key.unwrap_or(self.nodes[i].value))
         })
     }
 
@@ -115,35 +193,36 @@ impl PositionMap {
         loc: Location,
         prefix: &[String],
         collections_only: bool,
-    ) -> Option<&Node> {
-        self.nodes
-            .iter()
-            .filter(|n| n.path.starts_with(prefix))
-            .filter(|n| (!collections_only || n.is_collection()) && n.contains(loc))
-            .max_by_key(|n| n.path.len())
+    ) -> Option<Node> {
+        self.under(prefix)
+            .filter(|&i| {
+                let e = &self.nodes[i];
+                (!collections_only || e.is_collection()) && e.contains(loc)
+            })
+            .max_by_key(|&i| self.nodes[i].depth)
+            .map(|i| self.found(i))
     }
 
-    /// The first map entry named `key` at or below `prefix` (shallowest first).
-    pub fn find_key_under(&self, prefix: &[String], key: &str) -> Option<&Node> {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                n.path.len() > prefix.len()
-                    && n.path.starts_with(prefix)
-                    && n.key.is_some()
-                    && n.path.last().is_some_and(|k| k == key)
+    /// The first map entry named `key` below `prefix` (shallowest first).
+    pub fn find_key_under(&self, prefix: &[String], key: &str) -> Option<Node> {
+        let depth = self.lookup(prefix).map(|r| self.nodes[r].depth)?;
+        self.under(prefix)
+            .filter(|&i| {
+                let e = &self.nodes[i];
+                e.depth > depth && e.key_name() == Some(key)
             })
-            .min_by_key(|n| n.path.len())
+            .min_by_key(|&i| self.nodes[i].depth)
+            .map(|i| self.found(i))
     }
 
     /// The first scalar with text `text` at or below `prefix`.
-    pub fn find_scalar_under(&self, prefix: &[String], text: &str) -> Option<&Node> {
-        self.find_under(prefix, |n| n.scalar.as_deref() == Some(text))
+    pub fn find_scalar_under(&self, prefix: &[String], text: &str) -> Option<Node> {
+        self.find_under(prefix, |e| e.scalar.as_deref() == Some(text))
             .or_else(|| {
-                // serde prints numbers its own way: 1.50 -> 1.5, 0x10 -> 16
+                // serde prints numbers its own way: 1.50 -> 1.5
                 let want: f64 = text.parse().ok()?;
-                self.find_under(prefix, |n| {
-                    n.scalar
+                self.find_under(prefix, |e| {
+                    e.scalar
                         .as_deref()
                         .and_then(|s| s.replace('_', "").parse::<f64>().ok())
                         == Some(want)
@@ -152,10 +231,10 @@ impl PositionMap {
     }
 
     /// The first node at or below `prefix` matching `pred`, in document order.
-    pub fn find_under(&self, prefix: &[String], pred: impl Fn(&Node) -> bool) -> Option<&Node> {
-        self.nodes
-            .iter()
-            .find(|n| n.path.starts_with(prefix) && pred(n))
+    pub fn find_under(&self, prefix: &[String], pred: impl Fn(&Entry) -> bool) -> Option<Node> {
+        self.under(prefix)
+            .find(|&i| pred(&self.nodes[i]))
+            .map(|i| self.found(i))
     }
 
     /// Map a 1-based line/column inside the string value at `path` to a file position.
@@ -166,19 +245,19 @@ impl PositionMap {
         line: usize,
         column: usize,
     ) -> Option<Location> {
-        let node = self.get(path)?;
+        let node = &self.nodes[self.lookup(path)?];
         let style = node.style?;
         let line = line.max(1);
         let column = column.max(1);
         match style {
             TScalarStyle::Literal => {
                 // yaml-rust2 marks the first content line; be robust to a mark on `|`.
-                let lines: Vec<&str> = text.lines().collect();
-                let mark_line = lines.get(node.value.line.checked_sub(1)?)?;
+                let mut lines = text.lines().skip(node.value.line.checked_sub(1)?);
+                let mark_line = lines.next()?;
                 let on_indicator = mark_line.chars().nth(node.value.column - 1) == Some('|');
-                let first = node.value.line + usize::from(on_indicator); // 1-based first content line
-                let indent = lines
-                    .iter()
+                let first = node.value.line + usize::from(on_indicator);
+                let indent = text
+                    .lines()
                     .skip(first - 1)
                     .find(|l| !l.trim().is_empty())
                     .map(|l| l.chars().take_while(|c| *c == ' ').count())?;
@@ -202,7 +281,6 @@ enum Frame {
     Map {
         /// Index of this map's node.
         node: usize,
-        path: Vec<String>,
         /// The key read, waiting for its value.
         key: Option<(String, Location)>,
         seen: HashMap<String, Location>,
@@ -210,8 +288,8 @@ enum Frame {
     Seq {
         /// Index of this list's node.
         node: usize,
-        path: Vec<String>,
-        next: usize,
+        /// Its items so far.
+        items: Vec<usize>,
     },
 }
 
@@ -219,7 +297,8 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     map: PositionMap,
-    duplicate: Option<Duplicate>,
+    /// The first duplicate key: (map node, key, first, second).
+    duplicate: Option<(usize, String, Location, Location)>,
     /// Nesting depth inside a complex (list or map) key, which we do not index.
     skip: usize,
 }
@@ -236,7 +315,6 @@ impl Builder {
         // A key?
         if let Some(Frame::Map {
             node,
-            path,
             key: key @ None,
             seen,
         }) = self.stack.last_mut()
@@ -255,12 +333,7 @@ impl Builder {
             };
             if let Some(&first) = seen.get(&name) {
                 if self.duplicate.is_none() {
-                    self.duplicate = Some(Duplicate {
-                        map: path.clone(),
-                        key: name.clone(),
-                        first,
-                        second: loc,
-                    });
+                    self.duplicate = Some((*node, name.clone(), first, loc));
                 }
             } else {
                 seen.insert(name.clone(), loc);
@@ -269,49 +342,55 @@ impl Builder {
             return;
         }
         // A value.
-        let (path, key_loc) = match self.stack.last_mut() {
-            None => (Vec::new(), None),
-            Some(Frame::Map { path, key, .. }) => {
+        let (parent, key_name, item, key_loc) = match self.stack.last_mut() {
+            None => (None, None, 0, None),
+            Some(Frame::Map { node, key, .. }) => {
                 let (k, kl) = key.take().unwrap_or_else(|| ("?".to_string(), loc));
-                let mut p = path.clone();
-                p.push(k);
-                (p, Some(kl))
+                (Some(*node), Some(k.into_boxed_str()), 0, Some(kl))
             }
-            Some(Frame::Seq { path, next, .. }) => {
-                let mut p = path.clone();
-                p.push(next.to_string());
-                *next += 1;
-                (p, None)
+            Some(Frame::Seq { node, items }) => {
+                let item = u32::try_from(items.len()).unwrap_or(u32::MAX);
+                items.push(self.map.nodes.len());
+                (Some(*node), None, item, None)
             }
         };
-        let (scalar, style) = match &kind {
-            Kind::Scalar(s, st) => (Some(s.clone()), Some(*st)),
+        let depth = parent.map_or(0, |p| self.map.nodes[p].depth + 1);
+        let (scalar, style) = match kind {
+            Kind::Scalar(ref s, st) => (Some(s.as_str().into()), Some(st)),
             _ => (None, None),
         };
         let idx = self.map.nodes.len();
-        // The first occurrence wins for duplicate keys (the duplicate is an error anyway).
-        self.map.index.entry(path.clone()).or_insert(idx);
+        match (parent, &key_name) {
+            // The first occurrence wins for duplicate keys (an error anyway).
+            (Some(p), Some(k)) => {
+                self.map.keys.entry((p, k.clone())).or_insert(idx);
+            }
+            (None, _) if self.map.root.is_none() => self.map.root = Some(idx),
+            _ => {}
+        }
         // Collections get their real end when closed.
         let end = matches!(kind, Kind::Map | Kind::Seq).then_some(loc);
-        self.map.nodes.push(Node {
-            path: path.clone(),
+        self.map.nodes.push(Entry {
+            parent,
+            depth,
+            key_name,
+            item,
             key: key_loc,
             value: loc,
             scalar,
             style,
             end,
+            subtree_end: idx + 1,
         });
         match kind {
             Kind::Map => self.stack.push(Frame::Map {
                 node: idx,
-                path,
                 key: None,
                 seen: HashMap::new(),
             }),
             Kind::Seq => self.stack.push(Frame::Seq {
                 node: idx,
-                path,
-                next: 0,
+                items: Vec::new(),
             }),
             _ => {}
         }
@@ -347,10 +426,17 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => self.node(Kind::Map, loc),
             Event::SequenceStart(..) => self.node(Kind::Seq, loc),
             Event::MappingEnd | Event::SequenceEnd => {
-                if let Some(Frame::Map { node, .. } | Frame::Seq { node, .. }) = self.stack.pop() {
-                    // Exclusive end: just past a closing `]`/`}`, or at the next token.
-                    self.map.nodes[node].end = Some(Location::new(loc.line, loc.column + 1));
-                }
+                let node = match self.stack.pop() {
+                    Some(Frame::Map { node, .. }) => node,
+                    Some(Frame::Seq { node, items }) => {
+                        self.map.items.insert(node, items);
+                        node
+                    }
+                    None => return,
+                };
+                // Exclusive end: just past a closing `]`/`}`, or at the next token.
+                self.map.nodes[node].end = Some(Location::new(loc.line, loc.column + 1));
+                self.map.nodes[node].subtree_end = self.map.nodes.len();
             }
             _ => {}
         }
@@ -371,9 +457,9 @@ mod tests {
         let (m, dup) = PositionMap::build(text);
         assert!(dup.is_none());
         assert_eq!(m.value(&["name"]), Some(Location::new(1, 7)));
-        assert_eq!(m.get(&["name"]).unwrap().key, Some(Location::new(1, 1)));
+        assert_eq!(m.node(&["name"]).unwrap().key, Some(Location::new(1, 1)));
         assert_eq!(
-            m.get(&["sources", "txns"]).unwrap().key,
+            m.node(&["sources", "txns"]).unwrap().key,
             Some(Location::new(3, 3))
         );
         assert_eq!(

@@ -34,12 +34,27 @@ where
     closest(word, candidates).map(|c| format!("did you mean \"{c}\"?"))
 }
 
-/// `a, b, c` for messages.
+/// `a, b, c` for messages; long lists end with `... (N more)`.
 pub(crate) fn list<'a, I>(items: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
-    items.into_iter().collect::<Vec<_>>().join(", ")
+    const MAX: usize = 15;
+    let mut out = String::new();
+    let mut n = 0;
+    for item in items {
+        if n < MAX {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(item);
+        }
+        n += 1;
+    }
+    if n > MAX {
+        out.push_str(&format!(", ... ({} more)", n - MAX));
+    }
+    out
 }
 
 /// A hint: the suggestion if there is one, then the valid choices.

@@ -814,3 +814,72 @@ fn garbage_never_panics() {
     }
     assert!(start.elapsed() < Duration::from_secs(20));
 }
+
+// ------------------------------------------------------------- big inputs
+
+#[test]
+fn a_large_valid_file_is_fast() {
+    let n = 20_000;
+    let mut y = String::from("sources:\n");
+    for i in 0..n {
+        y.push_str(&format!("  s{i}: {{ type: generator }}\n"));
+    }
+    y.push_str("sinks:\n  out:\n    type: stdout\n    inputs:\n");
+    for i in 0..n {
+        y.push_str(&format!("      - s{i}\n"));
+    }
+    assert!(y.len() < MAX_FILE_BYTES, "{}", y.len());
+    let spec = ok(&y);
+    assert_eq!(spec.sources.len(), n);
+    assert_eq!(spec.sinks["out"].inputs().len(), n);
+    assert!(spec.warnings.is_empty());
+    assert_eq!(spec.topo_order().len(), n + 1);
+    // an error at the very end of it
+    let e = err(&y.replace(&format!("      - s{}\n", n - 1), "      - nope\n"));
+    contains(&e, "unknown input \"nope\"");
+    at(&e, 2 * n + 5, Some(9));
+    // many unread sources: capped warnings
+    let spec = ok(&y
+        .replace(
+            "    inputs:\n      - s0\n",
+            "    inputs:\n      - s0\n      - s0\n",
+        )
+        .replace("      - s0\n      - s0\n", "      - s0\n"));
+    assert!(spec.warnings.is_empty());
+}
+
+#[test]
+fn many_warnings_are_capped() {
+    let mut y = String::from("sources:\n");
+    for i in 0..100 {
+        y.push_str(&format!("  s{i}: {{ type: generator }}\n"));
+    }
+    y.push_str("sinks: { out: { type: stdout, inputs: [s0] } }\n");
+    let spec = ok(&y);
+    assert_eq!(spec.warnings.len(), 21);
+    assert!(spec.warnings[20].message.contains("and 79 more"));
+}
+
+#[test]
+fn deep_then_wide_stays_small_and_fast() {
+    // 100 levels deep, then a list filling the rest of the 1 MiB: the position map
+    // must not store a 100-segment path per item.
+    let depth = 100;
+    let mut y = String::new();
+    for i in 0..depth {
+        y.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
+    }
+    y.push_str(&"  ".repeat(depth));
+    y.push('[');
+    while y.len() < MAX_FILE_BYTES - 10 {
+        y.push_str("1,");
+    }
+    y.push_str("1]\n");
+    let e = err(&y);
+    contains(&e, "unknown key \"k0\"");
+    let items = "x, ".repeat(200_000);
+    let e = err(&format!(
+        "sources: {{ t: {{ type: generator }} }}\nsinks: {{ o: {{ type: stdout, inputs: [t, {items} t] }} }}\n"
+    ));
+    contains(&e, "unknown input \"x\"");
+}
