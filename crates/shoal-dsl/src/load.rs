@@ -133,6 +133,8 @@ pub fn parse_bytes(file_name: &str, bytes: &[u8]) -> Result<PipelineSpec, DslErr
 /// Parse a pipeline from text; `file_name` is used in messages and for the default
 /// pipeline name (its stem).
 pub fn parse_str(file_name: &str, text: &str) -> Result<PipelineSpec, DslError> {
+    // A UTF-8 byte-order mark is invisible in editors (and confuses serde_yaml).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.len() > MAX_FILE_BYTES {
         return Err(too_large(file_name, text.len() as u64));
     }

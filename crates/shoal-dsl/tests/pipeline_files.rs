@@ -339,6 +339,34 @@ fn diagnostics_have_a_label_and_source() {
     assert_eq!(lines[3], "hint: did you mean \"txns\"?");
 }
 
+#[test]
+fn crlf_line_endings_and_a_bom() {
+    let crlf = EXAMPLE.replace('\n', "\r\n");
+    let spec = ok(&crlf);
+    assert_eq!(
+        spec.location_of(&["transforms", "big", "inputs", "0"]),
+        Some(Location::new(5, 33))
+    );
+    let e = err(&crlf.replace("inputs: [txns]", "inputs: [txn]"));
+    at(&e, 5, Some(33));
+    assert!(!e.render().contains('\r'));
+    let bom = format!("\u{feff}{EXAMPLE}");
+    ok(&bom);
+    let e = err(&bom.replace("inputs: [txns]", "inputs: [txn]"));
+    at(&e, 5, Some(33));
+}
+
+#[test]
+fn yaml_anchors_and_aliases_work() {
+    let spec = ok(r#"
+sources:
+  a: &gen { type: generator, seed: 7 }
+  b: *gen
+sinks: { out: { type: stdout, inputs: [a, b] } }
+"#);
+    assert_eq!(spec.sources["a"], spec.sources["b"]);
+}
+
 // --------------------------------------------------------- bad input: files
 
 #[test]
@@ -817,6 +845,23 @@ fn garbage_never_panics() {
 
 // ------------------------------------------------------------- big inputs
 
+/// Near-1 MiB inputs: allow for a loaded, shared machine (typically well under 1 s).
+const SLOW: Duration = Duration::from_secs(5);
+
+fn slow_ok(yaml: &str) -> PipelineSpec {
+    let start = Instant::now();
+    let spec = parse_str("p.yaml", yaml).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert!(start.elapsed() < SLOW, "took {:?}", start.elapsed());
+    spec
+}
+
+fn slow_err(yaml: &str) -> DslError {
+    let start = Instant::now();
+    let e = parse_str("p.yaml", yaml).expect_err("expected an error");
+    assert!(start.elapsed() < SLOW, "took {:?}", start.elapsed());
+    e
+}
+
 #[test]
 fn a_large_valid_file_is_fast() {
     let n = 20_000;
@@ -829,22 +874,23 @@ fn a_large_valid_file_is_fast() {
         y.push_str(&format!("      - s{i}\n"));
     }
     assert!(y.len() < MAX_FILE_BYTES, "{}", y.len());
-    let spec = ok(&y);
+    let spec = slow_ok(&y);
     assert_eq!(spec.sources.len(), n);
     assert_eq!(spec.sinks["out"].inputs().len(), n);
     assert!(spec.warnings.is_empty());
     assert_eq!(spec.topo_order().len(), n + 1);
     // an error at the very end of it
-    let e = err(&y.replace(&format!("      - s{}\n", n - 1), "      - nope\n"));
+    let e = slow_err(&y.replace(&format!("      - s{}\n", n - 1), "      - nope\n"));
     contains(&e, "unknown input \"nope\"");
     at(&e, 2 * n + 5, Some(9));
     // many unread sources: capped warnings
-    let spec = ok(&y
-        .replace(
+    let spec = slow_ok(
+        &y.replace(
             "    inputs:\n      - s0\n",
             "    inputs:\n      - s0\n      - s0\n",
         )
-        .replace("      - s0\n      - s0\n", "      - s0\n"));
+        .replace("      - s0\n      - s0\n", "      - s0\n"),
+    );
     assert!(spec.warnings.is_empty());
 }
 
@@ -875,10 +921,11 @@ fn deep_then_wide_stays_small_and_fast() {
         y.push_str("1,");
     }
     y.push_str("1]\n");
-    let e = err(&y);
+    // Adversarial and 1 MiB: allow for a loaded machine (typically well under 1 s).
+    let e = slow_err(&y);
     contains(&e, "unknown key \"k0\"");
     let items = "x, ".repeat(200_000);
-    let e = err(&format!(
+    let e = slow_err(&format!(
         "sources: {{ t: {{ type: generator }} }}\nsinks: {{ o: {{ type: stdout, inputs: [t, {items} t] }} }}\n"
     ));
     contains(&e, "unknown input \"x\"");
