@@ -15,16 +15,29 @@ use crate::error::{Error, IoContext, Result};
 /// so a reader sees either the old or the new content, never a mix, and the
 /// new content survives a crash once this returns.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like [`atomic_write`] but without the fsyncs: readers still see the old or
+/// the new content, never a mix, but a machine crash may lose the update
+/// (used for monitoring snapshots that are rewritten on every change).
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, false)
+}
+
+fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = File::create(&tmp).ctx("create", &tmp)?;
         f.write_all(bytes).ctx("write", &tmp)?;
-        f.sync_all().ctx("fsync", &tmp)?;
+        if durable {
+            f.sync_all().ctx("fsync", &tmp)?;
+        }
     }
     fs::rename(&tmp, path).ctx("rename", path)?;
-    sync_dir(dir)
+    if durable { sync_dir(dir) } else { Ok(()) }
 }
 
 /// Serializes `value` as pretty JSON and writes it with [`atomic_write`].

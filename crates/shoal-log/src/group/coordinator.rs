@@ -39,9 +39,9 @@
 //! member gets [`Error::UnknownMember`]). Because a moved partition reaches
 //! its new owner only in a later generation, a stale owner can never
 //! overwrite the new owner's commits. Committed offsets are Kafka's: the
-//! next offset to read. They are written to `offsets.json` atomically before
-//! `commit` returns; membership and assignment go to `state.json` on every
-//! change (see [`super::store`]). Files are written after the group's mutex
+//! next offset to read. They are written to `offsets.json` atomically and
+//! durably before `commit` returns; membership and assignment go to
+//! `state.json` on every change (atomic rename, see [`super::store`]). Files are written after the group's mutex
 //! is released, so slow disks never block other members' polls.
 //!
 //! A group is coordinated by one process at a time (`coordinator.lock`,
@@ -397,6 +397,7 @@ impl Coordinator {
                 let file = OffsetsFile {
                     version: GROUP_FILES_VERSION,
                     group: g.name.clone(),
+                    generation: d.generation,
                     offsets: d.offsets.clone(),
                 };
                 (
@@ -416,7 +417,7 @@ impl Coordinator {
             if let Some((seq, bytes)) = state
                 && seq > written.0
             {
-                if let Err(e) = store::write_bytes(&g.dir, store::STATE_FILE, &bytes) {
+                if let Err(e) = store::write_state(&g.dir, &bytes) {
                     tracing::warn!(group = %g.name, error = %e, "cannot write group state");
                 } else {
                     written.0 = seq;
@@ -425,7 +426,7 @@ impl Coordinator {
             if let Some((seq, bytes)) = offsets
                 && seq > written.1
             {
-                store::write_bytes(&g.dir, store::OFFSETS_FILE, &bytes)?;
+                store::write_offsets(&g.dir, &bytes)?;
                 written.1 = seq;
             }
         }

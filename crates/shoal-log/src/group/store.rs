@@ -2,10 +2,14 @@
 //! atomically (temp file, fsync, rename, fsync dir):
 //!
 //! * `state.json` ([`StateFile`]): generation, assignor, members and their
-//!   assignment, written on every membership or assignment change, so
-//!   another process (`shoal group describe`) can read them;
+//!   assignment, replaced (temp file + rename, so never torn) on every
+//!   membership or assignment change, so another process (`shoal group
+//!   describe`) can read them. Not fsynced: it is a live snapshot, and
+//!   members do not outlive their process anyway; an unreadable one is
+//!   ignored;
 //! * `offsets.json` ([`OffsetsFile`]): committed offsets per topic and
-//!   partition, written before a commit returns;
+//!   partition, and the generation as of the last commit, fsynced before a
+//!   commit returns;
 //! * `coordinator.lock`: held by the process coordinating the group.
 
 use std::collections::BTreeMap;
@@ -57,6 +61,10 @@ pub struct OffsetsFile {
     pub version: u32,
     /// Group id.
     pub group: String,
+    /// Generation at the last commit: a durable floor for the generation
+    /// after a restart.
+    #[serde(default)]
+    pub generation: u64,
     /// Committed offsets.
     pub offsets: CommittedOffsets,
 }
@@ -66,9 +74,16 @@ pub(crate) fn group_dir(groups_dir: &Path, group: &str) -> PathBuf {
     groups_dir.join(group)
 }
 
-/// Reads `state.json`, if any.
+/// Reads `state.json`, if any; an unreadable one (lost in a machine crash)
+/// counts as missing.
 pub(crate) fn read_state(dir: &Path) -> Result<Option<StateFile>> {
-    fsutil::read_json(&dir.join(STATE_FILE))
+    match fsutil::read_json(&dir.join(STATE_FILE)) {
+        Err(e @ crate::Error::Json { .. }) => {
+            tracing::warn!(error = %e, "ignoring unreadable group state");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Reads `offsets.json`, if any.
@@ -76,8 +91,14 @@ pub(crate) fn read_offsets(dir: &Path) -> Result<Option<OffsetsFile>> {
     fsutil::read_json(&dir.join(OFFSETS_FILE))
 }
 
-/// Writes pre-serialized bytes to the state or offsets file atomically.
-pub(crate) fn write_bytes(dir: &Path, file: &str, bytes: &[u8]) -> Result<()> {
+/// Replaces `state.json` (atomic, not fsynced).
+pub(crate) fn write_state(dir: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create dir", dir, e))?;
-    fsutil::atomic_write(&dir.join(file), bytes)
+    fsutil::replace_file(&dir.join(STATE_FILE), bytes)
+}
+
+/// Writes `offsets.json` atomically and durably.
+pub(crate) fn write_offsets(dir: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create dir", dir, e))?;
+    fsutil::atomic_write(&dir.join(OFFSETS_FILE), bytes)
 }
