@@ -70,11 +70,14 @@
 
 mod convert;
 mod error;
+mod graph;
 mod load;
 mod positions;
 mod raw;
+mod shape;
 mod spec;
 mod suggest;
+mod syntax;
 mod units;
 
 pub use convert::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_PARALLELISM};
