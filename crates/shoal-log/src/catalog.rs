@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{FsyncPolicy, LogConfig, TopicConfig};
+use crate::config::{LogConfig, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LockFile};
 use crate::storage::partition::{Partition, WRITER_LOCK};
@@ -72,11 +72,8 @@ impl Catalog {
         if let Some(t) = topics.get(&meta.name) {
             return t.clone();
         }
-        if let FsyncPolicy::Interval(d) = meta.config.fsync
-            && !self.config.read_only
-            && !self.flusher_started.swap(true, Ordering::AcqRel)
-        {
-            crate::storage::flusher::spawn(self.weak_self.clone(), d / 2);
+        if !self.config.read_only && !self.flusher_started.swap(true, Ordering::AcqRel) {
+            crate::storage::flusher::spawn(self.weak_self.clone());
         }
         let t = Arc::new(Topic::open(
             dir,

@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 ///
 /// * `EveryBatch`: `append` returns only after the batch is on disk. Nothing
 ///   acknowledged is ever lost. Slowest (one fsync per append call).
-/// * `Interval(d)`: a background flusher (and any append that finds the last
+/// * `Interval(d)`: a background thread (and any append that finds the last
 ///   sync older than `d`) syncs dirty partitions, so at most about the last
 ///   `d` of acknowledged records can be lost in a machine crash.
 /// * `Never`: the OS writes back when it likes (typically within ~30 s on

@@ -205,7 +205,8 @@ impl LogDir {
     }
 
     /// Applies size and age retention now to the partitions this process
-    /// writes (it also runs on every segment roll).
+    /// writes (it also runs on every segment roll and every 30 s in the
+    /// background).
     pub fn enforce_retention(&self) -> Result<RetentionReport> {
         let reports = self
             .inner

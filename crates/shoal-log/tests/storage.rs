@@ -40,7 +40,7 @@ fn fill(log: &LogDir, topic: &str, from: u64, to: u64, batch: usize) {
             .enumerate()
             .map(|(j, v)| {
                 let i = base + j;
-                let key = (i % 3 != 0).then(|| keys[i - from as usize].as_bytes());
+                let key = (!i.is_multiple_of(3)).then(|| keys[i - from as usize].as_bytes());
                 (key, v.as_slice(), 1_000 + i as i64)
             })
             .collect();
@@ -105,7 +105,7 @@ fn append_read_roll_and_lookup_from_every_offset() {
         assert_eq!(r.value, value(off).as_slice());
         assert_eq!(r.timestamp, 1_000 + off as i64);
         let key = format!("k{off}");
-        assert_eq!(r.key, (off % 3 != 0).then_some(key.as_bytes()));
+        assert_eq!(r.key, (!off.is_multiple_of(3)).then_some(key.as_bytes()));
         assert_eq!(buf.high_watermark(), Some(600));
         // One fetch reads from one segment: up to 3 records, fewer at a segment end.
         let next = buf.next_offset().unwrap();

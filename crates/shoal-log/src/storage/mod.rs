@@ -3,7 +3,7 @@
 //! * [`segment`]: one `.log` file (header, entries, positioned reads, scans).
 //! * [`index`]: the sparse `.index` file beside each segment.
 //! * [`partition`]: the segment list, the single writer, recovery, retention.
-//! * [`flusher`]: the background thread for [`crate::FsyncPolicy::Interval`].
+//! * [`flusher`]: the background thread (interval fsyncs, periodic retention).
 //!
 //! The entry format is in [`crate::record`].
 

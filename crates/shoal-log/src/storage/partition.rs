@@ -259,7 +259,7 @@ impl Partition {
         for (i, &b) in bases.iter().enumerate() {
             let seg = Segment::open(&self.dir, b)?;
             if i + 1 < bases.len() {
-                self.load_closed(&seg, bases[i + 1])?;
+                self.load_closed(&seg)?;
             }
             segs.push(Arc::new(seg));
         }
@@ -302,12 +302,11 @@ impl Partition {
         })
     }
 
-    /// Fills in a closed segment's length, end offset, newest timestamp and
+    /// Fills in a closed segment's length, newest timestamp and
     /// (if missing) index.
-    fn load_closed(&self, seg: &Segment, next_base: u64) -> Result<()> {
+    fn load_closed(&self, seg: &Segment) -> Result<()> {
         let len = seg.disk_len()?;
         seg.set_len(len);
-        seg.set_end_offset(next_base);
         let entries = seg.index_entries();
         if entries.is_empty() && len > LOG_HEADER + self.config.index_interval_bytes as u64 * 2 {
             // Index missing or unreadable: rebuild it from the log.
@@ -397,7 +396,6 @@ impl Partition {
         seg.set_index(entries);
         seg.observe_timestamp(max_ts);
         seg.set_len(end.end_pos);
-        seg.set_end_offset(end.next_offset);
         Ok((end.end_pos, end.next_offset, since))
     }
 
@@ -475,7 +473,6 @@ impl Partition {
         w.position += w.buf.len() as u64;
         w.next_offset += count as u64;
         w.active.observe_timestamp(max_ts);
-        w.active.set_end_offset(w.next_offset);
         w.active.set_len(w.position);
         self.end_offset.store(w.next_offset, Ordering::Release);
         match self.config.fsync {
@@ -780,6 +777,15 @@ impl Partition {
     /// The partition directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        // A clean close leaves nothing unsynced, whatever the policy.
+        if let Err(e) = self.flush() {
+            tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "fsync on close failed");
+        }
     }
 }
 

@@ -115,8 +115,6 @@ pub(crate) struct Segment {
     file: File,
     /// Valid bytes (header included), or [`UNKNOWN`] in a reader process.
     len: AtomicU64,
-    /// Offset after the last record, or [`UNKNOWN`].
-    end_offset: AtomicU64,
     /// Newest record timestamp, `i64::MIN` if empty or unknown.
     max_timestamp: AtomicI64,
     index: RwLock<Vec<IndexEntry>>,
@@ -156,7 +154,6 @@ impl Segment {
             index_path,
             file,
             len: AtomicU64::new(LOG_HEADER),
-            end_offset: AtomicU64::new(base),
             max_timestamp: AtomicI64::new(i64::MIN),
             index: RwLock::new(Vec::new()),
             index_loaded: AtomicU64::new(index::INDEX_HEADER as u64),
@@ -193,7 +190,6 @@ impl Segment {
             index_path,
             file,
             len: AtomicU64::new(UNKNOWN),
-            end_offset: AtomicU64::new(UNKNOWN),
             max_timestamp: AtomicI64::new(max_ts),
             index: RwLock::new(entries),
             index_loaded: AtomicU64::new(loaded),
@@ -208,11 +204,6 @@ impl Segment {
     /// Publishes the valid length (writer only).
     pub(crate) fn set_len(&self, len: u64) {
         self.len.store(len, Ordering::Release);
-    }
-
-    /// Publishes the end offset (writer only).
-    pub(crate) fn set_end_offset(&self, end: u64) {
-        self.end_offset.store(end, Ordering::Release);
     }
 
     /// Newest record timestamp known, `i64::MIN` if none.
