@@ -2,7 +2,7 @@
 //! when the first topic is opened, it fsyncs partitions whose
 //! [`crate::FsyncPolicy::Interval`] has passed (every 20 ms tick) and
 //! applies retention to the partitions this process writes every
-//! [`RETENTION_EVERY`], so idle partitions age out too (retention also runs
+//! 30 s, so idle partitions age out too (retention also runs
 //! on every segment roll). It holds only a weak reference and exits when the
 //! log directory is dropped.
 

@@ -7,9 +7,9 @@
 //!
 //! The entry format is in [`crate::record`].
 
-pub(crate) mod flusher;
-pub(crate) mod index;
-pub(crate) mod partition;
-pub(crate) mod segment;
+pub mod flusher;
+pub mod index;
+pub mod partition;
+pub mod segment;
 
 pub use partition::{PartitionInfo, RetentionReport, SegmentInfo};

@@ -1,4 +1,4 @@
-//! Kafka's `CooperativeStickyAssignor`: the [`sticky`](super::sticky)
+//! Kafka's `CooperativeStickyAssignor`: the [`super::sticky`]
 //! target, handed out with the incremental cooperative protocol (KIP-429).
 //!
 //! A rebalance runs in two phases instead of "everyone stops":
