@@ -1,0 +1,67 @@
+//! `shoal run FILE`: plan, spawn, show progress, summarise.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use shoal_runtime::RunOptions;
+
+use crate::exit::{CliResult, Failure};
+use crate::progress::{Progress, summary_table};
+
+pub fn run(file: &Path, data_dir: Option<PathBuf>, json: bool, no_progress: bool) -> CliResult {
+    let plan = super::load_and_plan(file, data_dir)?;
+    let name = plan.name.clone();
+    let channel_capacity = plan.channel_capacity;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("shoal-worker")
+        .build()
+        .context("starting the tokio runtime")?;
+    let show_progress = !no_progress && std::io::stderr().is_terminal();
+    let summary = runtime.block_on(async move {
+        let graph = plan
+            .into_job_graph()
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let handle = graph
+            .spawn(RunOptions {
+                channel_capacity,
+                cancel: cancel.clone(),
+            })
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        tracing::info!(pipeline = %name, "started");
+        let mut progress = Progress::new(handle.metrics().clone(), show_progress);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
+        let mut interrupted = false;
+        let wait = handle.wait();
+        tokio::pin!(wait);
+        let result = loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                _ = ticker.tick() => progress.tick(),
+                _ = tokio::signal::ctrl_c(), if !interrupted => {
+                    interrupted = true;
+                    progress.clear();
+                    eprintln!("interrupted: stopping sources and draining (Ctrl-C again to abort)");
+                    cancel.cancel();
+                    tokio::spawn(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                        eprintln!("aborted");
+                        std::process::exit(130);
+                    });
+                }
+            }
+        };
+        progress.clear();
+        result.map_err(|e| {
+            Failure::Runtime(anyhow::Error::new(e).context(format!("pipeline {name} failed")))
+        })
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    } else {
+        eprint!("{}", summary_table(&summary));
+    }
+    Ok(())
+}

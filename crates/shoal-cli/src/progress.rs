@@ -1,0 +1,98 @@
+//! The live progress line and the final summary.
+
+use std::io::Write;
+use std::time::Instant;
+
+use shoal_runtime::{JobSummary, Metrics};
+
+/// Live progress on stderr: records/s in and out, dead letters, elapsed.
+pub struct Progress {
+    metrics: Metrics,
+    enabled: bool,
+    started: Instant,
+    last: (Instant, u64, u64),
+    drawn: bool,
+}
+
+impl Progress {
+    /// A progress line over `metrics`, drawn only if `enabled` (a terminal).
+    pub fn new(metrics: Metrics, enabled: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            metrics,
+            enabled,
+            started: now,
+            last: (now, 0, 0),
+            drawn: false,
+        }
+    }
+
+    /// Redraw the line.
+    pub fn tick(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let (src, sink) = (self.metrics.source_records(), self.metrics.sink_records());
+        let dt = now.duration_since(self.last.0).as_secs_f64().max(1e-3);
+        let rate_in = (src - self.last.1) as f64 / dt;
+        let rate_out = (sink - self.last.2) as f64 / dt;
+        self.last = (now, src, sink);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total) | dead-letter {} | {:.1}s",
+            human(rate_in),
+            human(src as f64),
+            human(rate_out),
+            human(sink as f64),
+            self.metrics.dead_letters(),
+            self.started.elapsed().as_secs_f64()
+        );
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    /// Erase the line before other output.
+    pub fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The one-screen summary printed at the end of a run.
+pub fn summary_table(s: &JobSummary) -> String {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "done in {:.2}s: {} records in, {} records out, {} dead letters ({} rec/s in)\n",
+        secs,
+        s.source_records(),
+        s.sink_records(),
+        s.dead_letters(),
+        human(s.source_records() as f64 / secs)
+    ));
+    out.push_str(&format!(
+        "{:<24} {:<10} {:>12} {:>12} {:>8}\n",
+        "node", "role", "in", "out", "dead"
+    ));
+    for n in &s.nodes {
+        out.push_str(&format!(
+            "{:<24} {:<10} {:>12} {:>12} {:>8}\n",
+            n.node, n.role, n.records_in, n.records_out, n.dead_letters
+        ));
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! The `file` connector: a source reading JSON lines or CSV, and a sink
+//! writing them with atomic commits.
+
+mod sink;
+mod source;
+
+pub use sink::{FileSink, committed_files};
+pub use source::{FileSource, file_source_schema};

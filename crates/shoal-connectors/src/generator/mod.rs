@@ -1,0 +1,13 @@
+//! The `generator` source: deterministic synthetic data.
+//!
+//! Record `i` of a generator with seed `s` is a pure function of `(s, i)`, so
+//! the same seed and count give the same records whatever the parallelism:
+//! the index space is cut into chunks of [`CHUNK`] records, instance `j` of
+//! `n` generates chunks `j, j + n, j + 2n, …`.
+
+mod transactions;
+
+pub use transactions::{TransactionGenerator, transactions_schema};
+
+/// Records per deterministic chunk.
+pub const CHUNK: u64 = 1024;

@@ -1,0 +1,22 @@
+//! # shoal-connectors
+//!
+//! Sources and sinks, each implementing the runtime's
+//! [`Source`](shoal_runtime::Source) / [`Sink`](shoal_runtime::Sink) traits:
+//!
+//! | kind | source | sink |
+//! |---|---|---|
+//! | `generator` | [`generator::TransactionGenerator`] | |
+//! | `file` | [`file::FileSource`] (JSON lines, CSV) | [`file::FileSink`] (JSON lines, CSV; atomic commit by rename) |
+//! | `stdout` | | [`stdout::StdoutSink`] |
+//!
+//! plus the dead-letter writers in [`dead_letter`]. Records that cannot be
+//! decoded never stop a source: they go to the dead-letter output with their
+//! position and the reason.
+
+pub mod dead_letter;
+pub mod event_time;
+pub mod file;
+pub mod format;
+pub mod generator;
+pub mod schema;
+pub mod stdout;

@@ -1,0 +1,336 @@
+//! The planner: resolves schemas, compiles expressions, wires edges.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use shoal_connectors::file::file_source_schema;
+use shoal_connectors::generator::transactions_schema;
+use shoal_connectors::schema::arrow_schema;
+use shoal_dsl::{DslError, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
+use shoal_runtime::{NodeRole, Partitioning};
+use shoal_sql::{SqlError, compile_filter, compile_query};
+
+use crate::build::Builder;
+use crate::node::{PlanEdge, PlanNode};
+
+/// Where the plan resolves paths and keeps its data.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Relative paths in the pipeline are resolved against this directory.
+    pub base_dir: PathBuf,
+    /// Data directory given on the command line (overrides the file's `data_dir`).
+    pub data_dir: Option<PathBuf>,
+    /// Capacity of every channel, in batches.
+    pub channel_capacity: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            base_dir: PathBuf::from("."),
+            data_dir: None,
+            channel_capacity: 8,
+        }
+    }
+}
+
+/// A planned pipeline.
+pub struct Plan {
+    /// The pipeline's name.
+    pub name: String,
+    /// Nodes in topological order.
+    pub nodes: Vec<PlanNode>,
+    /// The data directory (embedded log, checkpoints).
+    pub data_dir: PathBuf,
+    /// Where dead letters go, for display.
+    pub dead_letter: String,
+    /// Capacity of every channel, in batches.
+    pub channel_capacity: usize,
+    pub(crate) dead_letter_builder: crate::build::DeadLetterBuilder,
+}
+
+fn sql_error(spec: &PipelineSpec, path: &[&str], e: SqlError) -> DslError {
+    spec.error_at(path, e.message, e.hint)
+}
+
+/// Plan `spec`: every check that needs schemas happens here.
+pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
+    let data_dir = opts
+        .data_dir
+        .clone()
+        .or_else(|| spec.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("shoal-data"));
+    let data_dir = resolve(&opts.base_dir, &data_dir);
+    let mut nodes: Vec<PlanNode> = Vec::new();
+    for id in spec.topo_order() {
+        let node = if let Some(src) = spec.sources.get(id) {
+            plan_source(spec, id, src, opts)?
+        } else if let Some(t) = spec.transforms.get(id) {
+            plan_transform(spec, id, t, &nodes)?
+        } else if let Some(s) = spec.sinks.get(id) {
+            plan_sink(spec, id, s, &nodes, opts)?
+        } else {
+            continue;
+        };
+        nodes.push(node);
+    }
+    let (dead_letter, dead_letter_builder) =
+        crate::build::dead_letter(spec, &opts.base_dir, &data_dir);
+    Ok(Plan {
+        name: spec.name.clone(),
+        nodes,
+        data_dir,
+        dead_letter,
+        channel_capacity: opts.channel_capacity,
+        dead_letter_builder,
+    })
+}
+
+pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn plan_source(
+    spec: &PipelineSpec,
+    id: &str,
+    src: &SourceSpec,
+    opts: &PlanOptions,
+) -> Result<PlanNode, DslError> {
+    let at = |key: &str, msg: String| spec.error_at(&["sources", id, key], msg, None);
+    let (schema, detail, builder) = match src {
+        SourceSpec::Generator(g) => {
+            let detail = format!(
+                "profile={} seed={} count={} rate={}",
+                g.profile.name(),
+                g.seed,
+                g.count.map_or("unbounded".to_string(), |c| c.to_string()),
+                g.rate.map_or("max".to_string(), |r| format!("{r}/s"))
+            );
+            (transactions_schema(), detail, Builder::Generator(g.clone()))
+        }
+        SourceSpec::File(f) => {
+            let schema =
+                file_source_schema(f, &opts.base_dir).map_err(|e| at("path", e.to_string()))?;
+            let detail = format!("{} {}", f.format.name(), f.path.display());
+            (
+                schema,
+                detail,
+                Builder::File {
+                    spec: f.clone(),
+                    base_dir: opts.base_dir.clone(),
+                },
+            )
+        }
+        SourceSpec::Log(l) => {
+            let schema = match &l.schema {
+                Some(s) => arrow_schema(s),
+                None => {
+                    return Err(spec.error_at(
+                        &["sources", id],
+                        "a log source needs a `schema`",
+                        Some("declare the record fields, e.g. schema: { card_id: int64, amount: float64 }".into()),
+                    ));
+                }
+            };
+            let detail = format!(
+                "topic={} group={} start={}",
+                l.topic,
+                l.group,
+                l.start.name()
+            );
+            (schema, detail, Builder::Log(l.clone()))
+        }
+    };
+    if let Some(et) = src.event_time()
+        && schema.index_of(&et.column).is_err()
+    {
+        return Err(spec.error_at(
+            &["sources", id, "event_time", "column"],
+            format!(
+                "event_time column `{}` is not in the source's schema",
+                et.column
+            ),
+            Some(format!("columns: {}", column_list(&schema))),
+        ));
+    }
+    Ok(PlanNode {
+        id: id.to_string(),
+        kind: src.kind(),
+        role: NodeRole::Source,
+        parallelism: src.parallelism(),
+        inputs: Vec::new(),
+        schema,
+        detail,
+        builder,
+    })
+}
+
+fn column_list(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn input_nodes<'a>(nodes: &'a [PlanNode], inputs: &[String]) -> Vec<&'a PlanNode> {
+    inputs
+        .iter()
+        .filter_map(|i| nodes.iter().find(|n| n.id == *i))
+        .collect()
+}
+
+/// The edges into a node reading `inputs`, and the (common) input schema.
+fn wire(
+    spec: &PipelineSpec,
+    path: &[&str],
+    nodes: &[PlanNode],
+    inputs: &[String],
+    parallelism: usize,
+    key: Option<&str>,
+) -> Result<(Vec<PlanEdge>, SchemaRef), DslError> {
+    let ups = input_nodes(nodes, inputs);
+    let schema = ups[0].schema.clone();
+    for (i, up) in ups.iter().enumerate().skip(1) {
+        if up.schema.fields() != schema.fields() {
+            let p: Vec<String> = path
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["inputs".into(), i.to_string()])
+                .collect();
+            let p: Vec<&str> = p.iter().map(String::as_str).collect();
+            return Err(spec.error_at(
+                &p,
+                format!(
+                    "input `{}` has a different schema than `{}`",
+                    up.id, ups[0].id
+                ),
+                Some(format!(
+                    "`{}`: {}; `{}`: {}",
+                    ups[0].id,
+                    column_list(&schema),
+                    up.id,
+                    column_list(&up.schema)
+                )),
+            ));
+        }
+    }
+    if let Some(key) = key
+        && schema.index_of(key).is_err()
+    {
+        let p: Vec<&str> = path.iter().copied().chain(["key"]).collect();
+        return Err(spec.error_at(
+            &p,
+            format!("key column `{key}` is not in the input"),
+            Some(format!("columns: {}", column_list(&schema))),
+        ));
+    }
+    let edges = ups
+        .iter()
+        .map(|up| PlanEdge {
+            from: up.id.clone(),
+            partitioning: match key {
+                Some(k) => Partitioning::Hash {
+                    column: k.to_string(),
+                },
+                None if up.parallelism == parallelism || parallelism == 1 => Partitioning::Forward,
+                None => Partitioning::RoundRobin,
+            },
+        })
+        .collect();
+    Ok((edges, schema))
+}
+
+fn plan_transform(
+    spec: &PipelineSpec,
+    id: &str,
+    t: &TransformSpec,
+    nodes: &[PlanNode],
+) -> Result<PlanNode, DslError> {
+    let path = ["transforms", id];
+    let (inputs, schema) = wire(spec, &path, nodes, t.inputs(), t.parallelism(), t.key())?;
+    let (schema, detail, builder) = match t {
+        TransformSpec::Filter(f) => {
+            let predicate = compile_filter(&f.where_, &schema)
+                .map_err(|e| sql_error(spec, &["transforms", id, "where"], e))?;
+            let detail = format!("where {predicate}");
+            (schema, detail, Builder::Filter(predicate))
+        }
+        TransformSpec::Sql(q) => {
+            if q.inputs.len() != 1 {
+                return Err(spec.error_at(
+                    &["transforms", id, "inputs"],
+                    "a stateless `sql` transform reads exactly one input",
+                    Some(
+                        "stream joins are planned; for a union, use a `filter` with several inputs"
+                            .into(),
+                    ),
+                ));
+            }
+            let query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
+                .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+            (
+                query.schema().clone(),
+                query.describe(),
+                Builder::Sql(Arc::new(query)),
+            )
+        }
+    };
+    Ok(PlanNode {
+        id: id.to_string(),
+        kind: t.kind(),
+        role: NodeRole::Transform,
+        parallelism: t.parallelism(),
+        inputs,
+        schema,
+        detail,
+        builder,
+    })
+}
+
+fn plan_sink(
+    spec: &PipelineSpec,
+    id: &str,
+    s: &SinkSpec,
+    nodes: &[PlanNode],
+    opts: &PlanOptions,
+) -> Result<PlanNode, DslError> {
+    let path = ["sinks", id];
+    let (inputs, schema) = wire(spec, &path, nodes, s.inputs(), s.parallelism(), s.key())?;
+    let (detail, builder) = match s {
+        SinkSpec::Stdout(o) => (
+            format!("{}", o.format.name()),
+            Builder::Stdout(o.format.clone()),
+        ),
+        SinkSpec::File(f) => {
+            let dir = resolve(&opts.base_dir, &f.path);
+            (
+                format!("{} {}", f.format.name(), f.path.display()),
+                Builder::FileSink {
+                    dir,
+                    format: f.format.clone(),
+                },
+            )
+        }
+        SinkSpec::Log(l) => (
+            format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
+            Builder::LogSink(l.clone()),
+        ),
+    };
+    Ok(PlanNode {
+        id: id.to_string(),
+        kind: s.kind(),
+        role: NodeRole::Sink,
+        parallelism: s.parallelism(),
+        inputs,
+        schema,
+        detail,
+        builder,
+    })
+}

@@ -1,0 +1,265 @@
+//! The receiving side of a task: turns the tagged messages of all upstream
+//! channels into one ordered stream of [`InputEvent`]s.
+//!
+//! * **Ends** are counted: the gate yields [`InputEvent::End`] once every
+//!   upstream channel has ended.
+//! * **Watermarks** are tracked per channel; the gate yields one when the
+//!   minimum over all channels advances.
+//! * **Barriers** are aligned: once barrier `n` arrived on a channel, later
+//!   messages from that channel are held back until barrier `n` arrived on
+//!   every channel; then the gate yields [`InputEvent::Barrier`] and replays
+//!   what it held.
+
+use std::collections::VecDeque;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::channel::TaskReceiver;
+use crate::message::{Envelope, Message};
+
+/// What a task sees next on its input.
+#[derive(Debug)]
+pub enum InputEvent {
+    /// A batch from logical input `input`.
+    Batch {
+        /// Index into the operator's inputs.
+        input: u16,
+        /// The records.
+        batch: RecordBatch,
+    },
+    /// The minimum watermark over all inputs advanced to this value.
+    Watermark(i64),
+    /// Barrier `n` arrived on every input channel.
+    Barrier(u64),
+    /// Every input channel has ended.
+    End,
+}
+
+/// Merges a task's upstream channels; see the module docs.
+pub struct InputGate {
+    rx: TaskReceiver,
+    watermarks: Vec<i64>,
+    ended: Vec<bool>,
+    n_ended: usize,
+    current_watermark: i64,
+    /// Barrier being aligned, and which channels delivered it.
+    aligning: Option<(u64, Vec<bool>, usize)>,
+    held: VecDeque<Envelope>,
+    replay: VecDeque<Envelope>,
+}
+
+impl InputGate {
+    pub(crate) fn new(rx: TaskReceiver, channels: usize) -> Self {
+        Self {
+            rx,
+            watermarks: vec![i64::MIN; channels],
+            ended: vec![false; channels],
+            n_ended: 0,
+            current_watermark: i64::MIN,
+            aligning: None,
+            held: VecDeque::new(),
+            replay: VecDeque::new(),
+        }
+    }
+
+    /// The number of upstream channels.
+    pub fn channels(&self) -> usize {
+        self.ended.len()
+    }
+
+    /// The current (minimum) input watermark.
+    pub fn watermark(&self) -> i64 {
+        self.current_watermark
+    }
+
+    /// The next event; `None` only if every sender vanished without an `End`
+    /// (an upstream task failed).
+    pub async fn next(&mut self) -> Option<InputEvent> {
+        loop {
+            if self.n_ended == self.ended.len() && self.held.is_empty() && self.replay.is_empty() {
+                return Some(InputEvent::End);
+            }
+            let env = match self.replay.pop_front() {
+                Some(env) => env,
+                None => self.rx.recv().await.ok()?,
+            };
+            if let Some(ev) = self.accept(env) {
+                return Some(ev);
+            }
+        }
+    }
+
+    fn accept(&mut self, env: Envelope) -> Option<InputEvent> {
+        let ch = env.channel as usize;
+        if let Some((_, arrived, _)) = &self.aligning
+            && arrived[ch]
+        {
+            self.held.push_back(env);
+            return None;
+        }
+        match env.msg {
+            Message::Batch(batch) => Some(InputEvent::Batch {
+                input: env.input,
+                batch,
+            }),
+            Message::Watermark(t) => {
+                if t > self.watermarks[ch] {
+                    self.watermarks[ch] = t;
+                }
+                self.advance_watermark()
+            }
+            Message::Barrier(id) => self.on_barrier(ch, id),
+            Message::End => {
+                if !self.ended[ch] {
+                    self.ended[ch] = true;
+                    self.n_ended += 1;
+                    // An ended channel no longer holds back event time.
+                    self.watermarks[ch] = i64::MAX;
+                }
+                // An ended channel will never deliver the barrier being aligned.
+                if let Some(ev) = self.complete_alignment_if_ready() {
+                    return Some(ev);
+                }
+                if self.n_ended == self.ended.len() {
+                    return None; // `next` yields End once held messages are replayed
+                }
+                self.advance_watermark()
+            }
+        }
+    }
+
+    fn advance_watermark(&mut self) -> Option<InputEvent> {
+        let min = self.watermarks.iter().copied().min().unwrap_or(i64::MIN);
+        // All channels ended: End itself carries "+inf"; no watermark needed.
+        if min > self.current_watermark && min != i64::MAX {
+            self.current_watermark = min;
+            return Some(InputEvent::Watermark(min));
+        }
+        None
+    }
+
+    fn on_barrier(&mut self, ch: usize, id: u64) -> Option<InputEvent> {
+        match &mut self.aligning {
+            None => {
+                let mut arrived = vec![false; self.ended.len()];
+                arrived[ch] = true;
+                self.aligning = Some((id, arrived, 1));
+            }
+            Some((current, arrived, count)) => {
+                if *current != id {
+                    tracing::warn!(
+                        expected = *current,
+                        got = id,
+                        "barrier out of order; ignoring"
+                    );
+                    return None;
+                }
+                arrived[ch] = true;
+                *count += 1;
+            }
+        }
+        self.complete_alignment_if_ready()
+    }
+
+    fn complete_alignment_if_ready(&mut self) -> Option<InputEvent> {
+        let (id, arrived, count) = self.aligning.as_ref()?;
+        let waiting = arrived
+            .iter()
+            .zip(&self.ended)
+            .filter(|(a, e)| !**a && !**e)
+            .count();
+        let _ = count;
+        if waiting > 0 {
+            return None;
+        }
+        let id = *id;
+        self.aligning = None;
+        // Replay what was held, before anything newer from the channel.
+        while let Some(env) = self.held.pop_back() {
+            self.replay.push_front(env);
+        }
+        Some(InputEvent::Barrier(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::bounded;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(v: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap()
+    }
+
+    fn env(channel: u32, msg: Message) -> Envelope {
+        Envelope {
+            input: 0,
+            channel,
+            msg,
+        }
+    }
+
+    #[tokio::test]
+    async fn watermark_is_min_over_channels_and_end_needs_all() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 2);
+        tx.send(env(0, Message::Watermark(10))).await.unwrap();
+        tx.send(env(1, Message::Watermark(5))).await.unwrap();
+        tx.send(env(1, Message::Watermark(20))).await.unwrap();
+        tx.send(env(0, Message::End)).await.unwrap();
+        tx.send(env(1, Message::End)).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::Watermark(5))));
+        assert!(matches!(gate.next().await, Some(InputEvent::Watermark(10))));
+        // channel 0 ended: the watermark follows channel 1 alone.
+        assert!(matches!(gate.next().await, Some(InputEvent::Watermark(20))));
+        assert!(matches!(gate.next().await, Some(InputEvent::End)));
+    }
+
+    #[tokio::test]
+    async fn barrier_alignment_holds_back_post_barrier_data() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 2);
+        tx.send(env(0, Message::Barrier(1))).await.unwrap();
+        tx.send(env(0, Message::Batch(batch(100)))).await.unwrap(); // after barrier on ch0
+        tx.send(env(1, Message::Batch(batch(1)))).await.unwrap(); // before barrier on ch1
+        tx.send(env(1, Message::Barrier(1))).await.unwrap();
+        tx.send(env(0, Message::End)).await.unwrap();
+        tx.send(env(1, Message::End)).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(ev) = gate.next().await {
+            match ev {
+                InputEvent::Batch { batch, .. } => {
+                    let v = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .value(0);
+                    seen.push(format!("b{v}"));
+                }
+                InputEvent::Barrier(id) => seen.push(format!("B{id}")),
+                InputEvent::Watermark(_) => {}
+                InputEvent::End => {
+                    seen.push("E".into());
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, vec!["b1", "B1", "b100", "E"]);
+    }
+
+    #[tokio::test]
+    async fn ended_channel_does_not_block_alignment() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 2);
+        tx.send(env(1, Message::End)).await.unwrap();
+        tx.send(env(0, Message::Barrier(7))).await.unwrap();
+        tx.send(env(0, Message::End)).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::Barrier(7))));
+        assert!(matches!(gate.next().await, Some(InputEvent::End)));
+    }
+}

@@ -1,0 +1,28 @@
+//! What flows on the edges of the operator graph.
+
+use arrow::record_batch::RecordBatch;
+
+/// One message on an edge.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A batch of records.
+    Batch(RecordBatch),
+    /// Event time has advanced to this many milliseconds since the epoch:
+    /// no record with an earlier event time is expected any more.
+    Watermark(i64),
+    /// Checkpoint barrier for this epoch.
+    Barrier(u64),
+    /// The sender has no more messages.
+    End,
+}
+
+/// A message plus where it came from, as seen by the receiving task.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Which logical input of the receiving operator (index into its `inputs`).
+    pub input: u16,
+    /// Which upstream channel (unique per upstream task instance and edge).
+    pub channel: u32,
+    /// The message.
+    pub msg: Message,
+}

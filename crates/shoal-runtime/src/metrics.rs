@@ -1,0 +1,167 @@
+//! Counters per graph node, read by the CLI for live progress and summaries.
+//!
+//! Counters are atomics updated once per batch (never per record).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+/// What a node is, for reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Produces records.
+    Source,
+    /// Transforms records.
+    Transform,
+    /// Consumes records.
+    Sink,
+}
+
+/// Counters of one node (summed over its parallel instances).
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// What the node is.
+    pub role: NodeRole,
+    /// Records received.
+    pub records_in: AtomicU64,
+    /// Records emitted.
+    pub records_out: AtomicU64,
+    /// Batches received.
+    pub batches_in: AtomicU64,
+    /// Records sent to the dead-letter output.
+    pub dead_letters: AtomicU64,
+    /// Latest watermark forwarded (ms since epoch), `i64::MIN` if none.
+    pub watermark: AtomicI64,
+}
+
+impl NodeMetrics {
+    fn new(role: NodeRole) -> Self {
+        Self {
+            role,
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Count a received batch of `rows` records.
+    pub fn add_in(&self, rows: usize) {
+        self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count `rows` emitted records.
+    pub fn add_out(&self, rows: usize) {
+        self.records_out.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Count `n` dead-lettered records.
+    pub fn add_dead(&self, n: usize) {
+        self.dead_letters.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Records received so far.
+    pub fn records_in(&self) -> u64 {
+        self.records_in.load(Ordering::Relaxed)
+    }
+
+    /// Records emitted so far.
+    pub fn records_out(&self) -> u64 {
+        self.records_out.load(Ordering::Relaxed)
+    }
+
+    /// Records dead-lettered so far.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Ordering::Relaxed)
+    }
+}
+
+/// The metrics registry of one job: node id → counters.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    nodes: Arc<DashMap<String, Arc<NodeMetrics>>>,
+    order: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Metrics {
+    /// The counters of `node`, created on first use.
+    pub fn node(&self, node: &str, role: NodeRole) -> Arc<NodeMetrics> {
+        if let Some(m) = self.nodes.get(node) {
+            return m.clone();
+        }
+        let m = self
+            .nodes
+            .entry(node.to_string())
+            .or_insert_with(|| Arc::new(NodeMetrics::new(role)))
+            .clone();
+        let mut order = self.order.lock().expect("metrics order lock");
+        if !order.iter().any(|n| n == node) {
+            order.push(node.to_string());
+        }
+        m
+    }
+
+    /// Every node's counters, in registration (graph) order.
+    pub fn snapshot(&self) -> Vec<(String, Arc<NodeMetrics>)> {
+        let order = self.order.lock().expect("metrics order lock").clone();
+        order
+            .into_iter()
+            .filter_map(|n| self.nodes.get(&n).map(|m| (n.clone(), m.clone())))
+            .collect()
+    }
+
+    /// Sum of records emitted by sources.
+    pub fn source_records(&self) -> u64 {
+        self.sum(NodeRole::Source, |m| m.records_out())
+    }
+
+    /// Sum of records received by sinks.
+    pub fn sink_records(&self) -> u64 {
+        self.sum(NodeRole::Sink, |m| m.records_in())
+    }
+
+    /// Sum of dead-lettered records over all nodes.
+    pub fn dead_letters(&self) -> u64 {
+        self.nodes.iter().map(|e| e.value().dead_letters()).sum()
+    }
+
+    fn sum(&self, role: NodeRole, f: impl Fn(&NodeMetrics) -> u64) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|e| e.value().role == role)
+            .map(|e| f(e.value()))
+            .sum()
+    }
+
+    /// Prometheus text exposition of every counter.
+    pub fn to_prometheus(&self) -> String {
+        let mut s = String::new();
+        let metrics: [(&str, &str, fn(&NodeMetrics) -> u64); 3] = [
+            (
+                "shoal_records_in_total",
+                "Records received by a node.",
+                NodeMetrics::records_in,
+            ),
+            (
+                "shoal_records_out_total",
+                "Records emitted by a node.",
+                NodeMetrics::records_out,
+            ),
+            (
+                "shoal_dead_letters_total",
+                "Records sent to the dead-letter output.",
+                NodeMetrics::dead_letters,
+            ),
+        ];
+        for (name, help, get) in metrics {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (node, m) in self.snapshot() {
+                s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));
+            }
+        }
+        s
+    }
+}

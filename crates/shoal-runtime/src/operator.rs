@@ -1,0 +1,69 @@
+//! The [`Operator`] trait: a transform that maps input batches to output
+//! batches, one batch at a time, with hooks for event time and end of input.
+
+use arrow::record_batch::RecordBatch;
+
+use crate::dead_letter::DeadLetter;
+use crate::error::Result;
+
+/// A transform run by one task per parallel instance.
+///
+/// Hooks are synchronous: they compute and push results into the
+/// [`Collector`]; the task then sends them downstream (waiting on
+/// backpressure) so operators never deal with channels.
+pub trait Operator: Send + 'static {
+    /// Process one batch from logical input `input` (index into the
+    /// operator's inputs as declared in the pipeline).
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Collector,
+    ) -> Result<()>;
+
+    /// Event time advanced to `watermark` (ms since the epoch) on every input.
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input ended: emit whatever is still held (event time is +inf).
+    fn on_end(&mut self, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects what an operator hook produced. Reused across calls.
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub(crate) batches: Vec<RecordBatch>,
+    pub(crate) dead: Vec<DeadLetter>,
+}
+
+impl Collector {
+    /// Emit a batch downstream (empty batches are dropped).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.batches.push(batch);
+        }
+    }
+
+    /// Send a record to the dead-letter output.
+    pub fn dead_letter(&mut self, letter: DeadLetter) {
+        self.dead.push(letter);
+    }
+
+    /// Batches emitted so far (for tests of operators).
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Dead letters so far (for tests of operators).
+    pub fn dead_letters(&self) -> &[DeadLetter] {
+        &self.dead
+    }
+
+    /// Take the emitted batches, leaving the collector empty.
+    pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.batches)
+    }
+}

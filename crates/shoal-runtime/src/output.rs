@@ -1,0 +1,119 @@
+//! The sending side of a task: one [`OutEdge`] per downstream operator.
+
+use arrow::record_batch::RecordBatch;
+
+use crate::channel::TaskSender;
+use crate::error::{Result, RuntimeError};
+use crate::message::{Envelope, Message};
+use crate::partition::{HashPartitioner, Partitioning};
+
+/// One edge from this task instance to every instance of one downstream operator.
+pub(crate) struct OutEdge {
+    /// Senders to each downstream instance, by instance index.
+    pub senders: Vec<TaskSender>,
+    /// The logical input index this edge has at the receiver.
+    pub input: u16,
+    /// This instance's channel index at the receiver.
+    pub channel: u32,
+    pub routing: Routing,
+}
+
+pub(crate) enum Routing {
+    /// Always to this receiver instance.
+    Fixed(usize),
+    RoundRobin {
+        next: usize,
+    },
+    Hash(HashPartitioner),
+}
+
+impl OutEdge {
+    pub(crate) fn new(
+        senders: Vec<TaskSender>,
+        input: u16,
+        channel: u32,
+        partitioning: &Partitioning,
+        instance: usize,
+    ) -> Self {
+        let n = senders.len();
+        let routing = match partitioning {
+            Partitioning::Forward => Routing::Fixed(instance % n),
+            Partitioning::RoundRobin if n == 1 => Routing::Fixed(0),
+            Partitioning::RoundRobin => Routing::RoundRobin { next: instance % n },
+            Partitioning::Hash { .. } if n == 1 => Routing::Fixed(0),
+            Partitioning::Hash { column } => Routing::Hash(HashPartitioner::new(column.clone(), n)),
+        };
+        Self {
+            senders,
+            input,
+            channel,
+            routing,
+        }
+    }
+
+    async fn send_to(&self, idx: usize, msg: Message, from: &str) -> Result<()> {
+        self.senders[idx]
+            .send(Envelope {
+                input: self.input,
+                channel: self.channel,
+                msg,
+            })
+            .await
+            .map_err(|_| RuntimeError::ChannelClosed(from.to_string()))
+    }
+}
+
+/// Where a task sends what it produces. Batches are routed per edge;
+/// watermarks, barriers and ends are broadcast to every receiver.
+pub struct Output {
+    pub(crate) node: String,
+    pub(crate) edges: Vec<OutEdge>,
+}
+
+impl Output {
+    /// Whether anything is connected.
+    pub fn is_connected(&self) -> bool {
+        !self.edges.is_empty()
+    }
+
+    /// Send a batch downstream; waits while the receivers' channels are full.
+    pub async fn send_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for edge in &mut self.edges {
+            // Cloning a batch clones Arcs to its columns, not the data.
+            let b = batch.clone();
+            match &mut edge.routing {
+                Routing::Fixed(idx) => {
+                    let idx = *idx;
+                    edge.send_to(idx, Message::Batch(b), &self.node).await?;
+                }
+                Routing::RoundRobin { next } => {
+                    let idx = *next;
+                    *next = (idx + 1) % edge.senders.len();
+                    edge.send_to(idx, Message::Batch(b), &self.node).await?;
+                }
+                Routing::Hash(p) => {
+                    let parts = p.split(&b)?;
+                    for (idx, part) in parts.into_iter().enumerate() {
+                        if let Some(part) = part {
+                            edge.send_to(idx, Message::Batch(part), &self.node).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a control message (watermark, barrier, end) to every receiver.
+    pub async fn broadcast(&mut self, msg: Message) -> Result<()> {
+        for edge in &self.edges {
+            for idx in 0..edge.senders.len() {
+                edge.send_to(idx, msg.clone(), &self.node).await?;
+            }
+        }
+        Ok(())
+    }
+}

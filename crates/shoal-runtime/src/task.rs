@@ -1,0 +1,141 @@
+//! The loops that run one task instance: source, operator, sink, dead letters.
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
+use crate::error::{Result, RuntimeError};
+use crate::gate::{InputEvent, InputGate};
+use crate::message::Message;
+use crate::metrics::NodeMetrics;
+use crate::operator::{Collector, Operator};
+use crate::output::Output;
+use crate::sink::Sink;
+use crate::source::{Source, SourceContext};
+
+fn upstream_failed(node: &str) -> RuntimeError {
+    RuntimeError::Internal(format!(
+        "{node}: an upstream task stopped without ending its stream"
+    ))
+}
+
+/// Run a source instance, then send `End`.
+pub(crate) async fn run_source(source: Box<dyn Source>, mut ctx: SourceContext) -> Result<()> {
+    let span = tracing::info_span!("source", operator = %ctx.node, instance = ctx.instance);
+    async move {
+        source.run(&mut ctx).await?;
+        ctx.output.broadcast(Message::End).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Run an operator instance until every input ended.
+pub(crate) async fn run_operator(
+    node: String,
+    mut op: Box<dyn Operator>,
+    mut gate: InputGate,
+    mut output: Output,
+    metrics: Arc<NodeMetrics>,
+    dead: DeadLetters,
+) -> Result<()> {
+    let span = tracing::info_span!("operator", operator = %node);
+    async {
+        let mut out = Collector::default();
+        loop {
+            let Some(event) = gate.next().await else {
+                return Err(upstream_failed(&node));
+            };
+            match event {
+                InputEvent::Batch { input, batch } => {
+                    metrics.add_in(batch.num_rows());
+                    op.process_batch(input as usize, batch, &mut out)?;
+                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                }
+                InputEvent::Watermark(t) => {
+                    op.on_watermark(t, &mut out)?;
+                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                    metrics
+                        .watermark
+                        .store(t, std::sync::atomic::Ordering::Relaxed);
+                    output.broadcast(Message::Watermark(t)).await?;
+                }
+                InputEvent::Barrier(id) => {
+                    output.broadcast(Message::Barrier(id)).await?;
+                }
+                InputEvent::End => {
+                    op.on_end(&mut out)?;
+                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                    output.broadcast(Message::End).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn flush(
+    out: &mut Collector,
+    output: &mut Output,
+    metrics: &NodeMetrics,
+    dead: &DeadLetters,
+) -> Result<()> {
+    for letter in out.dead.drain(..) {
+        metrics.add_dead(1);
+        dead.send(letter).await?;
+    }
+    for batch in out.batches.drain(..) {
+        metrics.add_out(batch.num_rows());
+        output.send_batch(batch).await?;
+    }
+    Ok(())
+}
+
+/// Run a sink instance until every input ended, then finish it.
+pub(crate) async fn run_sink(
+    node: String,
+    mut sink: Box<dyn Sink>,
+    mut gate: InputGate,
+    metrics: Arc<NodeMetrics>,
+) -> Result<()> {
+    let span = tracing::info_span!("sink", operator = %node);
+    async {
+        loop {
+            let Some(event) = gate.next().await else {
+                return Err(upstream_failed(&node));
+            };
+            match event {
+                InputEvent::Batch { batch, .. } => {
+                    metrics.add_in(batch.num_rows());
+                    sink.write(&batch)?;
+                }
+                InputEvent::Watermark(t) => {
+                    metrics
+                        .watermark
+                        .store(t, std::sync::atomic::Ordering::Relaxed);
+                }
+                InputEvent::Barrier(id) => sink.pre_commit(id)?,
+                InputEvent::End => {
+                    sink.finish()?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Drain dead letters into their sink until every sender is gone.
+pub(crate) async fn run_dead_letters(
+    mut sink: Box<dyn DeadLetterSink>,
+    rx: async_channel::Receiver<DeadLetter>,
+) -> Result<()> {
+    while let Ok(letter) = rx.recv().await {
+        sink.write(&letter)?;
+    }
+    sink.finish()
+}

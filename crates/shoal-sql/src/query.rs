@@ -1,0 +1,367 @@
+//! The `sql` transform: a stateless `SELECT … FROM input WHERE …` compiled
+//! into a chain of filter and projection stages.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use shoal_runtime::{Collector, Operator, Result as RtResult};
+
+use crate::context::sql_context;
+use crate::error::{Result, SqlError};
+use crate::filter::apply_predicate;
+
+/// One step of a compiled stateless query.
+#[derive(Debug, Clone)]
+enum Stage {
+    /// Keep these columns (projection pushed into the scan).
+    Select {
+        indices: Vec<usize>,
+        schema: SchemaRef,
+    },
+    Filter(Arc<dyn PhysicalExpr>),
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+}
+
+/// A query compiled once into stages.
+#[derive(Debug, Clone)]
+pub struct CompiledQuery {
+    input: usize,
+    stages: Vec<Stage>,
+    schema: SchemaRef,
+}
+
+impl CompiledQuery {
+    /// The schema of the rows the query emits.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Which of the transform's inputs the query reads.
+    pub fn input(&self) -> usize {
+        self.input
+    }
+
+    /// A one-line description of the stages, for `shoal explain`.
+    pub fn describe(&self) -> String {
+        self.stages
+            .iter()
+            .map(|s| match s {
+                Stage::Select { indices, .. } => format!("select[{} cols]", indices.len()),
+                Stage::Filter(p) => format!("filter[{p}]"),
+                Stage::Project { exprs, .. } => format!("project[{} exprs]", exprs.len()),
+            })
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    }
+
+    /// Run the stages over one batch.
+    pub fn apply(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
+        let mut batch = batch.clone();
+        for stage in &self.stages {
+            batch = match stage {
+                Stage::Select { indices, schema } => {
+                    let b = batch.project(indices)?;
+                    RecordBatch::try_new(schema.clone(), b.columns().to_vec())?
+                }
+                Stage::Filter(p) => apply_predicate(p.as_ref(), &batch)?,
+                Stage::Project { exprs, schema } => {
+                    let rows = batch.num_rows();
+                    let columns = exprs
+                        .iter()
+                        .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+                        .collect::<datafusion::common::Result<Vec<_>>>()?;
+                    RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        columns,
+                        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
+                    )?
+                }
+            };
+            if batch.num_rows() == 0 {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// Plan `query` over the named `inputs` (each a table of that name; a single
+/// input is also available as `input`) and compile it.
+pub fn compile_query(query: &str, inputs: &[(String, SchemaRef)]) -> Result<CompiledQuery> {
+    let ctx = sql_context();
+    for (name, schema) in inputs {
+        register(&ctx, name, schema)?;
+    }
+    if let [(name, schema)] = inputs
+        && name != "input"
+    {
+        register(&ctx, "input", schema)?;
+    }
+    let state = ctx.state();
+    let plan = futures::executor::block_on(state.create_logical_plan(query))?;
+    // Analyse (type coercion) and optimise (simplification, projection
+    // pushdown) once; the stages below are built from the optimised plan.
+    let plan = state.optimize(&plan)?;
+    let mut stages = Vec::new();
+    let table = compile_plan(&ctx, &plan, &mut stages)?;
+    let input = inputs
+        .iter()
+        .position(|(n, _)| *n == table)
+        .or_else(|| (table == "input").then_some(0))
+        .ok_or_else(|| {
+            SqlError::new(format!("the query reads `{table}`, which is not an input"))
+        })?;
+    let schema = Arc::clone(plan.schema().inner());
+    Ok(CompiledQuery {
+        input,
+        stages,
+        schema,
+    })
+}
+
+fn register(ctx: &SessionContext, name: &str, schema: &SchemaRef) -> Result<()> {
+    let table = MemTable::try_new(schema.clone(), vec![vec![]])?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// Append the stages of `plan` (inputs first) and return the table it reads.
+fn compile_plan(
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+    stages: &mut Vec<Stage>,
+) -> Result<String> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            if scan.fetch.is_some() {
+                return Err(not_a_stream("LIMIT", LIMIT_HINT));
+            }
+            if let Some(indices) = &scan.projection {
+                stages.push(Stage::Select {
+                    indices: indices.clone(),
+                    schema: Arc::clone(scan.projected_schema.inner()),
+                });
+            }
+            for f in &scan.filters {
+                stages.push(Stage::Filter(physical(ctx, f, &scan.projected_schema)?));
+            }
+            Ok(scan.table_name.table().to_string())
+        }
+        LogicalPlan::SubqueryAlias(a) => compile_plan(ctx, &a.input, stages),
+        LogicalPlan::Filter(f) => {
+            let table = compile_plan(ctx, &f.input, stages)?;
+            stages.push(Stage::Filter(physical(
+                ctx,
+                &f.predicate,
+                f.input.schema(),
+            )?));
+            Ok(table)
+        }
+        LogicalPlan::Projection(p) => {
+            let table = compile_plan(ctx, &p.input, stages)?;
+            let exprs = p
+                .expr
+                .iter()
+                .map(|e| physical(ctx, e, p.input.schema()))
+                .collect::<Result<Vec<_>>>()?;
+            let schema = Arc::clone(p.schema.inner());
+            stages.push(Stage::Project { exprs, schema });
+            Ok(table)
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+fn physical(ctx: &SessionContext, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(ctx.create_physical_expr(expr.clone(), schema)?)
+}
+
+fn unsupported(plan: &LogicalPlan) -> SqlError {
+    let (what, hint) = match plan {
+        LogicalPlan::Aggregate(_) => (
+            "GROUP BY / aggregate functions",
+            "windowed aggregation (tumble, hop, session) is planned; for now aggregate downstream",
+        ),
+        LogicalPlan::Window(_) => (
+            "window functions (OVER)",
+            "per-key OVER windows are planned",
+        ),
+        LogicalPlan::Join(_) => ("JOIN", "stream joins are planned"),
+        LogicalPlan::Sort(_) => (
+            "ORDER BY",
+            "a stream has no end to sort by; remove ORDER BY",
+        ),
+        LogicalPlan::Limit(_) => ("LIMIT", LIMIT_HINT),
+        LogicalPlan::Distinct(_) => ("DISTINCT", "deduplication over a stream needs a time bound"),
+        LogicalPlan::Union(_) => (
+            "UNION",
+            "list both transforms as inputs of the next step instead",
+        ),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => (
+            "a query without FROM",
+            "select from one of the transform's inputs",
+        ),
+        LogicalPlan::Unnest(_) => ("UNNEST", "not supported on streams yet"),
+        _ => ("this query shape", "use SELECT … FROM input WHERE …"),
+    };
+    not_a_stream(what, hint)
+}
+
+const LIMIT_HINT: &str = "a stream has no end; use a filter instead";
+
+fn not_a_stream(what: &str, hint: &str) -> SqlError {
+    SqlError::new(format!(
+        "{what} is not supported on a stream in a `sql` transform"
+    ))
+    .with_hint(hint)
+}
+
+/// Runs a [`CompiledQuery`] on every batch.
+pub struct QueryOperator {
+    query: CompiledQuery,
+}
+
+impl QueryOperator {
+    /// An operator running `query`.
+    pub fn new(query: CompiledQuery) -> Self {
+        Self { query }
+    }
+}
+
+impl Operator for QueryOperator {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Collector,
+    ) -> RtResult<()> {
+        out.emit(self.query.apply(&batch)?);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn input() -> (String, SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Int64, false),
+            Field::new("amount", DataType::Float64, false),
+            Field::new("country", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(Float64Array::from(vec![50.0, 1500.0, 2500.0])),
+                Arc::new(StringArray::from(vec!["US", "FR", "US"])),
+            ],
+        )
+        .unwrap();
+        ("txns".into(), schema, batch)
+    }
+
+    #[test]
+    fn projection_filter_case_cast_and_udf() {
+        let (name, schema, batch) = input();
+        let q = compile_query(
+            "SELECT card_id, amount * 2 AS double_amount, country <> 'US' AS foreign_txn, \
+             CASE WHEN amount > 2000 THEN 'high' ELSE 'low' END AS band, CAST(card_id AS VARCHAR) AS card, \
+             mask_card(CAST(card_id AS VARCHAR)) AS masked \
+             FROM txns WHERE amount > 1000",
+            &[(name, schema)],
+        )
+        .unwrap();
+        let names: Vec<_> = q
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "card_id",
+                "double_amount",
+                "foreign_txn",
+                "band",
+                "card",
+                "masked"
+            ]
+        );
+        let out = q.apply(&batch).unwrap();
+        assert_eq!(out.num_rows(), 2);
+        let foreign = out
+            .column(2)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert!(foreign.value(0) && !foreign.value(1));
+        let band = out
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!((band.value(0), band.value(1)), ("low", "high"));
+        assert_eq!(
+            out.column(1)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .value(1),
+            5000.0
+        );
+        assert_eq!(out.column(5).len(), 2);
+    }
+
+    #[test]
+    fn input_alias_star_and_subquery() {
+        let (name, schema, batch) = input();
+        let q = compile_query(
+            "SELECT * FROM (SELECT * FROM input WHERE country = 'US') t WHERE amount < 100",
+            &[(name, schema)],
+        )
+        .unwrap();
+        let out = q.apply(&batch).unwrap();
+        assert_eq!(out.num_rows(), 1);
+        assert_eq!(out.num_columns(), 3);
+    }
+
+    #[test]
+    fn stateful_constructs_are_plan_errors_naming_them() {
+        let (name, schema, _) = input();
+        let inputs = [(name, schema)];
+        for (q, what) in [
+            (
+                "SELECT card_id, COUNT(*) FROM txns GROUP BY card_id",
+                "GROUP BY",
+            ),
+            ("SELECT * FROM txns ORDER BY amount", "ORDER BY"),
+            ("SELECT * FROM txns LIMIT 5", "LIMIT"),
+            (
+                "SELECT SUM(amount) OVER (PARTITION BY card_id) FROM txns",
+                "OVER",
+            ),
+        ] {
+            let e = compile_query(q, &inputs).unwrap_err();
+            assert!(e.message.contains(what), "{q}: {}", e.message);
+            assert!(e.hint.is_some());
+        }
+        let e = compile_query("SELECT amont FROM txns", &inputs).unwrap_err();
+        assert!(e.message.contains("amont"), "{}", e.message);
+        let e = compile_query("SELEC * FROM txns", &inputs).unwrap_err();
+        assert!(!e.message.is_empty());
+    }
+}

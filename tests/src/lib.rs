@@ -1,0 +1,104 @@
+//! Helpers for Shoal's end-to-end tests: they drive the real `shoal` binary
+//! in temporary directories, as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `shoal` binary built alongside these tests (`cargo test --workspace`
+/// builds it, because `shoal-cli` has integration tests of its own).
+pub fn shoal_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/shoal
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(format!("shoal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo test --workspace` (or `cargo build -p shoal-cli`) first",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A temporary working directory holding a copy of `pipelines/`.
+pub fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("pipelines"),
+        &dir.path().join("pipelines"),
+    );
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Run `shoal ARGS` in `cwd` with its data dir inside `cwd`.
+pub fn shoal(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("SHOAL_DATA_DIR", cwd.join("shoal-data"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run shoal")
+}
+
+/// Like [`shoal`], but panics with both streams unless the exit code is 0.
+pub fn shoal_ok(cwd: &Path, args: &[&str]) -> Output {
+    let out = shoal(cwd, args);
+    assert!(
+        out.status.success(),
+        "shoal {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every JSON line of every committed `*.jsonl` part file in `dir`.
+pub fn read_jsonl_dir(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".jsonl")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read part file")
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("bad json in {}: {e}: {l}", f.display()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

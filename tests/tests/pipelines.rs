@@ -1,0 +1,266 @@
+//! The example pipelines in `pipelines/` run and produce the right output.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use shoal_tests::{read_jsonl_dir, shoal, shoal_ok, workdir};
+
+#[test]
+fn every_example_validates() {
+    let dir = workdir();
+    let mut files: Vec<String> = std::fs::read_dir(dir.path().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2);
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = shoal_ok(dir.path(), &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok: ")).count(),
+        files.len(),
+        "{text}"
+    );
+}
+
+/// All generator records, through a pipeline with no transforms: the oracle.
+fn all_generated(dir: &std::path::Path, seed: u64, count: u64) -> Vec<serde_json::Value> {
+    let yaml = format!(
+        "name: all\nsources:\n  txns: {{ type: generator, seed: {seed}, count: {count} }}\nsinks:\n  all: {{ type: file, inputs: [txns], path: out/all }}\n"
+    );
+    std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+    shoal_ok(dir, &["run", "all.yaml"]);
+    read_jsonl_dir(&dir.join("out/all"))
+}
+
+#[test]
+fn large_foreign_flags_exactly_the_large_foreign_transactions() {
+    let dir = workdir();
+    let out = shoal_ok(dir.path(), &["run", "pipelines/large-foreign.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("200000 records in"),
+        "summary missing:\n{stderr}"
+    );
+
+    let alerts = read_jsonl_dir(&dir.path().join("out/large-foreign"));
+    let all = all_generated(dir.path(), 42, 200_000);
+    assert_eq!(all.len(), 200_000);
+    let expected: BTreeSet<String> = all
+        .iter()
+        .filter(|r| r["amount"].as_f64().unwrap() > 1000.0 && r["country"] != "US")
+        .map(|r| r["txn_id"].as_str().unwrap().to_string())
+        .collect();
+    let got: BTreeSet<String> = alerts
+        .iter()
+        .map(|r| r["txn_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got.len(), alerts.len(), "duplicate alerts");
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    for r in &alerts {
+        let amount = r["amount"].as_f64().unwrap();
+        let risk = if amount > 5000.0 { "high" } else { "medium" };
+        assert_eq!(r["risk"], risk, "{r}");
+        assert!(
+            r.get("is_fraud").is_none(),
+            "projection keeps only selected columns"
+        );
+    }
+}
+
+#[test]
+fn file_cleanup_dead_letters_bad_records_and_keeps_going() {
+    let dir = workdir();
+    let out = shoal_ok(
+        dir.path(),
+        &["run", "--json", "pipelines/file-cleanup.yaml"],
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    let dead: u64 = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["dead_letters"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dead, 3, "{summary}");
+
+    let csv: Vec<String> = std::fs::read_dir(dir.path().join("out/cleaned"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(csv[0], "txn_id,card_id,amount_rounded,country,note");
+    assert_eq!(csv.len(), 41, "header + 40 good records");
+    assert!(
+        csv[1..]
+            .iter()
+            .all(|l| !l.contains(",us,") && !l.contains(",fr,")),
+        "country upper-cased"
+    );
+
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(
+        dir.path()
+            .join("out/cleanup-dead-letter/dead-letters.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let lines: Vec<u64> = letters
+        .iter()
+        .map(|l| l["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![11, 21, 31]);
+    assert!(letters.iter().all(|l| l["node"] == "raw"));
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-number"),
+        "{}",
+        letters[0]
+    );
+    assert!(
+        letters[1]["reason"].as_str().unwrap().contains("card_id"),
+        "{}",
+        letters[1]
+    );
+    assert!(letters[2]["record"].as_str().unwrap().contains("s-bad3"));
+}
+
+#[test]
+fn hash_shuffle_keeps_each_key_in_one_sink_instance() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("shuffle.yaml"),
+        r#"
+name: shuffle
+sources:
+  txns: { type: generator, seed: 3, count: 50000, parallelism: 2 }
+transforms:
+  keyed: { type: filter, inputs: [txns], where: "amount > 10", parallelism: 2, key: card_id }
+sinks:
+  out: { type: file, inputs: [keyed], path: out/keyed, parallelism: 3, key: card_id }
+"#,
+    )
+    .unwrap();
+    let explain = shoal_ok(dir.path(), &["explain", "shuffle.yaml"]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("hash(card_id)") && text.contains("x3"),
+        "{text}"
+    );
+    shoal_ok(dir.path(), &["run", "shuffle.yaml"]);
+    let mut owner: HashMap<i64, String> = HashMap::new();
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir.path().join("out/keyed")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let part = name.split('-').nth(1).unwrap().to_string();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let card = v["card_id"].as_i64().unwrap();
+            assert_eq!(
+                owner.entry(card).or_insert_with(|| part.clone()),
+                &part,
+                "card {card} in two sink instances"
+            );
+            total += 1;
+        }
+    }
+    let expected = all_generated(dir.path(), 3, 50_000)
+        .iter()
+        .filter(|r| r["amount"].as_f64().unwrap() > 10.0)
+        .count();
+    assert_eq!(total, expected);
+    assert_eq!(
+        owner.values().collect::<BTreeSet<_>>().len(),
+        3,
+        "all three sink instances got keys"
+    );
+}
+
+#[test]
+fn sigint_stops_an_unbounded_pipeline_cleanly() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("endless.yaml"),
+        "name: endless\nsources:\n  txns: { type: generator, rate: 20000 }\nsinks:\n  out: { type: file, inputs: [txns], path: out/endless }\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["run", "--json", "endless.yaml"])
+        .current_dir(dir.path())
+        .env("SHOAL_DATA_DIR", dir.path().join("shoal-data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sunk: u64 = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "sink")
+        .map(|n| n["records_in"].as_u64().unwrap())
+        .sum();
+    let written = read_jsonl_dir(&dir.path().join("out/endless")).len() as u64;
+    assert!(sunk > 0, "nothing flowed before SIGINT");
+    assert_eq!(written, sunk, "everything the sink received is committed");
+}
+
+#[test]
+fn plan_errors_name_the_yaml_line() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("bad-sql.yaml"),
+        "name: bad\nsources:\n  txns: { type: generator, count: 10 }\ntransforms:\n  agg:\n    type: sql\n    inputs: [txns]\n    query: SELECT card_id, COUNT(*) FROM txns GROUP BY card_id\nsinks:\n  out: { type: stdout, inputs: [agg] }\n",
+    )
+    .unwrap();
+    let out = shoal(dir.path(), &["validate", "bad-sql.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-sql.yaml:8:"), "{err}");
+    assert!(err.contains("GROUP BY"), "{err}");
+
+    std::fs::write(
+        dir.path().join("bad-col.yaml"),
+        "name: bad\nsources:\n  txns: { type: generator, count: 10 }\ntransforms:\n  f:\n    type: filter\n    inputs: [txns]\n    where: amout > 5\nsinks:\n  out: { type: stdout, inputs: [f] }\n",
+    )
+    .unwrap();
+    let out = shoal(dir.path(), &["run", "bad-col.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-col.yaml:8:") && err.contains("amout"),
+        "{err}"
+    );
+}
