@@ -47,5 +47,17 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<shoal_log::Error> for Failure {
+    /// Usage errors (bad name, unknown topic or group, ...) are bad input
+    /// (exit 2); conflicts, fencing, corruption and I/O are runtime failures
+    /// (exit 1).
+    fn from(e: shoal_log::Error) -> Self {
+        match e.fault() {
+            shoal_log::Fault::Usage => Failure::BadInput(format!("error: {e}")),
+            _ => Failure::Runtime(e.into()),
+        }
+    }
+}
+
 /// The commands' result alias.
 pub type CliResult<T = ()> = Result<T, Failure>;

@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+mod consume;
 mod explain;
+mod group;
+mod produce;
 mod run;
+mod topic;
 mod validate;
 
 use std::path::Path;
@@ -9,7 +13,7 @@ use std::path::Path;
 use shoal_plan::{Plan, PlanOptions};
 
 use crate::cli::{Cli, Command};
-use crate::exit::CliResult;
+use crate::exit::{CliResult, Failure};
 
 /// Run the command `cli` asks for.
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -21,6 +25,28 @@ pub fn dispatch(cli: Cli) -> CliResult {
         } => run::run(&file, cli.data_dir, json, no_progress),
         Command::Validate { files } => validate::validate(&files, cli.data_dir),
         Command::Explain { file, json } => explain::explain(&file, cli.data_dir, json),
+        Command::Topic(cmd) => topic::topic(cmd, cli.data_dir),
+        Command::Produce {
+            topic,
+            file,
+            key,
+            json,
+        } => produce::produce(&topic, &file, key.as_deref(), cli.data_dir, json),
+        Command::Consume {
+            topic,
+            group,
+            from_beginning,
+            max,
+            json,
+        } => consume::consume(
+            &topic,
+            group.as_deref(),
+            from_beginning,
+            max,
+            cli.data_dir,
+            json,
+        ),
+        Command::Group(cmd) => group::group(cmd, cli.data_dir),
     }
 }
 
@@ -35,4 +61,35 @@ pub(crate) fn load_and_plan(file: &Path, data_dir: Option<std::path::PathBuf>) -
         ..PlanOptions::default()
     };
     Ok(shoal_plan::plan(&spec, &opts)?)
+}
+
+/// Where the embedded log lives: `<data_dir or ./shoal-data>/log`. The one
+/// place that decides it (the CLI's log commands and the pipeline runner).
+pub(crate) fn log_dir(data_dir: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    data_dir
+        .unwrap_or_else(|| std::path::PathBuf::from("./shoal-data"))
+        .join("log")
+}
+
+/// Opens the embedded log under `data_dir`. `read_only` for commands that
+/// only look: they neither create the directory nor take any lock.
+pub(crate) fn open_log(
+    data_dir: Option<std::path::PathBuf>,
+    read_only: bool,
+) -> CliResult<shoal_log::LogDir> {
+    let config = shoal_log::LogConfig {
+        read_only,
+        ..shoal_log::LogConfig::default()
+    };
+    Ok(shoal_log::LogDir::open(log_dir(data_dir), config)?)
+}
+
+/// Maps a log error, adding a hint when the topic does not exist.
+pub(crate) fn topic_error(e: shoal_log::Error, hint: &str) -> Failure {
+    match e {
+        shoal_log::Error::TopicNotFound { .. } => {
+            Failure::BadInput(format!("error: {e}\n  hint: {hint}"))
+        }
+        e => e.into(),
+    }
 }
