@@ -43,7 +43,7 @@ fn large_foreign_flags_exactly_the_large_foreign_transactions() {
     let out = shoal_ok(dir.path(), &["run", "pipelines/large-foreign.yaml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("200000 records in"),
+        stderr.contains("400000 records in"),
         "summary missing:\n{stderr}"
     );
 

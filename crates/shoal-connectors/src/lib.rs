@@ -8,6 +8,7 @@
 //! | `generator` | [`generator::TransactionGenerator`] | |
 //! | `file` | [`file::FileSource`] (JSON lines, CSV) | [`file::FileSink`] (JSON lines, CSV; atomic commit by rename) |
 //! | `stdout` | | [`stdout::StdoutSink`] |
+//! | `log` | [`log::LogSource`] (consumer-group member) | [`log::LogSink`] (keyed, murmur2) |
 //!
 //! plus the dead-letter writers in [`dead_letter`]. Records that cannot be
 //! decoded never stop a source: they go to the dead-letter output with their
@@ -18,5 +19,6 @@ pub mod event_time;
 pub mod file;
 pub mod format;
 pub mod generator;
+pub mod log;
 pub mod schema;
 pub mod stdout;

@@ -463,6 +463,10 @@ impl Converter<'_> {
                     assignor,
                     start,
                     stop_at_end: l.stop_at_end.unwrap_or(false),
+                    session_timeout: match l.session_timeout {
+                        Some(d) => self.duration(&at("session_timeout"), d)?,
+                        None => Duration::from_secs(10),
+                    },
                     format,
                     schema,
                     batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,

@@ -79,6 +79,7 @@ pub(crate) struct RawLogSource {
     pub assignor: Option<String>,
     pub start: Option<String>,
     pub stop_at_end: Option<bool>,
+    pub session_timeout: Option<Scalar>,
     pub format: Option<String>,
     pub schema: Option<IndexMap<String, String>>,
     pub batch_size: Option<u64>,

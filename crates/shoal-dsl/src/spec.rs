@@ -349,6 +349,9 @@ pub struct LogSource {
     pub start: StartFrom,
     /// `stop_at_end:` stop at the end offsets seen at start; default false.
     pub stop_at_end: bool,
+    /// `session_timeout:` a member silent this long is expelled from the group
+    /// and its partitions move to the others; default `10s`.
+    pub session_timeout: Duration,
     /// `format:` of the records; `json` only for now.
     pub format: RecordFormat,
     /// `schema:`; `None` = infer.

@@ -7,10 +7,14 @@ use datafusion::physical_expr::PhysicalExpr;
 use shoal_connectors::dead_letter::{FileDeadLetters, StderrDeadLetters};
 use shoal_connectors::file::{FileSink, FileSource};
 use shoal_connectors::generator::TransactionGenerator;
+use shoal_connectors::log::{
+    LogSink as LogSinkTask, LogSource as LogSourceTask, RunPartitions, TopicWriters,
+};
 use shoal_connectors::stdout::StdoutSink;
 use shoal_dsl::{
     DeadLetterSink as DeadLetterSpec, FileFormat, GeneratorSource, LogSink, LogSource, PipelineSpec,
 };
+use shoal_log::{GroupConfig, LogConfig, LogDir};
 use shoal_runtime::{
     DeadLetterSink, EdgeSpec, JobGraph, Operator, Result, RuntimeError, Sink, Source,
 };
@@ -66,10 +70,77 @@ pub(crate) fn dead_letter(
     }
 }
 
+/// The embedded log directory, opened once per run and shared by every log
+/// source and sink of the pipeline (one in-process group coordinator).
+fn open_log(plan: &Plan) -> Result<Option<LogDir>> {
+    let mut session_timeout: Option<std::time::Duration> = None;
+    let mut any = false;
+    for node in &plan.nodes {
+        match &node.builder {
+            Builder::Log(l) => {
+                any = true;
+                session_timeout =
+                    Some(session_timeout.map_or(l.session_timeout, |t| t.min(l.session_timeout)));
+            }
+            Builder::LogSink(_) => any = true,
+            _ => {}
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut group = GroupConfig::default();
+    if let Some(t) = session_timeout {
+        group.session_timeout = t;
+    }
+    let dir = plan.data_dir.join("log");
+    let config = LogConfig {
+        group,
+        ..LogConfig::default()
+    };
+    LogDir::open(&dir, config)
+        .map(Some)
+        .map_err(|e| RuntimeError::User(format!("open the embedded log at {}: {e}", dir.display())))
+}
+
+/// Create the topics the pipeline's log sinks write (if missing), and count
+/// their writers so log sources reading them know when the input is complete.
+fn prepare_topics(plan: &Plan, log: &LogDir) -> Result<TopicWriters> {
+    let writers = TopicWriters::default();
+    for node in &plan.nodes {
+        if let Builder::LogSink(l) = &node.builder {
+            let partitions = match (l.partitions, log.partition_count(&l.topic)) {
+                (Some(p), _) => p,
+                (None, Ok(existing)) => existing,
+                (None, Err(_)) => 1,
+            };
+            log.create_topic(&l.topic, partitions).map_err(|e| {
+                RuntimeError::User(format!("sink `{}`: topic {}: {e}", node.id, l.topic))
+            })?;
+            writers.add(&l.topic, node.parallelism);
+        }
+    }
+    Ok(writers)
+}
+
+/// `SHOAL_TEST_CRASH_MEMBER=node:instance:records` makes that log-source
+/// member stop like a crashed process after that many records (tests only).
+fn crash_hook(node: &str) -> Option<(usize, u64)> {
+    let v = std::env::var("SHOAL_TEST_CRASH_MEMBER").ok()?;
+    let mut it = v.split(':');
+    let (n, i, r) = (it.next()?, it.next()?, it.next()?);
+    (n == node).then_some((i.parse().ok()?, r.parse().ok()?))
+}
+
 impl Plan {
     /// The runnable graph.
     pub fn into_job_graph(self) -> Result<JobGraph> {
         let mut graph = JobGraph::new(&self.name);
+        let log = open_log(&self)?;
+        let writers = match &log {
+            Some(log) => prepare_topics(&self, log)?,
+            None => TopicWriters::default(),
+        };
         let mut ids: Vec<String> = Vec::new();
         for node in self.nodes {
             let inputs: Vec<EdgeSpec> = node
@@ -101,10 +172,30 @@ impl Plan {
                         )
                     });
                 }
-                Builder::Log(_) => {
-                    return Err(RuntimeError::User(format!(
-                        "source `{id}`: the embedded log source is not available in this build"
-                    )));
+                Builder::Log(spec) => {
+                    let log = log.clone().expect("log opened for log nodes");
+                    log.partition_count(&spec.topic).map_err(|e| {
+                        RuntimeError::User(format!(
+                            "source `{id}`: topic {}: {e} (create it with `shoal topic create {} --partitions N`)",
+                            spec.topic, spec.topic
+                        ))
+                    })?;
+                    let started = RunPartitions::default();
+                    let crash = crash_hook(&id);
+                    let nid = id.clone();
+                    let topic_writers = writers.get(&spec.topic);
+                    graph.add_source(&id, p, move |i| {
+                        let src = LogSourceTask::new(
+                            &nid,
+                            log.clone(),
+                            spec.clone(),
+                            schema.clone(),
+                            started.clone(),
+                        )
+                        .with_writers(topic_writers.clone())
+                        .crash_after(crash.filter(|(ci, _)| *ci == i).map(|(_, r)| r));
+                        Ok(Box::new(src) as Box<dyn Source>)
+                    });
                 }
                 Builder::Filter(pred) => {
                     graph.add_operator(&id, p, inputs, move |_| {
@@ -127,10 +218,15 @@ impl Plan {
                         Ok(Box::new(FileSink::new(&dir, format.clone(), i)?) as Box<dyn Sink>)
                     });
                 }
-                Builder::LogSink(_) => {
-                    return Err(RuntimeError::User(format!(
-                        "sink `{id}`: the embedded log sink is not available in this build"
-                    )));
+                Builder::LogSink(spec) => {
+                    let log = log.clone().expect("log opened for log nodes");
+                    let done = writers.get(&spec.topic);
+                    graph.add_sink(&id, p, inputs, move |_| {
+                        Ok(Box::new(
+                            LogSinkTask::new(log.clone(), &spec.topic, spec.key.clone())
+                                .with_writers(done.clone()),
+                        ) as Box<dyn Sink>)
+                    });
                 }
             }
             ids.push(id);
