@@ -17,7 +17,7 @@
 //! * XGBoost keeps features and thresholds as `f32`: a row goes left when
 //!   `f32(x) < threshold`; `NaN` follows `default_left`. The threshold is
 //!   translated so the forest's `f64` comparison gives the same answer for
-//!   every input (see [`crate::forest`]).
+//!   every input (see [`crate::Forest`]).
 //! * A node is a leaf when its left child is `-1`; its value is its
 //!   `split_conditions` entry (`base_weights` holds the node's weight before
 //!   the learning rate is applied and is not used for prediction).
@@ -215,7 +215,7 @@ fn base_margin(score: f32, transform: BaseTransform) -> Result<f64> {
             -(1.0f32 / score - 1.0f32).ln()
         }
         BaseTransform::Ln => {
-            if !(score > 0.0) {
+            if score.is_nan() || score <= 0.0 {
                 return Err(malformed(format!(
                     "base_score {score} must be positive for a log-link objective"
                 )));
