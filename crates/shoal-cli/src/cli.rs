@@ -46,6 +46,17 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// List completed checkpoints: id, time, duration, state size.
+    #[command(
+        after_help = "Examples:\n  shoal checkpoints\n  shoal checkpoints shoal-data/checkpoints/fraud-detection --json"
+    )]
+    Checkpoints {
+        /// A checkpoint directory (default: every pipeline's under DATA_DIR/checkpoints).
+        dir: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the compiled operator graph: operators, parallelism, channels, schemas.
     #[command(
         after_help = "Examples:\n  shoal explain pipelines/large-foreign.yaml\n  shoal explain --json pipelines/large-foreign.yaml | jq .nodes"

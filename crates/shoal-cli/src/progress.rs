@@ -38,15 +38,27 @@ impl Progress {
         let rate_in = (src - self.last.1) as f64 / dt;
         let rate_out = (sink - self.last.2) as f64 / dt;
         self.last = (now, src, sink);
+        let c = self.metrics.checkpoints();
+        let ckpt = if c.completed > 0 {
+            format!(
+                " | checkpoint #{} ({} ms, {})",
+                c.last_id,
+                c.last_duration.as_millis(),
+                bytes(c.last_state_bytes)
+            )
+        } else {
+            String::new()
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total) | dead-letter {} | {:.1}s",
+            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total) | dead-letter {}{} | {:.1}s",
             human(rate_in),
             human(src as f64),
             human(rate_out),
             human(sink as f64),
             self.metrics.dead_letters(),
+            ckpt,
             self.started.elapsed().as_secs_f64()
         );
         let _ = err.flush();
@@ -59,6 +71,16 @@ impl Progress {
             eprint!("\r\x1b[2K");
             self.drawn = false;
         }
+    }
+}
+
+fn bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    } else if b >= 1 << 10 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{b} B")
     }
 }
 

@@ -360,18 +360,7 @@ impl Converter<'_> {
                     )?,
                     None => GeneratorProfile::Transactions,
                 };
-                let rate = match g.rate {
-                    None => None,
-                    Some(Scalar::Str(s)) => {
-                        Some(units::parse_rate(&s).map_err(|m| self.err(&at("rate"), m))?)
-                    }
-                    Some(Scalar::Int(n)) => {
-                        Some(units::check_rate(n as f64).map_err(|m| self.err(&at("rate"), m))?)
-                    }
-                    Some(Scalar::Float(f)) => {
-                        Some(units::check_rate(f).map_err(|m| self.err(&at("rate"), m))?)
-                    }
-                };
+                let rate = self.rate(&at("rate"), g.rate)?;
                 SourceSpec::Generator(GeneratorSource {
                     profile,
                     seed: g.seed.unwrap_or(0),
@@ -463,6 +452,7 @@ impl Converter<'_> {
                     assignor,
                     start,
                     stop_at_end: l.stop_at_end.unwrap_or(false),
+                    rate: self.rate(&at("rate"), l.rate)?,
                     session_timeout: match l.session_timeout {
                         Some(d) => self.duration(&at("session_timeout"), d)?,
                         None => Duration::from_secs(10),
@@ -473,6 +463,16 @@ impl Converter<'_> {
                     event_time,
                 })
             }
+        })
+    }
+
+    /// A rate: `50000/s`, `120/m` or a number per second.
+    fn rate(&self, at: &[&str], raw: Option<Scalar>) -> R<Option<f64>> {
+        Ok(match raw {
+            None => None,
+            Some(Scalar::Str(s)) => Some(units::parse_rate(&s).map_err(|m| self.err(at, m))?),
+            Some(Scalar::Int(n)) => Some(units::check_rate(n as f64).map_err(|m| self.err(at, m))?),
+            Some(Scalar::Float(f)) => Some(units::check_rate(f).map_err(|m| self.err(at, m))?),
         })
     }
 

@@ -352,6 +352,9 @@ pub struct LogSource {
     /// `session_timeout:` a member silent this long is expelled from the group
     /// and its partitions move to the others; default `10s`.
     pub session_timeout: Duration,
+    /// `rate:` at most this many records per second over all members
+    /// (throttles a backfill); default unlimited.
+    pub rate: Option<f64>,
     /// `format:` of the records; `json` only for now.
     pub format: RecordFormat,
     /// `schema:`; `None` = infer.

@@ -65,6 +65,21 @@ impl Plan {
             let _ = writeln!(s, "  {label}: {}\n", cols.join(", "));
         }
         let _ = writeln!(s, "dead letters -> {}", self.dead_letter);
+        match &self.checkpoint {
+            Some(c) => {
+                let _ = writeln!(
+                    s,
+                    "checkpoints: every {:?} into {} (keep {}, timeout {:?}); exactly-once for file sinks",
+                    c.interval,
+                    c.dir.display(),
+                    c.keep,
+                    c.timeout
+                );
+            }
+            None => {
+                let _ = writeln!(s, "checkpoints: off (at-least-once)");
+            }
+        }
         s
     }
 

@@ -47,6 +47,8 @@ pub struct Plan {
     pub dead_letter: String,
     /// Capacity of every channel, in batches.
     pub channel_capacity: usize,
+    /// Checkpointing, when the file has a `checkpoint` section.
+    pub checkpoint: Option<shoal_runtime::CheckpointConfig>,
     pub(crate) dead_letter_builder: crate::build::DeadLetterBuilder,
 }
 
@@ -77,12 +79,25 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
     }
     let (dead_letter, dead_letter_builder) =
         crate::build::dead_letter(spec, &opts.base_dir, &data_dir);
+    let checkpoint = spec
+        .checkpoint
+        .as_ref()
+        .map(|c| shoal_runtime::CheckpointConfig {
+            interval: c.interval,
+            dir: match &c.dir {
+                Some(d) => resolve(&opts.base_dir, d),
+                None => data_dir.join("checkpoints").join(&spec.name),
+            },
+            keep: c.keep,
+            timeout: c.timeout,
+        });
     Ok(Plan {
         name: spec.name.clone(),
         nodes,
         data_dir,
         dead_letter,
         channel_capacity: opts.channel_capacity,
+        checkpoint,
         dead_letter_builder,
     })
 }

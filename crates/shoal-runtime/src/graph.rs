@@ -8,6 +8,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{TaskReceiver, TaskSender, bounded};
+use crate::checkpoint::coordinator::Coordinator;
+use crate::checkpoint::{CheckpointConfig, CheckpointLink, Manifest, TopologyNode};
 use crate::dead_letter::{DeadLetterSink, DeadLetters};
 use crate::error::{Result, RuntimeError};
 use crate::gate::InputGate;
@@ -16,6 +18,7 @@ use crate::operator::Operator;
 use crate::output::{OutEdge, Output};
 use crate::partition::Partitioning;
 use crate::sink::Sink;
+use crate::source::SourceCheckpoint;
 use crate::source::{Source, SourceContext};
 use crate::task;
 
@@ -53,6 +56,10 @@ pub struct RunOptions {
     pub channel_capacity: usize,
     /// Cancelling this token stops the sources; the job then drains and ends.
     pub cancel: CancellationToken,
+    /// Take checkpoints (exactly-once with transactional sinks).
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Restore from this checkpoint (its topology must match the graph's).
+    pub restore: Option<Manifest>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +67,8 @@ impl Default for RunOptions {
         Self {
             channel_capacity: 8,
             cancel: CancellationToken::new(),
+            checkpoint: None,
+            restore: None,
         }
     }
 }
@@ -157,12 +166,53 @@ impl JobGraph {
         n
     }
 
+    /// The graph's shape, as checkpoints record it.
+    pub fn topology(&self) -> Vec<TopologyNode> {
+        self.nodes
+            .iter()
+            .map(|n| TopologyNode {
+                id: n.id.clone(),
+                role: match n.kind {
+                    NodeKind::Source(_) => "source",
+                    NodeKind::Operator(_) => "transform",
+                    NodeKind::Sink(_) => "sink",
+                }
+                .to_string(),
+                parallelism: n.parallelism,
+            })
+            .collect()
+    }
+
     /// Start every task. The returned handle reports metrics and completion.
     pub fn spawn(self, opts: RunOptions) -> Result<JobHandle> {
         let metrics = Metrics::default();
         let started = Instant::now();
         let cancel = opts.cancel.clone();
+        let topology = self.topology();
+        if let (Some(m), Some(c)) = (&opts.restore, &opts.checkpoint) {
+            m.check_topology(&topology, &c.dir)?;
+        }
+        let restored = |node: &str| -> Vec<serde_json::Value> {
+            opts.restore
+                .as_ref()
+                .and_then(|m| m.states.get(node).cloned())
+                .unwrap_or_default()
+        };
         let nodes = self.nodes;
+        // Checkpointing: one inbox for the coordinator, a barrier channel per
+        // source instance, a completion channel per sink instance.
+        let (to_coord, coord_inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (completed_tx, completed_rx) = tokio::sync::watch::channel(0u64);
+        let mut source_injects = Vec::new();
+        let mut sink_completes = Vec::new();
+        let checkpointing = opts.checkpoint.is_some();
+        let link = |node: usize, instance: usize| {
+            checkpointing.then(|| CheckpointLink {
+                node,
+                instance,
+                to_coordinator: to_coord.clone(),
+            })
+        };
 
         // One input channel per instance of every non-source node.
         let mut senders: Vec<Vec<TaskSender>> = Vec::with_capacity(nodes.len());
@@ -220,7 +270,23 @@ impl JobGraph {
                 let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
                     match &node.kind {
                         NodeKind::Source(f) => {
-                            let src = f(instance).map_err(|e| e.in_operator(&id))?;
+                            let mut src = f(instance).map_err(|e| e.in_operator(&id))?;
+                            let states = restored(&id);
+                            if !states.is_empty() {
+                                src.restore(&states, instance)
+                                    .map_err(|e| e.in_operator(&id))?;
+                            }
+                            let checkpoint = link(nid, instance).map(|link| {
+                                let (tx, injects) = tokio::sync::mpsc::unbounded_channel();
+                                source_injects.push(tx);
+                                SourceCheckpoint {
+                                    link,
+                                    injects,
+                                    completed: completed_rx.clone(),
+                                    state: serde_json::Value::Null,
+                                    reported: Default::default(),
+                                }
+                            });
                             let ctx = SourceContext {
                                 node: id.clone(),
                                 instance,
@@ -230,11 +296,17 @@ impl JobGraph {
                                 cancel: cancel.clone(),
                                 dead: dead.clone(),
                                 last_watermark: i64::MIN,
+                                checkpoint,
                             };
                             Box::pin(task::run_source(src, ctx))
                         }
                         NodeKind::Operator(f) => {
-                            let op = f(instance).map_err(|e| e.in_operator(&id))?;
+                            let mut op = f(instance).map_err(|e| e.in_operator(&id))?;
+                            let states = restored(&id);
+                            if !states.is_empty() {
+                                op.restore(&states, instance)
+                                    .map_err(|e| e.in_operator(&id))?;
+                            }
                             let gate = gate.ok_or_else(|| {
                                 RuntimeError::Internal(format!("{id} has no input"))
                             })?;
@@ -245,14 +317,30 @@ impl JobGraph {
                                 output,
                                 node_metrics.clone(),
                                 dead.clone(),
+                                link(nid, instance),
                             ))
                         }
                         NodeKind::Sink(f) => {
-                            let sink = f(instance).map_err(|e| e.in_operator(&id))?;
+                            let mut sink = f(instance).map_err(|e| e.in_operator(&id))?;
+                            if checkpointing {
+                                sink.recover(opts.restore.as_ref().map(|m| m.id))
+                                    .map_err(|e| e.in_operator(&id))?;
+                            }
                             let gate = gate.ok_or_else(|| {
                                 RuntimeError::Internal(format!("{id} has no input"))
                             })?;
-                            Box::pin(task::run_sink(id.clone(), sink, gate, node_metrics.clone()))
+                            let checkpoint = link(nid, instance).map(|l| {
+                                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                                sink_completes.push(tx);
+                                (l, rx)
+                            });
+                            Box::pin(task::run_sink(
+                                id.clone(),
+                                sink,
+                                gate,
+                                node_metrics.clone(),
+                                checkpoint,
+                            ))
                         }
                     };
                 set.spawn(async move { (id, fut.await) });
@@ -260,6 +348,28 @@ impl JobGraph {
         }
         drop(senders);
         drop(dead);
+        let coordinator = match &opts.checkpoint {
+            Some(config) => {
+                let c = Coordinator {
+                    config: config.clone(),
+                    pipeline: self.name.clone(),
+                    instances: topology.iter().map(|t| t.parallelism).collect(),
+                    topology: topology.clone(),
+                    next_id: opts.restore.as_ref().map_or(1, |m| m.id + 1),
+                    sources: source_injects,
+                    sinks: sink_completes,
+                    inbox: coord_inbox,
+                    completed: completed_tx,
+                    metrics: metrics.clone(),
+                };
+                Some(tokio::spawn(c.run()))
+            }
+            None => {
+                drop((source_injects, sink_completes, coord_inbox, completed_tx));
+                None
+            }
+        };
+        drop(to_coord);
 
         let sup_cancel = cancel.clone();
         let sup_metrics = metrics.clone();
@@ -284,6 +394,24 @@ impl JobGraph {
                         first_error = Some(e);
                     }
                     sup_cancel.cancel();
+                    // A failed job commits nothing more.
+                    if let Some(c) = &coordinator {
+                        c.abort();
+                    }
+                }
+            }
+            if let Some(c) = coordinator
+                && first_error.is_none()
+            {
+                match c.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => first_error = Some(e.in_operator("checkpoint coordinator")),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => {
+                        first_error = Some(RuntimeError::Internal(format!(
+                            "checkpoint coordinator: {e}"
+                        )))
+                    }
                 }
             }
             let dl = dl_task
@@ -430,6 +558,8 @@ pub struct JobSummary {
     pub elapsed: Duration,
     /// Per-node counters, in graph order.
     pub nodes: Vec<NodeSummary>,
+    /// Checkpoints completed during the run.
+    pub checkpoints: crate::metrics::CheckpointStats,
 }
 
 impl JobSummary {
@@ -449,7 +579,11 @@ impl JobSummary {
                 dead_letters: m.dead_letters(),
             })
             .collect();
-        Self { elapsed, nodes }
+        Self {
+            elapsed,
+            nodes,
+            checkpoints: metrics.checkpoints(),
+        }
     }
 
     /// Records emitted by all sources.

@@ -20,6 +20,7 @@
 //! and memory stays flat.
 
 mod channel;
+pub mod checkpoint;
 mod dead_letter;
 mod error;
 mod gate;
@@ -34,12 +35,13 @@ mod source;
 mod task;
 mod watermark;
 
+pub use checkpoint::{CheckpointConfig, Manifest};
 pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters, dead_letter_schema};
 pub use error::{ErrorDomain, Result, RuntimeError};
 pub use gate::{InputEvent, InputGate};
 pub use graph::{EdgeSpec, JobGraph, JobHandle, JobSummary, NodeId, NodeSummary, RunOptions};
 pub use message::{Envelope, Message};
-pub use metrics::{Metrics, NodeMetrics, NodeRole};
+pub use metrics::{CheckpointStats, Metrics, NodeMetrics, NodeRole};
 pub use operator::{Collector, Operator};
 pub use output::Output;
 pub use partition::{HashPartitioner, Partitioning};

@@ -79,14 +79,48 @@ impl NodeMetrics {
     }
 }
 
+/// Completed checkpoints of a job.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckpointStats {
+    /// How many completed.
+    pub completed: u64,
+    /// Id of the newest.
+    pub last_id: u64,
+    /// Its duration.
+    pub last_duration: std::time::Duration,
+    /// Its state size in bytes.
+    pub last_state_bytes: u64,
+    /// Every duration so far, in ms (for percentiles).
+    pub durations_ms: Vec<f64>,
+}
+
 /// The metrics registry of one job: node id → counters.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     nodes: Arc<DashMap<String, Arc<NodeMetrics>>>,
     order: Arc<std::sync::Mutex<Vec<String>>>,
+    checkpoints: Arc<std::sync::Mutex<CheckpointStats>>,
 }
 
 impl Metrics {
+    /// Note a completed checkpoint.
+    pub fn record_checkpoint(&self, id: u64, duration: std::time::Duration, state_bytes: u64) {
+        let mut c = self.checkpoints.lock().expect("checkpoint stats lock");
+        c.completed += 1;
+        c.last_id = id;
+        c.last_duration = duration;
+        c.last_state_bytes = state_bytes;
+        c.durations_ms.push(duration.as_secs_f64() * 1e3);
+    }
+
+    /// Completed checkpoints so far.
+    pub fn checkpoints(&self) -> CheckpointStats {
+        self.checkpoints
+            .lock()
+            .expect("checkpoint stats lock")
+            .clone()
+    }
+
     /// The counters of `node`, created on first use.
     pub fn node(&self, node: &str, role: NodeRole) -> Arc<NodeMetrics> {
         if let Some(m) = self.nodes.get(node) {

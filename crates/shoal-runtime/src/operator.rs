@@ -30,6 +30,19 @@ pub trait Operator: Send + 'static {
     fn on_end(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
+
+    /// A checkpoint barrier passed: return the operator's state (`Null`
+    /// when stateless). Called between batches, after alignment.
+    fn snapshot(&mut self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    /// Restore the state [`Operator::snapshot`] returned; `states` holds
+    /// every instance's (index = instance). Keyed state is partitioned by the
+    /// same hash as the input, so an instance keeps the keys it had.
+    fn restore(&mut self, _states: &[serde_json::Value], _instance: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Collects what an operator hook produced. Reused across calls.

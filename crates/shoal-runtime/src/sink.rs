@@ -27,4 +27,11 @@ pub trait Sink: Send + 'static {
 
     /// End of input: flush and make everything written visible.
     fn finish(&mut self) -> Result<()>;
+
+    /// Start of a checkpointed run: commit the epochs staged by an earlier
+    /// run up to `committed` (the newest completed checkpoint, `None` when
+    /// there is none) and abort the staged epochs after it.
+    fn recover(&mut self, _committed: Option<u64>) -> Result<()> {
+        Ok(())
+    }
 }

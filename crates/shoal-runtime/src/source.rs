@@ -6,6 +6,7 @@ use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{CheckpointLink, Inject, ToCoordinator};
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::error::Result;
 use crate::message::Message;
@@ -18,6 +19,13 @@ pub trait Source: Send + 'static {
     /// Run until the input ends or [`SourceContext::is_cancelled`]. Returning
     /// `Ok` sends `End` downstream.
     fn run<'a>(self: Box<Self>, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<()>>;
+
+    /// Restore from a checkpoint: `states` holds the state every instance of
+    /// this source reported (index = instance), `instance` is this one's.
+    /// The default ignores it (a source that cannot resume).
+    fn restore(&mut self, _states: &[serde_json::Value], _instance: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a running source instance can do.
@@ -33,15 +41,104 @@ pub struct SourceContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) dead: DeadLetters,
     pub(crate) last_watermark: i64,
+    pub(crate) checkpoint: Option<SourceCheckpoint>,
+}
+
+/// A source instance's side of checkpointing.
+pub(crate) struct SourceCheckpoint {
+    pub link: CheckpointLink,
+    pub injects: tokio::sync::mpsc::UnboundedReceiver<Inject>,
+    pub completed: tokio::sync::watch::Receiver<u64>,
+    /// State as of the last batch emitted.
+    pub state: serde_json::Value,
+    /// States reported at recent barriers, oldest first.
+    pub reported: std::collections::VecDeque<(u64, serde_json::Value)>,
 }
 
 impl SourceContext {
+    /// Whether the job takes checkpoints (a source then reports its
+    /// position with [`SourceContext::set_state`] after every batch).
+    pub fn is_checkpointing(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// Record the source's position after the batches emitted so far; it is
+    /// what a checkpoint taken now restores.
+    pub fn set_state(&mut self, state: serde_json::Value) {
+        if let Some(c) = &mut self.checkpoint {
+            c.state = state;
+        }
+    }
+
+    /// Take part in pending checkpoints: acknowledge with the current state
+    /// and forward the barrier. [`SourceContext::emit`] does this before every
+    /// batch; call it from idle loops too.
+    pub async fn checkpoint_point(&mut self) -> Result<()> {
+        loop {
+            let Some(c) = &mut self.checkpoint else {
+                return Ok(());
+            };
+            let Ok(inject) = c.injects.try_recv() else {
+                return Ok(());
+            };
+            self.take_checkpoint(inject.id).await?;
+        }
+    }
+
+    async fn take_checkpoint(&mut self, id: u64) -> Result<()> {
+        let c = self.checkpoint.as_mut().expect("checkpointing");
+        c.link.ack(id, c.state.clone());
+        c.reported.push_back((id, c.state.clone()));
+        while c.reported.len() > 16 {
+            c.reported.pop_front();
+        }
+        self.output.broadcast(Message::Barrier(id)).await
+    }
+
+    /// The state this source reported at the newest *completed* checkpoint,
+    /// once per checkpoint (e.g. to commit offsets to a consumer group).
+    pub fn take_completed_state(&mut self) -> Option<(u64, serde_json::Value)> {
+        let c = self.checkpoint.as_mut()?;
+        if !c.completed.has_changed().unwrap_or(false) {
+            return None;
+        }
+        let done = *c.completed.borrow_and_update();
+        let mut found = None;
+        while let Some((id, _)) = c.reported.front() {
+            if *id > done {
+                break;
+            }
+            found = c.reported.pop_front();
+        }
+        found
+    }
+
+    /// After the source's input ended: report it, then answer barriers until
+    /// the final checkpoint.
+    pub(crate) async fn finish_checkpoints(&mut self) -> Result<()> {
+        let Some(c) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        let _ = c.link.to_coordinator.send(ToCoordinator::SourceEnded);
+        loop {
+            let c = self.checkpoint.as_mut().expect("checkpointing");
+            let Some(inject) = c.injects.recv().await else {
+                return Ok(());
+            };
+            self.take_checkpoint(inject.id).await?;
+            if inject.last {
+                return Ok(());
+            }
+        }
+    }
+
     /// Send a batch downstream, waiting while downstream is busy.
     pub async fn emit(&mut self, batch: RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
         }
+        self.checkpoint_point().await?;
         self.output.send_batch(batch).await?;
         self.metrics.add_out(rows);
         Ok(())

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::checkpoint::CheckpointLink;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
 use crate::error::{Result, RuntimeError};
 use crate::gate::{InputEvent, InputGate};
@@ -25,6 +26,7 @@ pub(crate) async fn run_source(source: Box<dyn Source>, mut ctx: SourceContext) 
     let span = tracing::info_span!("source", operator = %ctx.node, instance = ctx.instance);
     async move {
         source.run(&mut ctx).await?;
+        ctx.finish_checkpoints().await?;
         ctx.output.broadcast(Message::End).await
     }
     .instrument(span)
@@ -39,6 +41,7 @@ pub(crate) async fn run_operator(
     mut output: Output,
     metrics: Arc<NodeMetrics>,
     dead: DeadLetters,
+    checkpoint: Option<CheckpointLink>,
 ) -> Result<()> {
     let span = tracing::info_span!("operator", operator = %node);
     async {
@@ -62,6 +65,10 @@ pub(crate) async fn run_operator(
                     output.broadcast(Message::Watermark(t)).await?;
                 }
                 InputEvent::Barrier(id) => {
+                    let state = op.snapshot()?;
+                    if let Some(link) = &checkpoint {
+                        link.ack(id, state);
+                    }
                     output.broadcast(Message::Barrier(id)).await?;
                 }
                 InputEvent::End => {
@@ -100,11 +107,27 @@ pub(crate) async fn run_sink(
     mut sink: Box<dyn Sink>,
     mut gate: InputGate,
     metrics: Arc<NodeMetrics>,
+    checkpoint: Option<(CheckpointLink, tokio::sync::mpsc::UnboundedReceiver<u64>)>,
 ) -> Result<()> {
     let span = tracing::info_span!("sink", operator = %node);
+    let (link, mut completed) = match checkpoint {
+        Some((l, c)) => (Some(l), Some(c)),
+        None => (None, None),
+    };
     async {
         loop {
-            let Some(event) = gate.next().await else {
+            let event = match &mut completed {
+                Some(c) => tokio::select! {
+                    biased;
+                    Some(id) = c.recv() => {
+                        sink.commit(id)?;
+                        continue;
+                    }
+                    ev = gate.next() => ev,
+                },
+                None => gate.next().await,
+            };
+            let Some(event) = event else {
                 return Err(upstream_failed(&node));
             };
             match event {
@@ -117,9 +140,22 @@ pub(crate) async fn run_sink(
                         .watermark
                         .store(t, std::sync::atomic::Ordering::Relaxed);
                 }
-                InputEvent::Barrier(id) => sink.pre_commit(id)?,
+                InputEvent::Barrier(id) => {
+                    sink.pre_commit(id)?;
+                    if let Some(link) = &link {
+                        link.ack(id, serde_json::Value::Null);
+                    }
+                }
                 InputEvent::End => {
-                    sink.finish()?;
+                    let Some(c) = &mut completed else {
+                        sink.finish()?;
+                        return Ok(());
+                    };
+                    // Checkpointed: everything was staged at the final barrier;
+                    // commit each epoch the coordinator completes, and nothing else.
+                    while let Some(id) = c.recv().await {
+                        sink.commit(id)?;
+                    }
                     return Ok(());
                 }
             }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod checkpoints;
 mod consume;
 mod explain;
 mod group;
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         } => run::run(&file, cli.data_dir, json, no_progress),
         Command::Validate { files } => validate::validate(&files, cli.data_dir),
         Command::Explain { file, json } => explain::explain(&file, cli.data_dir, json),
+        Command::Checkpoints { dir, json } => checkpoints::list(dir, cli.data_dir, json),
         Command::Topic(cmd) => topic::topic(cmd, cli.data_dir),
         Command::Produce {
             topic,

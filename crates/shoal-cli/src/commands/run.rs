@@ -13,6 +13,16 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, json: bool, no_progress: bool
     let plan = super::load_and_plan(file, data_dir)?;
     let name = plan.name.clone();
     let channel_capacity = plan.channel_capacity;
+    let checkpoint = plan.checkpoint.clone();
+    let restore = match &checkpoint {
+        Some(c) => {
+            shoal_runtime::Manifest::latest(&c.dir).map_err(|e| Failure::Runtime(e.into()))?
+        }
+        None => None,
+    };
+    if let (Some(m), Some(c)) = (&restore, &checkpoint) {
+        eprintln!("restoring from checkpoint {} in {}", m.id, c.dir.display());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("shoal-worker")
@@ -28,8 +38,13 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, json: bool, no_progress: bool
             .spawn(RunOptions {
                 channel_capacity,
                 cancel: cancel.clone(),
+                checkpoint,
+                restore,
             })
-            .map_err(|e| Failure::Runtime(e.into()))?;
+            .map_err(|e| match e.domain() {
+                shoal_runtime::ErrorDomain::User => Failure::BadInput(format!("error: {e}")),
+                _ => Failure::Runtime(e.into()),
+            })?;
         tracing::info!(pipeline = %name, "started");
         let mut progress = Progress::new(handle.metrics().clone(), show_progress);
         let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));

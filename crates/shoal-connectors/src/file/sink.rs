@@ -5,9 +5,10 @@
 //! flushes and fsyncs it; [`Sink::commit`] renames it to
 //! `part-<instance>-<epoch>.<ext>` and fsyncs the directory. So
 //! `DIR/*.jsonl` only ever shows committed, complete files, and replaying a
-//! commit (after a crash) is a no-op. Without checkpoints the whole run is
-//! epoch 0, committed at end of input; a rerun replaces the files of a
-//! previous run with the same names.
+//! commit (after a crash) is a no-op; on restart [`Sink::recover`] commits
+//! the staged epochs the last completed checkpoint covers and deletes the
+//! others. Without checkpoints the whole run is epoch 1, committed at end of
+//! input; a rerun replaces the files of a previous run with the same names.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -47,7 +48,7 @@ impl FileSink {
             dir: dir.to_path_buf(),
             format,
             instance,
-            epoch: 0,
+            epoch: 1,
             current: None,
             staged: Vec::new(),
         })
@@ -86,15 +87,52 @@ impl Sink for FileSink {
     }
 
     fn pre_commit(&mut self, epoch: u64) -> Result<()> {
+        // Records written since the previous barrier belong to `epoch`.
         if let Some((mut w, _)) = self.current.take() {
             w.flush().map_err(|e| self.io("flush", e))?;
             let f = w
                 .into_inner()
                 .map_err(|e| self.io("flush", e.into_error()))?;
             f.sync_all().map_err(|e| self.io("fsync", e))?;
-            self.staged.push(self.epoch);
+            if self.epoch != epoch {
+                let from = self.staged_path(self.epoch);
+                fs::rename(&from, self.staged_path(epoch)).map_err(|e| self.io("stage", e))?;
+            }
+            self.staged.push(epoch);
         }
         self.epoch = epoch + 1;
+        Ok(())
+    }
+
+    fn recover(&mut self, committed: Option<u64>) -> Result<()> {
+        let prefix = format!(".part-{:04}-", self.instance);
+        let suffix = format!(".{}.staged", extension(&self.format));
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.io("list", e))?;
+        let mut commit = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io("list", e))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(epoch) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(&suffix))
+            else {
+                continue;
+            };
+            let Ok(epoch) = epoch.parse::<u64>() else {
+                continue;
+            };
+            if committed.is_some_and(|c| epoch <= c) {
+                commit.push(epoch);
+            } else {
+                // Staged after the last completed checkpoint: its records are read again.
+                fs::remove_file(entry.path()).map_err(|e| self.io("abort staged epoch", e))?;
+            }
+        }
+        self.staged.extend(commit);
+        if let Some(c) = committed {
+            self.commit(c)?;
+            self.epoch = c + 1;
+        }
         Ok(())
     }
 
@@ -160,6 +198,7 @@ mod tests {
         let mut s = FileSink::new(dir.path(), FileFormat::Jsonl, 0).unwrap();
         s.write(&batch(&[1, 2])).unwrap();
         s.pre_commit(1).unwrap();
+        assert_eq!(s.staged, vec![1]);
         assert!(
             committed_files(dir.path()).unwrap().is_empty(),
             "nothing visible before commit"
@@ -173,11 +212,48 @@ mod tests {
             "{\"v\":1}\n{\"v\":2}\n"
         );
         // Replaying the commit is a no-op.
-        s.staged.push(0);
+        s.staged.push(1);
         s.commit(1).unwrap();
         s.finish().unwrap();
         let files = committed_files(dir.path()).unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(fs::read_to_string(&files[1]).unwrap(), "{\"v\":3}\n");
+    }
+}
+
+#[cfg(test)]
+mod recover_tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn recover_commits_covered_epochs_and_aborts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![7]))]).unwrap();
+        {
+            let mut s = FileSink::new(dir.path(), FileFormat::Jsonl, 0).unwrap();
+            for epoch in 1..=3 {
+                s.write(&b).unwrap();
+                s.pre_commit(epoch).unwrap();
+            }
+            s.write(&b).unwrap(); // epoch 4, never staged: the process "crashes"
+            s.current.take().unwrap().0.flush().unwrap();
+        }
+        let mut s = FileSink::new(dir.path(), FileFormat::Jsonl, 0).unwrap();
+        s.recover(Some(2)).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["part-0000-00000001.jsonl", "part-0000-00000002.jsonl"]
+        );
+        assert_eq!(s.epoch, 3);
     }
 }

@@ -74,6 +74,8 @@ pub struct TransactionGenerator {
     event_time: Option<EventTimeSpec>,
     schema: SchemaRef,
     id_buf: String,
+    /// Where to resume: (chunk, next record index), from a checkpoint.
+    resume: Option<(u64, u64)>,
 }
 
 impl TransactionGenerator {
@@ -87,6 +89,7 @@ impl TransactionGenerator {
             event_time: spec.event_time.clone(),
             schema: transactions_schema(),
             id_buf: String::with_capacity(16),
+            resume: None,
         }
     }
 
@@ -204,6 +207,19 @@ impl Builders {
 }
 
 impl Source for TransactionGenerator {
+    fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> Result<()> {
+        let Some(state) = states.get(instance).filter(|s| !s.is_null()) else {
+            return Ok(());
+        };
+        let (Some(chunk), Some(pos)) = (state["chunk"].as_u64(), state["pos"].as_u64()) else {
+            return Err(shoal_runtime::RuntimeError::User(format!(
+                "generator state is not a position: {state}"
+            )));
+        };
+        self.resume = Some((chunk, pos));
+        Ok(())
+    }
+
     fn run<'a>(mut self: Box<Self>, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let (instance, parallelism) = (ctx.instance as u64, ctx.parallelism as u64);
@@ -220,8 +236,7 @@ impl Source for TransactionGenerator {
             let mut builders = Builders::new(batch_size);
             let started = Instant::now();
             let mut emitted: u64 = 0;
-            let mut chunk = instance;
-            let mut pos = chunk * CHUNK; // next record index
+            let (mut chunk, mut pos) = self.resume.unwrap_or((instance, instance * CHUNK)); // next record
             'outer: loop {
                 let mut rows = 0usize;
                 while rows < batch_size {
@@ -248,6 +263,7 @@ impl Source for TransactionGenerator {
                     et.observe(0, &batch);
                 }
                 ctx.emit(batch).await?;
+                ctx.set_state(serde_json::json!({ "chunk": chunk, "pos": pos }));
                 if let Some(et) = &event_time {
                     et.emit(ctx).await?;
                 }

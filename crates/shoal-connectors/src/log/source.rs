@@ -1,22 +1,24 @@
 //! The `log` source: every instance is a member of the source's consumer
 //! group and reads the partitions the group assigns it.
 //!
-//! * **Where a partition starts.** The first time any instance of this
-//!   source (in this run) acquires a partition, `start` decides: `committed`
-//!   resumes from the group's committed offset (else the beginning),
-//!   `earliest` starts at the beginning, `latest` at the end. A partition that
-//!   moves between instances later in the run always resumes from the
-//!   group's committed offset, so a rebalance neither skips nor restarts it.
+//! * **Where a partition starts.** The instances share live read positions:
+//!   a partition that moves between members continues exactly where its
+//!   previous owner stopped (its records already emitted are in flight), and
+//!   a checkpoint restores the positions of all members. The first time a
+//!   partition is read in a run without such a position, `start` decides:
+//!   `committed` resumes from the group's committed offset (else the
+//!   beginning), `earliest` starts at the beginning, `latest` at the end.
 //! * **Order.** A batch holds records of one partition, in offset order.
-//! * **Commits.** Offsets are committed at most once a second, when a
-//!   partition is revoked, and at the end. Without checkpoints this is
-//!   at-least-once: records read after the last commit of a member that dies
-//!   are read again by the partition's next owner.
-//! * **`stop_at_end`.** The member stops once the group's committed offsets
-//!   reach the end offsets seen when the run started, on every partition —
-//!   so if a member dies, the others still finish its partitions.
+//! * **Commits.** With checkpoints, the offsets of each completed checkpoint
+//!   are committed to the group (for lag and tools; the checkpoint is what
+//!   counts on restart). Without, offsets are committed about once a second,
+//!   on revocation and at the end (at-least-once across process crashes).
+//! * **`stop_at_end`.** A member stops once every partition has been read up
+//!   to the end offsets taken at start (or when the pipeline's own writers of
+//!   the topic finished) — by whichever member owned it, so if a member dies
+//!   the others still finish its partitions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,9 +33,11 @@ use super::log_err;
 use crate::event_time::EventTime;
 use crate::format::{RecordChunk, RecordDecoder};
 
-/// Partitions that some instance of a source has already started reading in
-/// this run (shared by the instances of one source).
-pub type RunPartitions = Arc<Mutex<HashSet<u32>>>;
+/// Live read positions (next offset) of every partition some instance of a
+/// source has read in this run, or restored from a checkpoint — shared by
+/// the instances of one source, so a partition that moves between members
+/// continues exactly where its previous owner stopped.
+pub type RunPartitions = Arc<Mutex<HashMap<u32, u64>>>;
 
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -86,6 +90,15 @@ impl LogSource {
         self
     }
 
+    /// Whether every partition has been read up to `end` in this run (by
+    /// any member: positions are shared).
+    fn all_read(&self, end: &[u64]) -> bool {
+        let live = self.started.lock().expect("run partitions lock");
+        end.iter()
+            .enumerate()
+            .all(|(p, e)| *e == 0 || live.get(&(p as u32)).is_some_and(|o| o >= e))
+    }
+
     fn writers_done(&self) -> bool {
         self.writers
             .as_ref()
@@ -103,41 +116,58 @@ impl LogSource {
     /// Where to start reading `partition`, which this member just acquired.
     fn start_offset(&self, consumer: &Consumer, partition: u32) -> Result<u64> {
         let topic = &self.spec.topic;
-        let first_in_run = self
+        if let Some(live) = self
             .started
             .lock()
             .expect("run partitions lock")
-            .insert(partition);
-        let committed = || -> Result<Option<u64>> {
-            Ok(consumer
-                .committed(topic)
-                .map_err(|e| log_err("read committed offsets", e))?
-                .get(&partition)
-                .copied())
-        };
-        let start = |p: u32| -> Result<u64> {
+            .get(&partition)
+        {
+            return Ok(*live);
+        }
+        let start = || -> Result<u64> {
             Ok(self
                 .log
                 .start_offsets(topic)
-                .map_err(|e| log_err("read start offsets", e))?[p as usize])
+                .map_err(|e| log_err("read start offsets", e))?[partition as usize])
         };
-        if !first_in_run {
-            return match committed()? {
-                Some(o) => Ok(o),
-                None => start(partition),
-            };
-        }
+        let committed = consumer
+            .committed(topic)
+            .map_err(|e| log_err("read committed offsets", e))?;
         match self.spec.start {
-            StartFrom::Earliest => start(partition),
+            StartFrom::Earliest => start(),
             StartFrom::Latest => Ok(self
                 .log
                 .end_offsets(topic)
                 .map_err(|e| log_err("read end offsets", e))?[partition as usize]),
-            StartFrom::Committed => match committed()? {
-                Some(o) => Ok(o),
-                None => start(partition),
+            StartFrom::Committed => match committed.get(&partition) {
+                Some(o) => Ok(*o),
+                None => start(),
             },
         }
+    }
+
+    fn set_live(&self, partition: u32, next: u64) {
+        self.started
+            .lock()
+            .expect("run partitions lock")
+            .insert(partition, next);
+    }
+
+    /// Checkpoint state: the positions this member owns, over the ones it
+    /// released in this run (a moving partition is owned by nobody for a
+    /// while), over the ones restored at start (partitions nobody has read
+    /// yet). Every value is a position whose records were emitted before
+    /// this member's barrier, so restoring takes the maximum per partition
+    /// over all members.
+    fn state(
+        base: &BTreeMap<u32, u64>,
+        released: &BTreeMap<u32, u64>,
+        owned: &BTreeMap<u32, u64>,
+    ) -> serde_json::Value {
+        let mut all = base.clone();
+        all.extend(released.iter().map(|(p, o)| (*p, *o)));
+        all.extend(owned.iter().map(|(p, o)| (*p, *o)));
+        serde_json::json!({ "positions": all.iter().map(|(p, o)| (p.to_string(), *o)).collect::<BTreeMap<_, _>>() })
     }
 }
 
@@ -152,6 +182,26 @@ struct Member {
 }
 
 impl Member {
+    /// Commit the positions of a completed checkpoint's state for the
+    /// partitions this member still owns.
+    fn commit_state(&mut self, topic: &str, state: &serde_json::Value) -> Result<()> {
+        let Some(positions) = state["positions"].as_object() else {
+            return Ok(());
+        };
+        let offsets: Vec<(&str, u32, u64)> = positions
+            .iter()
+            .filter_map(|(p, o)| Some((topic, p.parse::<u32>().ok()?, o.as_u64()?)))
+            .filter(|(_, p, _)| self.positions.contains_key(p))
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match self.consumer.commit(self.generation, &offsets) {
+            Err(e) if e.fault() != shoal_log::Fault::Fenced => Err(log_err("commit offsets", e)),
+            _ => Ok(()),
+        }
+    }
+
     fn commit(&mut self, topic: &str, only: Option<&[u32]>) -> Result<()> {
         let offsets: Vec<(&str, u32, u64)> = self
             .positions
@@ -178,6 +228,26 @@ impl Member {
 }
 
 impl Source for LogSource {
+    fn restore(&mut self, states: &[serde_json::Value], _instance: usize) -> Result<()> {
+        // Partitions move between members, so every instance restores the
+        // union of all members' positions.
+        let mut live = self.started.lock().expect("run partitions lock");
+        for state in states.iter().filter(|s| !s.is_null()) {
+            let Some(positions) = state["positions"].as_object() else {
+                return Err(shoal_runtime::RuntimeError::User(format!(
+                    "log source state has no positions: {state}"
+                )));
+            };
+            for (p, o) in positions {
+                if let (Ok(p), Some(o)) = (p.parse::<u32>(), o.as_u64()) {
+                    let e = live.entry(p).or_insert(o);
+                    *e = (*e).max(o);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn run<'a>(self: Box<Self>, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let topic = self.spec.topic.clone();
@@ -209,6 +279,18 @@ impl Source for LogSource {
             let mut bad = Vec::new();
             let mut emitted: u64 = 0;
             let batch_size = self.spec.batch_size.max(1);
+            let checkpointing = ctx.is_checkpointing();
+            let rate = self.spec.rate.map(|r| r / ctx.parallelism as f64);
+            let started_at = Instant::now();
+            let base: BTreeMap<u32, u64> = self
+                .started
+                .lock()
+                .expect("run partitions lock")
+                .iter()
+                .map(|(p, o)| (*p, *o))
+                .collect();
+            let mut released: BTreeMap<u32, u64> = BTreeMap::new();
+            ctx.set_state(Self::state(&base, &released, &m.positions));
             loop {
                 if ctx.is_cancelled() {
                     break;
@@ -232,10 +314,15 @@ impl Source for LogSource {
                         .filter(|tp| tp.topic == topic)
                         .map(|tp| tp.partition)
                         .collect();
-                    m.commit(&topic, Some(&revoked))?;
-                    for p in &revoked {
-                        m.positions.remove(p);
+                    if !checkpointing {
+                        m.commit(&topic, Some(&revoked))?;
                     }
+                    for p in &revoked {
+                        if let Some(o) = m.positions.remove(p) {
+                            released.insert(*p, o);
+                        }
+                    }
+                    ctx.set_state(Self::state(&base, &released, &m.positions));
                     m.consumer
                         .ack_revocation(a.generation)
                         .map_err(|e| log_err("confirm revocation", e))?;
@@ -248,7 +335,17 @@ impl Source for LogSource {
                     .filter(|tp| tp.topic == topic)
                     .map(|tp| tp.partition)
                     .collect();
-                m.positions.retain(|p, _| owned.contains(p));
+                let lost: Vec<u32> = m
+                    .positions
+                    .keys()
+                    .filter(|p| !owned.contains(p))
+                    .copied()
+                    .collect();
+                for p in lost {
+                    if let Some(o) = m.positions.remove(&p) {
+                        released.insert(p, o);
+                    }
+                }
                 for p in &owned {
                     if !m.positions.contains_key(p) {
                         let start = self.start_offset(&m.consumer, *p)?;
@@ -260,9 +357,11 @@ impl Source for LogSource {
                             "partition acquired"
                         );
                         m.positions.insert(*p, start);
+                        released.remove(p);
                         m.dirty = true;
                     }
                 }
+                ctx.set_state(Self::state(&base, &released, &m.positions));
                 // One fetch per owned partition per round.
                 let mut fetched_any = false;
                 for p in owned {
@@ -288,6 +387,15 @@ impl Source for LogSource {
                         }
                         ctx.emit(batch).await?;
                     }
+                    m.positions.insert(p, next);
+                    if let Some(r) = rate {
+                        let due = Duration::from_secs_f64(emitted as f64 / r);
+                        if let Some(wait) = due.checked_sub(started_at.elapsed()) {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    self.set_live(p, next);
+                    ctx.set_state(Self::state(&base, &released, &m.positions));
                     for b in bad.drain(..) {
                         ctx.dead_letter(DeadLetter {
                             node: self.node.clone(),
@@ -298,13 +406,18 @@ impl Source for LogSource {
                         })
                         .await?;
                     }
-                    m.positions.insert(p, next);
                     m.dirty = true;
                 }
                 if let Some(et) = &event_time {
                     et.emit(ctx).await?;
                 }
-                if m.dirty && m.last_commit.elapsed() >= COMMIT_EVERY {
+                if checkpointing {
+                    // Only offsets inside a completed checkpoint go to the group.
+                    ctx.checkpoint_point().await?;
+                    if let Some((_, state)) = ctx.take_completed_state() {
+                        m.commit_state(&topic, &state)?;
+                    }
+                } else if m.dirty && m.last_commit.elapsed() >= COMMIT_EVERY {
                     m.commit(&topic, None)?;
                 }
                 if !fetched_any && self.spec.stop_at_end && end_at.is_none() && self.writers_done()
@@ -316,13 +429,10 @@ impl Source for LogSource {
                     );
                 }
                 if !fetched_any {
-                    if let Some(end) = &end_at {
-                        if m.dirty {
-                            m.commit(&topic, None)?;
-                        }
-                        if group_reached(&m.consumer, &topic, end)? {
-                            break;
-                        }
+                    if let Some(end) = &end_at
+                        && self.all_read(end)
+                    {
+                        break;
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(IDLE_WAIT) => {}
@@ -330,22 +440,13 @@ impl Source for LogSource {
                     }
                 }
             }
-            m.commit(&topic, None)?;
+            if !checkpointing {
+                m.commit(&topic, None)?;
+            }
             m.consumer.leave().map_err(|e| log_err("leave group", e))?;
             Ok(())
         })
     }
-}
-
-/// Whether the group's committed offsets reached `end` on every partition.
-fn group_reached(consumer: &Consumer, topic: &str, end: &[u64]) -> Result<bool> {
-    let committed = consumer
-        .committed(topic)
-        .map_err(|e| log_err("read committed offsets", e))?;
-    Ok(end
-        .iter()
-        .enumerate()
-        .all(|(p, e)| *e == 0 || committed.get(&(p as u32)).is_some_and(|c| c >= e)))
 }
 
 impl std::fmt::Debug for LogSource {

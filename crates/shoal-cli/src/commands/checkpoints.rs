@@ -1,0 +1,76 @@
+//! `shoal checkpoints [DIR]`
+
+use std::path::{Path, PathBuf};
+
+use shoal_runtime::Manifest;
+
+use crate::exit::{CliResult, Failure};
+
+pub fn list(dir: Option<PathBuf>, data_dir: Option<PathBuf>, json: bool) -> CliResult {
+    let dirs: Vec<PathBuf> = match dir {
+        Some(d) => vec![d],
+        None => {
+            let root = data_dir
+                .unwrap_or_else(|| PathBuf::from("shoal-data"))
+                .join("checkpoints");
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+                .map(|e| {
+                    e.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default();
+            dirs.sort();
+            dirs
+        }
+    };
+    let mut rows = Vec::new();
+    for d in &dirs {
+        rows.extend(manifests(d)?);
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(d, m)| {
+                serde_json::json!({
+                    "dir": d, "pipeline": m.pipeline, "id": m.id, "completed_ms": m.completed_ms,
+                    "duration_ms": m.duration_ms, "state_bytes": m.state_bytes, "last": m.last,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        eprintln!("no checkpoints");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>8} {:>15} {:>10} {:>12}  {}",
+        "PIPELINE", "ID", "COMPLETED-MS", "DURATION", "STATE", "FINAL"
+    );
+    for (_, m) in &rows {
+        println!(
+            "{:<24} {:>8} {:>15} {:>8}ms {:>12}  {}",
+            m.pipeline,
+            m.id,
+            m.completed_ms,
+            m.duration_ms,
+            m.state_bytes,
+            if m.last { "yes" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn manifests(dir: &Path) -> CliResult<Vec<(PathBuf, Manifest)>> {
+    let files = Manifest::list(dir).map_err(|e| Failure::Runtime(e.into()))?;
+    files
+        .into_iter()
+        .map(|f| {
+            Manifest::read(&f)
+                .map(|m| (dir.to_path_buf(), m))
+                .map_err(|e| Failure::BadInput(format!("error: {e}")))
+        })
+        .collect()
+}

@@ -1,0 +1,211 @@
+//! Checkpoint manifests on disk.
+//!
+//! Format (version 1): one JSON file per completed checkpoint,
+//! `DIR/chk-<id, 20 digits>.json`, holding the pipeline's topology (node ids,
+//! roles, parallelism) and every task instance's state as JSON. A manifest is
+//! written atomically — temp file, fsync, rename, fsync of the directory — so
+//! a file with that name is always complete; the newest one is the restart
+//! point. The last `keep` manifests are kept.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+
+/// The on-disk format version written by this build.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One node of the topology a checkpoint was taken with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    /// Node id from the pipeline file.
+    pub id: String,
+    /// `source`, `transform` or `sink`.
+    pub role: String,
+    /// Parallel instances.
+    pub parallelism: usize,
+}
+
+/// A completed checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version ([`MANIFEST_VERSION`]).
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Checkpoint id (epoch); increases by one per checkpoint.
+    pub id: u64,
+    /// Wall-clock time it completed, ms since the epoch.
+    pub completed_ms: u64,
+    /// Time from barrier injection to the last acknowledgement, ms.
+    pub duration_ms: u64,
+    /// Size of all states, bytes of JSON.
+    pub state_bytes: u64,
+    /// Whether this was the final checkpoint at end of input.
+    pub last: bool,
+    /// The graph it was taken on.
+    pub topology: Vec<TopologyNode>,
+    /// State per node id, one entry per instance (`null` when stateless).
+    pub states: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::io(format!("checkpoint {what} {}", path.display()), e)
+}
+
+fn file_name(id: u64) -> String {
+    format!("chk-{id:020}.json")
+}
+
+impl Manifest {
+    /// Write atomically into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        let path = dir.join(file_name(self.id));
+        let tmp = dir.join(format!(".{}.tmp", file_name(self.id)));
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| RuntimeError::Internal(format!("manifest json: {e}")))?;
+        let mut f = File::create(&tmp).map_err(|e| io("write", &tmp, e))?;
+        f.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", dir, e))?;
+        Ok(path)
+    }
+
+    /// Every completed manifest in `dir`, oldest first (missing dir = none).
+    pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("read", dir, e)),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("chk-") && n.ends_with(".json"))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Read one manifest.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let bytes = fs::read(path).map_err(|e| io("read", path, e))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            RuntimeError::User(format!(
+                "checkpoint {} is not a manifest: {e}",
+                path.display()
+            ))
+        })?;
+        if m.version != MANIFEST_VERSION {
+            return Err(RuntimeError::User(format!(
+                "checkpoint {} has format version {}, this build reads version {MANIFEST_VERSION}",
+                path.display(),
+                m.version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// The newest completed manifest in `dir`, if any.
+    pub fn latest(dir: &Path) -> Result<Option<Manifest>> {
+        match Self::list(dir)?.last() {
+            Some(p) => Self::read(p).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Delete all but the newest `keep` manifests (and stray temp files).
+    pub fn prune(dir: &Path, keep: usize) -> Result<()> {
+        let files = Self::list(dir)?;
+        let n = files.len().saturating_sub(keep.max(1));
+        for f in &files[..n] {
+            fs::remove_file(f).map_err(|e| io("remove", f, e))?;
+        }
+        Ok(())
+    }
+
+    /// Check that this checkpoint's state fits `topology`.
+    pub fn check_topology(&self, topology: &[TopologyNode], dir: &Path) -> Result<()> {
+        if self.topology == topology {
+            return Ok(());
+        }
+        let show = |t: &[TopologyNode]| {
+            t.iter()
+                .map(|n| format!("{} {} x{}", n.role, n.id, n.parallelism))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(RuntimeError::User(format!(
+            "the pipeline changed since checkpoint {} in {}: its state was taken on [{}], the pipeline is now [{}]; \
+             restore the previous pipeline, or move the checkpoint directory away to start from scratch",
+            self.id,
+            dir.display(),
+            show(&self.topology),
+            show(topology)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: u64) -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            pipeline: "p".into(),
+            id,
+            completed_ms: 0,
+            duration_ms: 1,
+            state_bytes: 2,
+            last: false,
+            topology: vec![TopologyNode {
+                id: "src".into(),
+                role: "source".into(),
+                parallelism: 2,
+            }],
+            states: BTreeMap::from([(
+                "src".to_string(),
+                vec![serde_json::json!({"pos": id}), serde_json::Value::Null],
+            )]),
+        }
+    }
+
+    #[test]
+    fn write_latest_prune_and_topology_check() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Manifest::latest(dir.path()).unwrap().is_none());
+        for id in 1..=5 {
+            manifest(id).write(dir.path()).unwrap();
+        }
+        // A torn temp file from a crash is not a manifest.
+        std::fs::write(dir.path().join(".chk-00000000000000000006.json.tmp"), b"{").unwrap();
+        assert_eq!(Manifest::latest(dir.path()).unwrap().unwrap().id, 5);
+        Manifest::prune(dir.path(), 2).unwrap();
+        assert_eq!(Manifest::list(dir.path()).unwrap().len(), 2);
+        let m = Manifest::latest(dir.path()).unwrap().unwrap();
+        assert_eq!(m.states["src"][0]["pos"], 5);
+        assert!(m.check_topology(&m.topology.clone(), dir.path()).is_ok());
+        let mut changed = m.topology.clone();
+        changed[0].parallelism = 3;
+        let err = m
+            .check_topology(&changed, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pipeline changed") && err.contains("x3"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The exactly-once chaos test: SIGKILL `shoal run` at random moments,
+//! restart it, and require the committed output to hold every record exactly
+//! once. Seeded (`SHOAL_CHAOS_SEED`) so a failure can be replayed.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_ok, workdir};
+
+const RECORDS: u64 = 200_000;
+const KILLS: usize = 20;
+
+/// xorshift64*: a tiny seeded generator for kill delays (no crate needed for a test driver).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let seed: u64 = std::env::var("SHOAL_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261125);
+    let mut rng = Rng(seed | 1);
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("produce.yaml"),
+        format!(
+            "name: produce\nsources:\n  gen: {{ type: generator, seed: 11, count: {RECORDS} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
+        ),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "produce.yaml"]);
+    std::fs::write(
+        d.join("chaos.yaml"),
+        r#"name: chaos
+checkpoint: { interval: 100ms, keep: 3 }
+sources:
+  txns:
+    type: log
+    topic: txns
+    group: chaos
+    parallelism: 4
+    start: earliest
+    stop_at_end: true
+    batch_size: 500
+    rate: 40000
+    schema: { txn_id: utf8, card_id: int64, merchant_id: int64, amount: float64, country: utf8, ts: timestamp_ms, is_fraud: bool }
+transforms:
+  big: { type: filter, inputs: [txns], where: "amount > 0", parallelism: 2, key: card_id }
+sinks:
+  out: { type: file, inputs: [big], path: out/chaos, parallelism: 2, key: card_id }
+"#,
+    )
+    .unwrap();
+
+    let started = Instant::now();
+    let (mut kills, mut runs) = (0usize, 0usize);
+    loop {
+        runs += 1;
+        let mut child = Command::new(shoal_bin())
+            .args(["run", "--no-progress", "chaos.yaml"])
+            .current_dir(d)
+            .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < KILLS {
+            // Kill somewhere in 50..650 ms: during start-up, reading, a
+            // checkpoint or a sink commit (checkpoints run every 100 ms).
+            let delay = Duration::from_millis(50 + rng.next() % 600);
+            let deadline = Instant::now() + delay;
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if child.try_wait().unwrap().is_none() {
+                Command::new("kill")
+                    .args(["-KILL", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "run {runs} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if kills >= KILLS {
+            break;
+        }
+        panic!(
+            "the job finished after only {kills} kills; slow it down (rate) so {KILLS} kills land mid-run"
+        );
+    }
+    println!(
+        "chaos: seed {seed}, {kills} SIGKILLs, {runs} runs, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let rows = read_jsonl_dir(&d.join("out/chaos"));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *seen
+            .entry(r["txn_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        dupes.is_empty(),
+        "duplicated records (seed {seed}): {dupes:?} …"
+    );
+    assert_eq!(seen.len() as u64, RECORDS, "missing records (seed {seed})");
+    assert_eq!(rows.len() as u64, RECORDS);
+    let staged = std::fs::read_dir(d.join("out/chaos"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(staged, 0, "staged files left behind");
+
+    // A restart after the clean end resumes where it left off: nothing new.
+    let again = shoal_ok(d, &["run", "--json", "chaos.yaml"]);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["nodes"][0]["records_out"], 0, "{summary}");
+    assert_eq!(read_jsonl_dir(&d.join("out/chaos")).len() as u64, RECORDS);
+
+    // A pipeline whose state no longer fits is a clear error, not a reset.
+    let changed = std::fs::read_to_string(d.join("chaos.yaml"))
+        .unwrap()
+        .replace("parallelism: 4", "parallelism: 3");
+    std::fs::write(d.join("chaos.yaml"), changed).unwrap();
+    let out = shoal_tests::shoal(d, &["run", "chaos.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipeline changed"), "{err}");
+}
