@@ -136,6 +136,13 @@ sinks:
         .count();
     assert_eq!(staged, 0, "staged files left behind");
 
+    // `shoal checkpoints` lists what is kept (keep: 3), the newest being the final one.
+    let listed = shoal_ok(d, &["checkpoints", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[2]["last"], true, "{listed:?}");
+    assert!(listed[2]["id"].as_u64().unwrap() > listed[0]["id"].as_u64().unwrap());
+
     // A restart after the clean end resumes where it left off: nothing new.
     let again = shoal_ok(d, &["run", "--json", "chaos.yaml"]);
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
