@@ -106,6 +106,19 @@ pub fn summary_table(s: &JobSummary) -> String {
         s.dead_letters(),
         human(s.source_records() as f64 / secs)
     ));
+    if s.checkpoints.completed > 0 {
+        let mut d = s.checkpoints.durations_ms.clone();
+        d.sort_by(f64::total_cmp);
+        let pct = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        out.push_str(&format!(
+            "checkpoints: {} completed, last #{} ({}), duration p50 {:.0} ms, p99 {:.0} ms\n",
+            s.checkpoints.completed,
+            s.checkpoints.last_id,
+            bytes(s.checkpoints.last_state_bytes),
+            pct(0.5),
+            pct(0.99)
+        ));
+    }
     out.push_str(&format!(
         "{:<24} {:<10} {:>12} {:>12} {:>8}\n",
         "node", "role", "in", "out", "dead"
