@@ -55,9 +55,18 @@ sources:
     rate: 40000
     schema: { txn_id: utf8, card_id: int64, merchant_id: int64, amount: float64, country: utf8, ts: timestamp_ms, is_fraud: bool }
 transforms:
-  big: { type: filter, inputs: [txns], where: "amount > 0", parallelism: 2, key: card_id }
+  running:
+    type: sql
+    inputs: [txns]
+    parallelism: 2
+    key: card_id
+    query: |
+      SELECT txn_id, card_id, amount,
+             COUNT(*) OVER w AS n, SUM(amount) OVER w AS total
+      FROM txns
+      WINDOW w AS (PARTITION BY card_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 sinks:
-  out: { type: file, inputs: [big], path: out/chaos, parallelism: 2, key: card_id }
+  out: { type: file, inputs: [running], path: out/chaos, parallelism: 2, key: card_id }
 "#,
     )
     .unwrap();
@@ -124,6 +133,34 @@ sinks:
     );
     assert_eq!(seen.len() as u64, RECORDS, "missing records (seed {seed})");
     assert_eq!(rows.len() as u64, RECORDS);
+    // Every per-key running aggregate is exact: within a card, records keep
+    // the order they were produced in (txn ids increase), so the k-th record
+    // of a card has count k and the sum of the card's first k amounts.
+    let mut by_card: HashMap<i64, Vec<&serde_json::Value>> = HashMap::new();
+    for r in &rows {
+        by_card
+            .entry(r["card_id"].as_i64().unwrap())
+            .or_default()
+            .push(r);
+    }
+    for (card, mut recs) in by_card {
+        recs.sort_by_key(|r| r["txn_id"].as_str().unwrap().to_string());
+        let mut sum = 0.0;
+        for (k, r) in recs.iter().enumerate() {
+            sum += r["amount"].as_f64().unwrap();
+            assert_eq!(
+                r["n"].as_u64().unwrap(),
+                k as u64 + 1,
+                "card {card}: count of {} (seed {seed})",
+                r["txn_id"]
+            );
+            let total = r["total"].as_f64().unwrap();
+            assert!(
+                (total - sum).abs() <= 1e-9 * sum.abs().max(1.0),
+                "card {card}: sum {total} != {sum} (seed {seed})"
+            );
+        }
+    }
     let staged = std::fs::read_dir(d.join("out/chaos"))
         .unwrap()
         .filter(|e| {

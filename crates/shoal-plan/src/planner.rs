@@ -290,6 +290,18 @@ fn plan_transform(
             }
             let query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
                 .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+            if let Some(k) = query.partition_key()
+                && t.parallelism() > 1
+            {
+                let col = k.to_string();
+                if t.key() != Some(col.as_str()) {
+                    return Err(spec.error_at(
+                        &["transforms", id],
+                        format!("this query keeps state per `{col}`, so with parallelism > 1 its input must be shuffled on it"),
+                        Some(format!("add `key: {col}`")),
+                    ));
+                }
+            }
             (
                 query.schema().clone(),
                 query.describe(),

@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod filter;
 mod query;
+mod running;
 
 pub use context::sql_context;
 pub use error::{Result, SqlError};

@@ -323,9 +323,15 @@ impl Source for LogSource {
                         }
                     }
                     ctx.set_state(Self::state(&base, &released, &m.positions));
-                    m.consumer
-                        .ack_revocation(a.generation)
-                        .map_err(|e| log_err("confirm revocation", e))?;
+                    match m.consumer.ack_revocation(a.generation) {
+                        // The group moved to a newer generation meanwhile: poll again.
+                        Err(e) if e.fault() == shoal_log::Fault::Fenced => {
+                            tracing::debug!(error = %e, "revocation confirmed too late; re-polling");
+                        }
+                        r => {
+                            r.map_err(|e| log_err("confirm revocation", e))?;
+                        }
+                    }
                     continue;
                 }
                 // Drop partitions no longer assigned; pick up new ones.
