@@ -68,10 +68,14 @@ fn run(records: u64, workers: usize, checkpoint: Option<&str>) -> Measured {
     let cpu0 = cpu_seconds().unwrap_or(0.0);
     let t0 = Instant::now();
     let summary = rt.block_on(async {
+        let opts = RunOptions {
+            checkpoint: plan.checkpoint.clone(),
+            ..RunOptions::default()
+        };
         let handle = plan
             .into_job_graph()
             .expect("graph")
-            .spawn(RunOptions::default())
+            .spawn(opts)
             .expect("spawn");
         handle.wait().await.expect("run")
     });
@@ -118,8 +122,8 @@ fn main() {
     }
     println!("\npeak RSS: {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
 
-    // Checkpoint overhead: 1 worker, 4x the records so several checkpoints land.
-    let n = records * 4;
+    // Checkpoint overhead: 1 worker, 8x the records so several checkpoints land.
+    let n = records * 8;
     let off = run(n, 1, None);
     let on = run(n, 1, Some("1s"));
     let overhead = (on.wall / off.wall - 1.0) * 100.0;
