@@ -4,10 +4,6 @@
 //! why, to the pipeline's dead-letter sink. Dead letters are rare, so they are
 //! plain structs rather than Arrow batches; sinks write them as JSON lines.
 
-use std::sync::Arc;
-
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-
 use crate::error::{Result, RuntimeError};
 
 /// One record that could not be processed.
@@ -30,17 +26,6 @@ impl DeadLetter {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a dead letter always serialises")
     }
-}
-
-/// The Arrow schema of dead letters, for sinks that want batches.
-pub fn dead_letter_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("node", DataType::Utf8, false),
-        Field::new("partition", DataType::UInt32, true),
-        Field::new("offset", DataType::UInt64, true),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("record", DataType::Utf8, false),
-    ]))
 }
 
 /// Where a task sends its dead letters. Cheap to clone.

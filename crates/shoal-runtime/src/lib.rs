@@ -36,7 +36,7 @@ mod task;
 mod watermark;
 
 pub use checkpoint::{CheckpointConfig, Manifest};
-pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters, dead_letter_schema};
+pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
 pub use error::{ErrorDomain, Result, RuntimeError};
 pub use gate::{InputEvent, InputGate};
 pub use graph::{EdgeSpec, JobGraph, JobHandle, JobSummary, NodeId, NodeSummary, RunOptions};

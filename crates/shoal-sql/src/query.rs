@@ -238,10 +238,6 @@ fn unsupported(plan: &LogicalPlan) -> SqlError {
             "GROUP BY / aggregate functions",
             "windowed aggregation (tumble, hop, session) is planned; for now aggregate downstream",
         ),
-        LogicalPlan::Window(_) => (
-            "window functions (OVER)",
-            "per-key OVER windows are planned",
-        ),
         LogicalPlan::Join(_) => ("JOIN", "stream joins are planned"),
         LogicalPlan::Sort(_) => (
             "ORDER BY",

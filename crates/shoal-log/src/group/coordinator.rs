@@ -152,6 +152,19 @@ impl GroupData {
         }
     }
 
+    /// Fence a member acting under an old generation.
+    fn check_generation(&self, ctx: &Ctx<'_>, member: &str, generation: u64) -> Result<()> {
+        if generation != self.generation {
+            return Err(Error::StaleGeneration {
+                group: ctx.name.to_owned(),
+                member: member.to_owned(),
+                given: generation,
+                current: self.generation,
+            });
+        }
+        Ok(())
+    }
+
     fn member(&mut self, ctx: &Ctx<'_>, id: &str) -> Result<&mut Member> {
         self.members
             .get_mut(id)
@@ -584,14 +597,7 @@ impl Coordinator {
     /// confirmed, the next generation hands them to their new owners.
     pub fn ack_revocation(&self, group: &str, member: &str, generation: u64) -> Result<Assignment> {
         self.with_member(group, member, |d, ctx, _| {
-            if generation != d.generation {
-                return Err(Error::StaleGeneration {
-                    group: ctx.name.to_owned(),
-                    member: member.to_owned(),
-                    given: generation,
-                    current: d.generation,
-                });
-            }
+            d.check_generation(ctx, member, generation)?;
             let m = d.member(ctx, member)?;
             if m.revoking.is_empty() {
                 return Ok(d.view(member));
@@ -623,14 +629,7 @@ impl Coordinator {
         offsets: &[(&str, u32, u64)],
     ) -> Result<()> {
         self.with_member(group, member, |d, ctx, _| {
-            if generation != d.generation {
-                return Err(Error::StaleGeneration {
-                    group: ctx.name.to_owned(),
-                    member: member.to_owned(),
-                    given: generation,
-                    current: d.generation,
-                });
-            }
+            d.check_generation(ctx, member, generation)?;
             for &(topic, partition, offset) in offsets {
                 d.offsets
                     .entry(topic.to_owned())
