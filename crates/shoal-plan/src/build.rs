@@ -203,9 +203,12 @@ impl Plan {
                     });
                 }
                 Builder::Sql(query) => {
+                    let node = id.clone();
                     graph.add_operator(&id, p, inputs, move |_| {
-                        Ok(Box::new(QueryOperator::new(query.as_ref().clone()))
-                            as Box<dyn Operator>)
+                        Ok(
+                            Box::new(QueryOperator::new(query.as_ref().clone(), node.clone()))
+                                as Box<dyn Operator>,
+                        )
                     });
                 }
                 Builder::Stdout(format) => {

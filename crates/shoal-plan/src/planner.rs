@@ -69,7 +69,7 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
         let node = if let Some(src) = spec.sources.get(id) {
             plan_source(spec, id, src, opts)?
         } else if let Some(t) = spec.transforms.get(id) {
-            plan_transform(spec, id, t, &nodes)?
+            plan_transform(spec, id, t, &nodes, opts)?
         } else if let Some(s) = spec.sinks.get(id) {
             plan_sink(spec, id, s, &nodes, opts)?
         } else {
@@ -262,11 +262,31 @@ fn wire(
     Ok((edges, schema))
 }
 
+/// The event-time column of the stream node `id` emits, when every source
+/// upstream of it declares `event_time` (so watermarks flow). Transforms are
+/// assumed to keep the column's name.
+fn upstream_event_time(spec: &PipelineSpec, id: &str) -> Option<String> {
+    if let Some(src) = spec.sources.get(id) {
+        return src.event_time().map(|et| et.column.clone());
+    }
+    let t = spec.transforms.get(id)?;
+    let mut column = None;
+    for input in t.inputs() {
+        let c = upstream_event_time(spec, input)?;
+        if column.as_ref().is_some_and(|old| *old != c) {
+            return None;
+        }
+        column = Some(c);
+    }
+    column
+}
+
 fn plan_transform(
     spec: &PipelineSpec,
     id: &str,
     t: &TransformSpec,
     nodes: &[PlanNode],
+    _opts: &PlanOptions,
 ) -> Result<PlanNode, DslError> {
     let path = ["transforms", id];
     let (inputs, schema) = wire(spec, &path, nodes, t.inputs(), t.parallelism(), t.key())?;
@@ -288,8 +308,13 @@ fn plan_transform(
                     ),
                 ));
             }
-            let query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
+            let mut query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
                 .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+            if let Some(column) = upstream_event_time(spec, &q.inputs[0]) {
+                query
+                    .set_event_time(&column)
+                    .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+            }
             if let Some(k) = query.partition_key()
                 && t.parallelism() > 1
             {

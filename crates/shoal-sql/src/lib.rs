@@ -19,8 +19,8 @@
 mod context;
 mod error;
 mod filter;
+mod over;
 mod query;
-mod running;
 
 pub use context::sql_context;
 pub use error::{Result, SqlError};

@@ -15,7 +15,7 @@ use shoal_runtime::{Collector, Operator, Result as RtResult};
 use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
-use crate::running::{RunningSpec, RunningState};
+use crate::over::{OverSpec, OverState};
 
 /// One step of a compiled stateless query.
 #[derive(Debug, Clone)]
@@ -26,8 +26,8 @@ enum Stage {
         schema: SchemaRef,
     },
     Filter(Arc<dyn PhysicalExpr>),
-    /// Per-key running aggregates (stateful; state index `usize`).
-    Running(RunningSpec, usize),
+    /// Per-key OVER windows (stateful; at most one per query).
+    Over(OverSpec),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
@@ -60,9 +60,7 @@ impl CompiledQuery {
             .map(|s| match s {
                 Stage::Select { indices, .. } => format!("select[{} cols]", indices.len()),
                 Stage::Filter(p) => format!("filter[{p}]"),
-                Stage::Running(r, _) => {
-                    format!("running-aggregate[by {}] (keyed state)", r.key_name())
-                }
+                Stage::Over(o) => o.describe(),
                 Stage::Project { exprs, .. } => format!("project[{} exprs]", exprs.len()),
             })
             .collect::<Vec<_>>()
@@ -73,7 +71,7 @@ impl CompiledQuery {
     /// receive the input hash-shuffled on it).
     pub fn partition_key(&self) -> Option<&str> {
         self.stages.iter().find_map(|s| match s {
-            Stage::Running(r, _) => Some(r.key_name()),
+            Stage::Over(o) => Some(o.key_name()),
             _ => None,
         })
     }
@@ -83,29 +81,57 @@ impl CompiledQuery {
         self.partition_key().is_some()
     }
 
-    fn running_stages(&self) -> usize {
-        self.stages
-            .iter()
-            .filter(|s| matches!(s, Stage::Running(..)))
-            .count()
+    fn over(&self) -> Option<(usize, &OverSpec)> {
+        self.stages.iter().enumerate().find_map(|(i, s)| match s {
+            Stage::Over(o) => Some((i, o)),
+            _ => None,
+        })
+    }
+
+    /// The input carries event time on column `column` (a source upstream
+    /// declares `event_time`): stateful stages process rows in event-time
+    /// order, as the watermark passes them.
+    pub fn set_event_time(&mut self, column: &str) -> Result<()> {
+        for stage in &mut self.stages {
+            if let Stage::Over(o) = stage {
+                o.set_event_time(column)?;
+            }
+        }
+        Ok(())
     }
 
     /// Run the stages over one batch (stateless queries only).
     pub fn apply(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
-        self.apply_with(batch, &mut [])
+        let mut state = OverState::default();
+        let mut dead = Vec::new();
+        let out = self.run(0, batch.clone(), &mut state, &mut dead)?;
+        Ok(out.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 
-    /// Run the stages over one batch, updating keyed state.
-    fn apply_with(&self, batch: &RecordBatch, state: &mut [RunningState]) -> RtResult<RecordBatch> {
-        let mut batch = batch.clone();
-        for stage in &self.stages {
+    /// Run the stages from `from` over one batch; `None` when a stateful
+    /// stage held the rows back.
+    fn run(
+        &self,
+        from: usize,
+        batch: RecordBatch,
+        state: &mut OverState,
+        dead: &mut Vec<shoal_runtime::DeadLetter>,
+    ) -> RtResult<Option<RecordBatch>> {
+        let mut batch = batch;
+        for stage in &self.stages[from..] {
+            if batch.num_rows() == 0 {
+                return Ok(None);
+            }
             batch = match stage {
                 Stage::Select { indices, schema } => {
                     let b = batch.project(indices)?;
                     RecordBatch::try_new(schema.clone(), b.columns().to_vec())?
                 }
                 Stage::Filter(p) => apply_predicate(p.as_ref(), &batch)?,
-                Stage::Running(r, i) => r.apply(&batch, &mut state[*i])?,
+                Stage::Over(o) => match o.push(batch, state, dead)? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                },
                 Stage::Project { exprs, schema } => {
                     let rows = batch.num_rows();
                     let columns = exprs
@@ -119,11 +145,8 @@ impl CompiledQuery {
                     )?
                 }
             };
-            if batch.num_rows() == 0 {
-                break;
-            }
         }
-        Ok(batch)
+        Ok((batch.num_rows() > 0).then_some(batch))
     }
 }
 
@@ -192,16 +215,18 @@ fn compile_plan(
         LogicalPlan::SubqueryAlias(a) => compile_plan(ctx, &a.input, stages),
         LogicalPlan::Window(w) => {
             let table = compile_plan(ctx, &w.input, stages)?;
-            let spec = RunningSpec::compile(
+            if stages.iter().any(|s| matches!(s, Stage::Over(..))) {
+                return Err(SqlError::new(
+                    "OVER windows with different PARTITION BY or ORDER BY clauses are not supported on a stream",
+                )
+                .with_hint("give every window of the query the same PARTITION BY and ORDER BY"));
+            }
+            let spec = OverSpec::compile(
                 &w.window_expr,
                 w.input.schema(),
                 Arc::clone(w.schema.inner()),
             )?;
-            let i = stages
-                .iter()
-                .filter(|s| matches!(s, Stage::Running(..)))
-                .count();
-            stages.push(Stage::Running(spec, i));
+            stages.push(Stage::Over(spec));
             Ok(table)
         }
         LogicalPlan::Filter(f) => {
@@ -271,19 +296,54 @@ fn not_a_stream(what: &str, hint: &str) -> SqlError {
 /// Runs a [`CompiledQuery`] on every batch, holding its keyed state.
 pub struct QueryOperator {
     query: CompiledQuery,
-    state: Vec<RunningState>,
+    node: String,
+    state: OverState,
+    dead: Vec<shoal_runtime::DeadLetter>,
 }
 
 impl QueryOperator {
-    /// An operator running `query`.
-    pub fn new(query: CompiledQuery) -> Self {
-        let state = vec![RunningState::default(); query.running_stages()];
-        Self { query, state }
+    /// An operator running `query` for node `node` (named in dead letters).
+    pub fn new(query: CompiledQuery, node: impl Into<String>) -> Self {
+        Self {
+            query,
+            node: node.into(),
+            state: OverState::default(),
+            dead: Vec::new(),
+        }
     }
 
     /// Keys held in state.
     pub fn state_keys(&self) -> usize {
-        self.state.iter().map(RunningState::keys).sum()
+        self.state.keys()
+    }
+
+    /// Rows held in state (buffered for the watermark or inside frames).
+    pub fn state_rows(&self) -> usize {
+        self.state.rows()
+    }
+
+    fn flush_dead(&mut self, out: &mut Collector) {
+        for mut letter in self.dead.drain(..) {
+            letter.node.clone_from(&self.node);
+            out.dead_letter(letter);
+        }
+    }
+
+    /// Release rows up to `watermark` from the stateful stage and run the
+    /// stages after it.
+    fn release(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
+        let Some((i, over)) = self.query.over() else {
+            return Ok(());
+        };
+        if let Some(batch) = over.release(watermark, &mut self.state)?
+            && let Some(b) = self
+                .query
+                .run(i + 1, batch, &mut self.state, &mut self.dead)?
+        {
+            out.emit(b);
+        }
+        self.flush_dead(out);
+        Ok(())
     }
 }
 
@@ -294,30 +354,36 @@ impl Operator for QueryOperator {
         batch: RecordBatch,
         out: &mut Collector,
     ) -> RtResult<()> {
-        out.emit(self.query.apply_with(&batch, &mut self.state)?);
+        if let Some(b) = self.query.run(0, batch, &mut self.state, &mut self.dead)? {
+            out.emit(b);
+        }
+        self.flush_dead(out);
         Ok(())
     }
 
+    fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
+        self.release(watermark, out)
+    }
+
+    fn on_end(&mut self, out: &mut Collector) -> RtResult<()> {
+        self.release(i64::MAX, out)
+    }
+
     fn snapshot(&mut self) -> RtResult<serde_json::Value> {
-        if self.state.is_empty() {
+        if self.query.over().is_none() {
             return Ok(serde_json::Value::Null);
         }
-        Ok(serde_json::Value::Array(
-            self.state.iter().map(RunningState::snapshot).collect(),
-        ))
+        self.state.snapshot()
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
         let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
             return Ok(());
         };
-        let stages = mine
-            .as_array()
-            .ok_or_else(|| shoal_runtime::RuntimeError::User("sql state is not a list".into()))?;
-        for (state, v) in self.state.iter_mut().zip(stages) {
-            state.restore(v)?;
-        }
-        Ok(())
+        let Some((_, over)) = self.query.over() else {
+            return Ok(());
+        };
+        self.state.restore(over, mine)
     }
 }
 
@@ -447,12 +513,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.partition_key(), Some("country"));
-        let mut op = QueryOperator::new(q.clone());
+        let mut op = QueryOperator::new(q.clone(), "sql");
         let mut out = Collector::default();
         op.process_batch(0, batch.clone(), &mut out).unwrap();
         let snap = op.snapshot().unwrap();
         // A fresh instance restored from the snapshot continues the counts.
-        let mut restored = QueryOperator::new(q);
+        let mut restored = QueryOperator::new(q, "sql");
         restored.restore(&[snap], 0).unwrap();
         assert_eq!(restored.state_keys(), 2);
         let mut out2 = Collector::default();
@@ -463,5 +529,252 @@ mod tests {
         // US: rows 1 and 3 (50, 2500) seen twice; FR: row 2 (1500) seen twice.
         assert_eq!(n.values(), &[3, 2, 4]);
         assert_eq!(total.values(), &[2600.0, 3000.0, 5100.0]);
+    }
+
+    fn ts_input(rows: &[(i64, i64, f64, i64)]) -> (String, SchemaRef, RecordBatch) {
+        use arrow::array::TimestampMillisecondArray;
+        use arrow::datatypes::TimeUnit;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Int64, false),
+            Field::new("merchant_id", DataType::Int64, false),
+            Field::new("amount", DataType::Float64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.3),
+                )),
+            ],
+        )
+        .unwrap();
+        ("txns".into(), schema, batch)
+    }
+
+    const ROLLING: &str = "SELECT card_id, ts, \
+         COUNT(*) OVER (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS n_1m, \
+         SUM(amount) OVER (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS sum_1m, \
+         MAX(amount) OVER (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS max_1m, \
+         COUNT(DISTINCT merchant_id) OVER (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS merchants_1m, \
+         AVG(amount) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS avg_all, \
+         MIN(amount) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS min_2 \
+         FROM txns";
+
+    fn column_f64(b: &RecordBatch, name: &str) -> Vec<f64> {
+        let c = arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Float64).unwrap();
+        c.as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn range_windows_slide_in_event_time_order_with_peers_and_late_rows() {
+        const MIN: i64 = 60_000;
+        // card 1: out of order within the delay; two peers at 2*MIN.
+        let rows = [
+            (1, 10, 10.0, 0),
+            (1, 11, 30.0, 2 * MIN),
+            (1, 10, 20.0, MIN / 2),
+            (2, 10, 5.0, MIN),
+            (1, 12, 40.0, 2 * MIN),
+            (1, 10, 50.0, 2 * MIN + MIN / 2),
+        ];
+        let (name, schema, batch) = ts_input(&rows);
+        let mut q = compile_query(ROLLING, &[(name, schema)]).unwrap();
+        q.set_event_time("ts").unwrap();
+        assert!(
+            q.describe().contains("event-time order"),
+            "{}",
+            q.describe()
+        );
+        let mut op = QueryOperator::new(q.clone(), "rolling");
+        let mut out = Collector::default();
+        op.process_batch(0, batch, &mut out).unwrap();
+        assert!(out.batches().is_empty(), "rows wait for the watermark");
+        op.on_watermark(2 * MIN, &mut out).unwrap();
+        // A checkpoint here, restored into a fresh operator, continues alike.
+        let snap = op.snapshot().unwrap();
+        let mut op = QueryOperator::new(q, "rolling");
+        op.restore(&[snap], 0).unwrap();
+        // A row at or before the watermark is late: dead-lettered.
+        let (_, _, late) = ts_input(&[(1, 10, 99.0, MIN)]);
+        op.process_batch(0, late, &mut out).unwrap();
+        assert_eq!(out.dead_letters().len(), 1);
+        assert!(out.dead_letters()[0].reason.starts_with("late"));
+        assert_eq!(out.dead_letters()[0].node, "rolling");
+        op.on_end(&mut out).unwrap();
+        let all =
+            arrow::compute::concat_batches(out.batches()[0].schema_ref(), out.batches()).unwrap();
+        // Released at 2m, sorted by (card, ts): card 1 at 0, 30s, 2m, 2m and
+        // card 2 at 1m; then at the end card 1 at 2m30s (from the restored state).
+        let ts: Vec<i64> = column_f64(&all, "ts").iter().map(|&t| t as i64).collect();
+        assert_eq!(ts, [0, MIN / 2, 2 * MIN, 2 * MIN, MIN, 2 * MIN + MIN / 2]);
+        // The two rows at 2m are peers: both see each other.
+        assert_eq!(column_f64(&all, "n_1m"), [1.0, 2.0, 2.0, 2.0, 1.0, 3.0]);
+        assert_eq!(
+            column_f64(&all, "sum_1m"),
+            [10.0, 30.0, 70.0, 70.0, 5.0, 120.0]
+        );
+        assert_eq!(
+            column_f64(&all, "max_1m"),
+            [10.0, 20.0, 40.0, 40.0, 5.0, 50.0]
+        );
+        assert_eq!(
+            column_f64(&all, "merchants_1m"),
+            [1.0, 1.0, 2.0, 2.0, 1.0, 3.0]
+        );
+        assert_eq!(
+            column_f64(&all, "avg_all"),
+            [10.0, 15.0, 20.0, 25.0, 5.0, 30.0]
+        );
+        assert_eq!(
+            column_f64(&all, "min_2"),
+            [10.0, 10.0, 20.0, 30.0, 5.0, 40.0]
+        );
+    }
+
+    #[test]
+    fn over_windows_match_datafusion_on_a_random_input() {
+        use rand_like::Lcg;
+        let mut rng = Lcg(7);
+        let mut rows = Vec::new();
+        let mut ts = 0;
+        for _ in 0..3000 {
+            // Unique times (so ROWS frames have one order), 1 ms to 2 s apart.
+            ts += 1 + rng.next() % 2_000;
+            rows.push((
+                (rng.next() % 20) as i64,
+                (rng.next() % 7) as i64,
+                (rng.next() % 10_000) as f64 / 100.0,
+                ts as i64,
+            ));
+        }
+        // Out of order: swap disjoint neighbours (displacement < 2 s).
+        for i in (1..rows.len()).step_by(2) {
+            if rng.next() % 3 == 0 {
+                rows.swap(i - 1, i);
+            }
+        }
+        let (name, schema, batch) = ts_input(&rows);
+        let mut q = compile_query(ROLLING, &[(name.clone(), schema.clone())]).unwrap();
+        q.set_event_time("ts").unwrap();
+        let mut op = QueryOperator::new(q, "rolling");
+        let mut out = Collector::default();
+        // In slices, with a watermark 3 s behind the largest time seen.
+        let mut max_ts = i64::MIN;
+        for start in (0..batch.num_rows()).step_by(128) {
+            let slice = batch.slice(start, 128.min(batch.num_rows() - start));
+            max_ts = max_ts.max(
+                rows[start..start + slice.num_rows()]
+                    .iter()
+                    .map(|r| r.3)
+                    .max()
+                    .unwrap(),
+            );
+            op.process_batch(0, slice, &mut out).unwrap();
+            op.on_watermark(max_ts - 3_001, &mut out).unwrap();
+        }
+        op.on_end(&mut out).unwrap();
+        assert!(out.dead_letters().is_empty());
+        let streamed =
+            arrow::compute::concat_batches(out.batches()[0].schema_ref(), out.batches()).unwrap();
+        // The same query as a DataFusion batch query.
+        let ctx = crate::context::sql_context();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table(name.as_str(), Arc::new(table)).unwrap();
+        let sorted = format!("SELECT * FROM ({ROLLING}) ORDER BY card_id, ts");
+        let expected = futures::executor::block_on(async {
+            ctx.sql(&sorted).await.unwrap().collect().await.unwrap()
+        });
+        let expected = arrow::compute::concat_batches(expected[0].schema_ref(), &expected).unwrap();
+        let ctx2 = crate::context::sql_context();
+        let t = MemTable::try_new(streamed.schema(), vec![vec![streamed]]).unwrap();
+        ctx2.register_table("s", Arc::new(t)).unwrap();
+        let got = futures::executor::block_on(async {
+            ctx2.sql("SELECT * FROM s ORDER BY card_id, ts")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap()
+        });
+        let got = arrow::compute::concat_batches(got[0].schema_ref(), &got).unwrap();
+        assert_eq!(got.num_rows(), expected.num_rows());
+        for name in [
+            "card_id",
+            "ts",
+            "n_1m",
+            "sum_1m",
+            "max_1m",
+            "merchants_1m",
+            "avg_all",
+            "min_2",
+        ] {
+            let (a, b) = (column_f64(&got, name), column_f64(&expected, name));
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                    "{name} row {i}: streamed {x}, batch {y}"
+                );
+            }
+        }
+    }
+
+    /// A tiny deterministic generator for test data.
+    mod rand_like {
+        pub struct Lcg(pub u64);
+        impl Lcg {
+            pub fn next(&mut self) -> u64 {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                self.0 >> 33
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_over_windows_name_the_construct() {
+        let (name, schema, _) = ts_input(&[]);
+        let inputs = [(name, schema)];
+        for (q, what) in [
+            (
+                "SELECT SUM(amount) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM txns",
+                "FOLLOWING",
+            ),
+            (
+                "SELECT ROW_NUMBER() OVER (PARTITION BY card_id ORDER BY ts) FROM txns",
+                "row_number",
+            ),
+            (
+                "SELECT SUM(amount) OVER (ORDER BY ts) FROM txns",
+                "PARTITION BY",
+            ),
+            (
+                "SELECT SUM(amount) OVER (PARTITION BY card_id ORDER BY ts DESC) FROM txns",
+                "DESC",
+            ),
+        ] {
+            let e = compile_query(q, &inputs).unwrap_err();
+            assert!(
+                e.message.to_lowercase().contains(&what.to_lowercase()),
+                "{q}: {}",
+                e.message
+            );
+        }
+        let mut q = compile_query(ROLLING, &inputs).unwrap();
+        let e = q.set_event_time("event_ts").unwrap_err();
+        assert!(e.message.contains("event_ts"), "{}", e.message);
     }
 }

@@ -1,0 +1,247 @@
+//! Incremental accumulators for OVER windows: rows enter at the frame's end
+//! and leave (oldest first) at its start, so every aggregate is updated in
+//! O(1) amortised per row instead of rescanning the frame.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// One argument value. Strings are represented by a 64-bit hash (only
+/// `COUNT(DISTINCT …)` looks at them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Val {
+    Null,
+    I(i64),
+    F(f64),
+}
+
+impl Val {
+    fn as_f64(self) -> Option<f64> {
+        match self {
+            Val::Null => None,
+            Val::I(v) => Some(v as f64),
+            Val::F(v) => Some(v),
+        }
+    }
+
+    /// A key for distinct counting: equal values give equal keys.
+    fn distinct_key(self) -> Option<u64> {
+        match self {
+            Val::Null => None,
+            Val::I(v) => Some(v as u64),
+            // -0.0 and 0.0 are one value.
+            Val::F(v) => Some(if v == 0.0 { 0 } else { v.to_bits() } ^ 0x8000_0000_0000_0001),
+        }
+    }
+}
+
+/// Which aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// The running state of one aggregate over one key's frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Acc {
+    Count(i64),
+    /// Sum of integers (exact) or floats, and the number of non-null values.
+    Sum {
+        int: i64,
+        float: f64,
+        n: i64,
+    },
+    /// Monotonic deque of (sequence number, value): the front is the
+    /// extreme of the frame.
+    Extreme {
+        max: bool,
+        deque: VecDeque<(u64, f64)>,
+        int: bool,
+    },
+    /// Value → occurrences in the frame.
+    Distinct(HashMap<u64, u32>),
+}
+
+impl Acc {
+    /// A fresh accumulator for `f` (`int`: the argument is an integer).
+    pub(crate) fn new(f: Function, int: bool) -> Self {
+        match f {
+            Function::Count => Acc::Count(0),
+            Function::CountDistinct => Acc::Distinct(HashMap::new()),
+            Function::Sum | Function::Avg => Acc::Sum {
+                int: 0,
+                float: 0.0,
+                n: 0,
+            },
+            Function::Min | Function::Max => Acc::Extreme {
+                max: f == Function::Max,
+                deque: VecDeque::new(),
+                int,
+            },
+        }
+    }
+
+    /// The row with sequence number `seq` entered the frame.
+    pub(crate) fn add(&mut self, v: Val, seq: u64) {
+        match self {
+            Acc::Count(n) => {
+                if v != Val::Null {
+                    *n += 1;
+                }
+            }
+            Acc::Sum { int, float, n } => match v {
+                Val::Null => {}
+                Val::I(x) => {
+                    *int = int.wrapping_add(x);
+                    *n += 1;
+                }
+                Val::F(x) => {
+                    *float += x;
+                    *n += 1;
+                }
+            },
+            Acc::Extreme { max, deque, .. } => {
+                let Some(x) = v.as_f64() else { return };
+                // Drop values the new one dominates: they can never be the
+                // extreme again while it is in the frame.
+                while let Some(&(_, back)) = deque.back() {
+                    if (*max && back <= x) || (!*max && back >= x) {
+                        deque.pop_back();
+                    } else {
+                        break;
+                    }
+                }
+                deque.push_back((seq, x));
+            }
+            Acc::Distinct(counts) => {
+                if let Some(k) = v.distinct_key() {
+                    *counts.entry(k).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    /// The oldest row of the frame (sequence number `seq`) left it.
+    pub(crate) fn remove(&mut self, v: Val, seq: u64) {
+        match self {
+            Acc::Count(n) => {
+                if v != Val::Null {
+                    *n -= 1;
+                }
+            }
+            Acc::Sum { int, float, n } => match v {
+                Val::Null => {}
+                Val::I(x) => {
+                    *int = int.wrapping_sub(x);
+                    *n -= 1;
+                }
+                Val::F(x) => {
+                    *float -= x;
+                    *n -= 1;
+                    if *n == 0 {
+                        // Start the next frame free of rounding residue.
+                        *float = 0.0;
+                    }
+                }
+            },
+            Acc::Extreme { deque, .. } => {
+                if deque.front().is_some_and(|&(s, _)| s == seq) {
+                    deque.pop_front();
+                }
+            }
+            Acc::Distinct(counts) => {
+                if let Some(k) = v.distinct_key()
+                    && let Some(c) = counts.get_mut(&k)
+                {
+                    *c -= 1;
+                    if *c == 0 {
+                        counts.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The aggregate's current value for function `f`.
+    pub(crate) fn value(&self, f: Function, int_arg: bool) -> Val {
+        match (self, f) {
+            (Acc::Count(n), _) => Val::I(*n),
+            (Acc::Distinct(c), _) => Val::I(c.len() as i64),
+            (Acc::Sum { n: 0, .. }, _) => Val::Null,
+            (Acc::Sum { int, float, n }, Function::Avg) => {
+                let total = if int_arg { *int as f64 } else { *float };
+                Val::F(total / *n as f64)
+            }
+            (Acc::Sum { int, float, .. }, _) => {
+                if int_arg {
+                    Val::I(*int)
+                } else {
+                    Val::F(*float)
+                }
+            }
+            (Acc::Extreme { deque, int, .. }, _) => match deque.front() {
+                None => Val::Null,
+                Some(&(_, x)) if *int => Val::I(x as i64),
+                Some(&(_, x)) => Val::F(x),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_min_max_sum_and_distinct_follow_the_frame() {
+        let vals = [5.0, 3.0, 8.0, 3.0, 1.0, 9.0];
+        let mut min = Acc::new(Function::Min, false);
+        let mut max = Acc::new(Function::Max, false);
+        let mut sum = Acc::new(Function::Sum, false);
+        let mut distinct = Acc::new(Function::CountDistinct, false);
+        // A frame of the last 3 rows.
+        for (seq, &x) in vals.iter().enumerate() {
+            let seq = seq as u64;
+            for a in [&mut min, &mut max, &mut sum, &mut distinct] {
+                a.add(Val::F(x), seq);
+                if seq >= 3 {
+                    a.remove(Val::F(vals[seq as usize - 3]), seq - 3);
+                }
+            }
+            let lo = seq.saturating_sub(2) as usize;
+            let frame = &vals[lo..=seq as usize];
+            let want_min = frame.iter().cloned().fold(f64::MAX, f64::min);
+            let want_max = frame.iter().cloned().fold(f64::MIN, f64::max);
+            let want_sum: f64 = frame.iter().sum();
+            let mut uniq = frame.to_vec();
+            uniq.sort_by(f64::total_cmp);
+            uniq.dedup();
+            assert_eq!(min.value(Function::Min, false), Val::F(want_min));
+            assert_eq!(max.value(Function::Max, false), Val::F(want_max));
+            assert_eq!(sum.value(Function::Sum, false), Val::F(want_sum));
+            assert_eq!(
+                distinct.value(Function::CountDistinct, false),
+                Val::I(uniq.len() as i64)
+            );
+        }
+    }
+
+    #[test]
+    fn nulls_are_skipped_and_an_empty_sum_is_null() {
+        let mut sum = Acc::new(Function::Avg, true);
+        let mut count = Acc::new(Function::Count, true);
+        sum.add(Val::Null, 0);
+        count.add(Val::Null, 0);
+        assert_eq!(sum.value(Function::Avg, true), Val::Null);
+        assert_eq!(count.value(Function::Count, true), Val::I(0));
+        sum.add(Val::I(3), 1);
+        sum.add(Val::I(4), 2);
+        assert_eq!(sum.value(Function::Avg, true), Val::F(3.5));
+        assert_eq!(sum.value(Function::Sum, true), Val::I(7));
+    }
+}

@@ -1,0 +1,680 @@
+//! Per-key OVER windows: `AGG(..) OVER (PARTITION BY key ORDER BY ts
+//! <frame>)`, one output row per input row — rolling fraud features such as
+//! "the card's transactions in the last hour".
+//!
+//! Supported: `COUNT(*)`, `COUNT(col)`, `COUNT(DISTINCT col)`, `SUM`, `AVG`,
+//! `MIN`, `MAX`, over the frames of [`Frame`]: `ROWS`/`RANGE BETWEEN
+//! UNBOUNDED PRECEDING AND CURRENT ROW`, `ROWS BETWEEN n PRECEDING AND
+//! CURRENT ROW` and `RANGE BETWEEN INTERVAL '…' PRECEDING AND CURRENT ROW`.
+//! All window functions of one query share one PARTITION BY column and one
+//! ORDER BY column.
+//!
+//! **Order.** When the input carries event time (a source upstream declares
+//! `event_time`), rows are buffered until the watermark passes their
+//! timestamp and then processed per key in event-time order, ties in
+//! arrival order; RANGE frames include peers (rows with the same ORDER BY
+//! value), exactly as the batch query over the same rows would. A row that
+//! arrives with a timestamp at or before the watermark already processed is
+//! late: it goes to the dead-letter output with the reason `late`. Without
+//! event time, rows are processed as they arrive (for a keyed log topic: the
+//! key's partition order) and emitted at once.
+//!
+//! **State** is keyed by the PARTITION BY column — the operator's input is
+//! hash-partitioned on it — and holds, per key, only the rows still inside a
+//! sliding frame plus one incremental accumulator per aggregate
+//! ([`accumulator`]); with event time, keys whose RANGE frames have slid past
+//! all their rows are dropped as the watermark advances. State is
+//! snapshotted at checkpoint barriers and restored on restart.
+
+mod accumulator;
+mod frame;
+mod keyed;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
+};
+use arrow::compute::{SortColumn, cast, concat_batches, filter_record_batch, lexsort_to_indices};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+use shoal_runtime::{DeadLetter, Result as RtResult, RuntimeError};
+
+use crate::error::{Result, SqlError};
+use accumulator::{Function, Val};
+use frame::Frame;
+use keyed::KeyState;
+
+/// One window function of the query.
+#[derive(Debug, Clone)]
+pub(crate) struct AggSpec {
+    func: Function,
+    /// Argument column (`None`: `COUNT(*)`).
+    arg: Option<usize>,
+    frame: Frame,
+    /// The argument is an integer (sums stay exact; MIN/MAX stay integers).
+    int_arg: bool,
+    /// Output column type (`Int64` or `Float64`).
+    out_type: DataType,
+}
+
+/// A compiled OVER-window stage.
+#[derive(Debug, Clone)]
+pub(crate) struct OverSpec {
+    key: usize,
+    key_name: String,
+    order: Option<usize>,
+    aggs: Vec<AggSpec>,
+    input_schema: SchemaRef,
+    schema: SchemaRef,
+    /// The event-time column (index into the input) when the input carries
+    /// watermarks; `None`: process rows as they arrive.
+    event_time: Option<usize>,
+}
+
+const HINT: &str = "supported: COUNT/COUNT(DISTINCT)/SUM/AVG/MIN/MAX OVER (PARTITION BY key ORDER BY ts \
+                    ROWS|RANGE BETWEEN UNBOUNDED PRECEDING | n PRECEDING | INTERVAL '…' PRECEDING AND CURRENT ROW)";
+
+fn unsupported(what: String) -> SqlError {
+    SqlError::new(format!(
+        "{what} is not supported in an OVER window on a stream"
+    ))
+    .with_hint(HINT)
+}
+
+fn column_index(e: &Expr, schema: &DFSchema) -> Result<usize> {
+    match e {
+        Expr::Column(c) => Ok(schema.index_of_column(c)?),
+        Expr::Cast(c) => column_index(&c.expr, schema),
+        other => Err(unsupported(format!(
+            "the expression `{other}` (use a column; compute it in a subquery)"
+        ))),
+    }
+}
+
+fn is_int(t: &DataType) -> bool {
+    t.is_integer() || matches!(t, DataType::Timestamp(..))
+}
+
+impl OverSpec {
+    /// Compile the window expressions of a `Window` plan node.
+    pub(crate) fn compile(
+        window_expr: &[Expr],
+        input: &DFSchema,
+        output: SchemaRef,
+    ) -> Result<Self> {
+        let mut key: Option<usize> = None;
+        let mut order: Option<Option<usize>> = None;
+        let mut aggs = Vec::new();
+        for (i, e) in window_expr.iter().enumerate() {
+            let e = match e {
+                Expr::Alias(a) => a.expr.as_ref(),
+                e => e,
+            };
+            let Expr::WindowFunction(wf) = e else {
+                return Err(unsupported(format!("`{e}`")));
+            };
+            let WindowFunction { fun, params } = wf.as_ref();
+            let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
+                return Err(unsupported(format!("the window function {fun}")));
+            };
+            if params.filter.is_some() {
+                return Err(unsupported("FILTER (WHERE …)".into()));
+            }
+            let [p] = params.partition_by.as_slice() else {
+                return Err(unsupported(
+                    "an OVER window without exactly one PARTITION BY column".into(),
+                ));
+            };
+            let k = column_index(p, input)?;
+            if key.is_some_and(|old| old != k) {
+                return Err(unsupported("windows partitioned by different keys".into()));
+            }
+            key = Some(k);
+            let o = match params.order_by.as_slice() {
+                [] => None,
+                [s] if s.asc => Some(column_index(&s.expr, input)?),
+                [_] => return Err(unsupported("ORDER BY … DESC".into())),
+                _ => return Err(unsupported("ORDER BY several columns".into())),
+            };
+            if order.is_some_and(|old| old != o) {
+                return Err(unsupported("windows ordered by different columns".into()));
+            }
+            order = Some(o);
+            let order_type = o.map_or(DataType::Null, |o| input.field(o).data_type().clone());
+            let frame = Frame::from_datafusion(&params.window_frame, &order_type)
+                .map_err(|why| unsupported(format!("{why}, in `{e}`,")))?;
+            let arg = match params.args.first() {
+                None | Some(Expr::Literal(..)) => None,
+                Some(a) => Some(column_index(a, input)?),
+            };
+            let arg_type = arg.map(|a| input.field(a).data_type().clone());
+            let func = match (udaf.name(), params.distinct) {
+                ("count", false) => Function::Count,
+                ("count", true) => Function::CountDistinct,
+                (_, true) => return Err(unsupported(format!("{}(DISTINCT …)", udaf.name()))),
+                ("sum", _) => Function::Sum,
+                ("avg", _) => Function::Avg,
+                ("min", _) => Function::Min,
+                ("max", _) => Function::Max,
+                (other, _) => return Err(unsupported(other.to_uppercase())),
+            };
+            let numeric = arg_type
+                .as_ref()
+                .is_some_and(|t| t.is_numeric() && !matches!(t, DataType::Decimal128(..)));
+            let countable = matches!(func, Function::Count | Function::CountDistinct);
+            if arg.is_none() && !countable {
+                return Err(SqlError::new(format!(
+                    "{} needs a column argument",
+                    udaf.name()
+                )));
+            }
+            if arg.is_some() && !countable && !numeric {
+                return Err(unsupported(format!(
+                    "{} over a {} column",
+                    udaf.name().to_uppercase(),
+                    arg_type.unwrap_or(DataType::Null)
+                )));
+            }
+            let out_type = output.field(input.fields().len() + i).data_type().clone();
+            if !matches!(out_type, DataType::Int64 | DataType::Float64) {
+                return Err(unsupported(format!(
+                    "{} returning {out_type}",
+                    udaf.name().to_uppercase()
+                )));
+            }
+            aggs.push(AggSpec {
+                func,
+                arg,
+                frame,
+                int_arg: arg_type.as_ref().is_some_and(is_int),
+                out_type,
+            });
+        }
+        let key = key.ok_or_else(|| SqlError::new("a window without window functions"))?;
+        match input.field(key).data_type() {
+            DataType::Int64 | DataType::Int32 | DataType::Utf8 => {}
+            t => return Err(unsupported(format!("PARTITION BY a {t} column"))),
+        }
+        Ok(Self {
+            key,
+            key_name: input.field(key).name().clone(),
+            order: order.flatten(),
+            aggs,
+            input_schema: Arc::clone(input.inner()),
+            schema: output,
+            event_time: None,
+        })
+    }
+
+    /// The key column's name, for the hash shuffle.
+    pub(crate) fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// The input carries watermarks on event-time column `column`: process
+    /// rows in event-time order. The window must be ordered by that column.
+    pub(crate) fn set_event_time(&mut self, column: &str) -> Result<()> {
+        let Ok(et) = self.input_schema.index_of(column) else {
+            return Err(SqlError::new(format!(
+                "an OVER window on an event-time stream needs the event-time column `{column}` in its input"
+            ))
+            .with_hint(format!("select `{column}` in the query's FROM clause")));
+        };
+        if let Some(o) = self.order
+            && o != et
+        {
+            return Err(SqlError::new(format!(
+                "the OVER window is ordered by `{}`, but the stream's event time is `{column}`",
+                self.input_schema.field(o).name()
+            ))
+            .with_hint(format!("use ORDER BY {column}")));
+        }
+        self.event_time = Some(et);
+        Ok(())
+    }
+
+    /// A short description for `shoal explain`.
+    pub(crate) fn describe(&self) -> String {
+        let order = if self.event_time.is_some() {
+            "event-time order"
+        } else {
+            "arrival order"
+        };
+        format!(
+            "over[by {}; {} aggregates; {order}] (keyed state)",
+            self.key_name,
+            self.aggs.len()
+        )
+    }
+
+    /// A batch arrived. Without event time, returns its rows with the
+    /// aggregates appended; with event time, buffers the rows (late ones go
+    /// to `dead`) and returns nothing — [`OverSpec::release`] emits them.
+    pub(crate) fn push(
+        &self,
+        batch: RecordBatch,
+        state: &mut OverState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> RtResult<Option<RecordBatch>> {
+        let Some(et) = self.event_time else {
+            return self.process(&batch, state).map(Some);
+        };
+        let ts = event_times(&batch, et)?;
+        let w = state.watermark;
+        let late = (w > i64::MIN)
+            .then(|| BooleanArray::from_unary(&ts, |t| t <= w))
+            .filter(|m| m.true_count() > 0);
+        let batch = match late {
+            Some(late) => {
+                let late_rows = filter_record_batch(&batch, &late)?;
+                dead.extend(late_letters(&late_rows, w)?);
+                let keep = arrow::compute::not(&late)?;
+                filter_record_batch(&batch, &keep)?
+            }
+            None => batch,
+        };
+        if batch.num_rows() > 0 {
+            let ts = event_times(&batch, et)?;
+            let min = arrow::compute::min(&ts).unwrap_or(i64::MAX);
+            let max = arrow::compute::max(&ts).unwrap_or(i64::MIN);
+            state.pending.push(Pending { batch, min, max });
+        }
+        Ok(None)
+    }
+
+    /// Event time reached `watermark` (ms): process and return the buffered
+    /// rows at or before it.
+    pub(crate) fn release(
+        &self,
+        watermark: i64,
+        state: &mut OverState,
+    ) -> RtResult<Option<RecordBatch>> {
+        let Some(et) = self.event_time else {
+            return Ok(None);
+        };
+        if watermark <= state.watermark {
+            return Ok(None);
+        }
+        state.watermark = watermark;
+        let mut released = Vec::new();
+        let mut kept = Vec::new();
+        for p in state.pending.drain(..) {
+            if p.max <= watermark {
+                released.push(p.batch);
+            } else if p.min > watermark {
+                kept.push(p);
+            } else {
+                let ts = event_times(&p.batch, et)?;
+                let now = BooleanArray::from_unary(&ts, |t| t <= watermark);
+                released.push(filter_record_batch(&p.batch, &now)?);
+                let later = arrow::compute::not(&now)?;
+                let batch = filter_record_batch(&p.batch, &later)?;
+                let ts = event_times(&batch, et)?;
+                let min = arrow::compute::min(&ts).unwrap_or(i64::MAX);
+                kept.push(Pending {
+                    batch,
+                    min,
+                    max: p.max,
+                });
+            }
+        }
+        state.pending = kept;
+        self.expire(watermark, state);
+        if released.iter().all(|b| b.num_rows() == 0) {
+            return Ok(None);
+        }
+        let all = concat_batches(&self.input_schema, &released)?;
+        let sorted = self.sort(&all)?;
+        self.process(&sorted, state).map(Some)
+    }
+
+    /// Drop keys every RANGE frame has slid past (event time only).
+    fn expire(&self, watermark: i64, state: &mut OverState) {
+        if watermark < state.next_expiry || !self.aggs.iter().all(|a| a.frame.is_sliding()) {
+            return;
+        }
+        let widest = self
+            .aggs
+            .iter()
+            .map(|a| match a.frame {
+                Frame::Range(w) => w,
+                _ => i64::MAX,
+            })
+            .max()
+            .unwrap_or(i64::MAX);
+        if widest == i64::MAX {
+            return;
+        }
+        state.ints.retain(|_, k| !k.expired(&self.aggs, watermark));
+        state.strs.retain(|_, k| !k.expired(&self.aggs, watermark));
+        state.next_expiry = watermark.saturating_add(widest / 2 + 1);
+    }
+
+    /// Sort rows by (key, ORDER BY value, arrival).
+    fn sort(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
+        let arrival: ArrayRef = Arc::new(UInt32Array::from_iter_values(0..batch.num_rows() as u32));
+        let mut columns = vec![SortColumn {
+            values: batch.column(self.key).clone(),
+            options: None,
+        }];
+        if let Some(o) = self.order {
+            columns.push(SortColumn {
+                values: batch.column(o).clone(),
+                options: None,
+            });
+        }
+        columns.push(SortColumn {
+            values: arrival,
+            options: None,
+        });
+        let indices = lexsort_to_indices(&columns, None)?;
+        Ok(arrow::compute::take_record_batch(batch, &indices)?)
+    }
+
+    /// Compute the aggregates of `batch`'s rows in their order and append
+    /// them as columns.
+    fn process(&self, batch: &RecordBatch, state: &mut OverState) -> RtResult<RecordBatch> {
+        let rows = batch.num_rows();
+        let n = self.aggs.len();
+        let args = self
+            .aggs
+            .iter()
+            .map(|a| ArgColumn::new(a.arg.map(|i| batch.column(i))))
+            .collect::<RtResult<Vec<_>>>()?;
+        let orders = match self.order {
+            Some(o) => Some(as_i64(batch.column(o))?),
+            None => None,
+        };
+        let key_col = batch.column(self.key);
+        let int_keys = match key_col.data_type() {
+            DataType::Utf8 => None,
+            _ => Some(as_i64(key_col)?),
+        };
+        let str_keys = key_col.as_string_opt::<i32>();
+        let OverState {
+            ints,
+            strs,
+            out,
+            vals,
+            ..
+        } = state;
+        out.resize_with(n, Vec::new);
+        for o in out.iter_mut() {
+            o.clear();
+            o.reserve(rows);
+        }
+        let mut row = 0;
+        while row < rows {
+            // A group: consecutive rows with one key and one ORDER BY value.
+            let order = orders.as_ref().map_or(0, |o| o.value(row));
+            let mut end = row + 1;
+            while end < rows
+                && orders.as_ref().is_some_and(|o| o.value(end) == order)
+                && same_key(int_keys.as_ref(), str_keys, row, end)
+            {
+                end += 1;
+            }
+            vals.clear();
+            for r in row..end {
+                vals.extend(args.iter().map(|a| a.value(r)));
+            }
+            let key_state = match (&int_keys, str_keys) {
+                (Some(k), _) => {
+                    let k = k.value(row);
+                    ints.entry(k).or_insert_with(|| KeyState::new(&self.aggs))
+                }
+                (None, Some(k)) => {
+                    let k = k.value(row);
+                    if !strs.contains_key(k) {
+                        strs.insert(k.to_string(), KeyState::new(&self.aggs));
+                    }
+                    strs.get_mut(k).expect("just inserted")
+                }
+                _ => return Err(RuntimeError::Internal("OVER window key column".into())),
+            };
+            key_state.process_group(&self.aggs, order, vals, out);
+            row = end;
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (a, values) in self.aggs.iter().zip(out.iter()) {
+            columns.push(output_array(&a.out_type, values));
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+fn same_key(ints: Option<&Int64Array>, strs: Option<&StringArray>, a: usize, b: usize) -> bool {
+    match (ints, strs) {
+        (Some(k), _) => k.value(a) == k.value(b),
+        (None, Some(k)) => k.value(a) == k.value(b),
+        _ => false,
+    }
+}
+
+/// An aggregate's argument column, read as [`Val`]s.
+enum ArgColumn {
+    Star,
+    Int(Int64Array),
+    Float(Float64Array),
+    Str(StringArray),
+}
+
+impl ArgColumn {
+    fn new(col: Option<&ArrayRef>) -> RtResult<Self> {
+        let Some(col) = col else {
+            return Ok(ArgColumn::Star);
+        };
+        Ok(match col.data_type() {
+            DataType::Utf8 => ArgColumn::Str(col.as_string::<i32>().clone()),
+            DataType::Float64 => ArgColumn::Float(col.as_primitive::<Float64Type>().clone()),
+            DataType::Float32 | DataType::Float16 => ArgColumn::Float(
+                cast(col, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+            _ => ArgColumn::Int(as_i64(col)?),
+        })
+    }
+
+    fn value(&self, row: usize) -> Val {
+        match self {
+            ArgColumn::Star => Val::I(1),
+            ArgColumn::Int(a) if a.is_valid(row) => Val::I(a.value(row)),
+            ArgColumn::Float(a) if a.is_valid(row) => Val::F(a.value(row)),
+            ArgColumn::Str(a) if a.is_valid(row) => Val::I(hash_str(a.value(row)) as i64),
+            _ => Val::Null,
+        }
+    }
+}
+
+/// A stable 64-bit hash of a string (FNV-1a), so distinct counts of
+/// strings survive a restore.
+fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn as_i64(col: &ArrayRef) -> RtResult<Int64Array> {
+    let c = match col.data_type() {
+        DataType::Int64 => col.clone(),
+        DataType::Timestamp(..) | DataType::Date64 => {
+            cast(&cast(col, &DataType::Int64)?, &DataType::Int64)?
+        }
+        _ => cast(col, &DataType::Int64)?,
+    };
+    Ok(c.as_primitive::<Int64Type>().clone())
+}
+
+/// Event time of every row in milliseconds.
+fn event_times(batch: &RecordBatch, column: usize) -> RtResult<Int64Array> {
+    let col = batch.column(column);
+    let ms = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => col.clone(),
+        DataType::Timestamp(_, tz) => {
+            cast(col, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?
+        }
+        t => {
+            return Err(RuntimeError::User(format!(
+                "event-time column is {t}, not a timestamp"
+            )));
+        }
+    };
+    as_i64(&ms)
+}
+
+fn output_array(t: &DataType, values: &[Val]) -> ArrayRef {
+    match t {
+        DataType::Float64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match *v {
+                    Val::F(x) => Some(x),
+                    Val::I(x) => Some(x as f64),
+                    Val::Null => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        _ => Arc::new(
+            values
+                .iter()
+                .map(|v| match *v {
+                    Val::I(x) => Some(x),
+                    Val::F(x) => Some(x as i64),
+                    Val::Null => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+    }
+}
+
+fn late_letters(rows: &RecordBatch, watermark: i64) -> RtResult<Vec<DeadLetter>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(rows)?;
+        w.finish()?;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text
+        .lines()
+        .map(|line| DeadLetter {
+            node: String::new(),
+            partition: None,
+            offset: None,
+            reason: format!("late: event time is at or before the watermark {watermark}"),
+            record: line.to_string(),
+        })
+        .collect())
+}
+
+/// Rows waiting for the watermark, with their event-time range.
+#[derive(Debug, Clone)]
+struct Pending {
+    batch: RecordBatch,
+    min: i64,
+    max: i64,
+}
+
+/// The runtime state of one OVER stage in one operator instance.
+#[derive(Debug, Clone)]
+pub(crate) struct OverState {
+    ints: HashMap<i64, KeyState>,
+    strs: HashMap<String, KeyState>,
+    pending: Vec<Pending>,
+    /// Event time processed so far (ms).
+    watermark: i64,
+    next_expiry: i64,
+    /// Scratch: output values per aggregate, argument values of a group.
+    out: Vec<Vec<Val>>,
+    vals: Vec<Val>,
+}
+
+impl Default for OverState {
+    fn default() -> Self {
+        Self {
+            ints: HashMap::new(),
+            strs: HashMap::new(),
+            pending: Vec::new(),
+            watermark: i64::MIN,
+            next_expiry: i64::MIN,
+            out: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+}
+
+impl OverState {
+    /// Keys held.
+    pub(crate) fn keys(&self) -> usize {
+        self.ints.len() + self.strs.len()
+    }
+
+    /// Rows held: buffered until the watermark, and inside sliding frames.
+    pub(crate) fn rows(&self) -> usize {
+        self.pending
+            .iter()
+            .map(|p| p.batch.num_rows())
+            .sum::<usize>()
+            + self.ints.values().map(KeyState::rows).sum::<usize>()
+            + self.strs.values().map(KeyState::rows).sum::<usize>()
+    }
+
+    /// The state as JSON: `{watermark, pending (JSON lines), ints: [[key,
+    /// state]…], strs: [[key, state]…]}`.
+    pub(crate) fn snapshot(&self) -> RtResult<serde_json::Value> {
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+            for p in &self.pending {
+                w.write(&p.batch)?;
+            }
+            w.finish()?;
+        }
+        let ser = |e: serde_json::Error| RuntimeError::Internal(format!("OVER state: {e}"));
+        Ok(serde_json::json!({
+            "watermark": self.watermark,
+            "pending": String::from_utf8_lossy(&buf),
+            "ints": serde_json::to_value(self.ints.iter().collect::<Vec<_>>()).map_err(ser)?,
+            "strs": serde_json::to_value(self.strs.iter().collect::<Vec<_>>()).map_err(ser)?,
+        }))
+    }
+
+    /// Restore from [`OverState::snapshot`]; `spec` gives the buffered rows'
+    /// schema.
+    pub(crate) fn restore(&mut self, spec: &OverSpec, v: &serde_json::Value) -> RtResult<()> {
+        let bad = |why: String| {
+            RuntimeError::User(format!(
+                "OVER window state is not in the expected shape ({why}); was the query changed?"
+            ))
+        };
+        self.watermark = v["watermark"].as_i64().unwrap_or(i64::MIN);
+        let ints: Vec<(i64, KeyState)> =
+            serde_json::from_value(v["ints"].clone()).map_err(|e| bad(e.to_string()))?;
+        let strs: Vec<(String, KeyState)> =
+            serde_json::from_value(v["strs"].clone()).map_err(|e| bad(e.to_string()))?;
+        self.ints = ints.into_iter().collect();
+        self.strs = strs.into_iter().collect();
+        self.pending.clear();
+        let text = v["pending"].as_str().unwrap_or("");
+        if !text.is_empty() {
+            let reader = arrow::json::ReaderBuilder::new(spec.input_schema.clone())
+                .build(std::io::Cursor::new(text.as_bytes()))?;
+            for batch in reader {
+                let batch = batch?;
+                if let Some(et) = spec.event_time {
+                    let ts = event_times(&batch, et)?;
+                    let min = arrow::compute::min(&ts).unwrap_or(i64::MAX);
+                    let max = arrow::compute::max(&ts).unwrap_or(i64::MIN);
+                    self.pending.push(Pending { batch, min, max });
+                }
+            }
+        }
+        Ok(())
+    }
+}
