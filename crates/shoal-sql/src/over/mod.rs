@@ -197,7 +197,11 @@ impl OverSpec {
         }
         let key = key.ok_or_else(|| SqlError::new("a window without window functions"))?;
         match input.field(key).data_type() {
-            DataType::Int64 | DataType::Int32 | DataType::Utf8 => {}
+            DataType::Int64
+            | DataType::Int32
+            | DataType::Utf8
+            | DataType::Utf8View
+            | DataType::LargeUtf8 => {}
             t => return Err(unsupported(format!("PARTITION BY a {t} column"))),
         }
         Ok(Self {
@@ -390,7 +394,13 @@ impl OverSpec {
             Some(o) => Some(as_i64(batch.column(o))?),
             None => None,
         };
-        let key_col = batch.column(self.key);
+        let key_col = match batch.column(self.key) {
+            c if matches!(c.data_type(), DataType::Utf8View | DataType::LargeUtf8) => {
+                cast(c, &DataType::Utf8)?
+            }
+            c => c.clone(),
+        };
+        let key_col = &key_col;
         let int_keys = match key_col.data_type() {
             DataType::Utf8 => None,
             _ => Some(as_i64(key_col)?),
@@ -471,6 +481,9 @@ impl ArgColumn {
         };
         Ok(match col.data_type() {
             DataType::Utf8 => ArgColumn::Str(col.as_string::<i32>().clone()),
+            DataType::Utf8View | DataType::LargeUtf8 => {
+                ArgColumn::Str(cast(col, &DataType::Utf8)?.as_string::<i32>().clone())
+            }
             DataType::Float64 => ArgColumn::Float(col.as_primitive::<Float64Type>().clone()),
             DataType::Float32 | DataType::Float16 => ArgColumn::Float(
                 cast(col, &DataType::Float64)?
