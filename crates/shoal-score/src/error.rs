@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
-use crate::model::ModelFormat;
+use crate::format::ModelFormat;
 
 /// `Result` with this crate's [`ScoreError`].
 pub type Result<T, E = ScoreError> = std::result::Result<T, E>;
@@ -86,6 +86,26 @@ pub enum ScoreError {
         /// Rows in the offending feature.
         got: usize,
     },
+    /// The model failed while scoring a batch (ONNX: tract reported an
+    /// error running the graph).
+    #[error("the {format} model failed on a batch: {message}")]
+    Inference {
+        /// The model's format.
+        format: ModelFormat,
+        /// What the inference engine reported.
+        message: String,
+    },
+    /// The file's format cannot be told and none was given.
+    #[error(
+        "cannot tell the format of model {}: {reason}; set `format: onnx | xgboost | lightgbm`",
+        .path.display()
+    )]
+    FormatNotInferred {
+        /// The file.
+        path: PathBuf,
+        /// Why the content and extension were not enough.
+        reason: String,
+    },
     /// A named feature column is not in the batch.
     #[error("feature column {name:?} is not in the batch (columns: {available})")]
     ColumnNotFound {
@@ -137,7 +157,9 @@ impl ScoreError {
             | ScoreError::FeatureCount { .. }
             | ScoreError::RowCount { .. }
             | ScoreError::ColumnNotFound { .. }
-            | ScoreError::ColumnType { .. } => ErrorDomain::User,
+            | ScoreError::ColumnType { .. }
+            | ScoreError::Inference { .. }
+            | ScoreError::FormatNotInferred { .. } => ErrorDomain::User,
             ScoreError::Io { .. } => ErrorDomain::External,
             ScoreError::Arrow(_) => ErrorDomain::Internal,
         }
@@ -167,7 +189,7 @@ mod tests {
     #[test]
     fn domains_and_messages() {
         let e = ScoreError::Malformed {
-            format: ModelFormat::LightGbm,
+            format: ModelFormat::Lightgbm,
             path: None,
             message: "tree 2: no leaf_value".into(),
         }

@@ -40,6 +40,19 @@ pub(crate) fn gather(batch: &RecordBatch, names: &[&str], matrix: &mut Vec<f64>)
     Ok(())
 }
 
+/// Whether a column of type `data_type` can be a feature: integers,
+/// floats, decimals and booleans can.
+pub(crate) fn check_feature_type(name: &str, data_type: &DataType) -> Result<()> {
+    if data_type.is_numeric() || *data_type == DataType::Boolean {
+        Ok(())
+    } else {
+        Err(ScoreError::ColumnType {
+            name: name.to_string(),
+            data_type: data_type.clone(),
+        })
+    }
+}
+
 /// Append one column's values as `f64`, nulls as `NaN`.
 fn append(name: &str, column: &ArrayRef, matrix: &mut Vec<f64>) -> Result<()> {
     match column.data_type() {

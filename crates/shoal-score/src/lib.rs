@@ -1,19 +1,26 @@
-//! Columnar scoring of tree-ensemble models: XGBoost JSON and LightGBM text.
+//! Model scoring for Shoal's `score` transform: ONNX (through `tract-onnx`)
+//! and XGBoost JSON / LightGBM text (through a columnar tree evaluator of
+//! our own), batch at a time over Arrow.
 //!
-//! The entry type is [`TreeModel`]: [`TreeModel::load`] reads a model file
-//! (the format is told from its content), and
-//! [`TreeModel::predict_batch`] scores a whole Arrow `RecordBatch`,
-//! returning one `Float64` column per output (`score`, or one probability
-//! per class). [`TreeModel::predict`] does the same over plain `f64`
-//! columns. Scores match the reference libraries' own `predict` (see the
-//! parity tests and `models/README.md`).
+//! The entry type is [`Model`], whatever the format:
+//! [`Model::load`] reads a file (the [`ModelFormat`] given, or told from the
+//! file), [`Model::check_schema`] validates the feature columns at plan time,
+//! [`Model::output_fields`] names the output columns, and
+//! [`Model::score_batch`] gathers the feature columns into one contiguous
+//! matrix and scores the whole batch at once. [`ReloadingModel`] follows
+//! changes of the file in the background and swaps a valid new model in
+//! atomically.
 //!
-//! Inside, the two loaders ([`xgboost`], [`lightgbm`]) translate their
-//! format's split semantics (XGBoost: `f32(x) < t`; LightGBM: `x <= t` with
-//! three ways to treat missing values) into one flattened [`Forest`] with a
-//! single rule, `x < threshold`, missing follows `default_left`. The forest
-//! walks every tree over blocks of rows, several rows in lockstep, without
-//! allocating; the [`Objective`]'s [`Link`] then turns margins into scores.
+//! Underneath, [`TreeModel`] is the tree evaluator: the two loaders
+//! ([`xgboost`], [`lightgbm`]) translate their format's split semantics
+//! (XGBoost: `f32(x) < t`; LightGBM: `x <= t` with three ways to treat
+//! missing values) into one flattened [`Forest`] with a single rule,
+//! `x < threshold`, missing follows `default_left`. The forest walks every
+//! tree over blocks of rows, several rows in lockstep, without allocating;
+//! the [`Objective`]'s [`Link`] then turns margins into scores.
+//! [`OnnxModel`] wraps an optimised tract plan with a symbolic batch
+//! dimension. Scores match the reference libraries (see the parity tests
+//! and `models/README.md`).
 //!
 //! Errors are [`ScoreError`]s; [`ScoreError::domain`] tells whether the
 //! model/input ([`ErrorDomain::User`]) or the OS ([`ErrorDomain::External`])
@@ -21,13 +28,21 @@
 
 mod error;
 mod forest;
+mod format;
 mod gather;
 pub mod lightgbm;
 mod model;
 mod objective;
+mod onnx;
+mod reload;
+mod tree_model;
 pub mod xgboost;
 
 pub use error::{ErrorDomain, Result, ScoreError};
 pub use forest::Forest;
-pub use model::{ModelFormat, TreeModel};
+pub use format::{ModelFormat, UnknownFormatName};
+pub use model::Model;
 pub use objective::{Link, Objective, Task};
+pub use onnx::OnnxModel;
+pub use reload::{ReloadOptions, ReloadingModel, Validator};
+pub use tree_model::TreeModel;

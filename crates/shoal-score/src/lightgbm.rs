@@ -31,8 +31,9 @@ use std::collections::HashMap;
 
 use crate::error::{Result, ScoreError};
 use crate::forest::{Forest, Node, Tree, threshold_for_le};
-use crate::model::{ModelFormat, TreeModel};
+use crate::format::ModelFormat;
 use crate::objective::{Link, Objective, Task};
+use crate::tree_model::TreeModel;
 
 /// `|x| <= ZERO` counts as zero for `Zero` missing type (LightGBM's
 /// `kZeroThreshold`, a `float`).
@@ -40,7 +41,7 @@ const ZERO: f64 = 1e-35_f32 as f64;
 
 fn malformed(message: impl Into<String>) -> ScoreError {
     ScoreError::Malformed {
-        format: ModelFormat::LightGbm,
+        format: ModelFormat::Lightgbm,
         path: None,
         message: message.into(),
     }
@@ -48,7 +49,7 @@ fn malformed(message: impl Into<String>) -> ScoreError {
 
 fn unsupported(what: impl Into<String>) -> ScoreError {
     ScoreError::Unsupported {
-        format: ModelFormat::LightGbm,
+        format: ModelFormat::Lightgbm,
         path: None,
         what: what.into(),
     }
@@ -372,7 +373,7 @@ pub(crate) fn parse(text: &str) -> Result<TreeModel> {
         .collect::<Result<Vec<_>>>()?;
     let forest = Forest::new(num_features, vec![0.0; outputs], trees).map_err(malformed)?;
     Ok(TreeModel::from_parts(
-        ModelFormat::LightGbm,
+        ModelFormat::Lightgbm,
         forest,
         objective,
         feature_names,

@@ -1,123 +1,63 @@
-//! [`TreeModel`]: a loaded tree ensemble (XGBoost or LightGBM) and the two
-//! ways to score with it: [`TreeModel::predict`] over `f64` columns and
-//! [`TreeModel::predict_batch`] over an Arrow [`RecordBatch`].
+//! [`Model`]: a loaded model of any supported format, and the one way the
+//! `score` operator uses it: [`Model::score_batch`] over an Arrow batch.
+//!
+//! # Output columns
+//!
+//! [`Model::output_fields`] and [`Model::score_batch`] agree on these
+//! columns, given the user's output name `out` (the `output:` key):
+//!
+//! | model | columns |
+//! |---|---|
+//! | regression | `out`: `Float64`, the prediction |
+//! | binary classifier | `out`: `Float64`, the probability of the positive class (class 1) |
+//! | classifier with K ≥ 3 classes | `out`: `Int64`, the index (0..K-1) of the most probable class (null when every probability is NaN); then `out_0` .. `out_{K-1}`: `Float64`, each class's probability |
+//!
+//! The class index is the position in the model's own class list (for
+//! skl2onnx: `classes_` in sorted order; for XGBoost/LightGBM: the label
+//! value). The score columns are never null; a model may return `NaN`
+//! (e.g. a neural network given a missing feature).
 
-use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, Float64Array};
-use arrow::buffer::{Buffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field};
+use arrow::array::{ArrayRef, Float64Array, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, ScoreError};
-use crate::forest::Forest;
-use crate::gather::gather;
-use crate::objective::{Objective, Task};
+use crate::format::ModelFormat;
+use crate::gather::{check_feature_type, gather};
+use crate::objective::Task;
+use crate::onnx::OnnxModel;
+use crate::tree_model::TreeModel;
 use crate::{lightgbm, xgboost};
 
-/// The file format a model was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelFormat {
-    /// XGBoost's JSON model (`Booster.save_model("m.json")`).
-    XGBoost,
-    /// LightGBM's text model (`Booster.save_model("m.txt")`).
-    LightGbm,
-}
-
-impl fmt::Display for ModelFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ModelFormat::XGBoost => "XGBoost",
-            ModelFormat::LightGbm => "LightGBM",
-        })
-    }
-}
-
-/// A tree-ensemble model, ready to score whole batches.
+/// A model ready to score batches, whatever its file format.
 ///
-/// Load it once ([`load`](Self::load)), share it (`Arc<TreeModel>`; it is
-/// `Send + Sync`) and call [`predict_batch`](Self::predict_batch) per batch.
-/// Scores match the reference library's own `predict` (probabilities for
-/// classifiers, see [`Objective`]).
-///
-/// ```
-/// use std::sync::Arc;
-/// use arrow::array::{ArrayRef, AsArray, Float64Array};
-/// use arrow::datatypes::Float64Type;
-/// use arrow::record_batch::RecordBatch;
-/// use shoal_score::TreeModel;
-///
-/// // A one-split LightGBM regression model: amount <= 100 ? 0.1 : 0.9.
-/// let text = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n\
-///     max_feature_idx=0\nobjective=regression\nfeature_names=amount\n\n\
-///     Tree=0\nnum_leaves=2\nsplit_feature=0\nthreshold=100\ndecision_type=10\n\
-///     left_child=-1\nright_child=-2\nleaf_value=0.1 0.9\n\nend of trees\n";
-/// let model = TreeModel::parse(text)?;
-/// assert_eq!((model.num_features(), model.num_outputs()), (1, 1));
-///
-/// let amount: ArrayRef = Arc::new(Float64Array::from(vec![Some(5.0), Some(500.0), None]));
-/// let batch = RecordBatch::try_from_iter([("amount", amount)])?;
-/// let scores = model.predict_batch(&batch, &["amount"])?;
-/// let score = scores[0].as_primitive::<Float64Type>();
-/// assert_eq!(score.values().to_vec(), vec![0.1, 0.9, 0.1]); // null goes left
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct TreeModel {
-    format: ModelFormat,
-    forest: Forest,
-    objective: Objective,
-    feature_names: Vec<String>,
-    /// Random-forest LightGBM models average their iterations.
-    average_over: Option<f64>,
-    /// Feature matrices for `predict_batch`, reused across calls: each
-    /// concurrent caller takes one and puts it back.
+/// Load it once ([`Model::load`]), check it against the input schema at plan
+/// time ([`Model::check_schema`]), share it (`Arc<Model>`; it is
+/// `Send + Sync`) and call [`Model::score_batch`] per batch. For a model
+/// that follows changes of its file, see [`crate::ReloadingModel`].
+#[derive(Debug)]
+pub struct Model {
+    engine: Engine,
+    path: Option<PathBuf>,
+    /// Column-major feature matrices for ONNX batches, reused across calls.
     scratch: Mutex<Vec<Vec<f64>>>,
 }
 
-impl fmt::Debug for TreeModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TreeModel")
-            .field("format", &self.format)
-            .field("objective", &self.objective)
-            .field("num_features", &self.num_features())
-            .field("num_trees", &self.forest.num_trees())
-            .field("num_nodes", &self.forest.num_nodes())
-            .finish_non_exhaustive()
-    }
+#[derive(Debug)]
+enum Engine {
+    Tree(Box<TreeModel>),
+    Onnx(OnnxModel),
 }
 
-impl TreeModel {
-    pub(crate) fn from_parts(
-        format: ModelFormat,
-        forest: Forest,
-        objective: Objective,
-        feature_names: Vec<String>,
-        average_over: Option<f64>,
-    ) -> Self {
-        // Names are only useful if there is one per feature.
-        let feature_names = if feature_names.len() == forest.num_features() {
-            feature_names
-        } else {
-            Vec::new()
-        };
-        Self {
-            format,
-            forest,
-            objective,
-            feature_names,
-            average_over,
-            scratch: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Load a model file, telling the format from its content: XGBoost JSON
-    /// starts with `{`, LightGBM text with a `tree` line. When neither
-    /// matches, a `.json` extension means XGBoost and `.txt` LightGBM (so
-    /// the error describes what is wrong in that format).
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
+impl Model {
+    /// Load a model file. `format` is the user's `format:`; `None` tells it
+    /// from the file (see [`ModelFormat::detect`]) and fails with
+    /// [`ScoreError::FormatNotInferred`] when the content and the extension
+    /// are not conclusive. Every error names `path`.
+    pub fn load(path: &Path, format: Option<ModelFormat>) -> Result<Model> {
         let bytes = std::fs::read(path).map_err(|source| ScoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -126,188 +66,227 @@ impl TreeModel {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        Self::from_bytes(&bytes, extension.as_deref()).map_err(|e| e.with_path(path))
+        let format = match format {
+            Some(f) => f,
+            None => ModelFormat::detect(&bytes, extension.as_deref()).ok_or_else(|| {
+                ScoreError::FormatNotInferred {
+                    path: path.to_path_buf(),
+                    reason: if bytes.is_empty() {
+                        "the file is empty".to_string()
+                    } else {
+                        "neither its content nor its extension is one of .onnx, XGBoost .json, \
+                         LightGBM .txt"
+                            .to_string()
+                    },
+                }
+            })?,
+        };
+        let mut model = Model::from_bytes(&bytes, format).map_err(|e| e.with_path(path))?;
+        model.path = Some(path.to_path_buf());
+        Ok(model)
     }
 
-    /// Parse a model held in memory, telling the format from its content.
-    pub fn parse(text: &str) -> Result<Self> {
-        Self::from_bytes(text.as_bytes(), None)
+    /// Parse a model of the given format held in memory.
+    pub fn from_bytes(bytes: &[u8], format: ModelFormat) -> Result<Model> {
+        let text = || {
+            std::str::from_utf8(bytes).map_err(|e| ScoreError::Malformed {
+                format,
+                path: None,
+                message: format!("the file is not UTF-8 text ({e}); is it the right format?"),
+            })
+        };
+        let engine = match format {
+            ModelFormat::Onnx => Engine::Onnx(OnnxModel::from_bytes(bytes)?),
+            ModelFormat::Xgboost => Engine::Tree(Box::new(xgboost::parse(text()?)?)),
+            ModelFormat::Lightgbm => Engine::Tree(Box::new(lightgbm::parse(text()?)?)),
+        };
+        Ok(Model {
+            engine,
+            path: None,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
-    /// Parse an XGBoost JSON model held in memory.
-    pub fn from_xgboost_json(text: &str) -> Result<Self> {
-        xgboost::parse(text)
-    }
-
-    /// Parse a LightGBM text model held in memory.
-    pub fn from_lightgbm_text(text: &str) -> Result<Self> {
-        lightgbm::parse(text)
-    }
-
-    fn from_bytes(bytes: &[u8], extension: Option<&str>) -> Result<Self> {
-        let unknown = |reason: String| ScoreError::UnknownFormat { path: None, reason };
-        let text = std::str::from_utf8(bytes).map_err(|_| {
-            unknown(
-                "the file is binary, not text (XGBoost UBJSON and binary models are \
-                 not supported: save the model as .json)"
-                    .into(),
-            )
-        })?;
-        let start = text.trim_start();
-        if start.starts_with('{') {
-            return xgboost::parse(text);
+    /// Wrap an already loaded tree model.
+    pub fn from_tree(tree: TreeModel) -> Model {
+        Model {
+            engine: Engine::Tree(Box::new(tree)),
+            path: None,
+            scratch: Mutex::new(Vec::new()),
         }
-        if start.lines().next().map(str::trim) == Some("tree") {
-            return lightgbm::parse(text);
+    }
+
+    /// The file the model was loaded from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The model's format.
+    pub fn format(&self) -> ModelFormat {
+        match &self.engine {
+            Engine::Tree(t) => t.format(),
+            Engine::Onnx(_) => ModelFormat::Onnx,
         }
-        match extension {
-            Some("json") => xgboost::parse(text),
-            Some("txt") => lightgbm::parse(text),
-            _ if start.is_empty() => Err(unknown("the file is empty".into())),
-            _ => {
-                let first: String = start
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(40)
-                    .collect();
-                Err(unknown(format!(
-                    "expected XGBoost JSON (`{{...`) or LightGBM text (`tree`), found {first:?}"
-                )))
+    }
+
+    /// Number of feature columns the model reads (the length of the
+    /// `features:` list).
+    pub fn num_features(&self) -> usize {
+        match &self.engine {
+            Engine::Tree(t) => t.num_features(),
+            Engine::Onnx(o) => o.num_features(),
+        }
+    }
+
+    /// The feature names stored in the model file, in model order, when it
+    /// stores them (XGBoost and LightGBM models trained with names; ONNX
+    /// graphs take one unnamed matrix, so never).
+    pub fn feature_names(&self) -> Option<&[String]> {
+        match &self.engine {
+            Engine::Tree(t) if !t.feature_names().is_empty() => Some(t.feature_names()),
+            _ => None,
+        }
+    }
+
+    /// What the model predicts.
+    pub fn task(&self) -> Task {
+        match &self.engine {
+            Engine::Tree(t) => t.objective().task(),
+            Engine::Onnx(o) => o.task(),
+        }
+    }
+
+    /// The columns [`score_batch`](Self::score_batch) returns, named after
+    /// `output` (see the module docs for the exact layout).
+    pub fn output_fields(&self, output: &str) -> Vec<Field> {
+        match self.task() {
+            Task::Regression | Task::BinaryClassification => {
+                vec![Field::new(output, DataType::Float64, false)]
+            }
+            Task::Multiclass { classes } => {
+                let mut fields = Vec::with_capacity(classes + 1);
+                fields.push(Field::new(output, DataType::Int64, true));
+                fields.extend(
+                    (0..classes)
+                        .map(|k| Field::new(format!("{output}_{k}"), DataType::Float64, false)),
+                );
+                fields
             }
         }
     }
 
-    /// The format the model was read from.
-    pub fn format(&self) -> ModelFormat {
-        self.format
-    }
-
-    /// Number of features (columns) the model reads.
-    pub fn num_features(&self) -> usize {
-        self.forest.num_features()
-    }
-
-    /// Number of scores per row: 1, or the class count of a multiclass model.
-    pub fn num_outputs(&self) -> usize {
-        self.forest.num_outputs()
-    }
-
-    /// Number of trees.
-    pub fn num_trees(&self) -> usize {
-        self.forest.num_trees()
-    }
-
-    /// The objective the model was trained with.
-    pub fn objective(&self) -> &Objective {
-        &self.objective
-    }
-
-    /// The feature names stored in the model, in feature order; empty when
-    /// the model has none.
-    pub fn feature_names(&self) -> &[String] {
-        &self.feature_names
-    }
-
-    /// The flattened trees.
-    pub fn forest(&self) -> &Forest {
-        &self.forest
-    }
-
-    /// Names of the columns [`predict_batch`](Self::predict_batch) returns:
-    /// `score`, or `score_0 .. score_{K-1}` (one probability per class) for a
-    /// multiclass model.
-    pub fn output_names(&self) -> Vec<String> {
-        match self.objective.task() {
-            Task::Multiclass { classes } => (0..classes).map(|k| format!("score_{k}")).collect(),
-            Task::Regression | Task::BinaryClassification => vec!["score".to_string()],
+    /// Plan-time check of the input: `feature_columns` has one name per
+    /// model feature, and each is a numeric or boolean column of `schema`.
+    pub fn check_schema(&self, schema: &Schema, feature_columns: &[&str]) -> Result<()> {
+        self.check_count(feature_columns.len())?;
+        for name in feature_columns {
+            let field = schema
+                .field_with_name(name)
+                .map_err(|_| ScoreError::ColumnNotFound {
+                    name: (*name).to_string(),
+                    available: schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            check_feature_type(name, field.data_type())?;
         }
-    }
-
-    /// The fields of the columns [`predict_batch`](Self::predict_batch)
-    /// returns (non-nullable `Float64`), for building an output schema.
-    pub fn output_fields(&self) -> Vec<Field> {
-        self.output_names()
-            .into_iter()
-            .map(|name| Field::new(name, DataType::Float64, false))
-            .collect()
-    }
-
-    /// Score `rows` rows given as one slice per feature (column-major, all
-    /// the same length). `out` is cleared and filled output-major with
-    /// `num_outputs() * rows` scores: output `k` of row `r` is
-    /// `out[k * rows + r]`. `NaN` means missing.
-    pub fn predict(&self, features: &[&[f64]], out: &mut Vec<f64>) -> Result<()> {
-        if features.len() != self.num_features() {
-            return Err(ScoreError::FeatureCount {
-                expected: self.num_features(),
-                got: features.len(),
-            });
-        }
-        let rows = features.first().map_or(0, |f| f.len());
-        if let Some((feature, f)) = features.iter().enumerate().find(|(_, f)| f.len() != rows) {
-            return Err(ScoreError::RowCount {
-                feature,
-                expected: rows,
-                got: f.len(),
-            });
-        }
-        out.clear();
-        out.resize(rows * self.num_outputs(), 0.0);
-        self.forest.predict_margin(features, rows, out);
-        self.finish(out, rows);
         Ok(())
     }
 
-    /// Score a batch: read `feature_columns` (in the model's feature order)
-    /// from `batch`, converting integers, floats and booleans to `f64` and
-    /// nulls to missing, and return one `Float64` column per output (see
-    /// [`output_names`](Self::output_names)), each `batch.num_rows()` long.
-    ///
-    /// The gathered feature matrix is reused across calls; the only
-    /// allocation per call is the returned scores (one buffer shared by all
-    /// output columns).
-    pub fn predict_batch(
+    /// Whether `other` can replace this model under the same pipeline: the
+    /// same number of features and the same output columns. `Err` says what
+    /// differs.
+    pub fn check_compatible(&self, other: &Model) -> std::result::Result<(), String> {
+        if self.num_features() != other.num_features() {
+            return Err(format!(
+                "the new model uses {} features, the running one {}",
+                other.num_features(),
+                self.num_features()
+            ));
+        }
+        let (mine, theirs) = (self.output_fields("out"), other.output_fields("out"));
+        if mine != theirs {
+            let names = |f: &[Field]| {
+                f.iter()
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(format!(
+                "the new model's outputs ({}) differ from the running one's ({})",
+                names(&theirs),
+                names(&mine)
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_count(&self, got: usize) -> Result<()> {
+        if got != self.num_features() {
+            return Err(ScoreError::FeatureCount {
+                expected: self.num_features(),
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// Score a whole batch: gather `feature_columns` (in model order) into
+    /// one contiguous matrix, run the model once, and return the columns
+    /// described by [`output_fields`](Self::output_fields), each
+    /// `batch.num_rows()` long.
+    pub fn score_batch(
         &self,
         batch: &RecordBatch,
         feature_columns: &[&str],
     ) -> Result<Vec<ArrayRef>> {
-        if feature_columns.len() != self.num_features() {
-            return Err(ScoreError::FeatureCount {
-                expected: self.num_features(),
-                got: feature_columns.len(),
-            });
-        }
+        self.check_count(feature_columns.len())?;
         let rows = batch.num_rows();
-        let outputs = self.num_outputs();
-        let mut matrix = self.take_scratch();
-        let gathered = gather(batch, feature_columns, &mut matrix);
-        let mut scores = vec![0.0; rows * outputs];
-        if gathered.is_ok() {
-            self.forest
-                .predict_margin_matrix(&matrix, rows, &mut scores);
-        }
-        self.put_scratch(matrix);
-        gathered?;
-        self.finish(&mut scores, rows);
-        let buffer = Buffer::from_vec(scores);
-        Ok((0..outputs)
-            .map(|k| {
-                let values = ScalarBuffer::<f64>::new(buffer.clone(), k * rows, rows);
-                Arc::new(Float64Array::new(values, None)) as ArrayRef
-            })
-            .collect())
-    }
-
-    /// Margins to scores: averaging (random forests) then the link.
-    fn finish(&self, values: &mut [f64], rows: usize) {
-        if let Some(n) = self.average_over {
-            for v in values.iter_mut() {
-                *v /= n;
+        let (values, classes) = match &self.engine {
+            Engine::Tree(tree) => {
+                let columns = tree.predict_batch(batch, feature_columns)?;
+                if columns.len() == 1 {
+                    return Ok(columns);
+                }
+                return Ok(with_class_index(columns, rows));
+            }
+            Engine::Onnx(onnx) => {
+                let mut matrix = self.take_scratch();
+                let result = gather(batch, feature_columns, &mut matrix).and_then(|()| {
+                    if rows == 0 {
+                        Ok(Vec::new())
+                    } else {
+                        onnx.run(&matrix, rows)
+                    }
+                });
+                self.put_scratch(matrix);
+                (result?, onnx.task())
+            }
+        };
+        match classes {
+            Task::Regression => Ok(vec![Arc::new(Float64Array::from(values)) as ArrayRef]),
+            Task::BinaryClassification => {
+                // Row-major [p0, p1] pairs: the positive class is 1.
+                let p1: Float64Array = values
+                    .chunks_exact(2)
+                    .map(|p| p[1])
+                    .collect::<Vec<_>>()
+                    .into();
+                Ok(vec![Arc::new(p1) as ArrayRef])
+            }
+            Task::Multiclass { classes } => {
+                let columns: Vec<ArrayRef> = (0..classes)
+                    .map(|k| {
+                        let col: Vec<f64> = values.chunks_exact(classes).map(|p| p[k]).collect();
+                        Arc::new(Float64Array::from(col)) as ArrayRef
+                    })
+                    .collect();
+                Ok(with_class_index(columns, rows))
             }
         }
-        self.objective.apply(values, rows);
     }
 
     fn take_scratch(&self) -> Vec<f64> {
@@ -321,122 +300,258 @@ impl TreeModel {
     }
 }
 
+/// Prepend the index of the most probable class to per-class probability
+/// columns (null when every probability of the row is NaN; ties go to the
+/// lowest index).
+fn with_class_index(probabilities: Vec<ArrayRef>, rows: usize) -> Vec<ArrayRef> {
+    let columns: Vec<&Float64Array> = probabilities
+        .iter()
+        .map(|c| {
+            c.as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("Float64 scores")
+        })
+        .collect();
+    let mut best = vec![f64::NEG_INFINITY; rows];
+    let mut index: Vec<Option<i64>> = vec![None; rows];
+    for (k, column) in columns.iter().enumerate() {
+        for (r, p) in column.values().iter().enumerate() {
+            if *p > best[r] || (index[r].is_none() && !p.is_nan()) {
+                best[r] = *p;
+                index[r] = Some(k as i64);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(probabilities.len() + 1);
+    out.push(Arc::new(Int64Array::from(index)) as ArrayRef);
+    out.extend(probabilities);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{AsArray, Int32Array, StringArray};
-    use arrow::datatypes::Float64Type;
+    use arrow::array::{AsArray, Float64Array, StringArray};
+    use arrow::datatypes::Int64Type;
 
-    /// Two features; class k's tree adds k+1 when f0 < 0.5 (XGBoost, 3 classes).
-    fn multiclass_json() -> String {
-        let tree = |k: usize| {
-            format!(
-                r#"{{"split_indices": [0, 0, 0], "split_conditions": [0.5, {}, 0.0],
-                    "left_children": [1, -1, -1], "right_children": [2, -1, -1],
-                    "default_left": [0, 0, 0], "split_type": [0, 0, 0],
-                    "base_weights": [0, 0, 0],
-                    "tree_param": {{"num_nodes": "3", "size_leaf_vector": "1"}}}}"#,
-                k + 1
-            )
-        };
-        format!(
-            r#"{{"learner": {{
-              "learner_model_param": {{"base_score": "[0,0,0]", "num_class": "3",
-                                      "num_feature": "2", "num_target": "1"}},
-              "objective": {{"name": "multi:softprob"}},
-              "gradient_booster": {{"name": "gbtree", "model": {{
-                "tree_info": [0, 1, 2], "trees": [{}, {}, {}]}}}}}}}}"#,
-            tree(0),
-            tree(1),
-            tree(2)
-        )
+    use crate::error::ErrorDomain;
+
+    fn models_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    }
+
+    /// A batch of `rows` rows with the six fraud features (all 1.0) plus a
+    /// string column `s`.
+    fn fraud_batch(rows: usize) -> RecordBatch {
+        let names = [
+            "amount",
+            "n_1h",
+            "sum_1h",
+            "distinct_merchants_1h",
+            "amount_avg_ratio",
+            "is_foreign",
+        ];
+        let mut columns: Vec<(&str, ArrayRef)> = names
+            .iter()
+            .map(|n| {
+                (
+                    *n,
+                    Arc::new(Float64Array::from(vec![1.0; rows])) as ArrayRef,
+                )
+            })
+            .collect();
+        columns.push(("s", Arc::new(StringArray::from(vec!["x"; rows]))));
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    const FEATURES: [&str; 6] = [
+        "amount",
+        "n_1h",
+        "sum_1h",
+        "distinct_merchants_1h",
+        "amount_avg_ratio",
+        "is_foreign",
+    ];
+
+    #[test]
+    fn load_infers_every_committed_format() {
+        for (file, format) in [
+            ("fraud.onnx", ModelFormat::Onnx),
+            ("fraud.xgb.json", ModelFormat::Xgboost),
+            ("fraud.lgbm.txt", ModelFormat::Lightgbm),
+        ] {
+            let path = models_dir().join(file);
+            let m = Model::load(&path, None).unwrap();
+            assert_eq!(m.format(), format, "{file}");
+            assert_eq!(m.path(), Some(path.as_path()));
+            assert_eq!(m.num_features(), 6);
+            assert_eq!(m.task(), Task::BinaryClassification);
+            assert_eq!(
+                m.output_fields("fraud_p"),
+                [Field::new("fraud_p", DataType::Float64, false)]
+            );
+            let scores = m.score_batch(&fraud_batch(3), &FEATURES).unwrap();
+            assert_eq!(scores.len(), 1);
+            let p = scores[0].as_primitive::<arrow::datatypes::Float64Type>();
+            assert!(
+                p.values().iter().all(|v| (0.0..=1.0).contains(v)),
+                "{file}: {p:?}"
+            );
+        }
+        let names = Model::load(&models_dir().join("fraud.xgb.json"), None).unwrap();
+        assert_eq!(names.feature_names().unwrap(), FEATURES);
+        let onnx = Model::load(&models_dir().join("fraud.onnx"), None).unwrap();
+        assert_eq!(onnx.feature_names(), None);
     }
 
     #[test]
-    fn multiclass_batch_has_one_column_per_class() {
-        let m = TreeModel::parse(&multiclass_json()).unwrap();
-        assert_eq!(m.format(), ModelFormat::XGBoost);
-        assert_eq!(m.num_outputs(), 3);
-        assert_eq!(m.output_names(), ["score_0", "score_1", "score_2"]);
-        let f0: ArrayRef = Arc::new(Int32Array::from(vec![0, 1]));
-        let batch = RecordBatch::try_from_iter([("x", f0.clone()), ("y", f0)]).unwrap();
-        let cols = m.predict_batch(&batch, &["x", "y"]).unwrap();
-        assert_eq!(cols.len(), 3);
-        // Row 0 (x = 0 < 0.5): margins (1, 2, 3). Row 1: all zero.
-        let e = std::f64::consts::E;
-        let sum = e + e * e + e * e * e;
-        for (k, c) in cols.iter().enumerate() {
-            let c = c.as_primitive::<Float64Type>();
-            assert!((c.value(0) - e.powi(k as i32 + 1) / sum).abs() < 1e-12);
-            assert!((c.value(1) - 1.0 / 3.0).abs() < 1e-12);
+    fn multiclass_fields_are_index_then_probabilities() {
+        let m = Model::load(&models_dir().join("kind.onnx"), Some(ModelFormat::Onnx)).unwrap();
+        let names: Vec<String> = m
+            .output_fields("kind")
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["kind", "kind_0", "kind_1", "kind_2"]);
+        let cols = m.score_batch(&fraud_batch(2), &FEATURES).unwrap();
+        assert_eq!(cols.len(), 4);
+        let index = cols[0].as_primitive::<Int64Type>();
+        assert!(index.values().iter().all(|k| (0..3).contains(k)));
+    }
+
+    #[test]
+    fn class_index_ignores_nan_and_is_null_when_all_are_nan() {
+        let p0: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN, 0.2, f64::NAN, 0.5]));
+        let p1: ArrayRef = Arc::new(Float64Array::from(vec![0.3, 0.8, f64::NAN, 0.5]));
+        let out = with_class_index(vec![p0, p1], 4);
+        let index = out[0].as_primitive::<Int64Type>();
+        assert_eq!(
+            index.iter().collect::<Vec<_>>(),
+            [Some(1), Some(1), None, Some(0)]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        // Unknown format: neither content nor extension tells.
+        let p = write("model.bin", b"\x00\x01\x02garbage");
+        let e = Model::load(&p, None).unwrap_err();
+        assert!(matches!(e, ScoreError::FormatNotInferred { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("model.bin") && msg.contains("format: onnx | xgboost | lightgbm"),
+            "{msg}"
+        );
+        assert_eq!(e.domain(), ErrorDomain::User);
+        let e = Model::load(&write("empty", b""), None).unwrap_err();
+        assert!(e.to_string().contains("the file is empty"), "{e}");
+
+        // Corrupt ONNX: truncated, and garbage with an .onnx extension.
+        let onnx = std::fs::read(models_dir().join("fraud.onnx")).unwrap();
+        let p = write("cut.onnx", &onnx[..onnx.len() / 2]);
+        let e = Model::load(&p, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("invalid ONNX model ") && msg.contains("cut.onnx"),
+            "{msg}"
+        );
+        assert_eq!(e.domain(), ErrorDomain::User);
+        let e =
+            Model::load(&write("junk.onnx", b"\x12\xff\xff\xff\xff\x0fjunk"), None).unwrap_err();
+        assert!(e.to_string().contains("junk.onnx"), "{e}");
+
+        // A format that does not match the file.
+        let p = write("fraud.model", &onnx);
+        let e = Model::load(&p, Some(ModelFormat::Xgboost)).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("invalid XGBoost model ") && msg.contains("not UTF-8"),
+            "{msg}"
+        );
+        let xgb = std::fs::read(models_dir().join("fraud.xgb.json")).unwrap();
+        let e = Model::load(&write("x.json", &xgb), Some(ModelFormat::Lightgbm)).unwrap_err();
+        assert!(e.to_string().starts_with("invalid LightGBM model "), "{e}");
+
+        // A missing file.
+        let e = Model::load(&dir.path().join("nope.onnx"), None).unwrap_err();
+        assert!(
+            e.is_retryable() && e.to_string().contains("nope.onnx"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_features_are_errors_at_plan_time_and_at_run_time() {
+        for file in ["fraud.onnx", "fraud.lgbm.txt"] {
+            let m = Model::load(&models_dir().join(file), None).unwrap();
+            let batch = fraud_batch(2);
+            let schema = batch.schema();
+            let e = m.check_schema(&schema, &FEATURES[..5]).unwrap_err();
+            assert_eq!(e.to_string(), "the model uses 6 features but 5 were given");
+            let e = m.score_batch(&batch, &FEATURES[..5]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ScoreError::FeatureCount {
+                        expected: 6,
+                        got: 5
+                    }
+                ),
+                "{e}"
+            );
+
+            let mut wrong = FEATURES;
+            wrong[2] = "sum_1d";
+            let e = m.check_schema(&schema, &wrong).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("feature column \"sum_1d\" is not in the batch"),
+                "{e}"
+            );
+            assert!(m.score_batch(&batch, &wrong).is_err());
+            wrong[2] = "s";
+            let e = m.check_schema(&schema, &wrong).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "feature column \"s\" has type Utf8, which is not numeric"
+            );
+            assert!(matches!(
+                m.score_batch(&batch, &wrong),
+                Err(ScoreError::ColumnType { .. })
+            ));
+            m.check_schema(&schema, &FEATURES).unwrap();
         }
     }
 
     #[test]
-    fn wrong_feature_count_and_columns_are_errors() {
-        let m = TreeModel::parse(&multiclass_json()).unwrap();
-        let f0: ArrayRef = Arc::new(Int32Array::from(vec![0, 1]));
-        let s: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
-        let batch = RecordBatch::try_from_iter([("x", f0), ("s", s)]).unwrap();
-        let e = m.predict_batch(&batch, &["x"]).unwrap_err();
-        assert_eq!(e.to_string(), "the model uses 2 features but 1 were given");
-        let e = m.predict_batch(&batch, &["x", "x", "x"]).unwrap_err();
-        assert!(matches!(e, ScoreError::FeatureCount { got: 3, .. }));
-        let e = m.predict_batch(&batch, &["x", "s"]).unwrap_err();
-        assert!(matches!(e, ScoreError::ColumnType { .. }), "{e}");
-        // The pool still works after an error.
-        let ok = m.predict_batch(&batch, &["x", "x"]).unwrap();
-        assert_eq!(ok[0].len(), 2);
-
-        let mut out = Vec::new();
-        let e = m.predict(&[&[1.0]], &mut out).unwrap_err();
-        assert!(matches!(
-            e,
-            ScoreError::FeatureCount {
-                expected: 2,
-                got: 1
-            }
-        ));
-        let e = m.predict(&[&[1.0], &[1.0, 2.0]], &mut out).unwrap_err();
-        assert_eq!(e.to_string(), "feature 1 has 2 rows but feature 0 has 1");
-    }
-
-    #[test]
-    fn empty_batch() {
-        let m = TreeModel::parse(&multiclass_json()).unwrap();
-        let f0: ArrayRef = Arc::new(Int32Array::from(Vec::<i32>::new()));
-        let batch = RecordBatch::try_from_iter([("x", f0.clone()), ("y", f0)]).unwrap();
-        let cols = m.predict_batch(&batch, &["x", "y"]).unwrap();
-        assert!(cols.iter().all(|c| c.is_empty()));
-    }
-
-    #[test]
-    fn load_tells_formats_apart_and_reports_bad_files() {
-        let dir = std::env::temp_dir().join(format!("shoal-score-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, bytes: &[u8]| {
-            let p = dir.join(name);
-            std::fs::write(&p, bytes).unwrap();
-            p
-        };
-        let json = multiclass_json();
-        let m = TreeModel::load(write("m.model", json.as_bytes())).unwrap();
-        assert_eq!(m.format(), ModelFormat::XGBoost);
-
-        let p = write("cut.json", &json.as_bytes()[..json.len() - 30]);
-        let e = TreeModel::load(&p).unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.starts_with("invalid XGBoost model "), "{msg}");
-        assert!(msg.contains("cut.json") && msg.contains("EOF"), "{msg}");
-
-        let e = TreeModel::load(write("x.ubj", b"{L\x00\x00\x00\x07learner\xff")).unwrap_err();
-        assert!(e.to_string().contains("binary"), "{e}");
-        let e = TreeModel::load(write("empty.bin", b"")).unwrap_err();
-        assert!(e.to_string().contains("empty"), "{e}");
-        let e = TreeModel::load(write("junk.txt", b"hello\n")).unwrap_err();
-        assert!(e.to_string().contains("LightGBM"), "{e}");
-        let e = TreeModel::load(dir.join("missing.json")).unwrap_err();
-        assert!(e.is_retryable(), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn compatibility_compares_features_and_outputs() {
+        let load = |f: &str| Model::load(&models_dir().join(f), None).unwrap();
+        let (onnx, xgb, kind, risk) = (
+            load("fraud.onnx"),
+            load("fraud.xgb.json"),
+            load("kind.onnx"),
+            load("risk.onnx"),
+        );
+        assert_eq!(onnx.check_compatible(&xgb), Ok(()));
+        assert_eq!(onnx.check_compatible(&risk), Ok(()));
+        let e = onnx.check_compatible(&kind).unwrap_err();
+        assert!(e.contains("outputs") && e.contains("out_2"), "{e}");
+        let one_feature = TreeModel::parse(
+            "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nmax_feature_idx=0\n\
+             objective=regression\nfeature_names=amount\n\nTree=0\nnum_leaves=2\n\
+             split_feature=0\nthreshold=100\ndecision_type=10\nleft_child=-1\n\
+             right_child=-2\nleaf_value=0.1 0.9\n\nend of trees\n",
+        )
+        .unwrap();
+        let e = onnx
+            .check_compatible(&Model::from_tree(one_feature))
+            .unwrap_err();
+        assert_eq!(e, "the new model uses 1 features, the running one 6");
     }
 }

@@ -32,12 +32,13 @@ use serde::Deserialize;
 
 use crate::error::{Result, ScoreError};
 use crate::forest::{Forest, Node, Tree, threshold_for_f32_lt};
-use crate::model::{ModelFormat, TreeModel};
+use crate::format::ModelFormat;
 use crate::objective::{Link, Objective, Task};
+use crate::tree_model::TreeModel;
 
 fn malformed(message: impl Into<String>) -> ScoreError {
     ScoreError::Malformed {
-        format: ModelFormat::XGBoost,
+        format: ModelFormat::Xgboost,
         path: None,
         message: message.into(),
     }
@@ -45,7 +46,7 @@ fn malformed(message: impl Into<String>) -> ScoreError {
 
 fn unsupported(what: impl Into<String>) -> ScoreError {
     ScoreError::Unsupported {
-        format: ModelFormat::XGBoost,
+        format: ModelFormat::Xgboost,
         path: None,
         what: what.into(),
     }
@@ -354,7 +355,7 @@ pub(crate) fn parse(text: &str) -> Result<TreeModel> {
     }
     let forest = Forest::new(num_feature, base, trees).map_err(malformed)?;
     Ok(TreeModel::from_parts(
-        ModelFormat::XGBoost,
+        ModelFormat::Xgboost,
         forest,
         objective,
         learner.feature_names,
