@@ -32,7 +32,7 @@
 //! stay in L1 while all rows of the block pass through it.
 //!
 //! Measured on the committed fraud models (35 trees, depth 6, 8192-row
-//! batches, `examples/score_bench.rs`): the block size (64 to 8192) changes
+//! batches, `benches/score/`): the block size (64 to 8192) changes
 //! throughput by less than the noise; 8 lanes beat 4 by ~25 % and 16 by
 //! ~5 %; packing each node into one 24-byte record (array of structs) was
 //! ~6 % faster than these parallel arrays, not enough to give up the simpler
