@@ -1,8 +1,11 @@
-//! The exactly-once chaos test: SIGKILL `shoal run` at random moments,
+//! The exactly-once chaos tests: SIGKILL `shoal run` at random moments,
 //! restart it, and require the committed output to hold every record exactly
-//! once. Seeded (`SHOAL_CHAOS_SEED`) so a failure can be replayed.
+//! once — written by the transactional file sink, and by the transactional
+//! log sink (read back with `read_committed`). Seeded (`SHOAL_CHAOS_SEED`)
+//! so a failure can be replayed.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,26 +25,20 @@ impl Rng {
     }
 }
 
-#[test]
-fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
-    let seed: u64 = std::env::var("SHOAL_CHAOS_SEED")
+fn seed() -> u64 {
+    std::env::var("SHOAL_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20261125);
-    let mut rng = Rng(seed | 1);
-    let dir = workdir();
-    let d = dir.path();
-    std::fs::write(
-        d.join("produce.yaml"),
-        format!(
-            "name: produce\nsources:\n  gen: {{ type: generator, seed: 11, count: {RECORDS} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
-        ),
-    )
-    .unwrap();
-    shoal_ok(d, &["run", "produce.yaml"]);
-    std::fs::write(
-        d.join("chaos.yaml"),
-        r#"name: chaos
+        .unwrap_or(20261125)
+}
+
+/// The chaos pipeline: a keyed running aggregate over the 8-partition log
+/// topic `txns`, into `sink` (a YAML flow mapping).
+fn chaos_yaml(sink: &str) -> String {
+    CHAOS_YAML.replace("SINK", sink)
+}
+
+const CHAOS_YAML: &str = r#"name: chaos
 checkpoint: { interval: 100ms, keep: 3 }
 sources:
   txns:
@@ -66,11 +63,26 @@ transforms:
       FROM txns
       WINDOW w AS (PARTITION BY card_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 sinks:
-  out: { type: file, inputs: [running], path: out/chaos, parallelism: 2, key: card_id }
-"#,
+  out: SINK
+"#;
+
+/// Produces the input topic `txns` (200k generated records) in `d`.
+fn produce_input(d: &Path) {
+    std::fs::write(
+        d.join("produce.yaml"),
+        format!(
+            "name: produce\nsources:\n  gen: {{ type: generator, seed: 11, count: {RECORDS} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
+        ),
     )
     .unwrap();
+    shoal_ok(d, &["run", "produce.yaml"]);
+}
 
+/// Runs `shoal run chaos.yaml` in `d`, SIGKILLing it at seeded random
+/// moments `KILLS` times and restarting it, then lets it finish; returns
+/// (kills, runs).
+fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
+    let mut rng = Rng(seed | 1);
     let started = Instant::now();
     let (mut kills, mut runs) = (0usize, 0usize);
     loop {
@@ -118,10 +130,13 @@ sinks:
         "chaos: seed {seed}, {kills} SIGKILLs, {runs} runs, {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    (kills, runs)
+}
 
-    let rows = read_jsonl_dir(&d.join("out/chaos"));
+/// Every record exactly once, every per-key running aggregate exact.
+fn check_exactly_once(rows: &[serde_json::Value], seed: u64) {
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in &rows {
+    for r in rows {
         *seen
             .entry(r["txn_id"].as_str().unwrap().to_string())
             .or_default() += 1;
@@ -137,7 +152,7 @@ sinks:
     // the order they were produced in (txn ids increase), so the k-th record
     // of a card has count k and the sum of the card's first k amounts.
     let mut by_card: HashMap<i64, Vec<&serde_json::Value>> = HashMap::new();
-    for r in &rows {
+    for r in rows {
         by_card
             .entry(r["card_id"].as_i64().unwrap())
             .or_default()
@@ -161,6 +176,23 @@ sinks:
             );
         }
     }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let seed = seed();
+    let dir = workdir();
+    let d = dir.path();
+    produce_input(d);
+    std::fs::write(
+        d.join("chaos.yaml"),
+        chaos_yaml(
+            "{ type: file, inputs: [running], path: out/chaos, parallelism: 2, key: card_id }",
+        ),
+    )
+    .unwrap();
+    run_with_kills(d, seed);
+    check_exactly_once(&read_jsonl_dir(&d.join("out/chaos")), seed);
     let staged = std::fs::read_dir(d.join("out/chaos"))
         .unwrap()
         .filter(|e| {
@@ -195,4 +227,52 @@ sinks:
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pipeline changed"), "{err}");
+}
+
+/// Values printed by `shoal consume TOPIC --isolation MODE`, as JSON.
+fn consume(d: &Path, topic: &str, isolation: &str) -> Vec<serde_json::Value> {
+    let out = shoal_ok(d, &["consume", topic, "--isolation", isolation]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sigkill_with_a_transactional_log_sink_is_exactly_once_for_read_committed_readers() {
+    let seed = seed();
+    let dir = workdir();
+    let d = dir.path();
+    produce_input(d);
+    std::fs::write(
+        d.join("chaos.yaml"),
+        chaos_yaml("{ type: log, inputs: [running], topic: results, partitions: 4, key: card_id }"),
+    )
+    .unwrap();
+    run_with_kills(d, seed);
+    let committed = consume(d, "results", "read_committed");
+    check_exactly_once(&committed, seed);
+    // The killed runs' open transactions were aborted on restart: a
+    // read_uncommitted reader sees their records too (written again later).
+    let uncommitted = consume(d, "results", "read_uncommitted");
+    println!(
+        "log sink: {} records read_committed, {} read_uncommitted",
+        committed.len(),
+        uncommitted.len()
+    );
+    assert!(uncommitted.len() >= committed.len());
+    // Markers take offsets: the end offsets count records and markers.
+    let topic = shoal_ok(d, &["topic", "describe", "results", "--json"]);
+    let topic: serde_json::Value = serde_json::from_slice(&topic.stdout).unwrap();
+    assert!(
+        topic["records"].as_u64().unwrap() > uncommitted.len() as u64,
+        "{topic}"
+    );
+    // A restart after the clean end writes nothing new.
+    shoal_ok(d, &["run", "chaos.yaml"]);
+    assert_eq!(
+        consume(d, "results", "read_committed").len() as u64,
+        RECORDS
+    );
 }

@@ -111,6 +111,11 @@ pub enum Command {
         /// One JSON envelope per record: topic, partition, offset, timestamp, key, value.
         #[arg(long)]
         json: bool,
+        /// read_committed: only records of committed transactions (what a
+        /// transactional log sink has committed), never past a partition's
+        /// last stable offset; read_uncommitted: every record.
+        #[arg(long, value_name = "MODE", default_value = "read_committed")]
+        isolation: shoal_log::Isolation,
     },
     /// List and describe consumer groups of the embedded log: members, lag.
     #[command(

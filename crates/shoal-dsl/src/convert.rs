@@ -443,6 +443,18 @@ impl Converter<'_> {
                     )?,
                     None => RecordFormat::Json,
                 };
+                let isolation = match l.isolation {
+                    Some(s) => self.choice(
+                        &at("isolation"),
+                        &s,
+                        &[
+                            ("read_committed", LogIsolation::ReadCommitted),
+                            ("read_uncommitted", LogIsolation::ReadUncommitted),
+                        ],
+                        "isolation",
+                    )?,
+                    None => LogIsolation::default(),
+                };
                 let schema = self.schema(id, l.schema)?;
                 let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
                 SourceSpec::Log(LogSource {
@@ -461,6 +473,7 @@ impl Converter<'_> {
                     schema,
                     batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,
                     event_time,
+                    isolation,
                 })
             }
         })

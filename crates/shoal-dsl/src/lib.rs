@@ -57,7 +57,7 @@
 //! | `checkpoint` | `{interval, dir, keep, timeout}` | none (at-least-once); inside: `10s`, `<data_dir>/checkpoints`, `3`, `60s` |
 //! | `sources.ID` | `type: generator` `{profile, seed, count, rate, batch_size, parallelism, event_time}` | `transactions`, `0`, unbounded, unthrottled, `8192`, `1` |
 //! | | `type: file` `{path, format, schema, header, batch_size, event_time}` | -, from extension (`jsonl`/`json`/`csv`), inferred, `true`, `8192` |
-//! | | `type: log` `{topic, group, parallelism, assignor, start, stop_at_end, session_timeout, rate, format, schema, batch_size, event_time}` | -, pipeline name, `1`, `cooperative-sticky`, `committed`, `false`, `10s`, unlimited, `json`, inferred, `8192` |
+//! | | `type: log` `{topic, group, parallelism, assignor, start, stop_at_end, session_timeout, rate, format, schema, batch_size, event_time, isolation}` | -, pipeline name, `1`, `cooperative-sticky`, `committed`, `false`, `10s`, unlimited, `json`, inferred, `8192`, -, `read_committed` |
 //! | `event_time` | `{column, max_delay, idle_timeout}` | -, `0s`, none |
 //! | `schema` | map `column: type` (`utf8`, `int32`, `int64`, `float32`, `float64`, `bool`, `timestamp_ms`, `timestamp_us`, `date32`; `?` suffix = nullable) | |
 //! | `transforms.ID` | `type: filter` `{inputs, where, parallelism, key}` / `type: sql` `{inputs, query, parallelism, key}` | parallelism `1` |
@@ -85,9 +85,9 @@ pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
     Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, EventTimeSpec, FieldSpec, FieldType,
-    FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource, LogSink,
-    LogSource, PipelineSpec, RecordFormat, SchemaSpec, SinkSpec, SourceSpec, SqlTransform,
-    StartFrom, StdoutSink, TransformSpec,
+    FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource,
+    LogIsolation, LogSink, LogSource, PipelineSpec, RecordFormat, SchemaSpec, SinkSpec, SourceSpec,
+    SqlTransform, StartFrom, StdoutSink, TransformSpec,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

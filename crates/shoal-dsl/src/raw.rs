@@ -85,6 +85,7 @@ pub(crate) struct RawLogSource {
     pub schema: Option<IndexMap<String, String>>,
     pub batch_size: Option<u64>,
     pub event_time: Option<RawEventTime>,
+    pub isolation: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

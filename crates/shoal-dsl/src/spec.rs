@@ -363,6 +363,29 @@ pub struct LogSource {
     pub batch_size: usize,
     /// `event_time:`.
     pub event_time: Option<EventTimeSpec>,
+    /// `isolation:` which transactional records to read; default
+    /// `read_committed`.
+    pub isolation: LogIsolation,
+}
+
+/// Which records of transactional log sinks a log source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogIsolation {
+    /// `read_committed`: only committed transactions (exactly-once downstream).
+    #[default]
+    ReadCommitted,
+    /// `read_uncommitted`: also records of open and aborted transactions.
+    ReadUncommitted,
+}
+
+impl LogIsolation {
+    /// The YAML name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LogIsolation::ReadCommitted => "read_committed",
+            LogIsolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
 }
 
 /// Partition assignment strategy of a consumer group (Kafka names).

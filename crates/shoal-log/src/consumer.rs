@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::LogDir;
 use crate::error::Result;
-use crate::fetch::FetchBuffer;
+use crate::fetch::{FetchBuffer, Isolation};
 use crate::group::{Assignment, AssignorKind, Heartbeat};
 
 /// How a member joins.
@@ -131,6 +131,29 @@ impl Consumer {
     ) -> Result<()> {
         self.log
             .fetch(topic, partition, offset, max_records, max_bytes, buf)
+    }
+
+    /// [`Consumer::fetch`] with an [`Isolation`] (see [`LogDir::fetch_with`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch_with(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+        isolation: Isolation,
+        buf: &mut FetchBuffer,
+    ) -> Result<()> {
+        self.log.fetch_with(
+            topic,
+            partition,
+            offset,
+            max_records,
+            max_bytes,
+            isolation,
+            buf,
+        )
     }
 
     /// Commits `(topic, partition, next offset)`s under `generation`.

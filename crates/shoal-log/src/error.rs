@@ -189,6 +189,34 @@ pub enum Error {
         current: u64,
     },
 
+    /// A transactional producer acted with an epoch older than the newest
+    /// one of its transactional id: a newer instance took over (a zombie).
+    #[error(
+        "transactional producer {producer_id} epoch {epoch} is fenced: epoch {current} took over \
+         (another instance of this sink was started)"
+    )]
+    ProducerFenced {
+        /// The producer id.
+        producer_id: u64,
+        /// The epoch it used.
+        epoch: u32,
+        /// The newest epoch.
+        current: u32,
+    },
+    /// Another process holds this transactional id.
+    #[error(
+        "transactional id {id:?} is in use by another process{}: {path}",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    TransactionalIdLocked {
+        /// The transactional id.
+        id: String,
+        /// The lock file.
+        path: PathBuf,
+        /// Process id written in the lock file by its holder, if readable.
+        holder: Option<u32>,
+    },
+
     // ---- corruption -------------------------------------------------------
     /// Stored bytes fail checksum/framing where no torn write can explain it.
     #[error("corrupt data in {path} at byte {position}: {reason}")]
@@ -240,8 +268,11 @@ impl Error {
             | Error::PartitionLocked { .. }
             | Error::GroupLocked { .. }
             | Error::MemberExists { .. }
-            | Error::InconsistentAssignor { .. } => Fault::Conflict,
-            Error::UnknownMember { .. } | Error::StaleGeneration { .. } => Fault::Fenced,
+            | Error::InconsistentAssignor { .. }
+            | Error::TransactionalIdLocked { .. } => Fault::Conflict,
+            Error::UnknownMember { .. }
+            | Error::StaleGeneration { .. }
+            | Error::ProducerFenced { .. } => Fault::Fenced,
             Error::Corrupt { .. } | Error::Json { .. } => Fault::Corruption,
             Error::Io { .. } => Fault::Io,
         }

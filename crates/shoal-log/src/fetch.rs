@@ -8,6 +8,44 @@
 //! and feeds the JSON value slices to a decoder (e.g. Arrow's JSON decoder)
 //! without copying them.
 
+/// Which records a fetch returns; see [`crate::txn`].
+///
+/// Both modes hide commit/abort markers (they take offsets but are not
+/// records) and return non-transactional records as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Isolation {
+    /// Records of transactions too, whether open, committed or aborted, up
+    /// to the log end offset.
+    ReadUncommitted,
+    /// Only records of committed transactions, never at or past the last
+    /// stable offset (the first offset of the oldest open transaction);
+    /// records of aborted transactions are skipped. Shoal's default.
+    #[default]
+    ReadCommitted,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read_committed" => Ok(Isolation::ReadCommitted),
+            "read_uncommitted" => Ok(Isolation::ReadUncommitted),
+            other => Err(format!(
+                "unknown isolation {other:?} (expected read_committed or read_uncommitted)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        })
+    }
+}
+
 /// Where one fetched record lives inside the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
@@ -41,6 +79,9 @@ pub struct FetchBuffer {
     bytes: usize,
     high_watermark: Option<u64>,
     log_start: Option<u64>,
+    /// Offset after the last entry passed over (marker, aborted record).
+    skipped_to: Option<u64>,
+    last_stable: Option<u64>,
 }
 
 impl FetchBuffer {
@@ -64,6 +105,8 @@ impl FetchBuffer {
         self.bytes = 0;
         self.high_watermark = None;
         self.log_start = None;
+        self.skipped_to = None;
+        self.last_stable = None;
     }
 
     /// Number of records.
@@ -105,9 +148,22 @@ impl FetchBuffer {
         self.slots.first().map(|s| s.offset)
     }
 
-    /// The offset to fetch next: last record's offset + 1, if any record.
+    /// The offset to fetch next: after the last record returned or entry
+    /// passed over (a transaction marker or an aborted record), if any. A
+    /// fetch may pass over entries and return no record: then the buffer
+    /// is empty but this is `Some`, and the reader should move on to it.
     pub fn next_offset(&self) -> Option<u64> {
-        self.slots.last().map(|s| s.offset + 1)
+        let last = self.slots.last().map(|s| s.offset + 1);
+        match (last, self.skipped_to) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// `read_committed` fetches: the partition's last stable offset seen by
+    /// this fetch (no record at or past it was returned).
+    pub fn last_stable(&self) -> Option<u64> {
+        self.last_stable
     }
 
     /// Total encoded bytes of the returned records (framing included).
@@ -128,6 +184,15 @@ impl FetchBuffer {
 
     pub(crate) fn data_mut(&mut self) -> &mut Vec<u8> {
         &mut self.data
+    }
+
+    /// Records that the entry at `offset` was passed over.
+    pub(crate) fn skip_past(&mut self, offset: u64) {
+        self.skipped_to = Some(self.skipped_to.map_or(offset + 1, |s| s.max(offset + 1)));
+    }
+
+    pub(crate) fn set_last_stable(&mut self, offset: u64) {
+        self.last_stable = Some(offset);
     }
 
     pub(crate) fn set_bounds(&mut self, log_start: Option<u64>, high_watermark: Option<u64>) {

@@ -13,6 +13,10 @@
 //!   partitioner; records without a key go round-robin.
 //! * **Consuming** ([`Consumer`], [`FetchBuffer`]): fetches fill a reusable
 //!   buffer (no per-record allocation); consumers are group members.
+//! * **Transactions** ([`txn`]): a [`TransactionalProducer`] appends
+//!   records that [`Isolation::ReadCommitted`] fetches see only once
+//!   committed (Kafka's design: producer id + epoch fencing, commit/abort
+//!   markers, last stable offset, aborted records skipped).
 //! * **Groups** ([`group`]): an in-process [`Coordinator`] with join,
 //!   heartbeat, leave, session timeouts, generations, fencing, durable
 //!   committed offsets and lag, and the `range`, `round-robin`, `sticky` and
@@ -45,19 +49,21 @@ pub mod producer;
 pub mod record;
 pub mod storage;
 pub mod topic;
+pub mod txn;
 
 pub use catalog::TopicMetadata;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FsyncPolicy, GroupConfig, LogConfig, TopicConfig};
 pub use consumer::{Consumer, ConsumerConfig};
 pub use error::{Error, Fault, Result};
-pub use fetch::{FetchBuffer, Record};
+pub use fetch::{FetchBuffer, Isolation, Record};
 pub use group::{
     Assignment, AssignorKind, Coordinator, GroupDescription, GroupState, GroupSummary, Heartbeat,
     MemberDescription, PartitionLag, RebalanceProtocol, TopicPartition,
 };
 pub use logdir::LogDir;
 pub use producer::{Appended, Producer};
-pub use record::RecordRef;
+pub use record::{Control, RecordRef, TxnTag};
 pub use storage::{PartitionInfo, RetentionReport, SegmentInfo};
 pub use topic::{TopicDescription, TopicMeta, TopicSummary};
+pub use txn::{Recovered, TransactionalProducer};

@@ -7,6 +7,7 @@
 //! <dir>/topics/<topic>/<p>/writer.lock            held by the partition's writer
 //! <dir>/groups/<group>/state.json, offsets.json   group state, committed offsets
 //! <dir>/groups/<group>/coordinator.lock           held by the coordinating process
+//! <dir>/transactions/<id>.json, <id>.lock          transactional ids (crate::txn)
 //! ```
 //!
 //! Any number of processes may open the same directory: writes to a
@@ -22,18 +23,20 @@ use crate::catalog::Catalog;
 use crate::config::{LogConfig, TopicConfig};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{IoContext, Result};
-use crate::fetch::FetchBuffer;
+use crate::fetch::{FetchBuffer, Isolation};
 use crate::group::{Coordinator, GroupDescription, GroupSummary};
 use crate::producer::{Appended, Producer};
 use crate::record::RecordRef;
 use crate::storage::RetentionReport;
 use crate::topic::{TopicDescription, TopicSummary};
+use crate::txn::{TransactionalProducer, TxnRegistry};
 
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
     catalog: Arc<Catalog>,
     coordinator: Arc<Coordinator>,
+    txns: Arc<TxnRegistry>,
 }
 
 /// An open log directory; cheap to clone, `Send + Sync`.
@@ -62,6 +65,7 @@ impl LogDir {
                 root,
                 catalog,
                 coordinator,
+                txns: Arc::default(),
             }),
         })
     }
@@ -133,6 +137,18 @@ impl LogDir {
         self.producer().append_to(topic, partition, records)
     }
 
+    /// Opens a transactional producer for `topic` under the transactional
+    /// id `id`, bumping the id's epoch (which fences older handles); see
+    /// [`crate::txn`].
+    pub fn transactional_producer(&self, id: &str, topic: &str) -> Result<TransactionalProducer> {
+        TransactionalProducer::open(
+            self.inner.catalog.clone(),
+            self.inner.txns.clone(),
+            id,
+            topic,
+        )
+    }
+
     /// Makes this process the writer of every partition of `topic` now
     /// (taking the locks and recovering torn tails) instead of on first append.
     pub fn open_for_write(&self, topic: &str) -> Result<()> {
@@ -142,7 +158,8 @@ impl LogDir {
 
     /// Reads records of `topic`/`partition` from `offset` into `buf`
     /// (cleared first): at most `max_records`, about `max_bytes` (at least
-    /// one record if any is available). No group needed.
+    /// one record if any is available). No group needed. Reads
+    /// [`Isolation::ReadUncommitted`]; see [`LogDir::fetch_with`].
     pub fn fetch(
         &self,
         topic: &str,
@@ -152,12 +169,50 @@ impl LogDir {
         max_bytes: usize,
         buf: &mut FetchBuffer,
     ) -> Result<()> {
+        self.fetch_with(
+            topic,
+            partition,
+            offset,
+            max_records,
+            max_bytes,
+            Isolation::ReadUncommitted,
+            buf,
+        )
+    }
+
+    /// [`LogDir::fetch`] with an [`Isolation`]: `read_committed` returns
+    /// only records of committed transactions (and plain records), never at
+    /// or past the last stable offset. Continue from
+    /// [`FetchBuffer::next_offset`]: it moves past skipped entries even when
+    /// no record is returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch_with(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+        isolation: Isolation,
+        buf: &mut FetchBuffer,
+    ) -> Result<()> {
         self.inner.catalog.topic(topic)?.partition(partition)?.read(
             offset,
             max_records,
             max_bytes,
+            isolation,
             buf,
         )
+    }
+
+    /// Last stable offset of every partition of `topic`: the first offset
+    /// of its oldest open transaction, else its log end offset.
+    pub fn last_stable_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let t = self.inner.catalog.topic(topic)?;
+        t.partitions
+            .iter()
+            .map(|p| p.last_stable_offset())
+            .collect()
     }
 
     /// First stored offset of every partition.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::partitioner::partition_for_key;
-use crate::record::RecordRef;
+use crate::record::{RecordRef, TxnTag};
 
 /// Where one appended record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +41,17 @@ impl Producer {
     /// Appends `records` (`(key, value, timestamp_ms)`) to `topic`; returns
     /// each record's partition and offset, in input order.
     pub fn append(&self, topic: &str, records: &[RecordRef<'_>]) -> Result<Vec<Appended>> {
+        self.append_tagged(topic, records, None)
+    }
+
+    /// [`Producer::append`], as records of the open transaction `tag` when
+    /// given (see [`crate::txn`]).
+    pub(crate) fn append_tagged(
+        &self,
+        topic: &str,
+        records: &[RecordRef<'_>],
+        tag: Option<&TxnTag>,
+    ) -> Result<Vec<Appended>> {
         let t = self.catalog.topic(topic)?;
         let n = t.partition_count();
         let mut out = vec![
@@ -54,7 +65,7 @@ impl Producer {
             return Ok(out);
         }
         if n == 1 {
-            let first = t.partition(0)?.append(records, None)?;
+            let first = t.partition(0)?.append_tagged(records, None, tag)?;
             for (i, a) in out.iter_mut().enumerate() {
                 a.offset = first + i as u64;
             }
@@ -84,7 +95,9 @@ impl Producer {
             if s == e {
                 continue;
             }
-            let first = t.partition(p)?.append(records, Some(&order[s..e]))?;
+            let first = t
+                .partition(p)?
+                .append_tagged(records, Some(&order[s..e]), tag)?;
             for (k, &i) in order[s..e].iter().enumerate() {
                 out[i as usize].offset = first + k as u64;
             }

@@ -224,10 +224,12 @@ impl Plan {
                 Builder::LogSink(spec) => {
                     let log = log.clone().expect("log opened for log nodes");
                     let done = writers.get(&spec.topic);
-                    graph.add_sink(&id, p, inputs, move |_| {
+                    let txn_prefix = format!("{}.{id}", self.name);
+                    graph.add_sink(&id, p, inputs, move |i| {
                         Ok(Box::new(
                             LogSinkTask::new(log.clone(), &spec.topic, spec.key.clone())
-                                .with_writers(done.clone()),
+                                .with_writers(done.clone())
+                                .with_transactional_id(format!("{txn_prefix}.{i}")),
                         ) as Box<dyn Sink>)
                     });
                 }

@@ -206,11 +206,13 @@ impl JobGraph {
         let mut source_injects = Vec::new();
         let mut sink_completes = Vec::new();
         let checkpointing = opts.checkpoint.is_some();
+        let checkpoint_dir = opts.checkpoint.as_ref().map(|c| c.dir.clone());
         let link = |node: usize, instance: usize| {
-            checkpointing.then(|| CheckpointLink {
+            checkpoint_dir.as_ref().map(|dir| CheckpointLink {
                 node,
                 instance,
                 to_coordinator: to_coord.clone(),
+                dir: dir.clone(),
             })
         };
 
@@ -304,7 +306,13 @@ impl JobGraph {
                             let mut op = f(instance).map_err(|e| e.in_operator(&id))?;
                             let states = restored(&id);
                             if !states.is_empty() {
-                                op.restore(&states, instance)
+                                let ctx = crate::state::StateContext {
+                                    dir: checkpoint_dir.clone().unwrap_or_default(),
+                                    node: id.clone(),
+                                    instance,
+                                    checkpoint: opts.restore.as_ref().map_or(0, |m| m.id),
+                                };
+                                op.restore_at(&states, instance, &ctx)
                                     .map_err(|e| e.in_operator(&id))?;
                             }
                             let gate = gate.ok_or_else(|| {

@@ -15,6 +15,9 @@
 //! one task per parallel instance and returns a [`JobHandle`] whose
 //! [`Metrics`] the CLI reads for live progress.
 //!
+//! Operators keep per-key state in [`state::KeyedState`] (value, map and
+//! list tables), snapshotted incrementally into files at each checkpoint.
+//!
 //! Backpressure is the channels' job: every edge is a bounded channel, so a
 //! slow sink makes its upstream `send` wait, all the way back to the sources,
 //! and memory stays flat.
@@ -32,6 +35,7 @@ mod output;
 mod partition;
 mod sink;
 mod source;
+pub mod state;
 mod task;
 mod watermark;
 

@@ -5,6 +5,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::dead_letter::DeadLetter;
 use crate::error::Result;
+use crate::state::StateContext;
 
 /// A transform run by one task per parallel instance.
 ///
@@ -42,6 +43,25 @@ pub trait Operator: Send + 'static {
     /// same hash as the input, so an instance keeps the keys it had.
     fn restore(&mut self, _states: &[serde_json::Value], _instance: usize) -> Result<()> {
         Ok(())
+    }
+
+    /// [`Operator::snapshot`] with the checkpoint's directory: operators
+    /// with a [`KeyedState`](crate::state::KeyedState) write its files
+    /// there and return the reference. Defaults to [`Operator::snapshot`].
+    fn snapshot_at(&mut self, _ctx: &StateContext) -> Result<serde_json::Value> {
+        self.snapshot()
+    }
+
+    /// [`Operator::restore`] with the checkpoint's directory (to read the
+    /// files a [`KeyedState`](crate::state::KeyedState) reference names).
+    /// Defaults to [`Operator::restore`].
+    fn restore_at(
+        &mut self,
+        states: &[serde_json::Value],
+        instance: usize,
+        _ctx: &StateContext,
+    ) -> Result<()> {
+        self.restore(states, instance)
     }
 }
 

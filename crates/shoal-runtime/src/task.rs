@@ -65,7 +65,15 @@ pub(crate) async fn run_operator(
                     output.broadcast(Message::Watermark(t)).await?;
                 }
                 InputEvent::Barrier(id) => {
-                    let state = op.snapshot()?;
+                    let state = match &checkpoint {
+                        Some(link) => op.snapshot_at(&crate::state::StateContext {
+                            dir: link.dir.clone(),
+                            node: node.clone(),
+                            instance: link.instance,
+                            checkpoint: id,
+                        })?,
+                        None => op.snapshot()?,
+                    };
                     if let Some(link) = &checkpoint {
                         link.ack(id, state);
                     }

@@ -1,5 +1,10 @@
-//! `shoal consume TOPIC [--group G] [--from-beginning] [--max N] [--json]`:
-//! record values as JSON lines on stdout.
+//! `shoal consume TOPIC [--group G] [--from-beginning] [--max N] [--json]
+//! [--isolation read_committed|read_uncommitted]`: record values as JSON
+//! lines on stdout.
+//!
+//! * `--isolation` (default `read_committed`): only records of committed
+//!   transactions, up to each partition's last stable offset; transaction
+//!   markers are never printed (they take offsets, so offsets have gaps).
 //!
 //! * Without `--group`: every partition from its first stored offset (there
 //!   is no follow mode, so starting at the end would print nothing;
@@ -22,7 +27,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_log::{Assignment, AssignorKind, Consumer, ConsumerConfig, FetchBuffer, LogDir};
+use shoal_log::{
+    Assignment, AssignorKind, Consumer, ConsumerConfig, FetchBuffer, Isolation, LogDir,
+};
 
 use super::{open_log, topic_error};
 use crate::exit::{CliResult, Failure};
@@ -43,10 +50,12 @@ pub fn consume(
     max: Option<u64>,
     data_dir: Option<PathBuf>,
     json: bool,
+    isolation: Isolation,
 ) -> CliResult {
     let mut out = Printer {
         topic,
         json,
+        isolation,
         left: max.unwrap_or(u64::MAX),
         printed: 0,
         stdout: BufWriter::with_capacity(1 << 16, std::io::stdout()),
@@ -175,6 +184,7 @@ struct Envelope<'a> {
 struct Printer<'a> {
     topic: &'a str,
     json: bool,
+    isolation: Isolation,
     /// Records still allowed by `--max`.
     left: u64,
     printed: u64,
@@ -199,7 +209,15 @@ impl Printer<'_> {
     fn partition_from(&mut self, log: &LogDir, p: u32, pos: &mut u64, end: u64) -> CliResult {
         while *pos < end && !self.done() {
             let want = (end - *pos).min(self.left).min(FETCH_RECORDS) as usize;
-            log.fetch(self.topic, p, *pos, want, FETCH_BYTES, &mut self.buf)?;
+            log.fetch_with(
+                self.topic,
+                p,
+                *pos,
+                want,
+                FETCH_BYTES,
+                self.isolation,
+                &mut self.buf,
+            )?;
             let Some(next) = self.buf.next_offset() else {
                 break;
             };

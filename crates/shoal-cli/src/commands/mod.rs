@@ -40,6 +40,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
             from_beginning,
             max,
             json,
+            isolation,
         } => consume::consume(
             &topic,
             group.as_deref(),
@@ -47,6 +48,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
             max,
             cli.data_dir,
             json,
+            isolation,
         ),
         Command::Group(cmd) => group::group(cmd, cli.data_dir),
     }

@@ -2,15 +2,31 @@
 //! the embedded log, keyed by a column (murmur2 partitioning, as Kafka) or
 //! round-robin without a key. One append call per batch.
 //!
-//! Not yet transactional: after a crash, records written after the last
-//! checkpoint may be written again (at-least-once).
+//! **Exactly-once with checkpoints.** In a checkpointed run every instance
+//! is a transactional producer ([`shoal_log::txn`]) with the transactional
+//! id `<pipeline>.<sink>.<instance>`; opening it bumps the id's epoch,
+//! which fences any older instance. The records between barrier n-1 and
+//! barrier n are transaction n: they are appended as they arrive, but
+//! `read_committed` readers (the default of the log source and of
+//! `shoal consume`) do not see them yet. [`Sink::pre_commit`] at barrier n
+//! fsyncs them (the transaction stays open); [`Sink::commit`] after the
+//! checkpoint manifest is written appends a COMMIT marker to each touched
+//! partition (a replayed commit writes nothing). On restart,
+//! [`Sink::recover`] commits the open transactions the newest completed
+//! checkpoint covers and aborts the later ones, whose records are then
+//! skipped by readers and written again by the restored run — the same
+//! staged-epoch scheme as the file sink, with the log's markers in place of
+//! renames.
+//!
+//! Without checkpoints the records are plain appends, visible at once
+//! (at-least-once across a crash).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::record_batch::RecordBatch;
-use shoal_log::{LogDir, RecordRef};
-use shoal_runtime::{Result, Sink};
+use shoal_log::{LogDir, RecordRef, TransactionalProducer};
+use shoal_runtime::{Result, RuntimeError, Sink};
 
 use super::key::KeyEncoder;
 use super::log_err;
@@ -24,6 +40,12 @@ pub struct LogSink {
     values: Vec<u8>,
     ends: Vec<usize>,
     writers: Option<Arc<AtomicUsize>>,
+    /// The transactional id used in checkpointed runs.
+    transactional_id: Option<String>,
+    /// Checkpointed run: the producer (opened by [`Sink::recover`]).
+    producer: Option<TransactionalProducer>,
+    /// The transaction being written: the epoch the next barrier closes.
+    epoch: u64,
 }
 
 impl LogSink {
@@ -37,7 +59,21 @@ impl LogSink {
             values: Vec::new(),
             ends: Vec::new(),
             writers: None,
+            transactional_id: None,
+            producer: None,
+            epoch: 1,
         }
+    }
+
+    /// The transactional id (`<pipeline>.<sink>.<instance>`) this instance
+    /// uses in checkpointed runs; without one it appends plainly.
+    pub fn with_transactional_id(mut self, id: String) -> Self {
+        self.transactional_id = Some(id);
+        self
+    }
+
+    fn txn_err(&self, what: &str, e: shoal_log::Error) -> RuntimeError {
+        log_err(&format!("{what} ({})", self.topic), e)
     }
 
     /// Count this instance among the topic's writers (decremented at finish).
@@ -80,13 +116,66 @@ impl Sink for LogSink {
             records.push((key, &self.values[start..*end], now));
             start = end + 1;
         }
-        self.log
-            .append(&self.topic, &records)
-            .map_err(|e| log_err(&format!("append to {}", self.topic), e))?;
+        let written = match &mut self.producer {
+            Some(p) => p.send(self.epoch, &records).map(drop),
+            None => self.log.append(&self.topic, &records).map(drop),
+        };
+        drop(records);
+        written.map_err(|e| self.txn_err("append", e))
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> Result<()> {
+        let Some(p) = &self.producer else {
+            return Ok(());
+        };
+        if epoch != self.epoch {
+            return Err(RuntimeError::Internal(format!(
+                "log sink on {}: barrier {epoch} while writing transaction {}",
+                self.topic, self.epoch
+            )));
+        }
+        // The transaction stays open; its records must survive a crash.
+        p.flush().map_err(|e| self.txn_err("fsync", e))?;
+        self.epoch = epoch + 1;
+        Ok(())
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<()> {
+        let result = match &mut self.producer {
+            Some(p) => p.commit(epoch).map(drop),
+            None => return Ok(()),
+        };
+        result.map_err(|e| self.txn_err("commit", e))
+    }
+
+    fn recover(&mut self, committed: Option<u64>) -> Result<()> {
+        let Some(id) = &self.transactional_id else {
+            return Ok(());
+        };
+        let opened = self.log.transactional_producer(id, &self.topic);
+        let mut p = opened.map_err(|e| self.txn_err("open transactional producer", e))?;
+        let done = p
+            .recover(committed)
+            .map_err(|e| self.txn_err("recover transactions", e))?;
+        if done != shoal_log::Recovered::default() {
+            tracing::info!(
+                topic = %self.topic,
+                transactional_id = %id,
+                committed = ?done.committed,
+                aborted = ?done.aborted,
+                "log sink recovered transactions of an earlier run"
+            );
+        }
+        self.producer = Some(p);
+        self.epoch = committed.map_or(1, |c| c + 1);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.producer {
+            p.commit(u64::MAX)
+                .map_err(|e| log_err("commit at end of input", e))?;
+        }
         self.log.flush().map_err(|e| log_err("flush log", e))?;
         if let Some(w) = self.writers.take() {
             w.fetch_sub(1, Ordering::SeqCst);

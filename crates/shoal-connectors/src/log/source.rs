@@ -9,6 +9,10 @@
 //!   `committed` resumes from the group's committed offset (else the
 //!   beginning), `earliest` starts at the beginning, `latest` at the end.
 //! * **Order.** A batch holds records of one partition, in offset order.
+//! * **Isolation.** `isolation: read_committed` (the default) reads only
+//!   committed transactions of transactional log sinks, never past a
+//!   partition's last stable offset; `read_uncommitted` reads every record.
+//!   Positions move past transaction markers and aborted records.
 //! * **Commits.** With checkpoints, the offsets of each completed checkpoint
 //!   are committed to the group (for lag and tools; the checkpoint is what
 //!   counts on restart). Without, offsets are committed about once a second,
@@ -25,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
-use shoal_dsl::{FileFormat, LogSource as LogSourceSpec, StartFrom};
-use shoal_log::{AssignorKind, Consumer, ConsumerConfig, FetchBuffer, LogDir};
+use shoal_dsl::{FileFormat, LogIsolation, LogSource as LogSourceSpec, StartFrom};
+use shoal_log::{AssignorKind, Consumer, ConsumerConfig, FetchBuffer, Isolation, LogDir};
 use shoal_runtime::{DeadLetter, Result, Source, SourceContext};
 
 use super::log_err;
@@ -279,6 +283,10 @@ impl Source for LogSource {
             let mut bad = Vec::new();
             let mut emitted: u64 = 0;
             let batch_size = self.spec.batch_size.max(1);
+            let isolation = match self.spec.isolation {
+                LogIsolation::ReadCommitted => Isolation::ReadCommitted,
+                LogIsolation::ReadUncommitted => Isolation::ReadUncommitted,
+            };
             let checkpointing = ctx.is_checkpointing();
             let rate = self.spec.rate.map(|r| r / ctx.parallelism as f64);
             let started_at = Instant::now();
@@ -372,10 +380,15 @@ impl Source for LogSource {
                 let mut fetched_any = false;
                 for p in owned {
                     let pos = m.positions[&p];
-                    if let Err(e) =
-                        m.consumer
-                            .fetch(&topic, p, pos, batch_size, MAX_FETCH_BYTES, &mut buf)
-                    {
+                    if let Err(e) = m.consumer.fetch_with(
+                        &topic,
+                        p,
+                        pos,
+                        batch_size,
+                        MAX_FETCH_BYTES,
+                        isolation,
+                        &mut buf,
+                    ) {
                         return Err(log_err(&format!("fetch {topic}/{p}"), e));
                     }
                     let Some(next) = buf.next_offset() else {

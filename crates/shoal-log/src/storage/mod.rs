@@ -11,5 +11,6 @@ pub mod flusher;
 pub mod index;
 pub mod partition;
 pub mod segment;
+pub(crate) mod txn_view;
 
 pub use partition::{PartitionInfo, RetentionReport, SegmentInfo};

@@ -20,6 +20,18 @@
 //! entry at the end of the *last* segment as "end for now" (the writer may
 //! be in the middle of a write); the same in an older segment is corruption.
 //!
+//! # Transactions
+//!
+//! [`Partition::append_tagged`] appends records of an open transaction
+//! (rolling first to a version 2 segment if the active one is version 1);
+//! [`Partition::end_txn`] appends its COMMIT or ABORT marker, once (a
+//! replayed end is a no-op). The partition's [`TxnView`] knows the open
+//! transactions (the *last stable offset* is the first offset of the oldest
+//! one), the aborted ranges, and the newest epoch of each producer: an
+//! append or marker with an older epoch fails with
+//! [`Error::ProducerFenced`]. `read_committed` fetches never pass the last
+//! stable offset and skip aborted records; markers are never returned.
+//!
 //! # Batches
 //!
 //! An append encodes the whole batch into one reusable buffer and hands it
@@ -36,13 +48,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::index::{self, IndexEntry};
-use super::segment::{LOG_HEADER, SegRead, Segment, UNKNOWN};
+use super::segment::{LOG_HEADER, LOG_VERSION, LOG_VERSION_TXN, SegRead, Segment, UNKNOWN};
+use super::txn_view::{ReadFilter, TxnView};
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::FetchBuffer;
+use crate::fetch::Isolation;
 use crate::fsutil::LockFile;
-use crate::record::{self, MAX_BODY, RecordRef};
+use crate::record::{self, Control, MAX_BODY, RecordRef, TxnTag};
 
 /// Lock file name inside a partition directory.
 pub(crate) const WRITER_LOCK: &str = "writer.lock";
@@ -121,6 +135,8 @@ pub(crate) struct Partition {
     sync_file: Mutex<Option<Arc<File>>>,
     dirty: AtomicBool,
     last_sync_ms: AtomicU64,
+    /// Open and aborted transactions, producer epochs.
+    txns: Mutex<TxnView>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -181,6 +197,7 @@ impl Partition {
             sync_file: Mutex::new(None),
             dirty: AtomicBool::new(false),
             last_sync_ms: AtomicU64::new(0),
+            txns: Mutex::new(TxnView::default()),
         }
     }
 
@@ -250,7 +267,7 @@ impl Partition {
         })?;
         let mut bases = list_bases(&self.dir)?;
         if bases.is_empty() {
-            let (seg, _, _) = Segment::create(&self.dir, 0)?;
+            let (seg, _, _) = Segment::create(&self.dir, 0, LOG_VERSION)?;
             drop(seg);
             crate::fsutil::sync_dir(&self.dir)?;
             bases.push(0);
@@ -265,6 +282,13 @@ impl Partition {
         }
         let active = segs.last().expect("at least one segment").clone();
         let (position, next_offset, bytes_since_index) = self.recover_active(&active)?;
+        // Rebuild the transaction view from the segments that can hold
+        // transactional entries (the recovered lengths are known now).
+        let mut view = TxnView::default();
+        for seg in segs.iter().filter(|s| s.version() == LOG_VERSION_TXN) {
+            seg.scan(LOG_HEADER, seg.base_offset, seg.len(), |_, m| view.apply(m))?;
+        }
+        *self.txns.lock().expect("txn view lock") = view;
         let log = Arc::new(
             OpenOptions::new()
                 .write(true)
@@ -363,7 +387,7 @@ impl Partition {
                 .open(&seg.log_path)
                 .ctx("open for write", &seg.log_path)?;
             f.set_len(0).ctx("truncate", &seg.log_path)?;
-            f.write_all_at(&super::segment::header(seg.base_offset), 0)
+            f.write_all_at(&super::segment::header(seg.base_offset, seg.version()), 0)
                 .ctx("write", &seg.log_path)?;
             f.sync_all().ctx("fsync", &seg.log_path)?;
         }
@@ -403,11 +427,107 @@ impl Partition {
     /// batch; returns the offset of the first. An empty batch returns the
     /// log end offset.
     pub(crate) fn append(&self, records: &[RecordRef<'_>], indices: Option<&[u32]>) -> Result<u64> {
+        self.append_tagged(records, indices, None)
+    }
+
+    /// [`Partition::append`], the records belonging to the open transaction
+    /// `tag` (whose control must be [`Control::Data`]) when given.
+    pub(crate) fn append_tagged(
+        &self,
+        records: &[RecordRef<'_>],
+        indices: Option<&[u32]>,
+        tag: Option<&TxnTag>,
+    ) -> Result<u64> {
         let mut guard = self.writer.lock().expect("writer lock");
         if guard.is_none() {
             *guard = Some(self.open_writer()?);
         }
         let w = guard.as_mut().expect("writer");
+        if let Some(t) = tag {
+            self.check_epoch(t)?;
+            if w.active.version() != LOG_VERSION_TXN
+                && indices.map_or(records.len(), <[u32]>::len) > 0
+            {
+                self.upgrade_active(w)?;
+            }
+        }
+        self.append_locked(w, records, indices, tag)
+    }
+
+    /// Fails with [`Error::ProducerFenced`] if a newer epoch of the producer
+    /// wrote here.
+    fn check_epoch(&self, t: &TxnTag) -> Result<()> {
+        let view = self.txns.lock().expect("txn view lock");
+        match view.epochs.get(&t.producer_id) {
+            Some(&newer) if newer > t.epoch => Err(Error::ProducerFenced {
+                producer_id: t.producer_id,
+                epoch: t.epoch,
+                current: newer,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the active segment version 2 before its first transactional
+    /// entry: rolls, or (if it is empty) rewrites its header in place.
+    fn upgrade_active(&self, w: &mut Writer) -> Result<()> {
+        if w.position > LOG_HEADER {
+            return self.roll(w, LOG_VERSION_TXN);
+        }
+        w.log
+            .write_all_at(
+                &super::segment::header(w.active.base_offset, LOG_VERSION_TXN),
+                0,
+            )
+            .ctx("write", &w.active.log_path)?;
+        w.log.sync_data().ctx("fsync", &w.active.log_path)?;
+        w.active.set_version(LOG_VERSION_TXN);
+        Ok(())
+    }
+
+    /// Ends transaction `tag.txn` of `tag.producer_id` with a marker of
+    /// kind `tag.control` (commit or abort). Returns the marker's offset, or
+    /// `None` if the transaction is not open here (never started, or already
+    /// ended: a replayed end is a no-op).
+    pub(crate) fn end_txn(&self, tag: &TxnTag, timestamp: i64) -> Result<Option<u64>> {
+        debug_assert!(tag.control != Control::Data);
+        let mut guard = self.writer.lock().expect("writer lock");
+        if guard.is_none() {
+            *guard = Some(self.open_writer()?);
+        }
+        let w = guard.as_mut().expect("writer");
+        self.check_epoch(tag)?;
+        if !self
+            .txns
+            .lock()
+            .expect("txn view lock")
+            .open
+            .contains_key(&(tag.producer_id, tag.txn))
+        {
+            return Ok(None);
+        }
+        let marker: [RecordRef<'_>; 1] = [(None, b"", timestamp)];
+        self.append_locked(w, &marker, None, Some(tag)).map(Some)
+    }
+
+    /// Open transactions of `producer_id` in this partition (becoming its
+    /// writer first, which rebuilds the view from the files).
+    pub(crate) fn open_txns(&self, producer_id: u64) -> Result<Vec<u64>> {
+        self.open_for_write()?;
+        Ok(self
+            .txns
+            .lock()
+            .expect("txn view lock")
+            .open_of(producer_id))
+    }
+
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        records: &[RecordRef<'_>],
+        indices: Option<&[u32]>,
+        tag: Option<&TxnTag>,
+    ) -> Result<u64> {
         let count = indices.map_or(records.len(), <[u32]>::len);
         if count == 0 {
             return Ok(w.next_offset);
@@ -421,7 +541,7 @@ impl Partition {
         let mut total = 0u64;
         for i in 0..count {
             let (k, v, _) = rec(i);
-            let n = record::encoded_len(*k, v);
+            let n = record::encoded_len(*k, v, tag.is_some());
             if n - record::ENTRY_HEADER > MAX_BODY {
                 return Err(Error::RecordTooLarge {
                     size: n,
@@ -431,7 +551,8 @@ impl Partition {
             total += n as u64;
         }
         if w.position > LOG_HEADER && w.position + total > self.config.segment_bytes {
-            self.roll(w)?;
+            let version = w.active.version();
+            self.roll(w, version)?;
         }
         let first = w.next_offset;
         let interval = self.config.index_interval_bytes as u64;
@@ -455,7 +576,7 @@ impl Partition {
                 w.bytes_since_index = 0;
             }
             let before = w.buf.len();
-            record::encode(&mut w.buf, offset, ts, k, v);
+            record::encode_tagged(&mut w.buf, offset, ts, k, v, tag);
             w.bytes_since_index += (w.buf.len() - before) as u64;
         }
         if let Err(e) = w.log.write_all_at(&w.buf, w.position) {
@@ -469,6 +590,11 @@ impl Partition {
                 .ctx("append", &w.active.index_path)?;
             w.index_len += w.index_buf.len() as u64;
             w.active.extend_index(&w.new_entries);
+        }
+        if let Some(t) = tag {
+            // Data: the transaction is open from its first record on; a
+            // marker (always a batch of one) closes it.
+            self.txns.lock().expect("txn view lock").apply_tag(t, first);
         }
         w.position += w.buf.len() as u64;
         w.next_offset += count as u64;
@@ -498,10 +624,10 @@ impl Partition {
 
     /// Closes the active segment (fsynced) and starts a new one at the log
     /// end offset, then applies retention.
-    fn roll(&self, w: &mut Writer) -> Result<()> {
+    fn roll(&self, w: &mut Writer, version: u8) -> Result<()> {
         w.log.sync_data().ctx("fsync", &w.active.log_path)?;
         w.index.sync_data().ctx("fsync", &w.active.index_path)?;
-        let (seg, log_w, index_w) = Segment::create(&self.dir, w.next_offset)?;
+        let (seg, log_w, index_w) = Segment::create(&self.dir, w.next_offset, version)?;
         crate::fsutil::sync_dir(&self.dir)?;
         let seg = Arc::new(seg);
         {
@@ -555,6 +681,11 @@ impl Partition {
         {
             let mut guard = self.segments.write().expect("segments lock");
             *guard = Arc::new(guard[drop_n..].to_vec());
+            let start = guard.first().map_or(0, |s| s.base_offset);
+            self.txns
+                .lock()
+                .expect("txn view lock")
+                .forget_before(start);
         }
         for s in &segs[..drop_n] {
             tracing::debug!(topic = %self.topic, partition = self.id, base = s.base_offset, "retention deletes segment");
@@ -644,6 +775,7 @@ impl Partition {
         offset: u64,
         max_records: usize,
         max_bytes: usize,
+        isolation: Isolation,
         out: &mut FetchBuffer,
     ) -> Result<()> {
         out.clear();
@@ -678,6 +810,17 @@ impl Partition {
                     return Err(self.out_of_range(offset, start, self.end_offset()?));
                 }
             }
+            let filter = self.read_filter(isolation, writer, end, &segs, offset)?;
+            if isolation == Isolation::ReadCommitted {
+                if filter.stop != u64::MAX {
+                    out.set_last_stable(filter.stop);
+                } else if writer {
+                    out.set_last_stable(end);
+                }
+                if offset >= filter.stop {
+                    return Ok(());
+                }
+            }
             let first = segs.partition_point(|s| s.base_offset <= offset) - 1;
             for (i, seg) in segs.iter().enumerate().skip(first) {
                 let last = i + 1 == segs.len();
@@ -685,8 +828,8 @@ impl Partition {
                 if !writer && last && seg.past_index(offset) {
                     seg.refresh_index()?;
                 }
-                match seg.read_into(offset, limit, max_records, max_bytes, out)? {
-                    SegRead::Records => return Ok(()),
+                match seg.read_into(offset, limit, max_records, max_bytes, &filter, out)? {
+                    SegRead::Records | SegRead::Stopped => return Ok(()),
                     SegRead::End { next_offset } => {
                         if !last {
                             continue;
@@ -730,6 +873,76 @@ impl Partition {
             }
             return Ok(());
         }
+    }
+
+    /// What a fetch from `offset` with `isolation` may return (see
+    /// [`ReadFilter`]); reader processes first scan what is new.
+    fn read_filter(
+        &self,
+        isolation: Isolation,
+        writer: bool,
+        end: u64,
+        segs: &[Arc<Segment>],
+        offset: u64,
+    ) -> Result<ReadFilter> {
+        if isolation == Isolation::ReadUncommitted {
+            return Ok(ReadFilter::uncommitted());
+        }
+        let mut view = self.txns.lock().expect("txn view lock");
+        let covered = if writer {
+            // Everything below `end` (loaded before this lock) is in the view.
+            end
+        } else {
+            Self::advance_view(&mut view, segs)?;
+            view.scanned.map_or(0, |(_, _, next)| next)
+        };
+        Ok(ReadFilter {
+            stop: view.first_open().unwrap_or(u64::MAX),
+            covered,
+            aborted: Some(view.aborted_from(offset)),
+        })
+    }
+
+    /// Reader processes: scans the version 2 segments from where the last
+    /// scan ended, up to what is readable now.
+    fn advance_view(view: &mut TxnView, segs: &[Arc<Segment>]) -> Result<()> {
+        for (i, seg) in segs.iter().enumerate() {
+            let last = i + 1 == segs.len();
+            let (pos, off) = match view.scanned {
+                Some((base, _, _)) if base > seg.base_offset => continue,
+                Some((base, pos, off)) if base == seg.base_offset => (pos, off),
+                _ => (LOG_HEADER, seg.base_offset),
+            };
+            if seg.refresh_version()? != LOG_VERSION_TXN {
+                // No transactional entry in it; the active one may still
+                // turn version 2 (in place, while empty), so look again later.
+                if !last {
+                    let next = segs[i + 1].base_offset;
+                    view.scanned = Some((next, LOG_HEADER, next));
+                }
+                continue;
+            }
+            let end = seg.scan(pos, off, UNKNOWN, |_, m| view.apply(m))?;
+            view.scanned = Some((seg.base_offset, end.end_pos, end.next_offset));
+            if end.torn.is_some() {
+                // The writer is mid-write (or a closed segment is damaged,
+                // which the fetch itself reports): known up to here.
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last stable offset: the first offset of the oldest open
+    /// transaction, else the log end offset.
+    pub(crate) fn last_stable_offset(&self) -> Result<u64> {
+        let end = self.end_offset()?;
+        let segs = self.segments()?;
+        let mut view = self.txns.lock().expect("txn view lock");
+        if !self.is_writer() {
+            Self::advance_view(&mut view, &segs)?;
+        }
+        Ok(view.first_open().map_or(end, |f| f.min(end)))
     }
 
     fn out_of_range(&self, offset: u64, start: u64, end: u64) -> Error {

@@ -1,12 +1,22 @@
 //! One segment of a partition: the `<base_offset>.log` file and its
 //! in-memory view (valid length, end offset, newest timestamp, sparse index).
 //!
-//! # Segment file format (version 1)
+//! # Segment file format (versions 1 and 2)
 //!
 //! ```text
-//! header (16 bytes): magic "SHLG" | version u8 = 1 | 3 reserved bytes | base_offset u64 LE
+//! header (16 bytes): magic "SHLG" | version u8 | 3 reserved bytes | base_offset u64 LE
 //! entries: back to back from byte 16, format in crate::record
 //! ```
+//!
+//! Version 1 segments hold plain entries only; version 2 segments may also
+//! hold transactional entries and markers (see [`crate::record`]). A
+//! partition's segments stay version 1 until its first transactional append,
+//! which rolls to a version 2 segment; segments after it are version 2. So
+//! topics without transactions stay readable by older binaries, an older
+//! binary refuses a version 2 segment with a clear "bad segment header"
+//! error instead of misreading it, and a `read_committed` reader only has to
+//! scan version 2 segments (plus the active one) to learn which
+//! transactions are open or aborted.
 //!
 //! File names are the base offset zero-padded to 20 digits, so a directory
 //! listing sorts in offset order. Entries carry consecutive offsets starting
@@ -21,27 +31,30 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
 use super::index::{self, IndexEntry};
+use super::txn_view::ReadFilter;
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::FetchBuffer;
 use crate::record::{Decoded, EntryMeta, decode};
 
 /// Magic bytes at the start of a segment file.
 pub(crate) const LOG_MAGIC: &[u8; 4] = b"SHLG";
-/// Segment format version.
+/// Segment format version without transactional entries.
 pub(crate) const LOG_VERSION: u8 = 1;
+/// Segment format version that may hold transactional entries.
+pub(crate) const LOG_VERSION_TXN: u8 = 2;
 /// Bytes of the segment header; the first entry starts here.
 pub(crate) const LOG_HEADER: u64 = 16;
 /// "Not known" for lengths and offsets of segments this process does not write.
 pub(crate) const UNKNOWN: u64 = u64::MAX;
 
 /// The 16-byte segment header for `base_offset`.
-pub(crate) fn header(base_offset: u64) -> [u8; 16] {
+pub(crate) fn header(base_offset: u64, version: u8) -> [u8; 16] {
     let mut h = [0u8; 16];
     h[0..4].copy_from_slice(LOG_MAGIC);
-    h[4] = LOG_VERSION;
+    h[4] = version;
     h[8..16].copy_from_slice(&base_offset.to_le_bytes());
     h
 }
@@ -92,6 +105,8 @@ pub(crate) enum SegRead {
         /// Offset after the last entry seen.
         next_offset: u64,
     },
+    /// The [`ReadFilter`]'s bound was reached before any record was kept.
+    Stopped,
     /// Invalid or incomplete bytes before any record `>= offset`.
     Torn {
         /// Where.
@@ -120,12 +135,14 @@ pub(crate) struct Segment {
     index: RwLock<Vec<IndexEntry>>,
     /// Bytes of the index file already loaded (reader processes re-read the tail).
     index_loaded: AtomicU64,
+    /// Format version from the header (1 or 2).
+    version: AtomicU8,
 }
 
 impl Segment {
     /// Creates a new, empty segment (log + index with headers) and returns it
     /// with write handles for the log and the index.
-    pub(crate) fn create(dir: &Path, base: u64) -> Result<(Segment, File, File)> {
+    pub(crate) fn create(dir: &Path, base: u64, version: u8) -> Result<(Segment, File, File)> {
         let log_path = log_path(dir, base);
         let index_path = index_path(dir, base);
         let log_w = OpenOptions::new()
@@ -135,7 +152,7 @@ impl Segment {
             .open(&log_path)
             .ctx("create segment", &log_path)?;
         log_w
-            .write_all_at(&header(base), 0)
+            .write_all_at(&header(base, version), 0)
             .ctx("write", &log_path)?;
         let index_w = OpenOptions::new()
             .read(true)
@@ -157,6 +174,7 @@ impl Segment {
             max_timestamp: AtomicI64::new(i64::MIN),
             index: RwLock::new(Vec::new()),
             index_loaded: AtomicU64::new(index::INDEX_HEADER as u64),
+            version: AtomicU8::new(version),
         };
         Ok((seg, log_w, index_w))
     }
@@ -171,12 +189,13 @@ impl Segment {
         let file = File::open(&log_path).ctx("open segment", &log_path)?;
         let mut h = [0u8; 16];
         let n = read_full_at(&file, &mut h, 0, &log_path)?;
-        if n == 16 && h != header(base) {
+        let version = if n == 16 { h[4] } else { LOG_VERSION };
+        if n == 16 && (h != header(base, LOG_VERSION) && h != header(base, LOG_VERSION_TXN)) {
             return Err(Error::Corrupt {
                 path: log_path,
                 position: 0,
                 reason: format!(
-                    "bad segment header (expected magic {:?}, version {LOG_VERSION}, base offset {base})",
+                    "bad segment header (expected magic {:?}, version {LOG_VERSION} or {LOG_VERSION_TXN}, base offset {base})",
                     std::str::from_utf8(LOG_MAGIC).unwrap_or("?")
                 ),
             });
@@ -193,7 +212,35 @@ impl Segment {
             max_timestamp: AtomicI64::new(max_ts),
             index: RwLock::new(entries),
             index_loaded: AtomicU64::new(loaded),
+            version: AtomicU8::new(version),
         })
+    }
+
+    /// Format version (1: plain entries only; 2: may hold transactional ones).
+    pub(crate) fn version(&self) -> u8 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The version, re-read from the header while it says 1 (the writer
+    /// turns an empty active segment into version 2 in place).
+    pub(crate) fn refresh_version(&self) -> Result<u8> {
+        let v = self.version();
+        if v == LOG_VERSION_TXN {
+            return Ok(v);
+        }
+        let mut h = [0u8; 16];
+        if read_full_at(&self.file, &mut h, 0, &self.log_path)? == 16
+            && h == header(self.base_offset, LOG_VERSION_TXN)
+        {
+            self.set_version(LOG_VERSION_TXN);
+            return Ok(LOG_VERSION_TXN);
+        }
+        Ok(v)
+    }
+
+    /// Records a header rewritten in place (an empty segment turned version 2).
+    pub(crate) fn set_version(&self, version: u8) {
+        self.version.store(version, Ordering::Release);
     }
 
     /// Valid bytes, or [`UNKNOWN`].
@@ -391,13 +438,16 @@ impl Segment {
 
     /// Reads records with offset `>= offset` into `out` (appending), at most
     /// `max_records` and about `max_bytes` (always at least one record if one
-    /// is available), not reading past `limit` bytes of the file.
+    /// is available), not reading past `limit` bytes of the file. Entries the
+    /// `filter` skips are passed over (recorded with
+    /// [`FetchBuffer::skip_past`]); the read ends before an entry it stops at.
     pub(crate) fn read_into(
         &self,
         offset: u64,
         limit: u64,
         max_records: usize,
         max_bytes: usize,
+        filter: &ReadFilter,
         out: &mut FetchBuffer,
     ) -> Result<SegRead> {
         let (mut pos, mut expected) = self.position_for(offset);
@@ -441,7 +491,17 @@ impl Segment {
                                 next_offset: expected,
                             });
                         }
-                        if m.offset >= offset {
+                        if m.offset >= offset && filter.stops_at(&m) {
+                            out.data_mut().truncate(if kept > 0 { c } else { start });
+                            return Ok(if kept > 0 {
+                                SegRead::Records
+                            } else {
+                                SegRead::Stopped
+                            });
+                        }
+                        if m.offset >= offset && filter.skips(&m) {
+                            out.skip_past(m.offset);
+                        } else if m.offset >= offset {
                             if kept > 0 && kept_bytes + m.total > max_bytes {
                                 out.data_mut().truncate(c);
                                 return Ok(SegRead::Records);

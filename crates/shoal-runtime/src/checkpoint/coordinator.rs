@@ -104,13 +104,7 @@ impl Coordinator {
             let state_bytes: u64 = states
                 .values()
                 .flatten()
-                .map(|v| {
-                    if v.is_null() {
-                        0
-                    } else {
-                        v.to_string().len() as u64
-                    }
-                })
+                .map(crate::state::state_size)
                 .sum();
             let manifest = Manifest {
                 version: MANIFEST_VERSION,

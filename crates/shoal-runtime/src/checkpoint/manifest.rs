@@ -43,7 +43,8 @@ pub struct Manifest {
     pub completed_ms: u64,
     /// Time from barrier injection to the last acknowledgement, ms.
     pub duration_ms: u64,
-    /// Size of all states, bytes of JSON.
+    /// Size of all states: bytes of JSON plus the keyed-state files they
+    /// reference (see [`crate::state`]).
     pub state_bytes: u64,
     /// Whether this was the final checkpoint at end of input.
     pub last: bool,
@@ -125,12 +126,26 @@ impl Manifest {
         }
     }
 
-    /// Delete all but the newest `keep` manifests (and stray temp files).
+    /// Delete all but the newest `keep` manifests (and stray temp files),
+    /// and the keyed-state files none of the kept ones references
+    /// ([`crate::state::prune_files`]).
     pub fn prune(dir: &Path, keep: usize) -> Result<()> {
         let files = Self::list(dir)?;
         let n = files.len().saturating_sub(keep.max(1));
         for f in &files[..n] {
             fs::remove_file(f).map_err(|e| io("remove", f, e))?;
+        }
+        if dir.join(crate::state::STATE_DIR).is_dir() {
+            let kept = files[n..]
+                .iter()
+                .map(|f| Self::read(f))
+                .collect::<Result<Vec<_>>>()?;
+            let newest = kept.last().map_or(0, |m| m.id);
+            crate::state::prune_files(
+                dir,
+                kept.iter().flat_map(|m| m.states.values().flatten()),
+                newest,
+            )?;
         }
         Ok(())
     }

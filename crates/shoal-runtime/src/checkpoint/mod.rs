@@ -67,6 +67,8 @@ pub(crate) struct CheckpointLink {
     pub node: usize,
     pub instance: usize,
     pub to_coordinator: tokio::sync::mpsc::UnboundedSender<ToCoordinator>,
+    /// The checkpoint directory (operators write keyed-state files there).
+    pub dir: PathBuf,
 }
 
 impl CheckpointLink {

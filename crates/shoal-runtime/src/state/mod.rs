@@ -1,0 +1,353 @@
+//! Keyed state for operators: [`ValueState`], [`MapState`] and
+//! [`ListState`] tables per key, held in a [`KeyedState`] that snapshots
+//! them into incremental files at each checkpoint and restores them.
+//!
+//! # Use
+//!
+//! An operator owns a `KeyedState`, registers its tables once (by name) and
+//! keeps the typed [`StateHandle`]s; per record it reaches a table through
+//! [`KeyedState::table`] (no serialization on access — tables hold typed
+//! values). It forwards [`Operator::snapshot_at`](crate::Operator::snapshot_at)
+//! to [`KeyedState::snapshot`] and
+//! [`Operator::restore_at`](crate::Operator::restore_at) to
+//! [`KeyedState::restore`]; see `examples` in the tests of this module
+//! (`CountDistinct`), an operator counting records and distinct values per
+//! key.
+//!
+//! # Snapshots on disk
+//!
+//! At checkpoint `n`, instance `i` of node `op` writes
+//! `CHECKPOINT_DIR/state/op/i/<n, 20 digits>.full.jsonl` or `….delta.jsonl`
+//! (the format is in [`format`], version [`STATE_FORMAT_VERSION`]): a
+//! *delta* holds only the entries changed or removed since the previous
+//! file, a *full* file every entry. Every `full_every` snapshots (default
+//! [`DEFAULT_FULL_EVERY`]) a full one is written (compaction), which starts
+//! a new chain. What goes into the manifest is a small reference:
+//!
+//! ```json
+//! {"keyed_state": {"version": 1, "files": ["state/op/0/…0012.full.jsonl", "state/op/0/…0013.delta.jsonl"],
+//!                  "bytes": 48211, "keys": 1024, "written_bytes": 911, "snapshot_ms": 0.4}}
+//! ```
+//!
+//! `files` is the chain to replay on restore (paths relative to the
+//! checkpoint directory); `bytes` is the chain's size, which the coordinator
+//! adds to the checkpoint's state size (shown by `shoal run` and `shoal
+//! checkpoints`); `written_bytes` and `snapshot_ms` are what this snapshot
+//! cost. A chain may include files of checkpoints that were abandoned
+//! (their changes are part of the state). Pruning old manifests deletes the
+//! state files no kept manifest references ([`prune_files`]). Restoring a
+//! reference or a file of a newer format version is an error naming both
+//! versions.
+
+mod format;
+mod tables;
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+pub use format::STATE_FORMAT_VERSION;
+use tables::Table;
+pub use tables::{ListState, MapState, StateKey, StateKind, StateValue, ValueState};
+
+use crate::error::{Result, RuntimeError};
+
+/// A full snapshot every this many snapshots, by default.
+pub const DEFAULT_FULL_EVERY: u64 = 10;
+/// Directory of the state files, under the checkpoint directory.
+pub const STATE_DIR: &str = "state";
+
+/// Where an operator instance's state goes at a checkpoint, and comes from
+/// on restore.
+#[derive(Debug, Clone)]
+pub struct StateContext {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// The operator's node id.
+    pub node: String,
+    /// The instance.
+    pub instance: usize,
+    /// The checkpoint being taken (or restored).
+    pub checkpoint: u64,
+}
+
+/// A typed reference to a table of a [`KeyedState`].
+#[derive(Debug)]
+pub struct StateHandle<T> {
+    index: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for StateHandle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for StateHandle<T> {}
+
+/// The keyed state of one operator instance; see the module docs.
+pub struct KeyedState {
+    tables: Vec<(String, Box<dyn Table>)>,
+    /// The files to replay, relative to the checkpoint dir, with sizes.
+    chain: Vec<(String, u64)>,
+    full_every: u64,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field(
+                "tables",
+                &self.tables.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("chain", &self.chain)
+            .finish()
+    }
+}
+
+impl Default for KeyedState {
+    fn default() -> Self {
+        KeyedState {
+            tables: Vec::new(),
+            chain: Vec::new(),
+            full_every: DEFAULT_FULL_EVERY,
+        }
+    }
+}
+
+impl KeyedState {
+    /// No tables yet; a full snapshot every [`DEFAULT_FULL_EVERY`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write a full snapshot every `n` snapshots (1 = always full).
+    pub fn full_every(mut self, n: u64) -> Self {
+        self.full_every = n.max(1);
+        self
+    }
+
+    fn register<T: Table + Default + 'static>(&mut self, name: &str) -> StateHandle<T> {
+        assert!(
+            self.tables.iter().all(|(n, _)| n != name),
+            "keyed state table {name:?} registered twice"
+        );
+        self.tables.push((name.to_owned(), Box::new(T::default())));
+        StateHandle {
+            index: self.tables.len() - 1,
+            _t: PhantomData,
+        }
+    }
+
+    /// Registers a [`ValueState`] table named `name`.
+    pub fn value<K: StateKey, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> StateHandle<ValueState<K, V>> {
+        self.register(name)
+    }
+
+    /// Registers a [`MapState`] table named `name`.
+    pub fn map<K: StateKey, M: StateKey, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> StateHandle<MapState<K, M, V>> {
+        self.register(name)
+    }
+
+    /// Registers a [`ListState`] table named `name`.
+    pub fn list<K: StateKey, V: StateValue>(&mut self, name: &str) -> StateHandle<ListState<K, V>> {
+        self.register(name)
+    }
+
+    /// The table `h` refers to. Panics if `h` comes from another
+    /// `KeyedState` with a different table at that index.
+    pub fn table<T: 'static>(&mut self, h: StateHandle<T>) -> &mut T {
+        let any: &mut dyn Any = self.tables[h.index].1.as_any_mut();
+        any.downcast_mut::<T>()
+            .expect("state handle of another KeyedState")
+    }
+
+    /// Keys held over all tables.
+    pub fn keys(&self) -> usize {
+        self.tables.iter().map(|(_, t)| t.keys()).sum()
+    }
+
+    /// Writes this checkpoint's file (a delta, or a full one every
+    /// `full_every`) and returns the reference for the manifest.
+    pub fn snapshot(&mut self, ctx: &StateContext) -> Result<Value> {
+        let started = Instant::now();
+        let full = self.chain.is_empty() || self.chain.len() as u64 >= self.full_every;
+        let rel = format!(
+            "{STATE_DIR}/{}/{}/{:020}.{}.jsonl",
+            ctx.node,
+            ctx.instance,
+            ctx.checkpoint,
+            if full { "full" } else { "delta" }
+        );
+        let kinds: BTreeMap<String, String> = self
+            .tables
+            .iter()
+            .map(|(n, t)| (n.clone(), t.kind().name().to_owned()))
+            .collect();
+        let header = format::Header::new(full, ctx.checkpoint, &ctx.node, ctx.instance, kinds);
+        let tables = &mut self.tables;
+        let size = format::write_file(&ctx.dir.join(&rel), &header, |w| {
+            let mut n = 0;
+            for (name, t) in tables.iter_mut() {
+                n += t.write(name, full, w)?;
+            }
+            Ok(n)
+        })?;
+        if full {
+            self.chain.clear();
+        }
+        // A file of the same checkpoint (a restored run taking the number
+        // again) replaces the old one in the chain.
+        self.chain.retain(|(p, _)| p != &rel);
+        self.chain.push((rel, size));
+        Ok(json!({ "keyed_state": {
+            "version": STATE_FORMAT_VERSION,
+            "files": self.chain.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            "sizes": self.chain.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            "bytes": self.chain.iter().map(|(_, s)| *s).sum::<u64>(),
+            "keys": self.keys(),
+            "written_bytes": size,
+            "snapshot_ms": started.elapsed().as_secs_f64() * 1e3,
+        }}))
+    }
+
+    /// Restores from the reference [`KeyedState::snapshot`] returned
+    /// (`Null` = nothing to restore): replays its files into the registered
+    /// tables. The next snapshot continues the same chain.
+    pub fn restore(&mut self, state: &Value, dir: &Path) -> Result<()> {
+        if state.is_null() {
+            return Ok(());
+        }
+        let r = &state["keyed_state"];
+        if r.is_null() {
+            return Err(RuntimeError::User(format!(
+                "operator state is not a keyed state reference: {state}"
+            )));
+        }
+        let version = r["version"].as_u64().unwrap_or(0);
+        if version != u64::from(STATE_FORMAT_VERSION) {
+            return Err(RuntimeError::User(format!(
+                "keyed state has format version {version}, but this build reads version \
+                 {STATE_FORMAT_VERSION} (written by a newer Shoal? restore with that version)"
+            )));
+        }
+        let files: Vec<&str> = r["files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let sizes: Vec<u64> = r["sizes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        self.chain.clear();
+        for (i, rel) in files.iter().enumerate() {
+            let path = dir.join(rel);
+            let tables = &mut self.tables;
+            let header = format::read_file(&path, |line| {
+                let t = tables
+                    .iter_mut()
+                    .find(|(n, _)| *n == line.s)
+                    .ok_or_else(|| {
+                        RuntimeError::User(format!(
+                            "keyed state file {} has table {:?}, which this operator does not register",
+                            path.display(),
+                            line.s
+                        ))
+                    })?;
+                t.1.apply(line)
+            })?;
+            for (name, kind) in &header.tables {
+                if let Some((_, t)) = self.tables.iter().find(|(n, _)| n == name)
+                    && t.kind().name() != kind
+                {
+                    return Err(RuntimeError::User(format!(
+                        "keyed state file {}: table {name:?} was a {kind} state, the operator registers a {} state",
+                        path.display(),
+                        t.kind().name()
+                    )));
+                }
+            }
+            self.chain
+                .push(((*rel).to_owned(), sizes.get(i).copied().unwrap_or(0)));
+        }
+        Ok(())
+    }
+}
+
+/// Size of an instance's state as the checkpoint reports it: the bytes of
+/// its JSON plus, for a keyed state reference, the bytes of its files.
+pub fn state_size(state: &Value) -> u64 {
+    if state.is_null() {
+        return 0;
+    }
+    state.to_string().len() as u64 + state["keyed_state"]["bytes"].as_u64().unwrap_or(0)
+}
+
+/// Every state file the given states (manifest states) reference.
+fn referenced<'a>(states: impl Iterator<Item = &'a Value>) -> BTreeSet<String> {
+    states
+        .filter_map(|s| s["keyed_state"]["files"].as_array())
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Deletes the state files under `dir/state` that none of `kept` (the
+/// states of the manifests still kept) references and whose checkpoint is
+/// not newer than `newest` (newer ones may belong to a checkpoint in
+/// flight). Returns how many were deleted.
+pub fn prune_files<'a>(
+    dir: &Path,
+    kept: impl Iterator<Item = &'a Value>,
+    newest: u64,
+) -> Result<usize> {
+    let keep = referenced(kept);
+    let root = dir.join(STATE_DIR);
+    let mut deleted = 0;
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(RuntimeError::io(format!("list {}", d.display()), e)),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(id) = id
+                && id <= newest
+                && !keep.contains(&rel)
+            {
+                std::fs::remove_file(&path)
+                    .map_err(|e| RuntimeError::io(format!("remove {}", path.display()), e))?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests;
