@@ -30,13 +30,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A temporary working directory holding a copy of `pipelines/`.
+/// A temporary working directory holding a copy of `pipelines/` and
+/// `models/` (the examples refer to both by relative paths).
 pub fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("pipelines"),
-        &dir.path().join("pipelines"),
-    );
+    for sub in ["pipelines", "models"] {
+        copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+    }
     dir
 }
 

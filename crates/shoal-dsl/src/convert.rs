@@ -361,7 +361,17 @@ impl Converter<'_> {
                     None => GeneratorProfile::Transactions,
                 };
                 let rate = self.rate(&at("rate"), g.rate)?;
+                let wall_clock = match g.clock {
+                    Some(c) => self.choice(
+                        &at("clock"),
+                        &c,
+                        &[("synthetic", false), ("wall", true)],
+                        "clock",
+                    )?,
+                    None => false,
+                };
                 SourceSpec::Generator(GeneratorSource {
+                    wall_clock,
                     profile,
                     seed: g.seed.unwrap_or(0),
                     count: g.count,
@@ -520,7 +530,50 @@ impl Converter<'_> {
                 parallelism: self.parallelism(&at("parallelism"), s.parallelism)?,
                 key: self.key(&at("key"), s.key)?,
             }),
+            RawTransform::Score(s) => TransformSpec::Score(ScoreTransform {
+                inputs: s.inputs,
+                model: self.path(&at("model"), s.model)?,
+                format: s
+                    .format
+                    .map(|f| self.model_format(&at("format"), &f))
+                    .transpose()?,
+                features: self.features(&at("features"), s.features)?,
+                output: match s.output {
+                    Some(o) => self.non_empty(&at("output"), o, "the output column")?,
+                    None => "score".to_string(),
+                },
+                reload: s.reload.unwrap_or(false),
+                parallelism: self.parallelism(&at("parallelism"), s.parallelism)?,
+                key: self.key(&at("key"), s.key)?,
+            }),
         })
+    }
+
+    fn model_format(&self, at: &[&str], v: &str) -> R<ModelFormat> {
+        self.choice(
+            at,
+            v,
+            &[
+                ("onnx", ModelFormat::Onnx),
+                ("xgboost", ModelFormat::Xgboost),
+                ("lightgbm", ModelFormat::Lightgbm),
+            ],
+            "format",
+        )
+    }
+
+    fn features(&self, at: &[&str], v: Vec<String>) -> R<Vec<String>> {
+        if v.is_empty() {
+            return Err(self.err(at, "`features` is empty").with_hint(
+                "list the model's input columns in order, e.g. features: [amount, n_1h]",
+            ));
+        }
+        for (i, f) in v.iter().enumerate() {
+            if v[..i].contains(f) {
+                return Err(self.err(at, format!("feature `{f}` is listed twice")));
+            }
+        }
+        Ok(v)
     }
 
     fn sink(&self, id: &str, raw: RawSink) -> R<SinkSpec> {

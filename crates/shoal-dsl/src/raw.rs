@@ -57,6 +57,7 @@ pub(crate) struct RawGenerator {
     pub batch_size: Option<u64>,
     pub parallelism: Option<u64>,
     pub event_time: Option<RawEventTime>,
+    pub clock: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,9 +102,10 @@ pub(crate) struct RawEventTime {
 pub(crate) enum RawTransform {
     Filter(RawFilter),
     Sql(RawSql),
+    Score(RawScore),
 }
 
-pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql"];
+pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql", "score"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +122,19 @@ pub(crate) struct RawFilter {
 pub(crate) struct RawSql {
     pub inputs: Vec<String>,
     pub query: String,
+    pub parallelism: Option<u64>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScore {
+    pub inputs: Vec<String>,
+    pub model: String,
+    pub format: Option<String>,
+    pub features: Vec<String>,
+    pub output: Option<String>,
+    pub reload: Option<bool>,
     pub parallelism: Option<u64>,
     pub key: Option<String>,
 }

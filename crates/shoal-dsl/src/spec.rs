@@ -298,6 +298,11 @@ pub struct GeneratorSource {
     pub parallelism: usize,
     /// `event_time:`.
     pub event_time: Option<EventTimeSpec>,
+    /// `clock: wall` — event times are the wall clock when a record is made
+    /// (in order), for measuring event-to-output latency; default
+    /// `synthetic` (a fixed start, 10 ms per record, up to 2 s out of order,
+    /// so the same seed gives the same records).
+    pub wall_clock: bool,
 }
 
 /// What a generator makes.
@@ -548,6 +553,8 @@ pub enum TransformSpec {
     Filter(FilterTransform),
     /// `type: sql`.
     Sql(SqlTransform),
+    /// `type: score`.
+    Score(ScoreTransform),
 }
 
 impl TransformSpec {
@@ -556,6 +563,7 @@ impl TransformSpec {
         match self {
             TransformSpec::Filter(t) => &t.inputs,
             TransformSpec::Sql(t) => &t.inputs,
+            TransformSpec::Score(t) => &t.inputs,
         }
     }
 
@@ -564,6 +572,7 @@ impl TransformSpec {
         match self {
             TransformSpec::Filter(t) => t.parallelism,
             TransformSpec::Sql(t) => t.parallelism,
+            TransformSpec::Score(t) => t.parallelism,
         }
     }
 
@@ -572,14 +581,16 @@ impl TransformSpec {
         match self {
             TransformSpec::Filter(t) => t.key.as_deref(),
             TransformSpec::Sql(t) => t.key.as_deref(),
+            TransformSpec::Score(t) => t.key.as_deref(),
         }
     }
 
-    /// The YAML `type:` value: `filter` or `sql`.
+    /// The YAML `type:` value: `filter`, `sql` or `score`.
     pub fn kind(&self) -> &'static str {
         match self {
             TransformSpec::Filter(_) => "filter",
             TransformSpec::Sql(_) => "sql",
+            TransformSpec::Score(_) => "score",
         }
     }
 }
@@ -608,6 +619,39 @@ pub struct SqlTransform {
     pub parallelism: usize,
     /// `key:` partitioning column between parallel instances.
     pub key: Option<String>,
+}
+
+/// `type: score` — run a model over every batch and append its score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreTransform {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `model:` the model file (relative paths: from the working directory,
+    /// like every path in the pipeline file).
+    pub model: PathBuf,
+    /// `format:`; absent = inferred from the file.
+    pub format: Option<ModelFormat>,
+    /// `features:` input columns, in the model's feature order.
+    pub features: Vec<String>,
+    /// `output:` the score column's name; default `score`.
+    pub output: String,
+    /// `reload:` swap in a changed model file while running; default false.
+    pub reload: bool,
+    /// `parallelism:`; default 1.
+    pub parallelism: usize,
+    /// `key:` partitioning column between parallel instances.
+    pub key: Option<String>,
+}
+
+/// A model file format (`format:` of a `score` transform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// ONNX (through tract).
+    Onnx,
+    /// XGBoost JSON.
+    Xgboost,
+    /// LightGBM text.
+    Lightgbm,
 }
 
 /// A sink (`sinks:` entry), selected by `type:`.

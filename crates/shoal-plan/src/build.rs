@@ -32,6 +32,11 @@ pub(crate) enum Builder {
     Log(LogSource),
     Filter(Arc<dyn PhysicalExpr>),
     Sql(Arc<CompiledQuery>),
+    Score {
+        model: shoal_score::ModelHandle,
+        features: Vec<String>,
+        schema: arrow::datatypes::SchemaRef,
+    },
     Stdout(FileFormat),
     FileSink {
         dir: PathBuf,
@@ -209,6 +214,19 @@ impl Plan {
                             Box::new(QueryOperator::new(query.as_ref().clone(), node.clone()))
                                 as Box<dyn Operator>,
                         )
+                    });
+                }
+                Builder::Score {
+                    model,
+                    features,
+                    schema,
+                } => {
+                    graph.add_operator(&id, p, inputs, move |_| {
+                        Ok(Box::new(shoal_score::ScoreOperator::new(
+                            model.clone(),
+                            features.clone(),
+                            schema.clone(),
+                        )) as Box<dyn Operator>)
                     });
                 }
                 Builder::Stdout(format) => {

@@ -13,6 +13,7 @@ mod build;
 mod explain;
 mod node;
 mod planner;
+mod score;
 
 pub use node::{PlanEdge, PlanNode};
 pub use planner::{Plan, PlanOptions, plan};

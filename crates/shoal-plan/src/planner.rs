@@ -286,7 +286,7 @@ fn plan_transform(
     id: &str,
     t: &TransformSpec,
     nodes: &[PlanNode],
-    _opts: &PlanOptions,
+    opts: &PlanOptions,
 ) -> Result<PlanNode, DslError> {
     let path = ["transforms", id];
     let (inputs, schema) = wire(spec, &path, nodes, t.inputs(), t.parallelism(), t.key())?;
@@ -333,6 +333,7 @@ fn plan_transform(
                 Builder::Sql(Arc::new(query)),
             )
         }
+        TransformSpec::Score(s) => crate::score::plan_score(spec, id, s, schema, &opts.base_dir)?,
     };
     Ok(PlanNode {
         id: id.to_string(),

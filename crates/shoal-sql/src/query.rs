@@ -777,4 +777,21 @@ mod tests {
         let e = q.set_event_time("event_ts").unwrap_err();
         assert!(e.message.contains("event_ts"), "{}", e.message);
     }
+
+    #[test]
+    fn wall_clock_ms_is_read_per_batch_not_folded_at_plan_time() {
+        let (name, schema, batch) = input();
+        let q = compile_query("SELECT wall_clock_ms() AS t FROM txns", &[(name, schema)]).unwrap();
+        let at = |b: &RecordBatch| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        let first = at(&q.apply(&batch).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = at(&q.apply(&batch).unwrap());
+        assert!(second >= first + 20, "{first} then {second}");
+    }
 }

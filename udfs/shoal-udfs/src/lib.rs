@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `haversine_km(lat1, lon1, lat2, lon2)` | great-circle distance in km (float64) |
 //! | `mask_card(card)` | a card number with all but the last 4 digits masked (utf8) |
+//! | `wall_clock_ms()` | the wall clock when the batch is processed, ms since the epoch (int64; processing time, volatile) |
 //!
 //! To add one: write a function `fn(&[ColumnarValue]) -> Result<ColumnarValue>`
 //! over arrays, wrap it with [`create_udf`], and add it to [`udfs`].
@@ -40,7 +41,24 @@ pub fn udfs() -> Vec<ScalarUDF> {
             Volatility::Immutable,
             Arc::new(mask_card),
         ),
+        create_udf(
+            "wall_clock_ms",
+            vec![],
+            DataType::Int64,
+            Volatility::Volatile,
+            Arc::new(wall_clock_ms),
+        ),
     ]
+}
+
+/// `wall_clock_ms()`: processing time, read once per batch.
+pub fn wall_clock_ms(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(ColumnarValue::Scalar(
+        datafusion::common::ScalarValue::Int64(Some(now)),
+    ))
 }
 
 /// Register every UDF of this crate with `ctx`.

@@ -7,7 +7,7 @@
 //! | `merchant_id` | int64 | one of 5 000 merchants (0–49 are high-risk) |
 //! | `amount` | float64 | log-normal, median ≈ 33; fraud median ≈ 400 |
 //! | `country` | utf8 | the card's home country, sometimes another |
-//! | `ts` | timestamp(ms) | 2026-01-01 + 10 ms per record, up to 2 s out of order |
+//! | `ts` | timestamp(ms) | 2026-01-01 + 10 ms per record, up to 2 s out of order (`clock: wall`: the wall clock when made, in order) |
 //! | `is_fraud` | bool | the label: about 1 % of records |
 //!
 //! Fraudulent records are more often foreign, larger and at high-risk
@@ -74,6 +74,8 @@ pub struct TransactionGenerator {
     event_time: Option<EventTimeSpec>,
     schema: SchemaRef,
     id_buf: String,
+    /// Event times from the wall clock (`clock: wall`).
+    wall_clock: bool,
     /// Where to resume: (chunk, next record index), from a checkpoint.
     resume: Option<(u64, u64)>,
 }
@@ -89,6 +91,7 @@ impl TransactionGenerator {
             event_time: spec.event_time.clone(),
             schema: transactions_schema(),
             id_buf: String::with_capacity(16),
+            wall_clock: spec.wall_clock,
             resume: None,
         }
     }
@@ -102,6 +105,11 @@ impl TransactionGenerator {
         for _ in chunk * CHUNK..start {
             draw(&mut rng);
         }
+        let now_ms = self.wall_clock.then(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        });
         for i in start..end {
             let d = draw(&mut rng);
             let fraud = d.fraud < 0.01;
@@ -130,7 +138,11 @@ impl TransactionGenerator {
             b.merchant_id.append_value(merchant as i64);
             b.amount.append_value((amount * 100.0).round() / 100.0);
             b.country.append_value(COUNTRIES[country]);
-            b.ts.append_value(BASE_TS_MS + i as i64 * 10 + (d.jitter % 2_000) as i64);
+            let ts = match now_ms {
+                Some(now) => now,
+                None => BASE_TS_MS + i as i64 * 10 + (d.jitter % 2_000) as i64,
+            };
+            b.ts.append_value(ts);
             b.is_fraud.append_value(fraud);
         }
     }
@@ -300,6 +312,7 @@ mod tests {
             batch_size: batch,
             parallelism: 1,
             event_time: None,
+            wall_clock: false,
         };
         let mut g = TransactionGenerator::new(&spec);
         let mut b = Builders::new(batch);
@@ -347,6 +360,7 @@ mod tests {
             batch_size: 1024,
             parallelism: 1,
             event_time: None,
+            wall_clock: false,
         };
         let mut g = TransactionGenerator::new(&spec);
         let mut frauds = 0;

@@ -1,0 +1,136 @@
+//! The fraud-detection job end to end (`pipelines/fraud-detection.yaml`):
+//! generator → embedded log → 2 consumer-group members → per-card OVER
+//! windows → per-(card, country) OVER window → XGBoost score → filter →
+//! file, run in this process.
+//!
+//! ```sh
+//! cargo run --release -p shoal-benches --bin fraud-bench -- [TRANSACTIONS]
+//! ```
+//!
+//! 1. Throughput: transactions/s (wall) and per CPU-second, on a tokio
+//!    runtime with 1 and 2 worker threads, as fast as possible.
+//! 2. Latency from event to alert: the generator at a fixed rate with
+//!    `clock: wall` (event time = the wall clock when a transaction is made);
+//!    a last SQL step stamps every alert with `wall_clock_ms() - ts`. Run
+//!    with the pipeline's `max_delay` (2 s) and with 100 ms: rows wait for
+//!    the watermark, so the latency is about `max_delay` plus processing.
+//!
+//! Run from the repository root (the pipeline and the model are read from
+//! `pipelines/` and `models/`).
+
+use std::time::Instant;
+
+use shoal_benches::{cpu_seconds, peak_rss_mib};
+use shoal_plan::PlanOptions;
+use shoal_runtime::RunOptions;
+
+fn pipeline_text() -> String {
+    std::fs::read_to_string("pipelines/fraud-detection.yaml")
+        .expect("run from the repository root: pipelines/fraud-detection.yaml")
+}
+
+fn run(yaml: &str, workers: usize) -> (f64, f64, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("alerts");
+    let yaml = yaml
+        .replace(
+            "path: out/fraud-alerts",
+            &format!("path: {}", out.display()),
+        )
+        .replace(
+            "path: out/fraud-dead-letter",
+            &format!("path: {}", dir.path().join("dead").display()),
+        );
+    let spec = shoal_dsl::parse_str("fraud-bench.yaml", &yaml).expect("valid pipeline");
+    let opts = PlanOptions {
+        data_dir: Some(dir.path().join("data")),
+        ..PlanOptions::default()
+    };
+    let plan = shoal_plan::plan(&spec, &opts).expect("plans");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cpu0 = cpu_seconds().unwrap_or(0.0);
+    let start = Instant::now();
+    rt.block_on(async {
+        let opts = RunOptions {
+            checkpoint: plan.checkpoint.clone(),
+            ..RunOptions::default()
+        };
+        let handle = plan
+            .into_job_graph()
+            .expect("graph")
+            .spawn(opts)
+            .expect("spawn");
+        handle.wait().await.expect("run")
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
+    (wall, cpu, out, dir)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("TRANSACTIONS is a number"))
+        .unwrap_or(1_000_000);
+    let base = pipeline_text().replace("count: 200000", &format!("count: {n}"));
+    println!("fraud-detection job, {n} transactions\n");
+    println!("| workers | transactions/s (wall) | per CPU-second | peak RSS |");
+    println!("|---|---|---|---|");
+    for workers in [1, 2] {
+        let (wall, cpu, _, _dir) = run(&base, workers);
+        println!(
+            "| {workers} | {:.0} | {:.0} | {:.0} MiB |",
+            n as f64 / wall,
+            n as f64 / cpu.max(1e-9),
+            peak_rss_mib().unwrap_or(0.0)
+        );
+    }
+    let rate = 20_000;
+    let count = 200_000;
+    println!("\nevent → alert latency, {count} transactions at {rate}/s, 2 workers\n");
+    println!("| max_delay | alerts | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    for delay in ["2s", "100ms"] {
+        let yaml = pipeline_text()
+            .replace(
+                "count: 200000",
+                &format!("count: {count}\n    rate: {rate}/s\n    clock: wall"),
+            )
+            .replace("max_delay: 2s", &format!("max_delay: {delay}"))
+            .replace(
+                "sinks:\n",
+                "  timed:\n    type: sql\n    inputs: [alerts_only]\n    query: SELECT txn_id, wall_clock_ms() - CAST(ts AS BIGINT) AS latency_ms FROM alerts_only\nsinks:\n",
+            )
+            .replace("inputs: [alerts_only]\n    path:", "inputs: [timed]\n    path:");
+        let (_, _, out, _dir) = run(&yaml, 2);
+        let mut latencies: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(&out).expect("alerts dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "jsonl")
+                && !path.file_name().unwrap().to_string_lossy().starts_with('.')
+            {
+                for line in std::fs::read_to_string(&path).expect("read").lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).expect("json");
+                    latencies.push(v["latency_ms"].as_i64().expect("latency_ms"));
+                }
+            }
+        }
+        latencies.sort_unstable();
+        assert!(!latencies.is_empty(), "no alerts");
+        println!(
+            "| {delay} | {} | {} ms | {} ms | {} ms |",
+            latencies.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies[latencies.len() - 1]
+        );
+    }
+}
