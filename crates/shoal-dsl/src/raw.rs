@@ -100,9 +100,10 @@ pub(crate) struct RawEventTime {
 pub(crate) enum RawTransform {
     Filter(RawFilter),
     Sql(RawSql),
+    Dedup(RawDedup),
 }
 
-pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql"];
+pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql", "dedup"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +122,16 @@ pub(crate) struct RawSql {
     pub query: String,
     pub parallelism: Option<u64>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDedup {
+    pub inputs: Vec<String>,
+    pub key: Vec<String>,
+    pub time: String,
+    pub within: Scalar,
+    pub parallelism: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,9 @@ use shoal_runtime::{Collector, Operator, Result as RtResult};
 use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
+use crate::join::{IntervalJoinSpec, IntervalJoinState};
 use crate::running::{RunningSpec, RunningState};
+use crate::window::{WindowAggSpec, WindowAggState};
 
 /// One step of a compiled stateless query.
 #[derive(Debug, Clone)]
@@ -31,6 +33,18 @@ enum Stage {
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
+    },
+    /// Event-time windowed aggregation: absorbs rows, emits on watermarks
+    /// (the stages after it run on what it emits).
+    WindowAgg(Arc<WindowAggSpec>),
+    /// Interval join of two inputs; each side runs its own stateless stages
+    /// first. Always the first stage.
+    Join {
+        branches: Arc<[Vec<Stage>; 2]>,
+        tables: [String; 2],
+        /// The transform inputs the two sides read.
+        inputs: [usize; 2],
+        spec: Arc<IntervalJoinSpec>,
     },
 }
 
@@ -64,6 +78,10 @@ impl CompiledQuery {
                     format!("running-aggregate[by {}] (keyed state)", r.key_name())
                 }
                 Stage::Project { exprs, .. } => format!("project[{} exprs]", exprs.len()),
+                Stage::WindowAgg(w) => w.describe(),
+                Stage::Join { spec, tables, .. } => {
+                    format!("{} of {} and {}", spec.describe(), tables[0], tables[1])
+                }
             })
             .collect::<Vec<_>>()
             .join(" -> ")
@@ -74,6 +92,7 @@ impl CompiledQuery {
     pub fn partition_key(&self) -> Option<&str> {
         self.stages.iter().find_map(|s| match s {
             Stage::Running(r, _) => Some(r.key_name()),
+            Stage::WindowAgg(w) => w.key_column(),
             _ => None,
         })
     }
@@ -81,6 +100,37 @@ impl CompiledQuery {
     /// Whether the query keeps state between batches.
     pub fn is_stateful(&self) -> bool {
         self.partition_key().is_some()
+            || self.window_stage().is_some()
+            || self.join_stage().is_some()
+    }
+
+    /// The interval-join stage, if any (always the first stage).
+    fn join_stage(&self) -> Option<(&Arc<[Vec<Stage>; 2]>, [usize; 2], &Arc<IntervalJoinSpec>)> {
+        match self.stages.first() {
+            Some(Stage::Join {
+                branches,
+                inputs,
+                spec,
+                ..
+            }) => Some((branches, *inputs, spec)),
+            _ => None,
+        }
+    }
+
+    /// Which transform inputs the query reads (two for a join).
+    pub fn inputs(&self) -> Vec<usize> {
+        match self.join_stage() {
+            Some((_, inputs, _)) => inputs.to_vec(),
+            None => vec![self.input],
+        }
+    }
+
+    /// The windowed-aggregation stage, if any, and its position.
+    fn window_stage(&self) -> Option<(usize, &Arc<WindowAggSpec>)> {
+        self.stages.iter().enumerate().find_map(|(i, s)| match s {
+            Stage::WindowAgg(w) => Some((i, w)),
+            _ => None,
+        })
     }
 
     fn running_stages(&self) -> usize {
@@ -97,8 +147,30 @@ impl CompiledQuery {
 
     /// Run the stages over one batch, updating keyed state.
     fn apply_with(&self, batch: &RecordBatch, state: &mut [RunningState]) -> RtResult<RecordBatch> {
+        self.run_from(0, batch, state, &mut Absorb::Never)
+    }
+
+    /// Run the stages from `first` on over one batch. A windowed-aggregation
+    /// stage absorbs the batch (through `absorb`) and ends the run.
+    fn run_from(
+        &self,
+        first: usize,
+        batch: &RecordBatch,
+        state: &mut [RunningState],
+        absorb: &mut Absorb<'_>,
+    ) -> RtResult<RecordBatch> {
+        self.run_stages(&self.stages[first..], batch, state, absorb)
+    }
+
+    fn run_stages(
+        &self,
+        stages: &[Stage],
+        batch: &RecordBatch,
+        state: &mut [RunningState],
+        absorb: &mut Absorb<'_>,
+    ) -> RtResult<RecordBatch> {
         let mut batch = batch.clone();
-        for stage in &self.stages {
+        for stage in stages {
             batch = match stage {
                 Stage::Select { indices, schema } => {
                     let b = batch.project(indices)?;
@@ -117,6 +189,22 @@ impl CompiledQuery {
                         columns,
                         &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
                     )?
+                }
+                Stage::WindowAgg(w) => {
+                    let Absorb::Into(window, late) = absorb else {
+                        return Err(shoal_runtime::RuntimeError::Internal(
+                            "a windowed query ran without its state".into(),
+                        ));
+                    };
+                    if let Some(l) = w.process(&batch, window)? {
+                        late.push(l);
+                    }
+                    return Ok(RecordBatch::new_empty(self.schema.clone()));
+                }
+                Stage::Join { .. } => {
+                    return Err(shoal_runtime::RuntimeError::Internal(
+                        "a join stage runs through QueryOperator::process_batch".into(),
+                    ));
                 }
             };
             if batch.num_rows() == 0 {
@@ -146,13 +234,24 @@ pub fn compile_query(query: &str, inputs: &[(String, SchemaRef)]) -> Result<Comp
     let plan = state.optimize(&plan)?;
     let mut stages = Vec::new();
     let table = compile_plan(&ctx, &plan, &mut stages)?;
-    let input = inputs
-        .iter()
-        .position(|(n, _)| *n == table)
-        .or_else(|| (table == "input").then_some(0))
-        .ok_or_else(|| {
-            SqlError::new(format!("the query reads `{table}`, which is not an input"))
-        })?;
+    let resolve = |table: &str| {
+        inputs
+            .iter()
+            .position(|(n, _)| n == table)
+            .or_else(|| (table == "input" && inputs.len() == 1).then_some(0))
+            .ok_or_else(|| {
+                SqlError::new(format!("the query reads `{table}`, which is not an input"))
+            })
+    };
+    let input = resolve(&table)?;
+    if let Some(Stage::Join {
+        tables,
+        inputs: sides,
+        ..
+    }) = stages.first_mut()
+    {
+        *sides = [resolve(&tables[0])?, resolve(&tables[1])?];
+    }
     let schema = Arc::clone(plan.schema().inner());
     Ok(CompiledQuery {
         input,
@@ -204,6 +303,61 @@ fn compile_plan(
             stages.push(Stage::Running(spec, i));
             Ok(table)
         }
+        LogicalPlan::Join(j) => {
+            if j.join_type != datafusion::logical_expr::JoinType::Inner {
+                return Err(not_a_stream(
+                    &format!("a {} join", j.join_type),
+                    "only inner interval joins run on streams",
+                ));
+            }
+            if !stages.is_empty() {
+                return Err(not_a_stream(
+                    "a join below other stages",
+                    "join the inputs first",
+                ));
+            }
+            let (mut left, mut right) = (Vec::new(), Vec::new());
+            let lt = compile_plan(ctx, &j.left, &mut left)?;
+            let rt = compile_plan(ctx, &j.right, &mut right)?;
+            if left.iter().chain(&right).any(|s| {
+                matches!(
+                    s,
+                    Stage::Running(..) | Stage::WindowAgg(_) | Stage::Join { .. }
+                )
+            }) {
+                return Err(not_a_stream(
+                    "aggregation or a join inside a join's input",
+                    "compute it in a separate `sql` transform and join its output",
+                ));
+            }
+            let spec = IntervalJoinSpec::compile(
+                ctx,
+                j.left.schema(),
+                j.right.schema(),
+                &j.on,
+                j.filter.as_ref(),
+                &j.schema,
+            )?;
+            stages.push(Stage::Join {
+                branches: Arc::new([left, right]),
+                tables: [lt.clone(), rt],
+                inputs: [0, 0],
+                spec: Arc::new(spec),
+            });
+            Ok(lt)
+        }
+        LogicalPlan::Aggregate(a) => {
+            if stages.iter().any(|s| matches!(s, Stage::WindowAgg(_))) {
+                return Err(not_a_stream(
+                    "a second GROUP BY over a windowed aggregate",
+                    "chain two `sql` transforms instead",
+                ));
+            }
+            let table = compile_plan(ctx, &a.input, stages)?;
+            let spec = WindowAggSpec::compile(ctx, a)?;
+            stages.push(Stage::WindowAgg(Arc::new(spec)));
+            Ok(table)
+        }
         LogicalPlan::Filter(f) => {
             let table = compile_plan(ctx, &f.input, stages)?;
             stages.push(Stage::Filter(physical(
@@ -234,11 +388,6 @@ fn physical(ctx: &SessionContext, expr: &Expr, schema: &DFSchema) -> Result<Arc<
 
 fn unsupported(plan: &LogicalPlan) -> SqlError {
     let (what, hint) = match plan {
-        LogicalPlan::Aggregate(_) => (
-            "GROUP BY / aggregate functions",
-            "windowed aggregation (tumble, hop, session) is planned; for now aggregate downstream",
-        ),
-        LogicalPlan::Join(_) => ("JOIN", "stream joins are planned"),
         LogicalPlan::Sort(_) => (
             "ORDER BY",
             "a stream has no end to sort by; remove ORDER BY",
@@ -268,17 +417,80 @@ fn not_a_stream(what: &str, hint: &str) -> SqlError {
     .with_hint(hint)
 }
 
+/// Where a windowed-aggregation stage puts what it absorbs.
+enum Absorb<'a> {
+    /// The query has no such stage.
+    Never,
+    /// Its state, and where late rows go.
+    Into(&'a mut WindowAggState, &'a mut Vec<RecordBatch>),
+}
+
 /// Runs a [`CompiledQuery`] on every batch, holding its keyed state.
 pub struct QueryOperator {
     query: CompiledQuery,
     state: Vec<RunningState>,
+    window: Option<WindowAggState>,
+    join: Option<IntervalJoinState>,
+    late: Vec<RecordBatch>,
+    node: String,
 }
 
 impl QueryOperator {
     /// An operator running `query`.
     pub fn new(query: CompiledQuery) -> Self {
         let state = vec![RunningState::default(); query.running_stages()];
-        Self { query, state }
+        let window = query.window_stage().map(|_| WindowAggState::default());
+        let join = query.join_stage().map(|(_, _, spec)| {
+            IntervalJoinState::new(spec).expect("join keys have row encodings")
+        });
+        Self {
+            query,
+            state,
+            window,
+            join,
+            late: Vec::new(),
+            node: "sql".into(),
+        }
+    }
+
+    /// Name the node (for its dead letters).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
+    }
+
+    /// Entries held in state: window groups and buffered session rows,
+    /// buffered join rows, running-aggregate keys.
+    pub fn state_entries(&self) -> usize {
+        self.window.as_ref().map_or(0, WindowAggState::entries)
+            + self.join.as_ref().map_or(0, IntervalJoinState::rows)
+            + self.state_keys()
+    }
+
+    /// The event time of the rows a join emits, given its input watermark.
+    fn after_join(&self, watermark: i64) -> i64 {
+        match self.query.join_stage() {
+            Some((_, _, spec)) if watermark != i64::MAX && watermark != i64::MIN => {
+                watermark.saturating_sub(spec.lag_ms())
+            }
+            _ => watermark,
+        }
+    }
+
+    /// Send late rows to the dead-letter output.
+    fn flush_late(&mut self, out: &mut Collector) -> RtResult<()> {
+        for batch in self.late.drain(..) {
+            for record in crate::late::json_lines(&batch)? {
+                out.dead_letter(shoal_runtime::DeadLetter {
+                    node: self.node.clone(),
+                    partition: None,
+                    offset: None,
+                    reason: "late".into(),
+                    record,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Keys held in state.
@@ -290,15 +502,98 @@ impl QueryOperator {
 impl Operator for QueryOperator {
     fn process_batch(
         &mut self,
-        _input: usize,
+        input: usize,
         batch: RecordBatch,
         out: &mut Collector,
     ) -> RtResult<()> {
-        out.emit(self.query.apply_with(&batch, &mut self.state)?);
+        if let (Some((branches, inputs, spec)), Some(join)) =
+            (self.query.join_stage(), &mut self.join)
+        {
+            for side in 0..2 {
+                if inputs[side] != input {
+                    continue;
+                }
+                let rows =
+                    self.query
+                        .run_stages(&branches[side], &batch, &mut [], &mut Absorb::Never)?;
+                if rows.num_rows() == 0 {
+                    continue;
+                }
+                let (joined, late) = join.process(spec, side, rows)?;
+                self.late.extend(late);
+                if let Some(j) = joined {
+                    let mut absorb = match &mut self.window {
+                        Some(w) => Absorb::Into(w, &mut self.late),
+                        None => Absorb::Never,
+                    };
+                    out.emit(self.query.run_from(1, &j, &mut self.state, &mut absorb)?);
+                }
+            }
+            return self.flush_late(out);
+        }
+        let mut absorb = match &mut self.window {
+            Some(w) => Absorb::Into(w, &mut self.late),
+            None => Absorb::Never,
+        };
+        out.emit(
+            self.query
+                .run_from(0, &batch, &mut self.state, &mut absorb)?,
+        );
+        self.flush_late(out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
+        if let (Some((_, _, spec)), Some(join)) = (self.query.join_stage(), &mut self.join) {
+            join.on_watermark(spec, watermark);
+        }
+        // Stages after a join see the join's (held back) event time.
+        let watermark = self.after_join(watermark);
+        let (Some((i, spec)), Some(window)) = (self.query.window_stage(), &mut self.window) else {
+            return Ok(());
+        };
+        for fired in spec.on_watermark(watermark, window)? {
+            out.emit(
+                self.query
+                    .run_from(i + 1, &fired, &mut self.state, &mut Absorb::Never)?,
+            );
+        }
         Ok(())
     }
 
+    fn state_entries(&self) -> Option<usize> {
+        self.query.is_stateful().then(|| self.state_entries())
+    }
+
+    fn output_watermark(&self, input: i64) -> i64 {
+        let w = self.after_join(input);
+        match (self.query.window_stage(), &self.window) {
+            (Some((_, spec)), Some(state)) => spec.output_watermark(w, state),
+            _ => w,
+        }
+    }
+
+    fn on_end(&mut self, out: &mut Collector) -> RtResult<()> {
+        // End of input: event time is +inf, every open window fires.
+        self.on_watermark(i64::MAX, out)
+    }
+
     fn snapshot(&mut self) -> RtResult<serde_json::Value> {
+        if self.window.is_some() || self.join.is_some() {
+            let running: Vec<_> = self.state.iter().map(RunningState::snapshot).collect();
+            let window = match (self.query.window_stage(), &mut self.window) {
+                (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
+                _ => serde_json::Value::Null,
+            };
+            let join = match (self.query.join_stage(), &self.join) {
+                (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
+                _ => serde_json::Value::Null,
+            };
+            return Ok(serde_json::json!({
+                "running": running,
+                "window": window,
+                "join": join,
+            }));
+        }
         if self.state.is_empty() {
             return Ok(serde_json::Value::Null);
         }
@@ -311,6 +606,26 @@ impl Operator for QueryOperator {
         let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
             return Ok(());
         };
+        if mine.get("running").is_some() {
+            let changed = || {
+                shoal_runtime::RuntimeError::User(
+                    "the checkpoint's sql state does not fit the query (it changed)".into(),
+                )
+            };
+            if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+                let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
+                self.window = Some(WindowAggState::restore(spec, w)?);
+            }
+            if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+                let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
+                self.join = Some(IntervalJoinState::restore(spec, j)?);
+            }
+            let running = mine["running"].as_array().cloned().unwrap_or_default();
+            for (state, v) in self.state.iter_mut().zip(&running) {
+                state.restore(v)?;
+            }
+            return Ok(());
+        }
         let stages = mine
             .as_array()
             .ok_or_else(|| shoal_runtime::RuntimeError::User("sql state is not a list".into()))?;
