@@ -217,7 +217,7 @@ impl NexmarkBuilders {
             match n % BLOCK {
                 0 => {
                     self.event_type.append_value(0);
-                    let id = last_person;
+                    let id = FIRST_ID + (n / BLOCK) as i64;
                     let first = FIRST_NAMES[(draws[2] % 10) as usize];
                     let last = LAST_NAMES[(draws[3] % 10) as usize];
                     self.person_id.append_value(id);
@@ -253,7 +253,7 @@ impl NexmarkBuilders {
                 1..=3 => {
                     self.event_type.append_value(1);
                     self.nulls_person();
-                    let id = last_auction;
+                    let id = FIRST_ID + (n / BLOCK) as i64 * 3 + (n % BLOCK) as i64 - 1;
                     self.auction_id.append_value(id);
                     self.buf.clear();
                     let _ = write!(self.buf, "item-{}", draws[2] % 100_000);
