@@ -37,6 +37,13 @@ impl EventTime {
         }
     }
 
+    /// The instance now reads exactly `partitions`; only they hold its
+    /// watermark back.
+    pub fn assign(&mut self, partitions: &[u32]) {
+        let ps: Vec<usize> = partitions.iter().map(|p| *p as usize).collect();
+        self.tracker.assign(&ps, Instant::now());
+    }
+
     /// Emit the current watermark downstream if it advanced.
     pub async fn emit(&self, ctx: &mut SourceContext) -> Result<()> {
         match self.tracker.watermark(Instant::now()) {

@@ -355,7 +355,10 @@ impl Converter<'_> {
                     Some(p) => self.choice(
                         &at("profile"),
                         &p,
-                        &[("transactions", GeneratorProfile::Transactions)],
+                        &[
+                            ("transactions", GeneratorProfile::Transactions),
+                            ("nexmark", GeneratorProfile::Nexmark),
+                        ],
                         "generator profile",
                     )?,
                     None => GeneratorProfile::Transactions,
@@ -546,6 +549,24 @@ impl Converter<'_> {
                 parallelism: self.parallelism(&at("parallelism"), s.parallelism)?,
                 key: self.key(&at("key"), s.key)?,
             }),
+            RawTransform::Dedup(d) => {
+                let within = self.duration(&at("within"), d.within)?;
+                if within.is_zero() {
+                    return Err(self.err(&at("within"), "`within` must be more than 0"));
+                }
+                if d.key.is_empty() {
+                    return Err(self
+                        .err(&at("key"), "`key` lists no columns")
+                        .with_hint("e.g. key: [txn_id]"));
+                }
+                TransformSpec::Dedup(DedupTransform {
+                    inputs: d.inputs,
+                    key: d.key,
+                    time: self.non_empty(&at("time"), d.time, "the time column")?,
+                    within,
+                    parallelism: self.parallelism(&at("parallelism"), d.parallelism)?,
+                })
+            }
         })
     }
 

@@ -60,7 +60,7 @@
 //! | | `type: log` `{topic, group, parallelism, assignor, start, stop_at_end, session_timeout, rate, format, schema, batch_size, event_time, isolation}` | -, pipeline name, `1`, `cooperative-sticky`, `committed`, `false`, `10s`, unlimited, `json`, inferred, `8192`, -, `read_committed` |
 //! | `event_time` | `{column, max_delay, idle_timeout}` | -, `0s`, none |
 //! | `schema` | map `column: type` (`utf8`, `int32`, `int64`, `float32`, `float64`, `bool`, `timestamp_ms`, `timestamp_us`, `date32`; `?` suffix = nullable) | |
-//! | `transforms.ID` | `type: filter` `{inputs, where, parallelism, key}` / `type: sql` `{inputs, query, parallelism, key}` | parallelism `1` |
+//! | `transforms.ID` | `type: filter` `{inputs, where, parallelism, key}` / `type: sql` `{inputs, query, parallelism, key}` / `type: dedup` `{inputs, key: [cols], time, within, parallelism}` | parallelism `1` |
 //! | `sinks.ID` | `type: stdout` `{inputs, format}` / `type: file` `{inputs, path, format, parallelism, key}` / `type: log` `{inputs, topic, partitions, key}` | format `jsonl`, parallelism `1` |
 //! | `dead_letter` | `{type: file, path, format}` or `{type: stdout}` | none |
 //!
@@ -84,10 +84,11 @@ pub use convert::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_PARALLELISM};
 pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
-    Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, EventTimeSpec, FieldSpec, FieldType,
-    FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource,
-    LogIsolation, LogSink, LogSource, ModelFormat, PipelineSpec, RecordFormat, SchemaSpec,
-    ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
+    Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, DedupTransform, EventTimeSpec,
+    FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile,
+    GeneratorSource, LogIsolation, LogSink, LogSource, ModelFormat, PipelineSpec, RecordFormat,
+    SchemaSpec, ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink,
+    TransformSpec,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

@@ -103,9 +103,10 @@ pub(crate) enum RawTransform {
     Filter(RawFilter),
     Sql(RawSql),
     Score(RawScore),
+    Dedup(RawDedup),
 }
 
-pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql", "score"];
+pub(crate) const TRANSFORM_TYPES: &[&str] = &["filter", "sql", "score", "dedup"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +138,16 @@ pub(crate) struct RawScore {
     pub reload: Option<bool>,
     pub parallelism: Option<u64>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDedup {
+    pub inputs: Vec<String>,
+    pub key: Vec<String>,
+    pub time: String,
+    pub within: Scalar,
+    pub parallelism: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -311,6 +311,9 @@ pub enum GeneratorProfile {
     /// Card transactions: `txn_id, card_id, merchant_id, amount, country, ts`.
     #[default]
     Transactions,
+    /// The Nexmark auction stream: persons, auctions and bids (1 : 3 : 46)
+    /// in one table with an `event_type` column.
+    Nexmark,
 }
 
 impl GeneratorProfile {
@@ -318,6 +321,7 @@ impl GeneratorProfile {
     pub fn name(&self) -> &'static str {
         match self {
             GeneratorProfile::Transactions => "transactions",
+            GeneratorProfile::Nexmark => "nexmark",
         }
     }
 }
@@ -555,6 +559,8 @@ pub enum TransformSpec {
     Sql(SqlTransform),
     /// `type: score`.
     Score(ScoreTransform),
+    /// `type: dedup`.
+    Dedup(DedupTransform),
 }
 
 impl TransformSpec {
@@ -564,6 +570,7 @@ impl TransformSpec {
             TransformSpec::Filter(t) => &t.inputs,
             TransformSpec::Sql(t) => &t.inputs,
             TransformSpec::Score(t) => &t.inputs,
+            TransformSpec::Dedup(t) => &t.inputs,
         }
     }
 
@@ -573,6 +580,7 @@ impl TransformSpec {
             TransformSpec::Filter(t) => t.parallelism,
             TransformSpec::Sql(t) => t.parallelism,
             TransformSpec::Score(t) => t.parallelism,
+            TransformSpec::Dedup(t) => t.parallelism,
         }
     }
 
@@ -582,15 +590,18 @@ impl TransformSpec {
             TransformSpec::Filter(t) => t.key.as_deref(),
             TransformSpec::Sql(t) => t.key.as_deref(),
             TransformSpec::Score(t) => t.key.as_deref(),
+            // Equal keys are equal on the first column: shuffle on it.
+            TransformSpec::Dedup(t) => (t.parallelism > 1).then(|| t.key[0].as_str()),
         }
     }
 
-    /// The YAML `type:` value: `filter`, `sql` or `score`.
+    /// The YAML `type:` value: `filter`, `sql`, `score` or `dedup`.
     pub fn kind(&self) -> &'static str {
         match self {
             TransformSpec::Filter(_) => "filter",
             TransformSpec::Sql(_) => "sql",
             TransformSpec::Score(_) => "score",
+            TransformSpec::Dedup(_) => "dedup",
         }
     }
 }
@@ -652,6 +663,21 @@ pub enum ModelFormat {
     Xgboost,
     /// LightGBM text.
     Lightgbm,
+}
+
+/// `type: dedup` — drop records whose key was seen within a time bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupTransform {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `key:` the columns that identify a record (non-empty).
+    pub key: Vec<String>,
+    /// `time:` the event-time column.
+    pub time: String,
+    /// `within:` how far apart in event time two records count as repeats.
+    pub within: Duration,
+    /// `parallelism:`; default 1 (shuffled on the first key column).
+    pub parallelism: usize,
 }
 
 /// A sink (`sinks:` entry), selected by `type:`.

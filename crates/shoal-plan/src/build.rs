@@ -18,7 +18,7 @@ use shoal_log::{GroupConfig, LogConfig, LogDir};
 use shoal_runtime::{
     DeadLetterSink, EdgeSpec, JobGraph, Operator, Result, RuntimeError, Sink, Source,
 };
-use shoal_sql::{CompiledQuery, FilterOperator, QueryOperator};
+use shoal_sql::{CompiledQuery, DedupOperator, DedupSpec, FilterOperator, QueryOperator};
 
 use crate::planner::{Plan, resolve};
 
@@ -37,6 +37,7 @@ pub(crate) enum Builder {
         features: Vec<String>,
         schema: arrow::datatypes::SchemaRef,
     },
+    Dedup(Arc<DedupSpec>, arrow::datatypes::SchemaRef),
     Stdout(FileFormat),
     FileSink {
         dir: PathBuf,
@@ -208,10 +209,10 @@ impl Plan {
                     });
                 }
                 Builder::Sql(query) => {
-                    let node = id.clone();
+                    let nid = id.clone();
                     graph.add_operator(&id, p, inputs, move |_| {
                         Ok(
-                            Box::new(QueryOperator::new(query.as_ref().clone(), node.clone()))
+                            Box::new(QueryOperator::new(query.as_ref().clone()).with_node(&nid))
                                 as Box<dyn Operator>,
                         )
                     });
@@ -227,6 +228,16 @@ impl Plan {
                             features.clone(),
                             schema.clone(),
                         )) as Box<dyn Operator>)
+                    });
+                }
+                Builder::Dedup(spec, input_schema) => {
+                    let nid = id.clone();
+                    graph.add_operator(&id, p, inputs, move |_| {
+                        Ok(Box::new(DedupOperator::new(
+                            spec.as_ref().clone(),
+                            &input_schema,
+                            &nid,
+                        )?) as Box<dyn Operator>)
                     });
                 }
                 Builder::Stdout(format) => {

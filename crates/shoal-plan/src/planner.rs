@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use shoal_connectors::file::file_source_schema;
-use shoal_connectors::generator::transactions_schema;
+use shoal_connectors::generator::generator_schema;
 use shoal_connectors::schema::arrow_schema;
 use shoal_dsl::{DslError, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use shoal_runtime::{NodeRole, Partitioning};
-use shoal_sql::{SqlError, compile_filter, compile_query};
+use shoal_sql::{DedupSpec, SqlError, compile_filter, compile_query};
 
 use crate::build::Builder;
 use crate::node::{PlanEdge, PlanNode};
@@ -126,7 +126,11 @@ fn plan_source(
                 g.count.map_or("unbounded".to_string(), |c| c.to_string()),
                 g.rate.map_or("max".to_string(), |r| format!("{r}/s"))
             );
-            (transactions_schema(), detail, Builder::Generator(g.clone()))
+            (
+                generator_schema(g.profile),
+                detail,
+                Builder::Generator(g.clone()),
+            )
         }
         SourceSpec::File(f) => {
             let schema =
@@ -289,6 +293,11 @@ fn plan_transform(
     opts: &PlanOptions,
 ) -> Result<PlanNode, DslError> {
     let path = ["transforms", id];
+    if let TransformSpec::Sql(q) = t
+        && q.inputs.len() == 2
+    {
+        return plan_join(spec, id, t, q, nodes);
+    }
     let (inputs, schema) = wire(spec, &path, nodes, t.inputs(), t.parallelism(), t.key())?;
     let (schema, detail, builder) = match t {
         TransformSpec::Filter(f) => {
@@ -301,11 +310,8 @@ fn plan_transform(
             if q.inputs.len() != 1 {
                 return Err(spec.error_at(
                     &["transforms", id, "inputs"],
-                    "a stateless `sql` transform reads exactly one input",
-                    Some(
-                        "stream joins are planned; for a union, use a `filter` with several inputs"
-                            .into(),
-                    ),
+                    "a `sql` transform reads one input, or two that it joins",
+                    Some("for a union, use a `filter` with several inputs".into()),
                 ));
             }
             let mut query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
@@ -327,6 +333,13 @@ fn plan_transform(
                     ));
                 }
             }
+            if query.is_stateful() && query.partition_key().is_none() && t.parallelism() > 1 {
+                return Err(spec.error_at(
+                    &["transforms", id, "parallelism"],
+                    "this query keeps state that is not split by a key column, so it runs with parallelism 1",
+                    Some("remove `parallelism`, or GROUP BY a plain column first and set `key:` to it".into()),
+                ));
+            }
             (
                 query.schema().clone(),
                 query.describe(),
@@ -334,6 +347,15 @@ fn plan_transform(
             )
         }
         TransformSpec::Score(s) => crate::score::plan_score(spec, id, s, schema, &opts.base_dir)?,
+        TransformSpec::Dedup(d) => {
+            let dedup = DedupSpec::compile(&schema, &d.key, &d.time, d.within)
+                .map_err(|e| sql_error(spec, &["transforms", id], e))?;
+            (
+                schema.clone(),
+                dedup.describe(),
+                Builder::Dedup(Arc::new(dedup), schema),
+            )
+        }
     };
     Ok(PlanNode {
         id: id.to_string(),
@@ -344,6 +366,51 @@ fn plan_transform(
         schema,
         detail,
         builder,
+    })
+}
+
+/// A `sql` transform over two inputs (an interval join): each input keeps
+/// its own schema; with `key:`, both are shuffled on that column.
+fn plan_join(
+    spec: &PipelineSpec,
+    id: &str,
+    t: &TransformSpec,
+    q: &shoal_dsl::SqlTransform,
+    nodes: &[PlanNode],
+) -> Result<PlanNode, DslError> {
+    let mut edges = Vec::new();
+    let mut tables = Vec::new();
+    for (i, input) in q.inputs.iter().enumerate() {
+        let path = ["transforms", id];
+        let (mut e, schema) = wire(
+            spec,
+            &path,
+            nodes,
+            &q.inputs[i..=i],
+            t.parallelism(),
+            t.key(),
+        )?;
+        edges.append(&mut e);
+        tables.push((input.clone(), schema));
+    }
+    let query = compile_query(&q.query, &tables)
+        .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+    if query.is_stateful() && t.parallelism() > 1 && t.key().is_none() {
+        return Err(spec.error_at(
+            &["transforms", id],
+            "a join with parallelism > 1 needs both inputs shuffled on the join key",
+            Some("add `key: <join key column>` (a column of both inputs)".into()),
+        ));
+    }
+    Ok(PlanNode {
+        id: id.to_string(),
+        kind: t.kind(),
+        role: NodeRole::Transform,
+        parallelism: t.parallelism(),
+        inputs: edges,
+        schema: query.schema().clone(),
+        detail: query.describe(),
+        builder: Builder::Sql(Arc::new(query)),
     })
 }
 

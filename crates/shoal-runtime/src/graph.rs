@@ -557,6 +557,8 @@ pub struct NodeSummary {
     pub records_out: u64,
     /// Records dead-lettered.
     pub dead_letters: u64,
+    /// The most entries its operator state held at once (0 when stateless).
+    pub state_peak: u64,
 }
 
 /// What a finished job did.
@@ -585,6 +587,7 @@ impl JobSummary {
                 records_in: m.records_in(),
                 records_out: m.records_out(),
                 dead_letters: m.dead_letters(),
+                state_peak: m.state_peak(),
             })
             .collect();
         Self {

@@ -33,6 +33,11 @@ pub struct NodeMetrics {
     pub dead_letters: AtomicU64,
     /// Latest watermark forwarded (ms since epoch), `i64::MIN` if none.
     pub watermark: AtomicI64,
+    /// Entries held in operator state now (window groups, buffered join
+    /// rows, dedup keys…), summed over instances.
+    pub state_entries: AtomicI64,
+    /// The largest `state_entries` seen.
+    pub state_peak: AtomicI64,
 }
 
 impl NodeMetrics {
@@ -44,7 +49,25 @@ impl NodeMetrics {
             batches_in: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            state_entries: AtomicI64::new(0),
+            state_peak: AtomicI64::new(0),
         }
+    }
+
+    /// One instance's state grew (or shrank) by `delta` entries.
+    pub fn add_state(&self, delta: i64) {
+        let now = self.state_entries.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.state_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Entries held in operator state now.
+    pub fn state_entries(&self) -> u64 {
+        self.state_entries.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The most entries held in operator state at once.
+    pub fn state_peak(&self) -> u64 {
+        self.state_peak.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Count a received batch of `rows` records.
@@ -195,6 +218,16 @@ impl Metrics {
             for (node, m) in self.snapshot() {
                 s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));
             }
+        }
+        let name = "shoal_state_entries";
+        s.push_str(&format!(
+            "# HELP {name} Entries held in operator state (window groups, join rows, dedup keys).\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            s.push_str(&format!(
+                "{name}{{node=\"{node}\"}} {}\n",
+                m.state_entries()
+            ));
         }
         s
     }

@@ -27,6 +27,22 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// The watermark to forward downstream once [`Operator::on_watermark`]
+    /// handled `input`. By default the input's. An operator whose output
+    /// rows carry event times behind its input watermark (a window that
+    /// emits its start, a join that pairs a new row with an old one) holds
+    /// it back, so its rows are not late downstream. Forwarded watermarks
+    /// never go backwards.
+    fn output_watermark(&self, input: i64) -> i64 {
+        input
+    }
+
+    /// Entries held in state (window groups, buffered rows, keys), for the
+    /// `state_entries` metric; `None` for a stateless operator.
+    fn state_entries(&self) -> Option<usize> {
+        None
+    }
+
     /// Every input ended: emit whatever is still held (event time is +inf).
     fn on_end(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())

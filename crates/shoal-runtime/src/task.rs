@@ -46,6 +46,17 @@ pub(crate) async fn run_operator(
     let span = tracing::info_span!("operator", operator = %node);
     async {
         let mut out = Collector::default();
+        let mut forwarded = i64::MIN;
+        let mut state_entries: i64 = 0;
+        let mut report_state = |op: &dyn Operator| {
+            if let Some(n) = op.state_entries() {
+                let n = n as i64;
+                if n != state_entries {
+                    metrics.add_state(n - state_entries);
+                    state_entries = n;
+                }
+            }
+        };
         loop {
             let Some(event) = gate.next().await else {
                 return Err(upstream_failed(&node));
@@ -54,15 +65,21 @@ pub(crate) async fn run_operator(
                 InputEvent::Batch { input, batch } => {
                     metrics.add_in(batch.num_rows());
                     op.process_batch(input as usize, batch, &mut out)?;
+                    report_state(op.as_ref());
                     flush(&mut out, &mut output, &metrics, &dead).await?;
                 }
                 InputEvent::Watermark(t) => {
                     op.on_watermark(t, &mut out)?;
+                    report_state(op.as_ref());
                     flush(&mut out, &mut output, &metrics, &dead).await?;
-                    metrics
-                        .watermark
-                        .store(t, std::sync::atomic::Ordering::Relaxed);
-                    output.broadcast(Message::Watermark(t)).await?;
+                    let t = op.output_watermark(t);
+                    if t > forwarded {
+                        forwarded = t;
+                        metrics
+                            .watermark
+                            .store(t, std::sync::atomic::Ordering::Relaxed);
+                        output.broadcast(Message::Watermark(t)).await?;
+                    }
                 }
                 InputEvent::Barrier(id) => {
                     let state = match &checkpoint {
@@ -81,6 +98,7 @@ pub(crate) async fn run_operator(
                 }
                 InputEvent::End => {
                     op.on_end(&mut out)?;
+                    report_state(op.as_ref());
                     flush(&mut out, &mut output, &metrics, &dead).await?;
                     output.broadcast(Message::End).await?;
                     return Ok(());

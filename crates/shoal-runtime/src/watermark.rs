@@ -21,6 +21,8 @@ pub struct WatermarkTracker {
     max_delay_ms: i64,
     idle_timeout: Option<Duration>,
     partitions: Vec<(i64, Instant)>,
+    /// Which partitions this instance reads (only they hold time back).
+    assigned: Vec<bool>,
 }
 
 impl WatermarkTracker {
@@ -31,6 +33,25 @@ impl WatermarkTracker {
             max_delay_ms: max_delay.as_millis() as i64,
             idle_timeout,
             partitions: vec![(i64::MIN, now); partitions.max(1)],
+            assigned: vec![true; partitions.max(1)],
+        }
+    }
+
+    /// This instance now reads exactly `partitions` (a consumer-group
+    /// assignment): the others no longer hold its watermark back. A newly
+    /// assigned partition holds it back until it produces (or idles).
+    pub fn assign(&mut self, partitions: &[usize], now: Instant) {
+        let n = partitions.iter().copied().max().map_or(0, |m| m + 1);
+        if n > self.partitions.len() {
+            self.partitions.resize(n, (i64::MIN, now));
+            self.assigned.resize(n, false);
+        }
+        for (p, a) in self.assigned.iter_mut().enumerate() {
+            let now_assigned = partitions.contains(&p);
+            if now_assigned && !*a {
+                self.partitions[p].1 = now;
+            }
+            *a = now_assigned;
         }
     }
 
@@ -38,6 +59,7 @@ impl WatermarkTracker {
     pub fn observe(&mut self, partition: usize, max_ts: i64, now: Instant) {
         if partition >= self.partitions.len() {
             self.partitions.resize(partition + 1, (i64::MIN, now));
+            self.assigned.resize(partition + 1, true);
         }
         let p = &mut self.partitions[partition];
         p.0 = p.0.max(max_ts);
@@ -46,18 +68,22 @@ impl WatermarkTracker {
 
     /// The current watermark, if any partition has produced data.
     pub fn watermark(&self, now: Instant) -> Option<i64> {
-        let active = self
-            .partitions
-            .iter()
-            .filter(|(_, seen)| match self.idle_timeout {
-                Some(idle) => now.duration_since(*seen) < idle,
-                None => true,
-            });
+        let mine = || {
+            self.partitions
+                .iter()
+                .zip(&self.assigned)
+                .filter(|(_, a)| **a)
+                .map(|(p, _)| p)
+        };
+        let active = mine().filter(|(_, seen)| match self.idle_timeout {
+            Some(idle) => now.duration_since(*seen) < idle,
+            None => true,
+        });
         let min = active.map(|(ts, _)| *ts).min();
         let min = match min {
             Some(m) => m,
             // Every partition is idle: follow the most advanced one.
-            None => self.partitions.iter().map(|(ts, _)| *ts).max()?,
+            None => mine().map(|(ts, _)| *ts).max()?,
         };
         (min != i64::MIN).then(|| min.saturating_sub(self.max_delay_ms))
     }
@@ -101,6 +127,22 @@ mod tests {
         assert_eq!(w.watermark(t0), Some(400));
         w.observe(1, 2_000, t0);
         assert_eq!(w.watermark(t0), Some(900));
+    }
+
+    #[test]
+    fn only_assigned_partitions_hold_time_back() {
+        let t0 = Instant::now();
+        let mut w = WatermarkTracker::new(4, Duration::from_millis(10), None);
+        w.assign(&[1, 3], t0);
+        w.observe(1, 1_000, t0);
+        assert_eq!(w.watermark(t0), None, "partition 3 has not produced yet");
+        w.observe(3, 500, t0);
+        assert_eq!(w.watermark(t0), Some(490));
+        // Partition 3 moves away; partition 0 arrives and holds time back.
+        w.assign(&[0, 1], t0);
+        assert_eq!(w.watermark(t0), None);
+        w.observe(0, 2_000, t0);
+        assert_eq!(w.watermark(t0), Some(990));
     }
 
     #[test]

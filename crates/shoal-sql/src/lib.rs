@@ -12,17 +12,26 @@
 //!   [`QueryOperator`]: a chain of filter and projection stages, each a set of
 //!   physical expressions (scalar functions, `CASE`, casts, UDFs).
 //!
-//! No query plan is ever built per batch. Constructs that need state
-//! (aggregation, windows, joins, sorting) are rejected at plan time with an
-//! error that names the construct.
+//! No query plan is ever built per batch. Event-time windowed aggregation
+//! (`GROUP BY tumble(…) | hop(…) | session(…)`, see [`window`]) keeps its
+//! state in the operator and emits when the watermark passes a window's end.
+//! Other constructs that need state (joins, sorting, `GROUP BY` without a
+//! window) are rejected at plan time with an error that names the construct.
 
+mod codec;
 mod context;
+mod dedup;
 mod error;
 mod filter;
+mod join;
+mod late;
 mod over;
 mod query;
+pub mod window;
 
 pub use context::sql_context;
+pub use dedup::{DedupOperator, DedupSpec};
 pub use error::{Result, SqlError};
 pub use filter::{FilterOperator, compile_filter};
+pub use join::IntervalJoinSpec;
 pub use query::{CompiledQuery, QueryOperator, compile_query};

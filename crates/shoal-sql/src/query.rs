@@ -15,7 +15,10 @@ use shoal_runtime::{Collector, Operator, Result as RtResult};
 use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
+use crate::join::{IntervalJoinSpec, IntervalJoinState};
 use crate::over::{OverSpec, OverState};
+use shoal_runtime::DeadLetter;
+use crate::window::{WindowAggSpec, WindowAggState};
 
 /// One step of a compiled stateless query.
 #[derive(Debug, Clone)]
@@ -31,6 +34,18 @@ enum Stage {
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
+    },
+    /// Event-time windowed aggregation: absorbs rows, emits on watermarks
+    /// (the stages after it run on what it emits).
+    WindowAgg(Arc<WindowAggSpec>),
+    /// Interval join of two inputs; each side runs its own stateless stages
+    /// first. Always the first stage.
+    Join {
+        branches: Arc<[Vec<Stage>; 2]>,
+        tables: [String; 2],
+        /// The transform inputs the two sides read.
+        inputs: [usize; 2],
+        spec: Arc<IntervalJoinSpec>,
     },
 }
 
@@ -62,6 +77,10 @@ impl CompiledQuery {
                 Stage::Filter(p) => format!("filter[{p}]"),
                 Stage::Over(o) => o.describe(),
                 Stage::Project { exprs, .. } => format!("project[{} exprs]", exprs.len()),
+                Stage::WindowAgg(w) => w.describe(),
+                Stage::Join { spec, tables, .. } => {
+                    format!("{} of {} and {}", spec.describe(), tables[0], tables[1])
+                }
             })
             .collect::<Vec<_>>()
             .join(" -> ")
@@ -72,6 +91,7 @@ impl CompiledQuery {
     pub fn partition_key(&self) -> Option<&str> {
         self.stages.iter().find_map(|s| match s {
             Stage::Over(o) => Some(o.key_name()),
+            Stage::WindowAgg(w) => w.key_column(),
             _ => None,
         })
     }
@@ -79,8 +99,40 @@ impl CompiledQuery {
     /// Whether the query keeps state between batches.
     pub fn is_stateful(&self) -> bool {
         self.partition_key().is_some()
+            || self.window_stage().is_some()
+            || self.join_stage().is_some()
     }
 
+    /// The interval-join stage, if any (always the first stage).
+    fn join_stage(&self) -> Option<(&Arc<[Vec<Stage>; 2]>, [usize; 2], &Arc<IntervalJoinSpec>)> {
+        match self.stages.first() {
+            Some(Stage::Join {
+                branches,
+                inputs,
+                spec,
+                ..
+            }) => Some((branches, *inputs, spec)),
+            _ => None,
+        }
+    }
+
+    /// Which transform inputs the query reads (two for a join).
+    pub fn inputs(&self) -> Vec<usize> {
+        match self.join_stage() {
+            Some((_, inputs, _)) => inputs.to_vec(),
+            None => vec![self.input],
+        }
+    }
+
+    /// The windowed-aggregation stage, if any, and its position.
+    fn window_stage(&self) -> Option<(usize, &Arc<WindowAggSpec>)> {
+        self.stages.iter().enumerate().find_map(|(i, s)| match s {
+            Stage::WindowAgg(w) => Some((i, w)),
+            _ => None,
+        })
+    }
+
+    /// The OVER-window stage, if any, and its position.
     fn over(&self) -> Option<(usize, &OverSpec)> {
         self.stages.iter().enumerate().find_map(|(i, s)| match s {
             Stage::Over(o) => Some((i, o)),
@@ -89,7 +141,7 @@ impl CompiledQuery {
     }
 
     /// The input carries event time on column `column` (a source upstream
-    /// declares `event_time`): stateful stages process rows in event-time
+    /// declares `event_time`): OVER windows process rows in event-time
     /// order, as the watermark passes them.
     pub fn set_event_time(&mut self, column: &str) -> Result<()> {
         for stage in &mut self.stages {
@@ -103,25 +155,32 @@ impl CompiledQuery {
     /// Run the stages over one batch (stateless queries only).
     pub fn apply(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
         let mut state = OverState::default();
-        let mut dead = Vec::new();
-        let out = self.run(0, batch.clone(), &mut state, &mut dead)?;
-        Ok(out.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        self.run_from(0, batch, &mut state, &mut Vec::new(), &mut Absorb::Never)
     }
 
-    /// Run the stages from `from` over one batch; `None` when a stateful
-    /// stage held the rows back.
-    fn run(
+    /// Run the stages from `first` on over one batch. A windowed-aggregation
+    /// stage absorbs the batch (through `absorb`) and ends the run.
+    fn run_from(
         &self,
-        from: usize,
-        batch: RecordBatch,
+        first: usize,
+        batch: &RecordBatch,
         state: &mut OverState,
-        dead: &mut Vec<shoal_runtime::DeadLetter>,
-    ) -> RtResult<Option<RecordBatch>> {
-        let mut batch = batch;
-        for stage in &self.stages[from..] {
-            if batch.num_rows() == 0 {
-                return Ok(None);
-            }
+        dead: &mut Vec<DeadLetter>,
+        absorb: &mut Absorb<'_>,
+    ) -> RtResult<RecordBatch> {
+        self.run_stages(&self.stages[first..], batch, state, dead, absorb)
+    }
+
+    fn run_stages(
+        &self,
+        stages: &[Stage],
+        batch: &RecordBatch,
+        state: &mut OverState,
+        dead: &mut Vec<DeadLetter>,
+        absorb: &mut Absorb<'_>,
+    ) -> RtResult<RecordBatch> {
+        let mut batch = batch.clone();
+        for stage in stages {
             batch = match stage {
                 Stage::Select { indices, schema } => {
                     let b = batch.project(indices)?;
@@ -130,7 +189,7 @@ impl CompiledQuery {
                 Stage::Filter(p) => apply_predicate(p.as_ref(), &batch)?,
                 Stage::Over(o) => match o.push(batch, state, dead)? {
                     Some(b) => b,
-                    None => return Ok(None),
+                    None => return Ok(RecordBatch::new_empty(self.schema.clone())),
                 },
                 Stage::Project { exprs, schema } => {
                     let rows = batch.num_rows();
@@ -144,9 +203,28 @@ impl CompiledQuery {
                         &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
                     )?
                 }
+                Stage::WindowAgg(w) => {
+                    let Absorb::Into(window, late) = absorb else {
+                        return Err(shoal_runtime::RuntimeError::Internal(
+                            "a windowed query ran without its state".into(),
+                        ));
+                    };
+                    if let Some(l) = w.process(&batch, window)? {
+                        late.push(l);
+                    }
+                    return Ok(RecordBatch::new_empty(self.schema.clone()));
+                }
+                Stage::Join { .. } => {
+                    return Err(shoal_runtime::RuntimeError::Internal(
+                        "a join stage runs through QueryOperator::process_batch".into(),
+                    ));
+                }
             };
+            if batch.num_rows() == 0 {
+                break;
+            }
         }
-        Ok((batch.num_rows() > 0).then_some(batch))
+        Ok(batch)
     }
 }
 
@@ -169,13 +247,24 @@ pub fn compile_query(query: &str, inputs: &[(String, SchemaRef)]) -> Result<Comp
     let plan = state.optimize(&plan)?;
     let mut stages = Vec::new();
     let table = compile_plan(&ctx, &plan, &mut stages)?;
-    let input = inputs
-        .iter()
-        .position(|(n, _)| *n == table)
-        .or_else(|| (table == "input").then_some(0))
-        .ok_or_else(|| {
-            SqlError::new(format!("the query reads `{table}`, which is not an input"))
-        })?;
+    let resolve = |table: &str| {
+        inputs
+            .iter()
+            .position(|(n, _)| n == table)
+            .or_else(|| (table == "input" && inputs.len() == 1).then_some(0))
+            .ok_or_else(|| {
+                SqlError::new(format!("the query reads `{table}`, which is not an input"))
+            })
+    };
+    let input = resolve(&table)?;
+    if let Some(Stage::Join {
+        tables,
+        inputs: sides,
+        ..
+    }) = stages.first_mut()
+    {
+        *sides = [resolve(&tables[0])?, resolve(&tables[1])?];
+    }
     let schema = Arc::clone(plan.schema().inner());
     Ok(CompiledQuery {
         input,
@@ -229,6 +318,61 @@ fn compile_plan(
             stages.push(Stage::Over(spec));
             Ok(table)
         }
+        LogicalPlan::Join(j) => {
+            if j.join_type != datafusion::logical_expr::JoinType::Inner {
+                return Err(not_a_stream(
+                    &format!("a {} join", j.join_type),
+                    "only inner interval joins run on streams",
+                ));
+            }
+            if !stages.is_empty() {
+                return Err(not_a_stream(
+                    "a join below other stages",
+                    "join the inputs first",
+                ));
+            }
+            let (mut left, mut right) = (Vec::new(), Vec::new());
+            let lt = compile_plan(ctx, &j.left, &mut left)?;
+            let rt = compile_plan(ctx, &j.right, &mut right)?;
+            if left.iter().chain(&right).any(|s| {
+                matches!(
+                    s,
+                    Stage::Over(..) | Stage::WindowAgg(_) | Stage::Join { .. }
+                )
+            }) {
+                return Err(not_a_stream(
+                    "aggregation or a join inside a join's input",
+                    "compute it in a separate `sql` transform and join its output",
+                ));
+            }
+            let spec = IntervalJoinSpec::compile(
+                ctx,
+                j.left.schema(),
+                j.right.schema(),
+                &j.on,
+                j.filter.as_ref(),
+                &j.schema,
+            )?;
+            stages.push(Stage::Join {
+                branches: Arc::new([left, right]),
+                tables: [lt.clone(), rt],
+                inputs: [0, 0],
+                spec: Arc::new(spec),
+            });
+            Ok(lt)
+        }
+        LogicalPlan::Aggregate(a) => {
+            if stages.iter().any(|s| matches!(s, Stage::WindowAgg(_))) {
+                return Err(not_a_stream(
+                    "a second GROUP BY over a windowed aggregate",
+                    "chain two `sql` transforms instead",
+                ));
+            }
+            let table = compile_plan(ctx, &a.input, stages)?;
+            let spec = WindowAggSpec::compile(ctx, a)?;
+            stages.push(Stage::WindowAgg(Arc::new(spec)));
+            Ok(table)
+        }
         LogicalPlan::Filter(f) => {
             let table = compile_plan(ctx, &f.input, stages)?;
             stages.push(Stage::Filter(physical(
@@ -259,11 +403,6 @@ fn physical(ctx: &SessionContext, expr: &Expr, schema: &DFSchema) -> Result<Arc<
 
 fn unsupported(plan: &LogicalPlan) -> SqlError {
     let (what, hint) = match plan {
-        LogicalPlan::Aggregate(_) => (
-            "GROUP BY / aggregate functions",
-            "windowed aggregation (tumble, hop, session) is planned; for now aggregate downstream",
-        ),
-        LogicalPlan::Join(_) => ("JOIN", "stream joins are planned"),
         LogicalPlan::Sort(_) => (
             "ORDER BY",
             "a stream has no end to sort by; remove ORDER BY",
@@ -293,23 +432,87 @@ fn not_a_stream(what: &str, hint: &str) -> SqlError {
     .with_hint(hint)
 }
 
+/// Where a windowed-aggregation stage puts what it absorbs.
+enum Absorb<'a> {
+    /// The query has no such stage.
+    Never,
+    /// Its state, and where late rows go.
+    Into(&'a mut WindowAggState, &'a mut Vec<RecordBatch>),
+}
+
 /// Runs a [`CompiledQuery`] on every batch, holding its keyed state.
 pub struct QueryOperator {
     query: CompiledQuery,
-    node: String,
     state: OverState,
-    dead: Vec<shoal_runtime::DeadLetter>,
+    dead: Vec<DeadLetter>,
+    window: Option<WindowAggState>,
+    join: Option<IntervalJoinState>,
+    late: Vec<RecordBatch>,
+    node: String,
 }
 
 impl QueryOperator {
-    /// An operator running `query` for node `node` (named in dead letters).
-    pub fn new(query: CompiledQuery, node: impl Into<String>) -> Self {
+    /// An operator running `query`.
+    pub fn new(query: CompiledQuery) -> Self {
+        let state = OverState::default();
+        let window = query.window_stage().map(|_| WindowAggState::default());
+        let join = query.join_stage().map(|(_, _, spec)| {
+            IntervalJoinState::new(spec).expect("join keys have row encodings")
+        });
         Self {
             query,
-            node: node.into(),
-            state: OverState::default(),
+            state,
             dead: Vec::new(),
+            window,
+            join,
+            late: Vec::new(),
+            node: "sql".into(),
         }
+    }
+
+    /// Name the node (for its dead letters).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
+    }
+
+    /// Entries held in state: window groups and buffered session rows,
+    /// buffered join rows, running-aggregate keys.
+    pub fn state_entries(&self) -> usize {
+        self.window.as_ref().map_or(0, WindowAggState::entries)
+            + self.join.as_ref().map_or(0, IntervalJoinState::rows)
+            + self.state_keys()
+            + self.state.rows()
+    }
+
+    /// The event time of the rows a join emits, given its input watermark.
+    fn after_join(&self, watermark: i64) -> i64 {
+        match self.query.join_stage() {
+            Some((_, _, spec)) if watermark != i64::MAX && watermark != i64::MIN => {
+                watermark.saturating_sub(spec.lag_ms())
+            }
+            _ => watermark,
+        }
+    }
+
+    /// Send late rows to the dead-letter output.
+    fn flush_late(&mut self, out: &mut Collector) -> RtResult<()> {
+        for mut letter in self.dead.drain(..) {
+            letter.node.clone_from(&self.node);
+            out.dead_letter(letter);
+        }
+        for batch in self.late.drain(..) {
+            for record in crate::late::json_lines(&batch)? {
+                out.dead_letter(shoal_runtime::DeadLetter {
+                    node: self.node.clone(),
+                    partition: None,
+                    offset: None,
+                    reason: "late".into(),
+                    record,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Keys held in state.
@@ -317,73 +520,163 @@ impl QueryOperator {
         self.state.keys()
     }
 
-    /// Rows held in state (buffered for the watermark or inside frames).
+    /// Rows held by an OVER window (waiting for the watermark or inside
+    /// sliding frames).
     pub fn state_rows(&self) -> usize {
         self.state.rows()
-    }
-
-    fn flush_dead(&mut self, out: &mut Collector) {
-        for mut letter in self.dead.drain(..) {
-            letter.node.clone_from(&self.node);
-            out.dead_letter(letter);
-        }
-    }
-
-    /// Release rows up to `watermark` from the stateful stage and run the
-    /// stages after it.
-    fn release(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
-        let Some((i, over)) = self.query.over() else {
-            return Ok(());
-        };
-        if let Some(batch) = over.release(watermark, &mut self.state)?
-            && let Some(b) = self
-                .query
-                .run(i + 1, batch, &mut self.state, &mut self.dead)?
-        {
-            out.emit(b);
-        }
-        self.flush_dead(out);
-        Ok(())
     }
 }
 
 impl Operator for QueryOperator {
     fn process_batch(
         &mut self,
-        _input: usize,
+        input: usize,
         batch: RecordBatch,
         out: &mut Collector,
     ) -> RtResult<()> {
-        if let Some(b) = self.query.run(0, batch, &mut self.state, &mut self.dead)? {
-            out.emit(b);
+        if let (Some((branches, inputs, spec)), Some(join)) =
+            (self.query.join_stage(), &mut self.join)
+        {
+            for side in 0..2 {
+                if inputs[side] != input {
+                    continue;
+                }
+                let rows = self.query.run_stages(
+                    &branches[side],
+                    &batch,
+                    &mut OverState::default(),
+                    &mut self.dead,
+                    &mut Absorb::Never,
+                )?;
+                if rows.num_rows() == 0 {
+                    continue;
+                }
+                let (joined, late) = join.process(spec, side, rows)?;
+                self.late.extend(late);
+                if let Some(j) = joined {
+                    let mut absorb = match &mut self.window {
+                        Some(w) => Absorb::Into(w, &mut self.late),
+                        None => Absorb::Never,
+                    };
+                    out.emit(self.query.run_from(
+                        1,
+                        &j,
+                        &mut self.state,
+                        &mut self.dead,
+                        &mut absorb,
+                    )?);
+                }
+            }
+            return self.flush_late(out);
         }
-        self.flush_dead(out);
-        Ok(())
+        let mut absorb = match &mut self.window {
+            Some(w) => Absorb::Into(w, &mut self.late),
+            None => Absorb::Never,
+        };
+        out.emit(
+            self.query
+                .run_from(0, &batch, &mut self.state, &mut self.dead, &mut absorb)?,
+        );
+        self.flush_late(out)
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
-        self.release(watermark, out)
+        if let (Some((_, _, spec)), Some(join)) = (self.query.join_stage(), &mut self.join) {
+            join.on_watermark(spec, watermark);
+        }
+        // Stages after a join see the join's (held back) event time.
+        let watermark = self.after_join(watermark);
+        // OVER windows release the rows the watermark passed.
+        if let Some((i, over)) = self.query.over()
+            && let Some(rows) = over.release(watermark, &mut self.state)?
+        {
+            let mut absorb = match &mut self.window {
+                Some(w) => Absorb::Into(w, &mut self.late),
+                None => Absorb::Never,
+            };
+            out.emit(self.query.run_from(
+                i + 1,
+                &rows,
+                &mut self.state,
+                &mut self.dead,
+                &mut absorb,
+            )?);
+        }
+        if let (Some((i, spec)), Some(window)) = (self.query.window_stage(), &mut self.window) {
+            for fired in spec.on_watermark(watermark, window)? {
+                out.emit(self.query.run_from(
+                    i + 1,
+                    &fired,
+                    &mut self.state,
+                    &mut self.dead,
+                    &mut Absorb::Never,
+                )?);
+            }
+        }
+        self.flush_late(out)
+    }
+
+    fn state_entries(&self) -> Option<usize> {
+        self.query.is_stateful().then(|| self.state_entries())
+    }
+
+    fn output_watermark(&self, input: i64) -> i64 {
+        let w = self.after_join(input);
+        match (self.query.window_stage(), &self.window) {
+            (Some((_, spec)), Some(state)) => spec.output_watermark(w, state),
+            _ => w,
+        }
     }
 
     fn on_end(&mut self, out: &mut Collector) -> RtResult<()> {
-        self.release(i64::MAX, out)
+        // End of input: event time is +inf, every open window fires.
+        self.on_watermark(i64::MAX, out)
     }
 
     fn snapshot(&mut self) -> RtResult<serde_json::Value> {
-        if self.query.over().is_none() {
+        if !self.query.is_stateful() {
             return Ok(serde_json::Value::Null);
         }
-        self.state.snapshot()
+        let over = match self.query.over() {
+            Some(_) => self.state.snapshot()?,
+            None => serde_json::Value::Null,
+        };
+        let window = match (self.query.window_stage(), &mut self.window) {
+            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        let join = match (self.query.join_stage(), &self.join) {
+            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
         let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
             return Ok(());
         };
-        let Some((_, over)) = self.query.over() else {
-            return Ok(());
+        let changed = || {
+            shoal_runtime::RuntimeError::User(
+                "the checkpoint's sql state does not fit the query (it changed)".into(),
+            )
         };
-        self.state.restore(over, mine)
+        if !mine.is_object() {
+            return Err(changed());
+        }
+        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
+            let (_, spec) = self.query.over().ok_or_else(changed)?;
+            self.state.restore(spec, o)?;
+        }
+        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
+            self.window = Some(WindowAggState::restore(spec, w)?);
+        }
+        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
+            self.join = Some(IntervalJoinState::restore(spec, j)?);
+        }
+        Ok(())
     }
 }
 
@@ -513,12 +806,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.partition_key(), Some("country"));
-        let mut op = QueryOperator::new(q.clone(), "sql");
+        let mut op = QueryOperator::new(q.clone()).with_node("sql");
         let mut out = Collector::default();
         op.process_batch(0, batch.clone(), &mut out).unwrap();
         let snap = op.snapshot().unwrap();
         // A fresh instance restored from the snapshot continues the counts.
-        let mut restored = QueryOperator::new(q, "sql");
+        let mut restored = QueryOperator::new(q).with_node("sql");
         restored.restore(&[snap], 0).unwrap();
         assert_eq!(restored.state_keys(), 2);
         let mut out2 = Collector::default();
@@ -597,14 +890,14 @@ mod tests {
             "{}",
             q.describe()
         );
-        let mut op = QueryOperator::new(q.clone(), "rolling");
+        let mut op = QueryOperator::new(q.clone()).with_node("rolling");
         let mut out = Collector::default();
         op.process_batch(0, batch, &mut out).unwrap();
         assert!(out.batches().is_empty(), "rows wait for the watermark");
         op.on_watermark(2 * MIN, &mut out).unwrap();
         // A checkpoint here, restored into a fresh operator, continues alike.
         let snap = op.snapshot().unwrap();
-        let mut op = QueryOperator::new(q, "rolling");
+        let mut op = QueryOperator::new(q).with_node("rolling");
         op.restore(&[snap], 0).unwrap();
         // A row at or before the watermark is late: dead-lettered.
         let (_, _, late) = ts_input(&[(1, 10, 99.0, MIN)]);
@@ -668,7 +961,7 @@ mod tests {
         let (name, schema, batch) = ts_input(&rows);
         let mut q = compile_query(ROLLING, &[(name.clone(), schema.clone())]).unwrap();
         q.set_event_time("ts").unwrap();
-        let mut op = QueryOperator::new(q, "rolling");
+        let mut op = QueryOperator::new(q).with_node("rolling");
         let mut out = Collector::default();
         // In slices, with a watermark 3 s behind the largest time seen.
         let mut max_ts = i64::MIN;

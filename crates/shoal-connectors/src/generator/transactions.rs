@@ -25,10 +25,11 @@ use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use shoal_dsl::{EventTimeSpec, GeneratorSource};
+use shoal_dsl::{EventTimeSpec, GeneratorProfile, GeneratorSource};
 use shoal_runtime::{Result, Source, SourceContext};
 
 use super::CHUNK;
+use super::nexmark::{NexmarkBuilders, nexmark_schema};
 use crate::event_time::EventTime;
 
 /// Event time of record 0: 2026-01-01T00:00:00Z.
@@ -55,6 +56,14 @@ pub fn transactions_schema() -> SchemaRef {
     ]))
 }
 
+/// The schema a generator of `profile` produces.
+pub fn generator_schema(profile: GeneratorProfile) -> SchemaRef {
+    match profile {
+        GeneratorProfile::Transactions => transactions_schema(),
+        GeneratorProfile::Nexmark => nexmark_schema(),
+    }
+}
+
 /// The card's home country: most cards are American.
 fn home_country(card: u64) -> usize {
     let h = card.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
@@ -65,8 +74,9 @@ fn home_country(card: u64) -> usize {
     }
 }
 
-/// One instance of a transactions generator.
+/// One instance of a generator (any profile; the name is historical).
 pub struct TransactionGenerator {
+    profile: GeneratorProfile,
     seed: u64,
     count: Option<u64>,
     rate: Option<f64>,
@@ -84,12 +94,13 @@ impl TransactionGenerator {
     /// A generator for `spec`.
     pub fn new(spec: &GeneratorSource) -> Self {
         Self {
+            profile: spec.profile,
             seed: spec.seed,
             count: spec.count,
             rate: spec.rate,
             batch_size: spec.batch_size.max(1),
             event_time: spec.event_time.clone(),
-            schema: transactions_schema(),
+            schema: generator_schema(spec.profile),
             id_buf: String::with_capacity(16),
             wall_clock: spec.wall_clock,
             resume: None,
@@ -179,6 +190,12 @@ fn log_normal(mu: f64, sigma: f64, u: [f64; 2]) -> f64 {
     (mu + sigma * z).exp()
 }
 
+/// The column builders of the generator's profile.
+enum Batcher {
+    Transactions(Builders),
+    Nexmark(NexmarkBuilders),
+}
+
 struct Builders {
     txn_id: StringBuilder,
     card_id: Int64Builder,
@@ -245,7 +262,10 @@ impl Source for TransactionGenerator {
                 Some(spec) => Some(EventTime::new(spec, &self.schema, 1)?),
                 None => None,
             };
-            let mut builders = Builders::new(batch_size);
+            let mut builders = match self.profile {
+                GeneratorProfile::Transactions => Batcher::Transactions(Builders::new(batch_size)),
+                GeneratorProfile::Nexmark => Batcher::Nexmark(NexmarkBuilders::new(batch_size)),
+            };
             let started = Instant::now();
             let mut emitted: u64 = 0;
             let (mut chunk, mut pos) = self.resume.unwrap_or((instance, instance * CHUNK)); // next record
@@ -266,11 +286,17 @@ impl Source for TransactionGenerator {
                         continue;
                     }
                     let end = limit.min(pos + (batch_size - rows) as u64);
-                    self.fill(pos, end, &mut builders);
+                    match &mut builders {
+                        Batcher::Transactions(b) => self.fill(pos, end, b),
+                        Batcher::Nexmark(b) => b.fill(self.seed, pos, end),
+                    }
                     rows += (end - pos) as usize;
                     pos = end;
                 }
-                let batch = builders.finish(&self.schema)?;
+                let batch = match &mut builders {
+                    Batcher::Transactions(b) => b.finish(&self.schema)?,
+                    Batcher::Nexmark(b) => b.finish(&self.schema)?,
+                };
                 if let Some(et) = &mut event_time {
                     et.observe(0, &batch);
                 }

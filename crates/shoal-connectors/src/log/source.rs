@@ -375,6 +375,9 @@ impl Source for LogSource {
                         m.dirty = true;
                     }
                 }
+                if let Some(et) = &mut event_time {
+                    et.assign(&owned);
+                }
                 ctx.set_state(Self::state(&base, &released, &m.positions));
                 // One fetch per owned partition per round.
                 let mut fetched_any = false;

@@ -1,0 +1,254 @@
+//! The state of one window-aggregate operator instance: open panes (live
+//! accumulators per group), completed panes of hopping windows (frozen
+//! intermediate state, shared by every window that covers them), and the
+//! buffered rows of open sessions.
+//!
+//! Everything is snapshotted as Arrow IPC (base64 in the checkpoint's JSON),
+//! so any aggregate's intermediate state — including `COUNT(DISTINCT)` sets
+//! and percentile digests — round-trips exactly.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use shoal_runtime::{Result as RtResult, RuntimeError};
+
+use crate::codec::{decode, encode};
+use crate::window::spec::WindowAggSpec;
+
+/// Group ids for the rows of one pane or window.
+pub(crate) enum Groups {
+    /// `GROUP BY` has keys besides the window.
+    Keyed(Box<dyn GroupValues>),
+    /// Only the window: one group.
+    Single,
+}
+
+impl Groups {
+    pub(crate) fn new(spec: &WindowAggSpec) -> RtResult<Self> {
+        if spec.keys.is_empty() {
+            return Ok(Self::Single);
+        }
+        Ok(Self::Keyed(new_group_values(
+            spec.key_schema.clone(),
+            &GroupOrdering::None,
+        )?))
+    }
+
+    /// Group ids of `keys` (`rows` rows) into `ids`; returns the group count.
+    pub(crate) fn intern(
+        &mut self,
+        keys: &[ArrayRef],
+        rows: usize,
+        ids: &mut Vec<usize>,
+    ) -> RtResult<usize> {
+        match self {
+            Self::Keyed(g) => {
+                g.intern(keys, ids)?;
+                Ok(g.len())
+            }
+            Self::Single => {
+                ids.clear();
+                ids.resize(rows, 0);
+                Ok(1)
+            }
+        }
+    }
+
+    /// The key columns of every group, emptying the table.
+    pub(crate) fn emit(&mut self) -> RtResult<Vec<ArrayRef>> {
+        match self {
+            Self::Keyed(g) => Ok(g.emit(EmitTo::All)?),
+            Self::Single => Ok(Vec::new()),
+        }
+    }
+
+    /// Groups held.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Keyed(g) => g.len(),
+            Self::Single => 1,
+        }
+    }
+}
+
+/// Accumulators of one pane that still receives rows.
+pub(crate) struct LivePane {
+    pub(crate) groups: Groups,
+    pub(crate) accs: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+impl LivePane {
+    pub(crate) fn new(spec: &WindowAggSpec) -> RtResult<Self> {
+        Ok(Self {
+            groups: Groups::new(spec)?,
+            accs: spec
+                .aggs
+                .iter()
+                .map(|a| a.accumulator())
+                .collect::<crate::Result<_>>()
+                .map_err(|e| RuntimeError::Internal(e.message))?,
+        })
+    }
+
+    /// Rebuild a live pane from its frozen state (after a restore).
+    pub(crate) fn from_frozen(spec: &WindowAggSpec, frozen: &RecordBatch) -> RtResult<Self> {
+        let mut pane = Self::new(spec)?;
+        pane.merge(spec, frozen, &mut Vec::new())?;
+        Ok(pane)
+    }
+
+    /// Merge frozen state (keys, then state columns) into this pane.
+    pub(crate) fn merge(
+        &mut self,
+        spec: &WindowAggSpec,
+        frozen: &RecordBatch,
+        ids: &mut Vec<usize>,
+    ) -> RtResult<()> {
+        let k = spec.keys.len();
+        let cols = frozen.columns();
+        let total = self.groups.intern(&cols[..k], frozen.num_rows(), ids)?;
+        let mut at = k;
+        for (acc, agg) in self.accs.iter_mut().zip(&spec.aggs) {
+            acc.merge_batch(&cols[at..at + agg.n_state], ids, total)?;
+            at += agg.n_state;
+        }
+        Ok(())
+    }
+
+    /// The pane's keys and intermediate state as one batch (empties it).
+    pub(crate) fn freeze(&mut self, spec: &WindowAggSpec) -> RtResult<RecordBatch> {
+        let rows = self.groups.len();
+        let mut cols = self.groups.emit()?;
+        for acc in &mut self.accs {
+            cols.extend(acc.state(EmitTo::All)?);
+        }
+        Ok(RecordBatch::try_new_with_options(
+            spec.state_schema.clone(),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
+}
+
+/// A pane: still open, or complete and frozen.
+pub(crate) enum Pane {
+    Live(LivePane),
+    Frozen(RecordBatch),
+}
+
+/// All state of one window-aggregate instance.
+pub struct WindowAggState {
+    /// Event time reached: rows before it are late; windows ending at or
+    /// before it have fired.
+    pub(crate) watermark: i64,
+    /// Panes by start (ms).
+    pub(crate) panes: BTreeMap<i64, Pane>,
+    /// Rows of open sessions (`spec.rows_schema`).
+    pub(crate) session_rows: Vec<RecordBatch>,
+    /// Smallest event time among `session_rows`.
+    pub(crate) session_min_ts: i64,
+}
+
+impl Default for WindowAggState {
+    fn default() -> Self {
+        Self {
+            watermark: i64::MIN,
+            panes: BTreeMap::new(),
+            session_rows: Vec::new(),
+            session_min_ts: i64::MAX,
+        }
+    }
+}
+
+impl WindowAggState {
+    /// Groups held (over every pane) plus buffered session rows: the state
+    /// size reported in metrics.
+    pub fn entries(&self) -> usize {
+        let panes: usize = self
+            .panes
+            .values()
+            .map(|p| match p {
+                Pane::Live(l) => l.groups.len(),
+                Pane::Frozen(b) => b.num_rows(),
+            })
+            .sum();
+        panes
+            + self
+                .session_rows
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+    }
+
+    /// The state as JSON. Live panes are frozen for the snapshot and
+    /// rebuilt from it, so the operator continues with identical state.
+    pub(crate) fn snapshot(&mut self, spec: &WindowAggSpec) -> RtResult<serde_json::Value> {
+        let mut panes = Vec::with_capacity(self.panes.len());
+        for (start, pane) in self.panes.iter_mut() {
+            let (live, frozen) = match pane {
+                Pane::Live(l) => {
+                    let frozen = l.freeze(spec)?;
+                    *l = LivePane::from_frozen(spec, &frozen)?;
+                    (true, frozen)
+                }
+                Pane::Frozen(b) => (false, b.clone()),
+            };
+            panes.push(serde_json::json!({
+                "start": start,
+                "live": live,
+                "state": encode(&frozen)?,
+            }));
+        }
+        let session = if self.session_rows.is_empty() {
+            serde_json::Value::Null
+        } else {
+            let all = arrow::compute::concat_batches(&spec.rows_schema, &self.session_rows)?;
+            let v = serde_json::Value::String(encode(&all)?);
+            self.session_rows = vec![all];
+            v
+        };
+        Ok(serde_json::json!({
+            "watermark": self.watermark,
+            "panes": panes,
+            "session_rows": session,
+        }))
+    }
+
+    /// State from [`WindowAggState::snapshot`]'s JSON.
+    pub(crate) fn restore(spec: &WindowAggSpec, v: &serde_json::Value) -> RtResult<Self> {
+        let bad = || RuntimeError::User("window-aggregate state is malformed".into());
+        let mut state = Self {
+            watermark: v["watermark"].as_i64().ok_or_else(bad)?,
+            ..Self::default()
+        };
+        for p in v["panes"].as_array().ok_or_else(bad)? {
+            let start = p["start"].as_i64().ok_or_else(bad)?;
+            let frozen = decode(p["state"].as_str().ok_or_else(bad)?, &spec.state_schema)?;
+            let pane = if p["live"].as_bool().ok_or_else(bad)? {
+                Pane::Live(LivePane::from_frozen(spec, &frozen)?)
+            } else {
+                Pane::Frozen(frozen)
+            };
+            state.panes.insert(start, pane);
+        }
+        if let Some(s) = v["session_rows"].as_str() {
+            let rows = decode(s, &spec.rows_schema)?;
+            state.session_min_ts = min_event_time(&rows);
+            state.session_rows.push(rows);
+        }
+        Ok(state)
+    }
+}
+
+/// The smallest value of a rows batch's event-time column.
+pub(crate) fn min_event_time(rows: &RecordBatch) -> i64 {
+    let ts = rows
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("event time is int64");
+    arrow::compute::min(ts).unwrap_or(i64::MAX)
+}
