@@ -85,9 +85,10 @@ pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
     Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, EventTimeSpec, FieldSpec, FieldType,
-    FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource, LogSink,
-    LogSource, PipelineSpec, RecordFormat, SchemaSpec, SinkSpec, SourceSpec, SqlTransform,
-    StartFrom, StdoutSink, TransformSpec,
+    FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource,
+    KafkaSink, KafkaSource, LogSink, LogSource, PipelineSpec, PostgresMode, PostgresSink,
+    RecordFormat, SchemaSpec, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink,
+    TransformSpec,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 
