@@ -28,6 +28,7 @@ pub fn records(n: usize) -> Vec<(String, String)> {
 const SCHEMA: &str = "{ id: int64, card: int64, amount: float64 }";
 
 #[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn kafka_to_file_reads_every_record_once_in_partition_order() {
     let Some(brokers) = kafka_brokers() else {
         return;
@@ -74,6 +75,7 @@ fn kafka_to_file_reads_every_record_once_in_partition_order() {
 }
 
 #[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
     let Some(brokers) = kafka_brokers() else {
         return;

@@ -88,6 +88,7 @@ fn pipeline(brokers: &str, input: &str, output: &str, group: &str, assignor: &st
 }
 
 #[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn two_processes_split_the_group_and_the_survivor_of_a_sigkill_finishes_exactly_once() {
     let Some(brokers) = kafka_brokers() else {
         return;
@@ -135,6 +136,7 @@ fn two_processes_split_the_group_and_the_survivor_of_a_sigkill_finishes_exactly_
 }
 
 #[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn cooperative_sticky_keeps_unaffected_partitions_flowing_while_a_member_joins_and_leaves() {
     let Some(brokers) = kafka_brokers() else {
         return;
