@@ -1,6 +1,8 @@
 //! Helpers for Shoal's end-to-end tests: they drive the real `shoal` binary
 //! in temporary directories, as a user would.
 
+pub mod services;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

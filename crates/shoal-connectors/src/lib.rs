@@ -9,6 +9,8 @@
 //! | `file` | [`file::FileSource`] (JSON lines, CSV) | [`file::FileSink`] (JSON lines, CSV; atomic commit by rename) |
 //! | `stdout` | | [`stdout::StdoutSink`] |
 //! | `log` | [`log::LogSource`] (consumer-group member) | [`log::LogSink`] (keyed, murmur2) |
+//! | `kafka` | [`kafka::KafkaSource`] (Kafka consumer-group member) | [`kafka::KafkaSink`] (transactional per checkpoint) |
+//! | `postgres` | | [`postgres::PostgresSink`] (epoch + marker in one transaction) |
 //!
 //! plus the dead-letter writers in [`dead_letter`]. Records that cannot be
 //! decoded never stop a source: they go to the dead-letter output with their
@@ -19,6 +21,8 @@ pub mod event_time;
 pub mod file;
 pub mod format;
 pub mod generator;
+pub mod kafka;
 pub mod log;
+pub mod postgres;
 pub mod schema;
 pub mod stdout;

@@ -420,42 +420,9 @@ impl Converter<'_> {
                     Some(g) => self.non_empty(&at("group"), g, "the group name")?,
                     None => pipeline.to_string(),
                 };
-                let assignor = match l.assignor {
-                    Some(a) => self.choice(
-                        &at("assignor"),
-                        &a,
-                        &[
-                            ("range", Assignor::Range),
-                            ("round-robin", Assignor::RoundRobin),
-                            ("sticky", Assignor::Sticky),
-                            ("cooperative-sticky", Assignor::CooperativeSticky),
-                        ],
-                        "assignor",
-                    )?,
-                    None => Assignor::default(),
-                };
-                let start = match l.start {
-                    Some(s) => self.choice(
-                        &at("start"),
-                        &s,
-                        &[
-                            ("earliest", StartFrom::Earliest),
-                            ("latest", StartFrom::Latest),
-                            ("committed", StartFrom::Committed),
-                        ],
-                        "start position",
-                    )?,
-                    None => StartFrom::default(),
-                };
-                let format = match l.format {
-                    Some(f) => self.choice(
-                        &at("format"),
-                        &f,
-                        &[("json", RecordFormat::Json), ("jsonl", RecordFormat::Json)],
-                        "record format",
-                    )?,
-                    None => RecordFormat::Json,
-                };
+                let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
+                let start = self.start(&at("start"), l.start)?;
+                let format = self.record_format(&at("format"), l.format)?;
                 let isolation = match l.isolation {
                     Some(s) => self.choice(
                         &at("isolation"),
@@ -489,7 +456,157 @@ impl Converter<'_> {
                     isolation,
                 })
             }
+            RawSource::Kafka(k) => self.kafka_source(id, k, pipeline)?,
         })
+    }
+
+    fn assignor(&self, at: &[&str], v: Option<String>, kafka: bool) -> R<Assignor> {
+        let Some(a) = v else {
+            return Ok(Assignor::default());
+        };
+        let mut choices = vec![
+            ("range", Assignor::Range),
+            ("round-robin", Assignor::RoundRobin),
+        ];
+        if kafka {
+            choices.push(("roundrobin", Assignor::RoundRobin));
+        } else {
+            choices.push(("sticky", Assignor::Sticky));
+        }
+        choices.push(("cooperative-sticky", Assignor::CooperativeSticky));
+        self.choice(at, &a, &choices, "assignor")
+    }
+
+    fn start(&self, at: &[&str], v: Option<String>) -> R<StartFrom> {
+        match v {
+            Some(s) => self.choice(
+                at,
+                &s,
+                &[
+                    ("earliest", StartFrom::Earliest),
+                    ("latest", StartFrom::Latest),
+                    ("committed", StartFrom::Committed),
+                ],
+                "start position",
+            ),
+            None => Ok(StartFrom::default()),
+        }
+    }
+
+    fn record_format(&self, at: &[&str], v: Option<String>) -> R<RecordFormat> {
+        match v {
+            Some(f) => self.choice(
+                at,
+                &f,
+                &[("json", RecordFormat::Json), ("jsonl", RecordFormat::Json)],
+                "record format",
+            ),
+            None => Ok(RecordFormat::Json),
+        }
+    }
+
+    /// `brokers:` — `host:port` entries separated by commas.
+    fn brokers(&self, at: &[&str], v: String) -> R<String> {
+        let ok = !v.trim().is_empty()
+            && v.split(',').all(|b| {
+                let b = b.trim();
+                b.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            });
+        if !ok {
+            return Err(self
+                .err(at, format!("invalid brokers \"{v}\""))
+                .with_hint("write host:port, several separated by commas, e.g. 127.0.0.1:9092"));
+        }
+        Ok(v.split(',').map(str::trim).collect::<Vec<_>>().join(","))
+    }
+
+    /// `options:` — librdkafka settings, values as strings.
+    fn kafka_options(
+        &self,
+        at: &[&str],
+        v: Option<IndexMap<String, Scalar>>,
+    ) -> R<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for (k, v) in v.unwrap_or_default() {
+            if k.trim().is_empty() {
+                return Err(self.err(at, "an empty option name"));
+            }
+            let v = match v {
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Str(s) => s,
+            };
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn kafka_source(&self, id: &str, k: RawKafkaSource, pipeline: &str) -> R<SourceSpec> {
+        let at = |key: &'static str| -> [&str; 3] { ["sources", id, key] };
+        let mut topics = Vec::new();
+        if let Some(t) = k.topic {
+            topics.push(self.topic(&at("topic"), t)?);
+        }
+        for t in k.topics.unwrap_or_default() {
+            topics.push(self.topic(&at("topics"), t)?);
+        }
+        if topics.is_empty() {
+            return Err(self
+                .err(
+                    &["sources", id],
+                    format!("source \"{id}\" needs a `topic:`"),
+                )
+                .with_hint("add topic: NAME (or topics: [A, B])"));
+        }
+        let schema = self.schema(id, k.schema)?;
+        let timestamp_column = match k.timestamp_column {
+            Some(c) => {
+                let c = self.non_empty(&at("timestamp_column"), c, "the column name")?;
+                if schema.as_ref().is_some_and(|s| s.field(&c).is_some()) {
+                    return Err(self
+                        .err(
+                            &at("timestamp_column"),
+                            format!("column `{c}` is already in the schema"),
+                        )
+                        .with_hint("timestamp_column adds a new column; pick another name"));
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        // event_time may name the timestamp column, which the schema lacks.
+        let mut with_ts = schema.clone();
+        if let (Some(s), Some(c)) = (&mut with_ts, &timestamp_column) {
+            s.fields.push(FieldSpec {
+                name: c.clone(),
+                data_type: FieldType::TimestampMs,
+                nullable: false,
+            });
+        }
+        let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
+        Ok(SourceSpec::Kafka(KafkaSource {
+            brokers: self.brokers(&at("brokers"), k.brokers)?,
+            topics,
+            group: match k.group {
+                Some(g) => self.non_empty(&at("group"), g, "the group name")?,
+                None => pipeline.to_string(),
+            },
+            parallelism: self.parallelism(&at("parallelism"), k.parallelism)?,
+            assignor: self.assignor(&at("assignor"), k.assignor, true)?,
+            start: self.start(&at("start"), k.start)?,
+            stop_at_end: k.stop_at_end.unwrap_or(false),
+            session_timeout: match k.session_timeout {
+                Some(d) => self.duration(&at("session_timeout"), d)?,
+                None => Duration::from_secs(10),
+            },
+            format: self.record_format(&at("format"), k.format)?,
+            schema,
+            timestamp_column,
+            batch_size: self.batch_size(&at("batch_size"), k.batch_size)?,
+            event_time,
+            options: self.kafka_options(&at("options"), k.options)?,
+        }))
     }
 
     /// A rate: `50000/s`, `120/m` or a number per second.
@@ -626,7 +743,72 @@ impl Converter<'_> {
                 },
                 key: self.key(&at("key"), l.key)?,
             }),
+            RawSink::Kafka(k) => SinkSpec::Kafka(KafkaSink {
+                inputs: k.inputs,
+                brokers: self.brokers(&at("brokers"), k.brokers)?,
+                topic: self.topic(&at("topic"), k.topic)?,
+                key: self.key(&at("key"), k.key)?,
+                options: self.kafka_options(&at("options"), k.options)?,
+            }),
+            RawSink::Postgres(p) => {
+                let mode = match p.mode {
+                    Some(m) => self.choice(
+                        &at("mode"),
+                        &m,
+                        &[
+                            ("insert", PostgresMode::Insert),
+                            ("upsert", PostgresMode::Upsert),
+                        ],
+                        "postgres write mode",
+                    )?,
+                    None => PostgresMode::Insert,
+                };
+                let key_columns = p.key_columns.unwrap_or_default();
+                if mode == PostgresMode::Upsert && key_columns.is_empty() {
+                    return Err(self
+                        .err(&at("mode"), "upsert needs `key_columns`")
+                        .with_hint("add key_columns: [id] (the columns of a unique index)"));
+                }
+                if mode == PostgresMode::Insert && !key_columns.is_empty() {
+                    return Err(self
+                        .err(
+                            &at("key_columns"),
+                            "`key_columns` is only used by mode: upsert",
+                        )
+                        .with_hint("add mode: upsert, or remove key_columns"));
+                }
+                SinkSpec::Postgres(PostgresSink {
+                    inputs: p.inputs,
+                    url: self.non_empty(&at("url"), p.url, "the url")?,
+                    table: self.table_name(&at("table"), p.table)?,
+                    mode,
+                    key_columns,
+                    create: p.create.unwrap_or(true),
+                })
+            }
         })
+    }
+
+    /// `table:` — `name` or `schema.name`, each an SQL identifier.
+    fn table_name(&self, at: &[&str], t: String) -> R<String> {
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let ok = match t.split_once('.') {
+            Some((schema, name)) => ident(schema) && ident(name),
+            None => ident(&t),
+        };
+        if !ok {
+            return Err(self
+                .err(at, format!("invalid table name \"{t}\""))
+                .with_hint("use letters, digits and `_` (schema.table allowed); names are case-sensitive as written"));
+        }
+        Ok(t)
     }
 
     fn dead_letter(&self, raw: RawDeadLetter) -> R<DeadLetterSpec> {

@@ -43,9 +43,10 @@ pub(crate) enum RawSource {
     Generator(RawGenerator),
     File(RawFileSource),
     Log(RawLogSource),
+    Kafka(RawKafkaSource),
 }
 
-pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "log"];
+pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "log", "kafka"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +88,26 @@ pub(crate) struct RawLogSource {
     pub batch_size: Option<u64>,
     pub event_time: Option<RawEventTime>,
     pub isolation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKafkaSource {
+    pub brokers: String,
+    pub topic: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub parallelism: Option<u64>,
+    pub assignor: Option<String>,
+    pub start: Option<String>,
+    pub stop_at_end: Option<bool>,
+    pub session_timeout: Option<Scalar>,
+    pub format: Option<String>,
+    pub schema: Option<IndexMap<String, String>>,
+    pub timestamp_column: Option<String>,
+    pub batch_size: Option<u64>,
+    pub event_time: Option<RawEventTime>,
+    pub options: Option<IndexMap<String, Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,9 +177,11 @@ pub(crate) enum RawSink {
     Stdout(RawStdoutSink),
     File(RawFileSink),
     Log(RawLogSink),
+    Kafka(RawKafkaSink),
+    Postgres(RawPostgresSink),
 }
 
-pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log"];
+pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log", "kafka", "postgres"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +207,27 @@ pub(crate) struct RawLogSink {
     pub topic: String,
     pub partitions: Option<u64>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKafkaSink {
+    pub inputs: Vec<String>,
+    pub brokers: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub options: Option<IndexMap<String, Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPostgresSink {
+    pub inputs: Vec<String>,
+    pub url: String,
+    pub table: String,
+    pub mode: Option<String>,
+    pub key_columns: Option<Vec<String>>,
+    pub create: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -232,6 +232,8 @@ pub enum SourceSpec {
     File(FileSource),
     /// `type: log` — a topic of the embedded partitioned log, read as a consumer group.
     Log(LogSource),
+    /// `type: kafka` — Kafka topics, read as a member of a Kafka consumer group.
+    Kafka(KafkaSource),
 }
 
 impl SourceSpec {
@@ -241,6 +243,7 @@ impl SourceSpec {
             SourceSpec::Generator(g) => g.parallelism,
             SourceSpec::File(_) => 1,
             SourceSpec::Log(l) => l.parallelism,
+            SourceSpec::Kafka(l) => l.parallelism,
         }
     }
 
@@ -250,6 +253,7 @@ impl SourceSpec {
             SourceSpec::Generator(g) => g.event_time.as_ref(),
             SourceSpec::File(f) => f.event_time.as_ref(),
             SourceSpec::Log(l) => l.event_time.as_ref(),
+            SourceSpec::Kafka(l) => l.event_time.as_ref(),
         }
     }
 
@@ -259,6 +263,7 @@ impl SourceSpec {
             SourceSpec::Generator(g) => g.batch_size,
             SourceSpec::File(f) => f.batch_size,
             SourceSpec::Log(l) => l.batch_size,
+            SourceSpec::Kafka(l) => l.batch_size,
         }
     }
 
@@ -268,6 +273,7 @@ impl SourceSpec {
             SourceSpec::Generator(_) => None,
             SourceSpec::File(f) => f.schema.as_ref(),
             SourceSpec::Log(l) => l.schema.as_ref(),
+            SourceSpec::Kafka(l) => l.schema.as_ref(),
         }
     }
 
@@ -277,6 +283,7 @@ impl SourceSpec {
             SourceSpec::Generator(_) => "generator",
             SourceSpec::File(_) => "file",
             SourceSpec::Log(_) => "log",
+            SourceSpec::Kafka(_) => "kafka",
         }
     }
 }
@@ -395,6 +402,39 @@ impl LogIsolation {
             LogIsolation::ReadUncommitted => "read_uncommitted",
         }
     }
+}
+
+/// `type: kafka` — a member (per instance) of a Kafka consumer group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSource {
+    /// `brokers:` bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// `topic:` or `topics:` (non-empty).
+    pub topics: Vec<String>,
+    /// `group:` consumer group; default: the pipeline name.
+    pub group: String,
+    /// `parallelism:` group members in this process; default 1.
+    pub parallelism: usize,
+    /// `assignor:` `range`, `round-robin` or `cooperative-sticky`; default `cooperative-sticky`.
+    pub assignor: Assignor,
+    /// `start:` where a partition without a checkpointed or committed position starts; default `committed`.
+    pub start: StartFrom,
+    /// `stop_at_end:` stop once caught up with the end offsets seen at start; default false.
+    pub stop_at_end: bool,
+    /// `session_timeout:` the group's `session.timeout.ms`; default `10s`.
+    pub session_timeout: Duration,
+    /// `format:` of the record values; `json` only for now.
+    pub format: RecordFormat,
+    /// `schema:` of the record values (required).
+    pub schema: Option<SchemaSpec>,
+    /// `timestamp_column:` add the record timestamp as a `timestamp_ms` column of this name.
+    pub timestamp_column: Option<String>,
+    /// `batch_size:`; default 8192.
+    pub batch_size: usize,
+    /// `event_time:`.
+    pub event_time: Option<EventTimeSpec>,
+    /// `options:` librdkafka settings passed through (SASL, TLS, ...).
+    pub options: Vec<(String, String)>,
 }
 
 /// Partition assignment strategy of a consumer group (Kafka names).
@@ -689,6 +729,10 @@ pub enum SinkSpec {
     File(FileSink),
     /// `type: log`.
     Log(LogSink),
+    /// `type: kafka`.
+    Kafka(KafkaSink),
+    /// `type: postgres`.
+    Postgres(PostgresSink),
 }
 
 impl SinkSpec {
@@ -698,6 +742,8 @@ impl SinkSpec {
             SinkSpec::Stdout(s) => &s.inputs,
             SinkSpec::File(s) => &s.inputs,
             SinkSpec::Log(s) => &s.inputs,
+            SinkSpec::Kafka(s) => &s.inputs,
+            SinkSpec::Postgres(s) => &s.inputs,
         }
     }
 
@@ -705,14 +751,17 @@ impl SinkSpec {
     pub fn parallelism(&self) -> usize {
         match self {
             SinkSpec::File(s) => s.parallelism,
-            SinkSpec::Stdout(_) | SinkSpec::Log(_) => 1,
+            SinkSpec::Stdout(_) | SinkSpec::Log(_) | SinkSpec::Kafka(_) | SinkSpec::Postgres(_) => {
+                1
+            }
         }
     }
 
     /// The partitioning/record key column.
     pub fn key(&self) -> Option<&str> {
         match self {
-            SinkSpec::Stdout(_) => None,
+            SinkSpec::Stdout(_) | SinkSpec::Postgres(_) => None,
+            SinkSpec::Kafka(s) => s.key.as_deref(),
             SinkSpec::File(s) => s.key.as_deref(),
             SinkSpec::Log(s) => s.key.as_deref(),
         }
@@ -724,6 +773,8 @@ impl SinkSpec {
             SinkSpec::Stdout(_) => "stdout",
             SinkSpec::File(_) => "file",
             SinkSpec::Log(_) => "log",
+            SinkSpec::Kafka(_) => "kafka",
+            SinkSpec::Postgres(_) => "postgres",
         }
     }
 }
@@ -763,6 +814,49 @@ pub struct LogSink {
     pub partitions: Option<u32>,
     /// `key:` column used as the record key (and so the partition).
     pub key: Option<String>,
+}
+
+/// `type: kafka` — produce JSON records to a Kafka topic; transactional
+/// (one transaction per checkpoint) when the pipeline checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `brokers:` bootstrap servers.
+    pub brokers: String,
+    /// `topic:` (must exist).
+    pub topic: String,
+    /// `key:` column used as the record key (and so the partition).
+    pub key: Option<String>,
+    /// `options:` librdkafka producer settings passed through.
+    pub options: Vec<(String, String)>,
+}
+
+/// `type: postgres` — write rows to a table, exactly once per checkpoint epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `url:` `postgres://user@host:port/db` (libpq-style key=value also accepted).
+    pub url: String,
+    /// `table:` target table, optionally `schema.table`.
+    pub table: String,
+    /// `mode:` `insert` (default) or `upsert`.
+    pub mode: PostgresMode,
+    /// `key_columns:` the conflict key of `upsert` (a unique index must exist).
+    pub key_columns: Vec<String>,
+    /// `create:` create the table from the input schema when missing; default true.
+    pub create: bool,
+}
+
+/// How a Postgres sink writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PostgresMode {
+    /// `insert`: append every row (`COPY`).
+    #[default]
+    Insert,
+    /// `upsert`: `INSERT ... ON CONFLICT (key_columns) DO UPDATE`; the last row per key in an epoch wins.
+    Upsert,
 }
 
 /// `dead_letter:` — where records that cannot be decoded or processed go.

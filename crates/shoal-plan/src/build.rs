@@ -7,12 +7,20 @@ use datafusion::physical_expr::PhysicalExpr;
 use shoal_connectors::dead_letter::{FileDeadLetters, StderrDeadLetters};
 use shoal_connectors::file::{FileSink, FileSource};
 use shoal_connectors::generator::TransactionGenerator;
+use shoal_connectors::kafka::{
+    KafkaSink as KafkaSinkTask, KafkaSource as KafkaSourceTask, OffsetLedger, PositionStore,
+    SharedPositions, process_identity,
+};
 use shoal_connectors::log::{
     LogSink as LogSinkTask, LogSource as LogSourceTask, RunPartitions, TopicWriters,
 };
+use shoal_connectors::postgres::{
+    PostgresPositions, PostgresSink as PostgresSinkTask, PostgresSinkTask as PgTaskId,
+};
 use shoal_connectors::stdout::StdoutSink;
 use shoal_dsl::{
-    DeadLetterSink as DeadLetterSpec, FileFormat, GeneratorSource, LogSink, LogSource, PipelineSpec,
+    DeadLetterSink as DeadLetterSpec, FileFormat, GeneratorSource, KafkaSink, KafkaSource, LogSink,
+    LogSource, PipelineSpec, PostgresSink,
 };
 use shoal_log::{GroupConfig, LogConfig, LogDir};
 use shoal_runtime::{
@@ -30,6 +38,7 @@ pub(crate) enum Builder {
         base_dir: PathBuf,
     },
     Log(LogSource),
+    Kafka(KafkaSource),
     Filter(Arc<dyn PhysicalExpr>),
     Sql(Arc<CompiledQuery>),
     Score {
@@ -44,6 +53,8 @@ pub(crate) enum Builder {
         format: FileFormat,
     },
     LogSink(LogSink),
+    KafkaSink(KafkaSink),
+    PostgresSink(PostgresSink),
 }
 
 /// Where dead letters go.
@@ -138,10 +149,61 @@ fn crash_hook(node: &str) -> Option<(usize, u64)> {
     (n == node).then_some((i.parse().ok()?, r.parse().ok()?))
 }
 
+/// Exactly-once from Kafka: when the pipeline checkpoints, reads one Kafka
+/// source and writes exactly one Kafka or Postgres sink, that sink stores the
+/// source offsets with its output (see `shoal_connectors::kafka::OffsetLedger`).
+struct KafkaLedger {
+    ledger: Arc<OffsetLedger>,
+    store: Option<Arc<dyn PositionStore>>,
+}
+
+fn kafka_ledger(plan: &Plan) -> Result<Option<KafkaLedger>> {
+    if plan.checkpoint.is_none() {
+        return Ok(None);
+    }
+    let sources: Vec<&KafkaSource> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.builder {
+            Builder::Kafka(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    let sinks: Vec<&Builder> = plan
+        .nodes
+        .iter()
+        .map(|n| &n.builder)
+        .filter(|b| matches!(b, Builder::KafkaSink(_) | Builder::PostgresSink(_)))
+        .collect();
+    let ([source], [sink]) = (sources.as_slice(), sinks.as_slice()) else {
+        return Ok(None);
+    };
+    let store: Option<Arc<dyn PositionStore>> = match sink {
+        Builder::PostgresSink(p) => Some(Arc::new(PostgresPositions::connect(&p.url)?)),
+        _ => None,
+    };
+    Ok(Some(KafkaLedger {
+        ledger: Arc::new(OffsetLedger::new(&source.group)),
+        store,
+    }))
+}
+
 impl Plan {
     /// The runnable graph.
     pub fn into_job_graph(self) -> Result<JobGraph> {
         let mut graph = JobGraph::new(&self.name);
+        let ledger = kafka_ledger(&self)?;
+        let external_sinks = self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+        let process = if external_sinks {
+            process_identity(&self.data_dir)?
+        } else {
+            String::new()
+        };
+        let checkpointing = self.checkpoint.is_some();
+        let pipeline = self.name.clone();
         let log = open_log(&self)?;
         let writers = match &log {
             Some(log) => prepare_topics(&self, log)?,
@@ -201,6 +263,60 @@ impl Plan {
                         .with_writers(topic_writers.clone())
                         .crash_after(crash.filter(|(ci, _)| *ci == i).map(|(_, r)| r));
                         Ok(Box::new(src) as Box<dyn Source>)
+                    });
+                }
+                Builder::Kafka(spec) => {
+                    let live = SharedPositions::default();
+                    let restored = SharedPositions::default();
+                    let nid = id.clone();
+                    let ledger = ledger.as_ref().map(|l| (l.ledger.clone(), l.store.clone()));
+                    graph.add_source(&id, p, move |_| {
+                        let mut src = KafkaSourceTask::new(
+                            &nid,
+                            spec.clone(),
+                            schema.clone(),
+                            live.clone(),
+                            restored.clone(),
+                        );
+                        if let Some((l, store)) = &ledger {
+                            src = src.with_ledger(l.clone(), store.clone());
+                        }
+                        Ok(Box::new(src) as Box<dyn Source>)
+                    });
+                }
+                Builder::KafkaSink(spec) => {
+                    let ledger = ledger.as_ref().map(|l| l.ledger.clone());
+                    let (pipeline, process, nid) = (pipeline.clone(), process.clone(), id.clone());
+                    graph.add_sink(&id, p, inputs, move |i| {
+                        let txn =
+                            checkpointing.then(|| shoal_connectors::kafka::KafkaSinkTransactions {
+                                transactional_id: format!("shoal.{pipeline}.{nid}.{i}.{process}"),
+                                ledger: ledger.clone(),
+                            });
+                        Ok(Box::new(KafkaSinkTask::new(
+                            &spec.brokers,
+                            &spec.topic,
+                            spec.key.clone(),
+                            &spec.options,
+                            txn,
+                        )?) as Box<dyn Sink>)
+                    });
+                }
+                Builder::PostgresSink(spec) => {
+                    let ledger = ledger.as_ref().map(|l| l.ledger.clone());
+                    let (pipeline, process, nid) = (pipeline.clone(), process.clone(), id.clone());
+                    graph.add_sink(&id, p, inputs, move |i| {
+                        let task = PgTaskId {
+                            pipeline: pipeline.clone(),
+                            sink: nid.clone(),
+                            task: format!("{i}@{process}"),
+                            ledger: ledger.clone(),
+                            checkpointing,
+                        };
+                        Ok(
+                            Box::new(PostgresSinkTask::new(spec.clone(), schema.clone(), task)?)
+                                as Box<dyn Sink>,
+                        )
                     });
                 }
                 Builder::Filter(pred) => {

@@ -164,6 +164,26 @@ fn plan_source(
             );
             (schema, detail, Builder::Log(l.clone()))
         }
+        SourceSpec::Kafka(k) => {
+            let Some(values) = &k.schema else {
+                return Err(spec.error_at(
+                    &["sources", id],
+                    "a kafka source needs a `schema`",
+                    Some("declare the record fields, e.g. schema: { card_id: int64, amount: float64 }".into()),
+                ));
+            };
+            let schema =
+                shoal_connectors::kafka::source_schema(values, k.timestamp_column.as_deref());
+            let detail = format!(
+                "brokers={} topics={} group={} assignor={} start={}",
+                k.brokers,
+                k.topics.join(","),
+                k.group,
+                k.assignor.name(),
+                k.start.name()
+            );
+            (schema, detail, Builder::Kafka(k.clone()))
+        }
     };
     if let Some(et) = src.event_time()
         && schema.index_of(&et.column).is_err()
@@ -442,6 +462,23 @@ fn plan_sink(
             format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
             Builder::LogSink(l.clone()),
         ),
+        SinkSpec::Kafka(k) => (
+            format!(
+                "brokers={} topic={} key={}",
+                k.brokers,
+                k.topic,
+                k.key.as_deref().unwrap_or("-")
+            ),
+            Builder::KafkaSink(k.clone()),
+        ),
+        SinkSpec::Postgres(p) => {
+            shoal_connectors::postgres::check_columns(&schema, p)
+                .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;
+            (
+                format!("table={} mode={:?}", p.table, p.mode).to_lowercase(),
+                Builder::PostgresSink(p.clone()),
+            )
+        }
     };
     Ok(PlanNode {
         id: id.to_string(),

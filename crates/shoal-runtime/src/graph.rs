@@ -287,6 +287,7 @@ impl JobGraph {
                                     completed: completed_rx.clone(),
                                     state: serde_json::Value::Null,
                                     reported: Default::default(),
+                                    on_barrier: None,
                                 }
                             });
                             let ctx = SourceContext {

@@ -50,7 +50,7 @@ pub use operator::{Collector, Operator};
 pub use output::Output;
 pub use partition::{HashPartitioner, Partitioning};
 pub use sink::Sink;
-pub use source::{Source, SourceContext};
+pub use source::{BarrierHook, Source, SourceContext};
 pub use watermark::{WatermarkTracker, max_event_time_ms};
 
 /// The crate's re-export of Arrow, so dependants agree on one version.

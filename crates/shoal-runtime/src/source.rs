@@ -53,7 +53,12 @@ pub(crate) struct SourceCheckpoint {
     pub state: serde_json::Value,
     /// States reported at recent barriers, oldest first.
     pub reported: std::collections::VecDeque<(u64, serde_json::Value)>,
+    /// Called with each barrier's id and state before the barrier goes on.
+    pub on_barrier: Option<BarrierHook>,
 }
+
+/// See [`SourceContext::on_barrier`].
+pub type BarrierHook = Box<dyn FnMut(u64, &serde_json::Value) + Send>;
 
 impl SourceContext {
     /// Whether the job takes checkpoints (a source then reports its
@@ -85,8 +90,21 @@ impl SourceContext {
         }
     }
 
+    /// Call `hook` with the id and state of every checkpoint barrier this
+    /// instance takes, before the barrier is forwarded downstream (so a sink
+    /// that receives barrier `n` can rely on the hook having run for `n`).
+    /// Ignored when the job does not checkpoint.
+    pub fn on_barrier(&mut self, hook: BarrierHook) {
+        if let Some(c) = &mut self.checkpoint {
+            c.on_barrier = Some(hook);
+        }
+    }
+
     async fn take_checkpoint(&mut self, id: u64) -> Result<()> {
         let c = self.checkpoint.as_mut().expect("checkpointing");
+        if let Some(hook) = &mut c.on_barrier {
+            hook(id, &c.state);
+        }
         c.link.ack(id, c.state.clone());
         c.reported.push_back((id, c.state.clone()));
         while c.reported.len() > 16 {

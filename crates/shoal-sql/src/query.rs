@@ -17,8 +17,8 @@ use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
 use crate::join::{IntervalJoinSpec, IntervalJoinState};
 use crate::over::{OverSpec, OverState};
-use shoal_runtime::DeadLetter;
 use crate::window::{WindowAggSpec, WindowAggState};
+use shoal_runtime::DeadLetter;
 
 /// One step of a compiled stateless query.
 #[derive(Debug, Clone)]

@@ -1,0 +1,183 @@
+//! A blocking handle on one Postgres connection: the connection lives on its
+//! own thread with a small tokio runtime, so sinks (whose methods are
+//! synchronous) and rebalance callbacks can use it from anywhere.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+
+use shoal_runtime::{Result, RuntimeError};
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, NoTls};
+
+use crate::kafka::{PositionStore, TopicPartition};
+
+type Job = Box<dyn FnOnce(&Runtime, &mut Client) + Send>;
+
+/// One connection, driven by its own thread.
+#[derive(Debug)]
+pub struct PgClient {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A Postgres error with what was being done (and the server's detail).
+pub(crate) fn pg_err(context: &str, e: tokio_postgres::Error) -> RuntimeError {
+    let detail = match e.as_db_error() {
+        Some(db) => format!(
+            "{}{}",
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        None => e.to_string(),
+    };
+    RuntimeError::External(format!("postgres: {context}: {detail}"))
+}
+
+impl PgClient {
+    /// Connect to `url` (`postgres://user@host:port/db` or libpq key=value).
+    pub fn connect(url: &str) -> Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("shoal-postgres".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let mut client = match rt.block_on(tokio_postgres::connect(&url, NoTls)) {
+                    Ok((client, conn)) => {
+                        rt.spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::warn!(error = %e, "postgres connection closed");
+                            }
+                        });
+                        client
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while let Ok(job) = rx.recv() {
+                    job(&rt, &mut client);
+                }
+            })
+            .map_err(|e| RuntimeError::io("start postgres thread", e))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { jobs }),
+            Ok(Err(e)) => Err(RuntimeError::External(format!("postgres: connect: {e}"))),
+            Err(_) => Err(RuntimeError::External(
+                "postgres: connection thread died".into(),
+            )),
+        }
+    }
+
+    /// Run `f` on the connection's thread and wait for its result.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Runtime, &mut Client) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move |rt, client| {
+            let _ = tx.send(f(rt, client));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| RuntimeError::External("postgres: connection thread gone".into()))?;
+        rx.recv()
+            .map_err(|_| RuntimeError::External("postgres: connection thread died".into()))?
+    }
+
+    /// Run SQL statements (no parameters, no results).
+    pub fn batch(&self, sql: String) -> Result<()> {
+        self.run(move |rt, c| {
+            rt.block_on(c.batch_execute(&sql))
+                .map_err(|e| pg_err("execute", e))
+        })
+    }
+}
+
+/// `shoal_offsets` DDL: next offset per (group, topic, partition), written
+/// by Postgres sinks in the transaction of each epoch.
+pub(crate) const OFFSETS_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_offsets (
+    consumer_group text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    next_offset bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, topic, partition))";
+
+/// `shoal_epochs` DDL: the newest epoch each sink task committed.
+pub(crate) const EPOCHS_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_epochs (
+    pipeline text NOT NULL,
+    sink text NOT NULL,
+    task text NOT NULL,
+    epoch bigint NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, sink, task))";
+
+/// Run DDL that several processes may run at once (`CREATE ... IF NOT
+/// EXISTS` can still collide in the catalog): retry a few times.
+pub(crate) fn ensure(client: &PgClient, ddl: &'static str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        match client.batch(ddl.to_string()) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+    Err(last.expect("tried"))
+}
+
+/// The offsets Postgres sinks stored, for Kafka sources to resume from.
+#[derive(Debug)]
+pub struct PostgresPositions {
+    client: PgClient,
+}
+
+impl PostgresPositions {
+    /// Connect to `url` (and make sure `shoal_offsets` exists).
+    pub fn connect(url: &str) -> Result<Self> {
+        let client = PgClient::connect(url)?;
+        ensure(&client, OFFSETS_DDL)?;
+        Ok(Self { client })
+    }
+}
+
+impl PositionStore for PostgresPositions {
+    fn positions(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let group = group.to_string();
+        let wanted: Vec<TopicPartition> = partitions.to_vec();
+        self.client.run(move |rt, c| {
+            let rows = rt
+                .block_on(c.query(
+                    "SELECT topic, partition, next_offset FROM shoal_offsets WHERE consumer_group = $1",
+                    &[&group],
+                ))
+                .map_err(|e| pg_err("read shoal_offsets", e))?;
+            let mut out = HashMap::new();
+            for r in rows {
+                let tp: TopicPartition = (r.get(0), r.get(1));
+                if wanted.contains(&tp) {
+                    out.insert(tp, r.get(2));
+                }
+            }
+            Ok(out)
+        })
+    }
+}

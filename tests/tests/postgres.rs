@@ -1,0 +1,214 @@
+//! The Postgres sink against a real database (`SHOAL_POSTGRES_URL`) fed by
+//! a real Kafka broker (`SHOAL_KAFKA_BROKERS`), both started by
+//! `scripts/services.sh`.
+
+use std::collections::BTreeMap;
+
+use shoal_tests::services::{create_topic, kafka_brokers, pg, postgres_url, produce, unique};
+use shoal_tests::{shoal, shoal_ok, workdir};
+
+fn records(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let card = i % 37;
+            (
+                card.to_string(),
+                format!(
+                    "{{\"id\":{i},\"card\":{card},\"amount\":{},\"note\":{}}}",
+                    (i % 1000) as f64 / 10.0,
+                    if i % 10 == 0 {
+                        "null".to_string()
+                    } else if i % 10 == 1 {
+                        "\"\"".to_string()
+                    } else {
+                        format!("\"n,{i}\\\"q\"")
+                    }
+                ),
+            )
+        })
+        .collect()
+}
+
+const SCHEMA: &str = "{ id: int64, card: int64, amount: float64, note: utf8? }";
+
+fn pipeline(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    url: &str,
+    table: &str,
+    sink_extra: &str,
+) -> String {
+    format!(
+        "name: {table}\ncheckpoint: {{ interval: 200ms }}\nsources:\n  in:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    session_timeout: 6s\n    batch_size: 2000\n    schema: {SCHEMA}\nsinks:\n  db: {{ type: postgres, inputs: [in], url: \"{url}\", table: {table}{sink_extra} }}\n"
+    )
+}
+
+fn count(url: &str, sql: &str) -> i64 {
+    pg(url, sql)[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+#[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+fn kafka_to_postgres_insert_writes_every_record_once_with_its_offsets() {
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let (topic, group, table) = (
+        unique("in-pg"),
+        unique("g-pg"),
+        unique("pg_ins").replace('-', "_"),
+    );
+    create_topic(&brokers, &topic, 4);
+    let input = records(25_000);
+    produce(&brokers, &topic, &input);
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        pipeline(&brokers, &topic, &group, &url, &table, ""),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+
+    assert_eq!(
+        count(&url, &format!("SELECT count(*) FROM {table}")),
+        25_000
+    );
+    assert_eq!(
+        count(&url, &format!("SELECT count(DISTINCT id) FROM {table}")),
+        25_000
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT count(*) FROM {table} WHERE note IS NULL")
+        ),
+        2_500
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT count(*) FROM {table} WHERE note = ''")
+        ),
+        2_500
+    );
+    let row = pg(
+        &url,
+        &format!("SELECT card, amount, note FROM {table} WHERE id = 12345"),
+    );
+    assert_eq!(
+        row,
+        vec![vec![
+            Some("24".into()),
+            Some("34.5".into()),
+            Some("n,12345\"q".into())
+        ]]
+    );
+    // Types as documented: bigint, double precision, text.
+    let types = pg(
+        &url,
+        &format!(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    );
+    let types: Vec<&str> = types.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(types, ["bigint", "bigint", "double precision", "text"]);
+    // The source offsets were stored in the same transactions.
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT sum(next_offset) FROM shoal_offsets WHERE consumer_group = '{group}'")
+        ),
+        25_000
+    );
+    assert!(
+        count(
+            &url,
+            &format!("SELECT max(epoch) FROM shoal_epochs WHERE pipeline = '{table}'")
+        ) >= 1
+    );
+
+    // A rerun resumes from the stored offsets: nothing new.
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    assert_eq!(
+        count(&url, &format!("SELECT count(*) FROM {table}")),
+        25_000
+    );
+}
+
+#[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+fn upsert_keeps_the_last_row_of_every_key() {
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let (topic, group, table) = (
+        unique("in-up"),
+        unique("g-up"),
+        unique("pg_up").replace('-', "_"),
+    );
+    create_topic(&brokers, &topic, 3);
+    let input = records(5_000);
+    produce(&brokers, &topic, &input);
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        pipeline(
+            &brokers,
+            &topic,
+            &group,
+            &url,
+            &table,
+            ", mode: upsert, key_columns: [card]",
+        ),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let rows = pg(&url, &format!("SELECT card, id FROM {table} ORDER BY card"));
+    let got: BTreeMap<i64, i64> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_deref().unwrap().parse().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    // A card's records share a partition, so they arrive in id order: the last wins.
+    let expected: BTreeMap<i64, i64> = (0..5_000i64).map(|i| (i % 37, i)).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+fn an_existing_table_whose_columns_do_not_fit_is_an_error_before_the_run() {
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let (topic, group, table) = (
+        unique("in-bad"),
+        unique("g-bad"),
+        unique("pg_bad").replace('-', "_"),
+    );
+    create_topic(&brokers, &topic, 1);
+    pg(
+        &url,
+        &format!("CREATE TABLE {table} (id text, card bigint, amount double precision, note text)"),
+    );
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        pipeline(&brokers, &topic, &group, &url, &table, ""),
+    )
+    .unwrap();
+    let out = shoal(d, &["run", "--no-progress", "p.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("table {table} column `id` is text")),
+        "{err}"
+    );
+}
