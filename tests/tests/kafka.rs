@@ -28,7 +28,6 @@ pub fn records(n: usize) -> Vec<(String, String)> {
 const SCHEMA: &str = "{ id: int64, card: int64, amount: float64 }";
 
 #[test]
-#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn kafka_to_file_reads_every_record_once_in_partition_order() {
     let Some(brokers) = kafka_brokers() else {
         return;
@@ -75,7 +74,7 @@ fn kafka_to_file_reads_every_record_once_in_partition_order() {
 }
 
 #[test]
-#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+#[ignore = "hangs (over 60 s) against tansu, not yet diagnosed; run with --ignored"]
 fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
     let Some(brokers) = kafka_brokers() else {
         return;

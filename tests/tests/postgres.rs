@@ -49,7 +49,7 @@ fn count(url: &str, sql: &str) -> i64 {
 }
 
 #[test]
-#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
+#[ignore = "hangs (over 60 s) against tansu, not yet diagnosed; run with --ignored"]
 fn kafka_to_postgres_insert_writes_every_record_once_with_its_offsets() {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;
@@ -138,7 +138,6 @@ fn kafka_to_postgres_insert_writes_every_record_once_with_its_offsets() {
 }
 
 #[test]
-#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn upsert_keeps_the_last_row_of_every_key() {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;
@@ -182,7 +181,6 @@ fn upsert_keeps_the_last_row_of_every_key() {
 }
 
 #[test]
-#[ignore = "written but not yet run against the broker (session ran out); run with --ignored"]
 fn an_existing_table_whose_columns_do_not_fit_is_an_error_before_the_run() {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;

@@ -624,7 +624,10 @@ fn unknown_keys_suggest_the_closest() {
 fn unknown_and_missing_types() {
     let e = err(&EXAMPLE.replace("type: filter", "type: filtr"));
     assert_eq!(e.message, "unknown transform type \"filtr\"");
-    contains(&e, "did you mean \"filter\"? (valid types: filter, sql)");
+    contains(
+        &e,
+        "did you mean \"filter\"? (valid types: filter, sql, dedup)",
+    );
     at(&e, 5, Some(16));
     let e = err(&EXAMPLE.replace("type: generator, ", ""));
     contains(&e, "source \"txns\" is missing the required key \"type\"");
@@ -767,8 +770,8 @@ fn durations_rates_and_enums() {
     contains(&e, "unknown format \"jsnl\"");
     contains(&e, "did you mean \"jsonl\"?");
     at(&e, 11, Some(66));
-    let e = err(&EXAMPLE.replace("seed: 42", "profile: nexmark"));
-    contains(&e, "unknown generator profile \"nexmark\"");
+    let e = err(&EXAMPLE.replace("seed: 42", "profile: nexmarc"));
+    contains(&e, "unknown generator profile \"nexmarc\"");
     let log = "sources:\n  t: { type: log, topic: x, assignor: cooperative_sticky }\nsinks: { o: { type: stdout, inputs: [t] } }\n";
     let e = err(log);
     contains(&e, "did you mean \"cooperative-sticky\"?");

@@ -84,6 +84,9 @@ impl IntervalJoinSpec {
             } else {
                 continue;
             };
+            if !is_time(left, lcol) || !is_time(right, rcol) {
+                continue; // a condition on other columns, e.g. a.amount > b.amount
+            }
             match op {
                 Op::GtEq | Op::Gt => lo = Some(lo.map_or(offset, |v: i64| v.max(offset))),
                 Op::LtEq | Op::Lt => hi = Some(hi.map_or(offset, |v: i64| v.min(offset))),
@@ -97,11 +100,6 @@ impl IntervalJoinSpec {
         for (l, r) in on {
             let (Some(lc), Some(rc)) = (column(l), column(r)) else {
                 continue;
-            };
-            let is_time = |schema: &DFSchema, c: &datafusion::common::Column| {
-                schema
-                    .field_from_column(c)
-                    .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(..)))
             };
             if is_time(left, lc) && is_time(right, rc) {
                 lo = Some(lo.map_or(0, |v: i64| v.max(0)));
@@ -184,6 +182,12 @@ impl IntervalJoinSpec {
             self.hi
         )
     }
+}
+
+fn is_time(schema: &DFSchema, c: &datafusion::common::Column) -> bool {
+    schema
+        .field_from_column(c)
+        .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(..)))
 }
 
 fn split_conjunction(e: &Expr) -> Vec<&Expr> {
@@ -292,6 +296,12 @@ impl IntervalJoinState {
                 .iter()
                 .map(|k| Ok(SortField::new(k.data_type(&s.schema)?)))
                 .collect::<RtResult<Vec<_>>>()?;
+            // Without equality keys every row shares one (constant) key.
+            let fields = if fields.is_empty() {
+                vec![SortField::new(DataType::Boolean)]
+            } else {
+                fields
+            };
             Ok(RowConverter::new(fields)?)
         };
         Ok(Self {
@@ -314,11 +324,14 @@ impl IntervalJoinState {
         batch: &RecordBatch,
     ) -> RtResult<(Rows, Vec<bool>)> {
         let n = batch.num_rows();
-        let keys = spec.sides[side]
+        let mut keys = spec.sides[side]
             .keys
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            keys.push(Arc::new(BooleanArray::from(vec![true; n])));
+        }
         let mut valid = vec![true; n];
         for k in &keys {
             if k.null_count() > 0 {
