@@ -1074,9 +1074,13 @@ mod tests {
     #[test]
     fn wall_clock_ms_is_read_per_batch_not_folded_at_plan_time() {
         let (name, schema, batch) = input();
-        let q = compile_query("SELECT wall_clock_ms() AS t FROM txns", &[(name, schema)]).unwrap();
+        let q = compile_query(
+            "SELECT card_id, wall_clock_ms() AS t FROM txns",
+            &[(name, schema)],
+        )
+        .unwrap();
         let at = |b: &RecordBatch| {
-            b.column(0)
+            b.column(1)
                 .as_any()
                 .downcast_ref::<Int64Array>()
                 .unwrap()
