@@ -626,7 +626,7 @@ fn unknown_and_missing_types() {
     assert_eq!(e.message, "unknown transform type \"filtr\"");
     contains(
         &e,
-        "did you mean \"filter\"? (valid types: filter, sql, dedup)",
+        "did you mean \"filter\"? (valid types: filter, sql, score, dedup)",
     );
     at(&e, 5, Some(16));
     let e = err(&EXAMPLE.replace("type: generator, ", ""));
