@@ -633,9 +633,9 @@ fn unknown_and_missing_types() {
     contains(&e, "source \"txns\" is missing the required key \"type\"");
     contains(&e, "generator, file, log");
     at(&e, 3, None);
-    let e = err(&EXAMPLE.replace("type: file, inputs", "type: kafka, inputs"));
-    contains(&e, "unknown sink type \"kafka\"");
-    contains(&e, "valid types: stdout, file, log");
+    let e = err(&EXAMPLE.replace("type: file, inputs", "type: kinesis, inputs"));
+    contains(&e, "unknown sink type \"kinesis\"");
+    contains(&e, "valid types: stdout, file, log, kafka, postgres");
 }
 
 #[test]
