@@ -516,9 +516,6 @@ fn hash_str(s: &str) -> u64 {
 fn as_i64(col: &ArrayRef) -> RtResult<Int64Array> {
     let c = match col.data_type() {
         DataType::Int64 => col.clone(),
-        DataType::Timestamp(..) | DataType::Date64 => {
-            cast(&cast(col, &DataType::Int64)?, &DataType::Int64)?
-        }
         _ => cast(col, &DataType::Int64)?,
     };
     Ok(c.as_primitive::<Int64Type>().clone())
@@ -567,21 +564,14 @@ fn output_array(t: &DataType, values: &[Val]) -> ArrayRef {
 }
 
 fn late_letters(rows: &RecordBatch, watermark: i64) -> RtResult<Vec<DeadLetter>> {
-    let mut buf = Vec::new();
-    {
-        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(rows)?;
-        w.finish()?;
-    }
-    let text = String::from_utf8_lossy(&buf);
-    Ok(text
-        .lines()
-        .map(|line| DeadLetter {
+    Ok(crate::late::json_lines(rows)?
+        .into_iter()
+        .map(|record| DeadLetter {
             node: String::new(),
             partition: None,
             offset: None,
             reason: format!("late: event time is at or before the watermark {watermark}"),
-            record: line.to_string(),
+            record,
         })
         .collect())
 }
