@@ -18,11 +18,8 @@
 //! Run from the repository root (the pipeline and the model are read from
 //! `pipelines/` and `models/`).
 
-use std::time::Instant;
-
-use shoal_benches::{cpu_seconds, peak_rss_mib};
+use shoal_benches::{peak_rss_mib, run_plan};
 use shoal_plan::PlanOptions;
-use shoal_runtime::RunOptions;
 
 fn pipeline_text() -> String {
     std::fs::read_to_string("pipelines/fraud-detection.yaml")
@@ -47,27 +44,8 @@ fn run(yaml: &str, workers: usize) -> (f64, f64, std::path::PathBuf, tempfile::T
         ..PlanOptions::default()
     };
     let plan = shoal_plan::plan(&spec, &opts).expect("plans");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cpu0 = cpu_seconds().unwrap_or(0.0);
-    let start = Instant::now();
-    rt.block_on(async {
-        let opts = RunOptions {
-            checkpoint: plan.checkpoint.clone(),
-            ..RunOptions::default()
-        };
-        let handle = plan
-            .into_job_graph()
-            .expect("graph")
-            .spawn(opts)
-            .expect("spawn");
-        handle.wait().await.expect("run")
-    });
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
+    let t = run_plan(plan, workers);
+    let (wall, cpu) = (t.wall, t.cpu);
     (wall, cpu, out, dir)
 }
 

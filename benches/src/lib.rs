@@ -19,3 +19,42 @@ pub fn cpu_seconds() -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / ticks)
 }
+
+/// A pipeline run measured from start to end.
+pub struct Timed {
+    /// The run's summary (records per node, checkpoints).
+    pub summary: shoal_runtime::JobSummary,
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// CPU seconds this process used meanwhile.
+    pub cpu: f64,
+}
+
+/// Run `plan` to its end on a tokio runtime with `workers` worker threads
+/// (checkpointing as the plan says) and measure it.
+pub fn run_plan(plan: shoal_plan::Plan, workers: usize) -> Timed {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cpu0 = cpu_seconds().unwrap_or(0.0);
+    let t0 = std::time::Instant::now();
+    let summary = rt.block_on(async {
+        let opts = shoal_runtime::RunOptions {
+            checkpoint: plan.checkpoint.clone(),
+            ..shoal_runtime::RunOptions::default()
+        };
+        let handle = plan
+            .into_job_graph()
+            .expect("graph")
+            .spawn(opts)
+            .expect("spawn");
+        handle.wait().await.expect("run")
+    });
+    Timed {
+        summary,
+        wall: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds().unwrap_or(0.0) - cpu0,
+    }
+}

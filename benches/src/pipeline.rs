@@ -8,11 +8,8 @@
 //! Prints records/s (wall clock), records/s per CPU-second actually used,
 //! and the process's peak RSS, as a markdown table.
 
-use std::time::Instant;
-
-use shoal_benches::{cpu_seconds, peak_rss_mib};
+use shoal_benches::{peak_rss_mib, run_plan};
 use shoal_plan::PlanOptions;
-use shoal_runtime::RunOptions;
 
 const PIPELINE: &str = r#"
 name: bench
@@ -60,27 +57,8 @@ fn run(records: u64, workers: usize, checkpoint: Option<&str>) -> Measured {
         ..PlanOptions::default()
     };
     let plan = shoal_plan::plan(&spec, &opts).expect("plan");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cpu0 = cpu_seconds().unwrap_or(0.0);
-    let t0 = Instant::now();
-    let summary = rt.block_on(async {
-        let opts = RunOptions {
-            checkpoint: plan.checkpoint.clone(),
-            ..RunOptions::default()
-        };
-        let handle = plan
-            .into_job_graph()
-            .expect("graph")
-            .spawn(opts)
-            .expect("spawn");
-        handle.wait().await.expect("run")
-    });
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
+    let t = run_plan(plan, workers);
+    let (wall, cpu, summary) = (t.wall, t.cpu, t.summary);
     assert_eq!(summary.source_records(), records);
     Measured {
         wall,
