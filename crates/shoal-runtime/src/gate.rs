@@ -1,8 +1,9 @@
 //! The receiving side of a task: turns the tagged messages of all upstream
 //! channels into one ordered stream of [`InputEvent`]s.
 //!
-//! * **Ends** are counted: the gate yields [`InputEvent::End`] once every
-//!   upstream channel has ended.
+//! * **Ends** are counted: the gate yields [`InputEvent::EndOfData`] once
+//!   every upstream channel said it has no more records (barriers may still
+//!   follow), and [`InputEvent::End`] once every upstream channel has ended.
 //! * **Watermarks** are tracked per channel; the gate yields one when the
 //!   minimum over all channels advances.
 //! * **Barriers** are aligned: once barrier `n` arrived on a channel, later
@@ -31,6 +32,9 @@ pub enum InputEvent {
     Watermark(i64),
     /// Barrier `n` arrived on every input channel.
     Barrier(u64),
+    /// No input channel will deliver another record (yielded once, before
+    /// any barrier that follows the last record, and always before `End`).
+    EndOfData,
     /// Every input channel has ended.
     End,
 }
@@ -41,6 +45,10 @@ pub struct InputGate {
     watermarks: Vec<i64>,
     ended: Vec<bool>,
     n_ended: usize,
+    drained: Vec<bool>,
+    n_drained: usize,
+    /// Events decided but not yet yielded (at most two: alignment + drain).
+    pending: VecDeque<InputEvent>,
     current_watermark: i64,
     /// Barrier being aligned, and which channels delivered it.
     aligning: Option<(u64, Vec<bool>, usize)>,
@@ -55,6 +63,9 @@ impl InputGate {
             watermarks: vec![i64::MIN; channels],
             ended: vec![false; channels],
             n_ended: 0,
+            drained: vec![false; channels],
+            n_drained: 0,
+            pending: VecDeque::new(),
             current_watermark: i64::MIN,
             aligning: None,
             held: VecDeque::new(),
@@ -76,6 +87,9 @@ impl InputGate {
     /// (an upstream task failed).
     pub async fn next(&mut self) -> Option<InputEvent> {
         loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(ev);
+            }
             if self.n_ended == self.ended.len() && self.held.is_empty() && self.replay.is_empty() {
                 return Some(InputEvent::End);
             }
@@ -109,15 +123,26 @@ impl InputGate {
                 self.advance_watermark()
             }
             Message::Barrier(id) => self.on_barrier(ch, id),
+            Message::EndOfData => {
+                if let Some(ev) = self.drain(ch) {
+                    return Some(ev);
+                }
+                self.advance_watermark()
+            }
             Message::End => {
                 if !self.ended[ch] {
                     self.ended[ch] = true;
                     self.n_ended += 1;
-                    // An ended channel no longer holds back event time.
-                    self.watermarks[ch] = i64::MAX;
+                }
+                // End implies end of data (a sender may skip EndOfData).
+                if let Some(ev) = self.drain(ch) {
+                    self.pending.push_back(ev);
                 }
                 // An ended channel will never deliver the barrier being aligned.
                 if let Some(ev) = self.complete_alignment_if_ready() {
+                    self.pending.push_front(ev);
+                }
+                if let Some(ev) = self.pending.pop_front() {
                     return Some(ev);
                 }
                 if self.n_ended == self.ended.len() {
@@ -126,6 +151,18 @@ impl InputGate {
                 self.advance_watermark()
             }
         }
+    }
+
+    /// Channel `ch` has no more records; `EndOfData` once all have none.
+    fn drain(&mut self, ch: usize) -> Option<InputEvent> {
+        if self.drained[ch] {
+            return None;
+        }
+        self.drained[ch] = true;
+        self.n_drained += 1;
+        // A drained channel no longer holds back event time.
+        self.watermarks[ch] = i64::MAX;
+        (self.n_drained == self.drained.len()).then_some(InputEvent::EndOfData)
     }
 
     fn advance_watermark(&mut self) -> Option<InputEvent> {
@@ -216,6 +253,7 @@ mod tests {
         assert!(matches!(gate.next().await, Some(InputEvent::Watermark(10))));
         // channel 0 ended: the watermark follows channel 1 alone.
         assert!(matches!(gate.next().await, Some(InputEvent::Watermark(20))));
+        assert!(matches!(gate.next().await, Some(InputEvent::EndOfData)));
         assert!(matches!(gate.next().await, Some(InputEvent::End)));
     }
 
@@ -243,13 +281,14 @@ mod tests {
                 }
                 InputEvent::Barrier(id) => seen.push(format!("B{id}")),
                 InputEvent::Watermark(_) => {}
+                InputEvent::EndOfData => seen.push("D".into()),
                 InputEvent::End => {
                     seen.push("E".into());
                     break;
                 }
             }
         }
-        assert_eq!(seen, vec!["b1", "B1", "b100", "E"]);
+        assert_eq!(seen, vec!["b1", "B1", "b100", "D", "E"]);
     }
 
     #[tokio::test]
@@ -260,6 +299,28 @@ mod tests {
         tx.send(env(0, Message::Barrier(7))).await.unwrap();
         tx.send(env(0, Message::End)).await.unwrap();
         assert!(matches!(gate.next().await, Some(InputEvent::Barrier(7))));
+        assert!(matches!(gate.next().await, Some(InputEvent::EndOfData)));
+        assert!(matches!(gate.next().await, Some(InputEvent::End)));
+    }
+
+    #[tokio::test]
+    async fn end_of_data_once_all_drained_and_barriers_still_align_after_it() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 2);
+        tx.send(env(0, Message::Watermark(5))).await.unwrap();
+        tx.send(env(0, Message::EndOfData)).await.unwrap();
+        tx.send(env(1, Message::Batch(batch(1)))).await.unwrap();
+        tx.send(env(0, Message::Barrier(3))).await.unwrap();
+        tx.send(env(1, Message::EndOfData)).await.unwrap();
+        tx.send(env(1, Message::Barrier(3))).await.unwrap();
+        tx.send(env(0, Message::End)).await.unwrap();
+        tx.send(env(1, Message::End)).await.unwrap();
+        // Channel 0 drained: event time follows channel 1, which has none yet.
+        assert!(matches!(gate.next().await, Some(InputEvent::Batch { .. })));
+        // The barrier from channel 0 is aligned with channel 1's, which
+        // comes after channel 1's end of data.
+        assert!(matches!(gate.next().await, Some(InputEvent::EndOfData)));
+        assert!(matches!(gate.next().await, Some(InputEvent::Barrier(3))));
         assert!(matches!(gate.next().await, Some(InputEvent::End)));
     }
 }

@@ -12,6 +12,9 @@ pub enum Message {
     Watermark(i64),
     /// Checkpoint barrier for this epoch.
     Barrier(u64),
+    /// The sender has no more records. Barriers may still follow (the
+    /// checkpoints that commit the tail of the output), then [`Message::End`].
+    EndOfData,
     /// The sender has no more messages.
     End,
 }

@@ -25,7 +25,15 @@ pub trait Sink: Send + 'static {
         Ok(())
     }
 
-    /// End of input: flush and make everything written visible.
+    /// No more batches will be written. In a checkpointed run barriers
+    /// still follow: everything written so far is committed by the next
+    /// checkpoint that completes, and [`Sink::finish`] is not called.
+    fn end_of_data(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// End of input (runs without checkpoints): flush and make everything
+    /// written visible.
     fn finish(&mut self) -> Result<()>;
 
     /// Start of a checkpointed run: commit the epochs staged by an earlier

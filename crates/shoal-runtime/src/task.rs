@@ -21,11 +21,14 @@ fn upstream_failed(node: &str) -> RuntimeError {
     ))
 }
 
-/// Run a source instance, then send `End`.
+/// Run a source instance, then send `EndOfData`, answer the remaining
+/// checkpoints, and send `End`.
 pub(crate) async fn run_source(source: Box<dyn Source>, mut ctx: SourceContext) -> Result<()> {
     let span = tracing::info_span!("source", operator = %ctx.node, instance = ctx.instance);
     async move {
         source.run(&mut ctx).await?;
+        // Downstream flushes now, so the final checkpoints cover the flush.
+        ctx.output.broadcast(Message::EndOfData).await?;
         ctx.finish_checkpoints().await?;
         ctx.output.broadcast(Message::End).await
     }
@@ -47,6 +50,7 @@ pub(crate) async fn run_operator(
     async {
         let mut out = Collector::default();
         let mut forwarded = i64::MIN;
+        let mut drained = false;
         let mut state_entries: i64 = 0;
         let mut report_state = |op: &dyn Operator| {
             if let Some(n) = op.state_entries() {
@@ -96,10 +100,21 @@ pub(crate) async fn run_operator(
                     }
                     output.broadcast(Message::Barrier(id)).await?;
                 }
-                InputEvent::End => {
+                InputEvent::EndOfData => {
+                    // Flush before the barriers that follow, so checkpoints
+                    // taken from here on include what end of input emits.
+                    drained = true;
                     op.on_end(&mut out)?;
                     report_state(op.as_ref());
                     flush(&mut out, &mut output, &metrics, &dead).await?;
+                    output.broadcast(Message::EndOfData).await?;
+                }
+                InputEvent::End => {
+                    if !drained {
+                        op.on_end(&mut out)?;
+                        report_state(op.as_ref());
+                        flush(&mut out, &mut output, &metrics, &dead).await?;
+                    }
                     output.broadcast(Message::End).await?;
                     return Ok(());
                 }
@@ -166,6 +181,7 @@ pub(crate) async fn run_sink(
                         .watermark
                         .store(t, std::sync::atomic::Ordering::Relaxed);
                 }
+                InputEvent::EndOfData => sink.end_of_data()?,
                 InputEvent::Barrier(id) => {
                     sink.pre_commit(id)?;
                     if let Some(link) = &link {

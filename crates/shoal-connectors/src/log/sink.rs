@@ -46,6 +46,9 @@ pub struct LogSink {
     producer: Option<TransactionalProducer>,
     /// The transaction being written: the epoch the next barrier closes.
     epoch: u64,
+    /// Checkpointed run after end of data: the epoch holding the last
+    /// records; once it is committed this instance is no longer a writer.
+    last_epoch: Option<u64>,
 }
 
 impl LogSink {
@@ -62,6 +65,7 @@ impl LogSink {
             transactional_id: None,
             producer: None,
             epoch: 1,
+            last_epoch: None,
         }
     }
 
@@ -76,10 +80,19 @@ impl LogSink {
         log_err(&format!("{what} ({})", self.topic), e)
     }
 
-    /// Count this instance among the topic's writers (decremented at finish).
+    /// Count this instance among the topic's writers (decremented once its
+    /// last record is visible: at finish, or in a checkpointed run when the
+    /// epoch after end of data is committed).
     pub fn with_writers(mut self, writers: Option<Arc<AtomicUsize>>) -> Self {
         self.writers = writers;
         self
+    }
+
+    /// This instance will write nothing more that readers do not see yet.
+    fn leave_writers(&mut self) {
+        if let Some(w) = self.writers.take() {
+            w.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -145,7 +158,21 @@ impl Sink for LogSink {
             Some(p) => p.commit(epoch).map(drop),
             None => return Ok(()),
         };
-        result.map_err(|e| self.txn_err("commit", e))
+        result.map_err(|e| self.txn_err("commit", e))?;
+        // In-pipeline readers of the topic (`stop_at_end`) may end now:
+        // every record this instance wrote is committed.
+        if self.last_epoch.is_some_and(|last| epoch >= last) {
+            self.leave_writers();
+        }
+        Ok(())
+    }
+
+    fn end_of_data(&mut self) -> Result<()> {
+        if self.producer.is_some() {
+            // The open transaction is the last one; the next barrier closes it.
+            self.last_epoch = Some(self.epoch);
+        }
+        Ok(())
     }
 
     fn recover(&mut self, committed: Option<u64>) -> Result<()> {
@@ -177,9 +204,7 @@ impl Sink for LogSink {
                 .map_err(|e| log_err("commit at end of input", e))?;
         }
         self.log.flush().map_err(|e| log_err("flush log", e))?;
-        if let Some(w) = self.writers.take() {
-            w.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.leave_writers();
         Ok(())
     }
 }

@@ -45,7 +45,15 @@ impl Coordinator {
                 tokio::select! {
                     _ = ticker.tick() => break false,
                     msg = self.inbox.recv() => match msg {
-                        Some(ToCoordinator::SourceEnded) => ended += 1,
+                        // A source ended: checkpoint now rather than at the
+                        // next tick, so the sinks commit the tail of its
+                        // output (an in-pipeline reader may be waiting for it).
+                        Some(ToCoordinator::SourceEnded) => {
+                            ended += 1;
+                            if ended < n_sources {
+                                break false;
+                            }
+                        }
                         Some(ToCoordinator::Ack { id, .. }) => tracing::debug!(id, "late ack of an abandoned checkpoint"),
                         None => return Ok(()),
                     },

@@ -13,6 +13,11 @@
 //!    seek to its offsets, and sinks commit the epochs it covers and abort the
 //!    others ([`Sink::recover`](crate::Sink::recover)).
 //!
+//! End of input (Flink's "checkpoints after tasks finished"): a source whose
+//! input ended sends `EndOfData`; operators flush what end of input emits
+//! (windows, buffered OVER rows) *before* the barriers that follow, so the
+//! next checkpoint commits it. A source ending triggers a checkpoint at
+//! once (a pipeline that reads its own log topic waits for that commit).
 //! When every source has ended, the coordinator takes a final checkpoint;
 //! sinks commit it, then the job ends. A checkpoint that does not complete
 //! within `timeout` is abandoned: its staged output is committed with the
