@@ -264,3 +264,71 @@ fn plan_errors_name_the_yaml_line() {
         "{err}"
     );
 }
+
+#[test]
+fn merchant_risk_enriches_every_transaction_from_the_csv_table() {
+    let dir = workdir();
+    let d = dir.path();
+    shoal_ok(d, &["run", "--no-progress", "pipelines/merchant-risk.yaml"]);
+    // The table, read independently.
+    let csv = std::fs::read_to_string(d.join("pipelines/data/merchants.csv")).unwrap();
+    let table: std::collections::HashMap<i64, (String, String)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), (f[1].to_string(), f[2].to_string()))
+        })
+        .collect();
+    let all = all_generated(d, 5, 100_000);
+    let enriched = read_jsonl_dir(&d.join("out/merchant-risk/enriched"));
+    assert_eq!(enriched.len(), all.len(), "a LEFT JOIN keeps every row");
+    let by_id: std::collections::HashMap<&str, &serde_json::Value> = enriched
+        .iter()
+        .map(|r| (r["txn_id"].as_str().unwrap(), r))
+        .collect();
+    let (mut matched, mut flagged) = (0, BTreeSet::new());
+    for r in &all {
+        let id = r["txn_id"].as_str().unwrap();
+        let got = by_id[id];
+        let merchant = r["merchant_id"].as_i64().unwrap();
+        assert_eq!(got["merchant_id"], merchant);
+        let (cat, tier) = match table.get(&merchant) {
+            Some((c, t)) => {
+                matched += 1;
+                (c.as_str(), t.as_str())
+            }
+            None => ("unknown", "unrated"),
+        };
+        assert_eq!(got["category"], cat, "{got}");
+        assert_eq!(got["risk_tier"], tier, "{got}");
+        if tier == "high" && r["amount"].as_f64().unwrap() > 200.0 {
+            flagged.insert(id.to_string());
+        }
+    }
+    // Both branches of the join are exercised.
+    assert!(matched > 1_000 && matched < all.len(), "matched {matched}");
+    let alerts: BTreeSet<String> = read_jsonl_dir(&d.join("out/merchant-risk/flagged"))
+        .iter()
+        .map(|r| r["txn_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!flagged.is_empty());
+    assert_eq!(alerts, flagged);
+}
+
+#[test]
+fn a_missing_lookup_table_is_a_plan_error_at_its_path_line() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("bad-lookup.yaml"),
+        "name: bad\nsources:\n  txns: { type: generator, count: 10 }\ntransforms:\n  e:\n    type: sql\n    inputs: [txns]\n    lookup:\n      merchants:\n        path: nowhere/merchants.csv\n    query: SELECT t.txn_id FROM txns t JOIN merchants m ON t.merchant_id = m.merchant_id\nsinks:\n  out: { type: stdout, inputs: [e] }\n",
+    )
+    .unwrap();
+    let out = shoal(dir.path(), &["validate", "bad-lookup.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-lookup.yaml:10:") && err.contains("nowhere/merchants.csv"),
+        "{err}"
+    );
+}

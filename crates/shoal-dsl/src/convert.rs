@@ -246,19 +246,56 @@ impl Converter<'_> {
         Ok(cp)
     }
 
+    fn lookups(&self, id: &str, raw: Option<IndexMap<String, RawLookup>>) -> R<Vec<LookupSpec>> {
+        let mut out = Vec::new();
+        for (name, l) in raw.unwrap_or_default() {
+            let at = |k: &'static str| -> [&str; 5] { ["transforms", id, "lookup", &name, k] };
+            let refresh = l
+                .refresh
+                .map(|r| self.duration(&at("refresh"), r))
+                .transpose()?;
+            if refresh.is_some_and(|r| r.is_zero()) {
+                return Err(self
+                    .err(&at("refresh"), "`refresh` must be more than 0")
+                    .with_hint("e.g. refresh: 30s, or remove it to read the file once"));
+            }
+            out.push(LookupSpec {
+                path: self.path(&at("path"), l.path)?,
+                refresh,
+                schema: self.schema_at(&["transforms", id, "lookup", &name], l.schema)?,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
     fn schema(&self, id: &str, raw: Option<IndexMap<String, String>>) -> R<Option<SchemaSpec>> {
+        self.schema_at(&["sources", id], raw)
+    }
+
+    /// `schema:` under the YAML path `parent`.
+    fn schema_at(
+        &self,
+        parent: &[&str],
+        raw: Option<IndexMap<String, String>>,
+    ) -> R<Option<SchemaSpec>> {
+        let at = |tail: &[&str]| -> Vec<String> {
+            parent.iter().chain(tail).map(|s| s.to_string()).collect()
+        };
         let Some(raw) = raw else { return Ok(None) };
         if raw.is_empty() {
-            return Err(self
-                .err(&["sources", id, "schema"], "the schema has no columns")
-                .with_hint("list the columns, e.g. schema: { id: int64, name: utf8? }, or remove `schema:`"));
+            let path = at(&["schema"]);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            return Err(self.err(&path, "the schema has no columns").with_hint(
+                "list the columns, e.g. schema: { id: int64, name: utf8? }, or remove `schema:`",
+            ));
         }
         let mut fields = Vec::with_capacity(raw.len());
         for (name, ty) in raw {
+            let path = at(&["schema", &name]);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
             if name.trim().is_empty() {
-                return Err(self
-                    .ctx
-                    .at_key(&["sources", id, "schema", &name], "empty column name"));
+                return Err(self.ctx.at_key(&path, "empty column name"));
             }
             match units::parse_field_type(&ty) {
                 Ok((data_type, nullable)) => fields.push(FieldSpec {
@@ -269,7 +306,7 @@ impl Converter<'_> {
                 Err(bad) => {
                     return Err(self
                         .err(
-                            &["sources", id, "schema", &name],
+                            &path,
                             format!("unknown column type \"{bad}\" for \"{name}\""),
                         )
                         .with_hint(format!(
@@ -649,6 +686,7 @@ impl Converter<'_> {
                 query: self.non_empty(&at("query"), s.query, "the query")?,
                 parallelism: self.parallelism(&at("parallelism"), s.parallelism)?,
                 key: self.key(&at("key"), s.key)?,
+                lookup: self.lookups(id, s.lookup)?,
             }),
             RawTransform::Score(s) => TransformSpec::Score(ScoreTransform {
                 inputs: s.inputs,

@@ -86,9 +86,9 @@ pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
     Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, DedupTransform, EventTimeSpec,
     FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile,
-    GeneratorSource, KafkaSink, KafkaSource, LogIsolation, LogSink, LogSource, ModelFormat,
-    PipelineSpec, PostgresMode, PostgresSink, RecordFormat, SchemaSpec, ScoreTransform, SinkSpec,
-    SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
+    GeneratorSource, KafkaSink, KafkaSource, LogIsolation, LogSink, LogSource, LookupSpec,
+    ModelFormat, PipelineSpec, PostgresMode, PostgresSink, RecordFormat, SchemaSpec,
+    ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

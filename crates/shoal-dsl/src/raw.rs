@@ -146,6 +146,15 @@ pub(crate) struct RawSql {
     pub query: String,
     pub parallelism: Option<u64>,
     pub key: Option<String>,
+    pub lookup: Option<IndexMap<String, RawLookup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLookup {
+    pub path: String,
+    pub refresh: Option<Scalar>,
+    pub schema: Option<IndexMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -670,6 +670,24 @@ pub struct SqlTransform {
     pub parallelism: usize,
     /// `key:` partitioning column between parallel instances.
     pub key: Option<String>,
+    /// `lookup:` tables loaded from files that the query may join with.
+    pub lookup: Vec<LookupSpec>,
+}
+
+/// One entry of a `sql` transform's `lookup:` map: a CSV file the query
+/// reads as a table of that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupSpec {
+    /// The table's name in the query (the map key).
+    pub name: String,
+    /// `path:` the CSV file, with a header row (relative paths: from the
+    /// working directory).
+    pub path: PathBuf,
+    /// `refresh:` poll the file this often and swap in a changed one;
+    /// absent = read once at start.
+    pub refresh: Option<Duration>,
+    /// `schema:` column types; absent = inferred from the file.
+    pub schema: Option<SchemaSpec>,
 }
 
 /// `type: score` — run a model over every batch and append its score.

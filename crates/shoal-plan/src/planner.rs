@@ -9,7 +9,9 @@ use shoal_connectors::generator::generator_schema;
 use shoal_connectors::schema::arrow_schema;
 use shoal_dsl::{DslError, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use shoal_runtime::{NodeRole, Partitioning};
-use shoal_sql::{DedupSpec, SqlError, compile_filter, compile_query};
+use shoal_sql::{
+    DedupSpec, LookupTable, LookupTableSpec, SqlError, compile_filter, compile_query_with,
+};
 
 use crate::build::Builder;
 use crate::node::{PlanEdge, PlanNode};
@@ -100,6 +102,28 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
         checkpoint,
         dead_letter_builder,
     })
+}
+
+/// Read the lookup tables of a `sql` transform (errors at the table's
+/// `path:` line).
+fn lookup_tables(
+    spec: &PipelineSpec,
+    id: &str,
+    q: &shoal_dsl::SqlTransform,
+    base_dir: &Path,
+) -> Result<Vec<Arc<LookupTable>>, DslError> {
+    q.lookup
+        .iter()
+        .map(|l| {
+            LookupTable::open(LookupTableSpec {
+                name: l.name.clone(),
+                path: resolve(base_dir, &l.path),
+                refresh: l.refresh,
+                schema: l.schema.as_ref().map(arrow_schema),
+            })
+            .map_err(|e| sql_error(spec, &["transforms", id, "lookup", &l.name, "path"], e))
+        })
+        .collect()
 }
 
 pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -316,7 +340,7 @@ fn plan_transform(
     if let TransformSpec::Sql(q) = t
         && q.inputs.len() == 2
     {
-        return plan_join(spec, id, t, q, nodes);
+        return plan_join(spec, id, t, q, nodes, opts);
     }
     let (inputs, schema) = wire(spec, &path, nodes, t.inputs(), t.parallelism(), t.key())?;
     let (schema, detail, builder) = match t {
@@ -334,8 +358,10 @@ fn plan_transform(
                     Some("for a union, use a `filter` with several inputs".into()),
                 ));
             }
-            let mut query = compile_query(&q.query, &[(q.inputs[0].clone(), schema)])
-                .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
+            let lookups = lookup_tables(spec, id, q, &opts.base_dir)?;
+            let mut query =
+                compile_query_with(&q.query, &[(q.inputs[0].clone(), schema)], &lookups)
+                    .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
             if let Some(column) = upstream_event_time(spec, &q.inputs[0]) {
                 query
                     .set_event_time(&column)
@@ -397,6 +423,7 @@ fn plan_join(
     t: &TransformSpec,
     q: &shoal_dsl::SqlTransform,
     nodes: &[PlanNode],
+    opts: &PlanOptions,
 ) -> Result<PlanNode, DslError> {
     let mut edges = Vec::new();
     let mut tables = Vec::new();
@@ -413,7 +440,8 @@ fn plan_join(
         edges.append(&mut e);
         tables.push((input.clone(), schema));
     }
-    let query = compile_query(&q.query, &tables)
+    let lookups = lookup_tables(spec, id, q, &opts.base_dir)?;
+    let query = compile_query_with(&q.query, &tables, &lookups)
         .map_err(|e| sql_error(spec, &["transforms", id, "query"], e))?;
     if query.is_stateful() && t.parallelism() > 1 && t.key().is_none() {
         return Err(spec.error_at(

@@ -37,5 +37,11 @@ impl From<datafusion::error::DataFusionError> for SqlError {
     }
 }
 
+impl From<arrow::error::ArrowError> for SqlError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        SqlError::new(e.to_string())
+    }
+}
+
 /// The crate's result alias.
 pub type Result<T, E = SqlError> = std::result::Result<T, E>;

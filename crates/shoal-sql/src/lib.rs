@@ -15,8 +15,10 @@
 //! No query plan is ever built per batch. Event-time windowed aggregation
 //! (`GROUP BY tumble(…) | hop(…) | session(…)`, see [`window`]) keeps its
 //! state in the operator and emits when the watermark passes a window's end.
-//! Other constructs that need state (joins, sorting, `GROUP BY` without a
-//! window) are rejected at plan time with an error that names the construct.
+//! Interval joins of two streams ([`join`](IntervalJoinSpec)) and lookup
+//! joins against a file ([`lookup`]) are compiled too. Other constructs that
+//! need unbounded state (sorting, `GROUP BY` without a window) are rejected
+//! at plan time with an error that names the construct.
 
 mod codec;
 mod context;
@@ -25,6 +27,7 @@ mod error;
 mod filter;
 mod join;
 mod late;
+pub mod lookup;
 mod over;
 mod query;
 pub mod window;
@@ -34,4 +37,5 @@ pub use dedup::{DedupOperator, DedupSpec};
 pub use error::{Result, SqlError};
 pub use filter::{FilterOperator, compile_filter};
 pub use join::IntervalJoinSpec;
-pub use query::{CompiledQuery, QueryOperator, compile_query};
+pub use lookup::{LookupTable, LookupTableSpec};
+pub use query::{CompiledQuery, QueryOperator, compile_query, compile_query_with};

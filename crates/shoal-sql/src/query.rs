@@ -16,6 +16,7 @@ use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
 use crate::join::{IntervalJoinSpec, IntervalJoinState};
+use crate::lookup::{JoinParts, LookupJoin, LookupTable};
 use crate::over::{OverSpec, OverState};
 use crate::window::{WindowAggSpec, WindowAggState};
 use shoal_runtime::DeadLetter;
@@ -47,6 +48,8 @@ enum Stage {
         inputs: [usize; 2],
         spec: Arc<IntervalJoinSpec>,
     },
+    /// Join with a lookup table loaded from a file (stateless).
+    Lookup(Arc<LookupJoin>),
 }
 
 /// A query compiled once into stages.
@@ -81,6 +84,7 @@ impl CompiledQuery {
                 Stage::Join { spec, tables, .. } => {
                     format!("{} of {} and {}", spec.describe(), tables[0], tables[1])
                 }
+                Stage::Lookup(l) => l.describe(),
             })
             .collect::<Vec<_>>()
             .join(" -> ")
@@ -122,6 +126,17 @@ impl CompiledQuery {
             Some((_, inputs, _)) => inputs.to_vec(),
             None => vec![self.input],
         }
+    }
+
+    /// Rows held by the query's lookup tables.
+    pub fn lookup_rows(&self) -> usize {
+        self.stages
+            .iter()
+            .map(|s| match s {
+                Stage::Lookup(l) => l.rows(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// The windowed-aggregation stage, if any, and its position.
@@ -219,6 +234,7 @@ impl CompiledQuery {
                         "a join stage runs through QueryOperator::process_batch".into(),
                     ));
                 }
+                Stage::Lookup(l) => l.join(&batch)?,
             };
             if batch.num_rows() == 0 {
                 break;
@@ -231,9 +247,28 @@ impl CompiledQuery {
 /// Plan `query` over the named `inputs` (each a table of that name; a single
 /// input is also available as `input`) and compile it.
 pub fn compile_query(query: &str, inputs: &[(String, SchemaRef)]) -> Result<CompiledQuery> {
+    compile_query_with(query, inputs, &[])
+}
+
+/// [`compile_query`] with lookup tables the query may join the stream with
+/// (each loaded now; see [`crate::lookup`]).
+pub fn compile_query_with(
+    query: &str,
+    inputs: &[(String, SchemaRef)],
+    lookups: &[Arc<LookupTable>],
+) -> Result<CompiledQuery> {
     let ctx = sql_context();
     for (name, schema) in inputs {
         register(&ctx, name, schema)?;
+    }
+    for table in lookups {
+        if inputs.iter().any(|(n, _)| n == table.name()) {
+            return Err(SqlError::new(format!(
+                "lookup table `{}` has the name of an input",
+                table.name()
+            )));
+        }
+        register(&ctx, table.name(), table.schema())?;
     }
     if let [(name, schema)] = inputs
         && name != "input"
@@ -246,7 +281,7 @@ pub fn compile_query(query: &str, inputs: &[(String, SchemaRef)]) -> Result<Comp
     // pushdown) once; the stages below are built from the optimised plan.
     let plan = state.optimize(&plan)?;
     let mut stages = Vec::new();
-    let table = compile_plan(&ctx, &plan, &mut stages)?;
+    let table = compile_plan(&ctx, lookups, &plan, &mut stages)?;
     let resolve = |table: &str| {
         inputs
             .iter()
@@ -282,6 +317,7 @@ fn register(ctx: &SessionContext, name: &str, schema: &SchemaRef) -> Result<()> 
 /// Append the stages of `plan` (inputs first) and return the table it reads.
 fn compile_plan(
     ctx: &SessionContext,
+    lookups: &[Arc<LookupTable>],
     plan: &LogicalPlan,
     stages: &mut Vec<Stage>,
 ) -> Result<String> {
@@ -301,9 +337,9 @@ fn compile_plan(
             }
             Ok(scan.table_name.table().to_string())
         }
-        LogicalPlan::SubqueryAlias(a) => compile_plan(ctx, &a.input, stages),
+        LogicalPlan::SubqueryAlias(a) => compile_plan(ctx, lookups, &a.input, stages),
         LogicalPlan::Window(w) => {
-            let table = compile_plan(ctx, &w.input, stages)?;
+            let table = compile_plan(ctx, lookups, &w.input, stages)?;
             if stages.iter().any(|s| matches!(s, Stage::Over(..))) {
                 return Err(SqlError::new(
                     "OVER windows with different PARTITION BY or ORDER BY clauses are not supported on a stream",
@@ -317,6 +353,49 @@ fn compile_plan(
             )?;
             stages.push(Stage::Over(spec));
             Ok(table)
+        }
+        LogicalPlan::Join(j) if lookup_side(lookups, j).is_some() => {
+            let (table, stream_left) = lookup_side(lookups, j).expect("checked");
+            let (stream, other) = if stream_left {
+                (&j.left, &j.right)
+            } else {
+                (&j.right, &j.left)
+            };
+            let stream_table = compile_plan(ctx, lookups, stream, stages)?;
+            let mut table_stages = Vec::new();
+            compile_plan(ctx, lookups, other, &mut table_stages)?;
+            if table_stages.iter().any(|s| {
+                !matches!(
+                    s,
+                    Stage::Select { .. } | Stage::Filter(_) | Stage::Project { .. }
+                )
+            }) {
+                return Err(not_a_stream(
+                    "aggregation or a join on a lookup table's side",
+                    "join the table as it is and aggregate in the query",
+                ));
+            }
+            let table_side = CompiledQuery {
+                input: 0,
+                stages: table_stages,
+                schema: Arc::clone(other.schema().inner()),
+            };
+            let join = LookupJoin::compile(
+                ctx,
+                JoinParts {
+                    join_type: j.join_type,
+                    on: &j.on,
+                    filter: j.filter.as_ref(),
+                    left: j.left.schema(),
+                    right: j.right.schema(),
+                    output: &j.schema,
+                },
+                stream_left,
+                table,
+                table_side,
+            )?;
+            stages.push(Stage::Lookup(Arc::new(join)));
+            Ok(stream_table)
         }
         LogicalPlan::Join(j) => {
             if j.join_type != datafusion::logical_expr::JoinType::Inner {
@@ -332,8 +411,8 @@ fn compile_plan(
                 ));
             }
             let (mut left, mut right) = (Vec::new(), Vec::new());
-            let lt = compile_plan(ctx, &j.left, &mut left)?;
-            let rt = compile_plan(ctx, &j.right, &mut right)?;
+            let lt = compile_plan(ctx, lookups, &j.left, &mut left)?;
+            let rt = compile_plan(ctx, lookups, &j.right, &mut right)?;
             if left.iter().chain(&right).any(|s| {
                 matches!(
                     s,
@@ -368,13 +447,13 @@ fn compile_plan(
                     "chain two `sql` transforms instead",
                 ));
             }
-            let table = compile_plan(ctx, &a.input, stages)?;
+            let table = compile_plan(ctx, lookups, &a.input, stages)?;
             let spec = WindowAggSpec::compile(ctx, a)?;
             stages.push(Stage::WindowAgg(Arc::new(spec)));
             Ok(table)
         }
         LogicalPlan::Filter(f) => {
-            let table = compile_plan(ctx, &f.input, stages)?;
+            let table = compile_plan(ctx, lookups, &f.input, stages)?;
             stages.push(Stage::Filter(physical(
                 ctx,
                 &f.predicate,
@@ -383,7 +462,7 @@ fn compile_plan(
             Ok(table)
         }
         LogicalPlan::Projection(p) => {
-            let table = compile_plan(ctx, &p.input, stages)?;
+            let table = compile_plan(ctx, lookups, &p.input, stages)?;
             let exprs = p
                 .expr
                 .iter()
@@ -394,6 +473,32 @@ fn compile_plan(
             Ok(table)
         }
         other => Err(unsupported(other)),
+    }
+}
+
+/// The lookup table one side of `join` reads, if exactly one side is a
+/// lookup table, and whether the stream is the left side.
+fn lookup_side(
+    lookups: &[Arc<LookupTable>],
+    join: &datafusion::logical_expr::Join,
+) -> Option<(Arc<LookupTable>, bool)> {
+    let find = |plan: &LogicalPlan| {
+        let name = scanned_table(plan)?;
+        lookups.iter().find(|t| t.name() == name).cloned()
+    };
+    match (find(&join.left), find(&join.right)) {
+        (None, Some(t)) => Some((t, true)),
+        (Some(t), None) => Some((t, false)),
+        _ => None,
+    }
+}
+
+/// The table a plan without joins reads.
+fn scanned_table(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::TableScan(scan) => Some(scan.table_name.table().to_string()),
+        LogicalPlan::Join(_) => None,
+        other => other.inputs().first().and_then(|p| scanned_table(p)),
     }
 }
 
@@ -477,12 +582,13 @@ impl QueryOperator {
     }
 
     /// Entries held in state: window groups and buffered session rows,
-    /// buffered join rows, running-aggregate keys.
+    /// buffered join rows, running-aggregate keys, lookup-table rows.
     pub fn state_entries(&self) -> usize {
         self.window.as_ref().map_or(0, WindowAggState::entries)
             + self.join.as_ref().map_or(0, IntervalJoinState::rows)
             + self.state_keys()
             + self.state.rows()
+            + self.query.lookup_rows()
     }
 
     /// The event time of the rows a join emits, given its input watermark.
@@ -617,7 +723,7 @@ impl Operator for QueryOperator {
     }
 
     fn state_entries(&self) -> Option<usize> {
-        self.query.is_stateful().then(|| self.state_entries())
+        (self.query.is_stateful() || self.query.lookup_rows() > 0).then(|| self.state_entries())
     }
 
     fn output_watermark(&self, input: i64) -> i64 {

@@ -21,7 +21,9 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use rand::{Rng, SeedableRng};
 use shoal_runtime::{Collector, Operator};
-use shoal_sql::{QueryOperator, compile_query, sql_context};
+use shoal_sql::{
+    LookupTable, LookupTableSpec, QueryOperator, compile_query, compile_query_with, sql_context,
+};
 
 /// Allowed out-of-orderness of the generated input (ms).
 const MAX_DELAY: i64 = 5_000;
@@ -83,8 +85,16 @@ fn input(seed: u64, n: usize) -> Vec<RecordBatch> {
 /// Run `sql` as a stream: watermark = max event time − delay after every
 /// batch; snapshot + restore into a fresh operator halfway; end of input.
 fn run_stream(sql: &str, batches: &[RecordBatch]) -> Vec<RecordBatch> {
-    let q =
-        compile_query(sql, &[("txns".into(), schema())]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    run_stream_with(sql, batches, &[])
+}
+
+fn run_stream_with(
+    sql: &str,
+    batches: &[RecordBatch],
+    lookups: &[Arc<LookupTable>],
+) -> Vec<RecordBatch> {
+    let q = compile_query_with(sql, &[("txns".into(), schema())], lookups)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut op = QueryOperator::new(q.clone());
     let mut out = Collector::default();
     let mut max_ts = i64::MIN;
@@ -642,7 +652,7 @@ fn interval_joins_match_batch_queries() {
 
 #[test]
 fn oracle_has_at_least_25_queries() {
-    assert!(cases().len() + join_cases().len() >= 25);
+    assert!(cases().len() + join_cases().len() + lookup_cases().len() >= 25);
 }
 
 /// The first join case checked by brute force, independently of DataFusion.
@@ -738,4 +748,114 @@ fn interval_join_matches_a_nested_loop() {
         .map(|b| b.num_rows())
         .sum();
     assert_eq!((streamed, batch), (expected, expected));
+}
+
+/// A merchants table for lookup joins: some merchants of the input are
+/// missing, some appear twice, one row has no key.
+fn merchants_csv() -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("shoal-oracle-merchants-{}.csv", std::process::id()));
+    let categories = ["grocery", "travel", "electronics", "fuel"];
+    let mut text = String::from("merchant_id,category,risk,country\n");
+    for m in 0..40i64 {
+        if m % 7 == 3 {
+            continue;
+        }
+        let c = categories[(m % 4) as usize];
+        text.push_str(&format!(
+            "{m},{c},{},{}\n",
+            (m * 37 % 100) as f64 / 100.0,
+            ["US", "FR"][(m % 2) as usize]
+        ));
+        if m % 11 == 5 {
+            text.push_str(&format!("{m},duplicate,0.5,DE\n"));
+        }
+    }
+    text.push_str(",nokey,0.9,US\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lookup_cases() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "lookup inner join",
+            "SELECT t.card_id, t.amount, t.ts, m.category, m.risk FROM txns t \
+             JOIN merchants m ON t.merchant_id = m.merchant_id",
+        ),
+        (
+            "lookup left join keeps unmatched rows",
+            "SELECT t.card_id, t.merchant_id, t.ts, m.category FROM txns t \
+             LEFT JOIN merchants m ON t.merchant_id = m.merchant_id",
+        ),
+        (
+            "lookup join with the table on the left and two keys",
+            "SELECT t.card_id, t.ts, m.category FROM merchants m \
+             JOIN txns t ON t.merchant_id = m.merchant_id AND t.country = m.country",
+        ),
+        (
+            "lookup join with conditions on both sides",
+            "SELECT t.card_id, t.amount * m.risk AS weighted, t.ts FROM txns t \
+             JOIN merchants m ON t.merchant_id = m.merchant_id AND t.amount > m.risk * 300 \
+             WHERE m.category <> 'fuel' AND t.country <> 'JP'",
+        ),
+        (
+            "tumbling window over a lookup join",
+            "SELECT tumble(t.ts, INTERVAL '1' MINUTE) AS w, m.category, COUNT(*) AS n, SUM(t.amount) AS total \
+             FROM txns t JOIN merchants m ON t.merchant_id = m.merchant_id \
+             GROUP BY tumble(t.ts, INTERVAL '1' MINUTE), m.category",
+        ),
+    ]
+}
+
+#[test]
+fn lookup_joins_match_batch_queries() {
+    let path = merchants_csv();
+    let table = LookupTable::open(LookupTableSpec {
+        name: "merchants".into(),
+        path: path.clone(),
+        refresh: None,
+        schema: None, // inferred: must agree with the declared batch schema below
+    })
+    .unwrap();
+    let input = input(11, 3_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, sql) in lookup_cases() {
+        let streamed = run_stream_with(sql, &input, std::slice::from_ref(&table));
+        // Batch: the same rows, the CSV through DataFusion's own reader.
+        let batch_sql = sql;
+        let expected = rt.block_on(async {
+            let ctx = sql_context();
+            let t = MemTable::try_new(schema(), vec![input.clone()]).unwrap();
+            ctx.register_table("txns", Arc::new(t)).unwrap();
+            let m = Schema::new(vec![
+                Field::new("merchant_id", DataType::Int64, true),
+                Field::new("category", DataType::Utf8, true),
+                Field::new("risk", DataType::Float64, true),
+                Field::new("country", DataType::Utf8, true),
+            ]);
+            let opts = datafusion::prelude::CsvReadOptions::new().schema(&m);
+            ctx.register_csv("merchants", path.to_str().unwrap(), opts)
+                .await
+                .unwrap();
+            let df = ctx
+                .sql(batch_sql)
+                .await
+                .unwrap_or_else(|e| panic!("{batch_sql}: {e}"));
+            df.collect().await.unwrap()
+        });
+        let (s, e) = (rows(&streamed), rows(&expected));
+        assert!(!e.is_empty(), "{name}: the batch query returned nothing");
+        assert_eq!(s.len(), e.len(), "{name}: row counts differ");
+        for (x, y) in s.iter().zip(&e) {
+            assert!(
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+                "{name}:\n stream {x:?}\n batch  {y:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(path);
 }
