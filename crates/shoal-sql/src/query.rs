@@ -621,6 +621,19 @@ impl QueryOperator {
         Ok(())
     }
 
+    /// The operator's state with `over` as the OVER stage's part.
+    fn snapshot_with(&mut self, over: serde_json::Value) -> RtResult<serde_json::Value> {
+        let window = match (self.query.window_stage(), &mut self.window) {
+            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        let join = match (self.query.join_stage(), &self.join) {
+            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
+    }
+
     /// Keys held in state.
     pub fn state_keys(&self) -> usize {
         self.state.keys()
@@ -747,15 +760,48 @@ impl Operator for QueryOperator {
             Some(_) => self.state.snapshot()?,
             None => serde_json::Value::Null,
         };
-        let window = match (self.query.window_stage(), &mut self.window) {
-            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
-            _ => serde_json::Value::Null,
+        self.snapshot_with(over)
+    }
+
+    /// In a checkpoint the OVER stage's per-key state goes through the
+    /// runtime's keyed state (incremental files; `keyed_state` in the
+    /// returned object); window and join state are as in `snapshot`.
+    fn snapshot_at(
+        &mut self,
+        ctx: &shoal_runtime::state::StateContext,
+    ) -> RtResult<serde_json::Value> {
+        if self.query.over().is_none() {
+            return self.snapshot();
+        }
+        let (reference, buffered) = self.state.snapshot_at(ctx)?;
+        let mut v = self.snapshot_with(buffered)?;
+        v["keyed_state"] = reference["keyed_state"].clone();
+        Ok(v)
+    }
+
+    fn restore_at(
+        &mut self,
+        states: &[serde_json::Value],
+        instance: usize,
+        ctx: &shoal_runtime::state::StateContext,
+    ) -> RtResult<()> {
+        let Some(mine) = states
+            .get(instance)
+            .filter(|v| v.get("keyed_state").is_some())
+        else {
+            return self.restore(states, instance);
         };
-        let join = match (self.query.join_stage(), &self.join) {
-            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
-            _ => serde_json::Value::Null,
-        };
-        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
+        let (_, spec) = self.query.over().ok_or_else(|| {
+            shoal_runtime::RuntimeError::User(
+                "the checkpoint's sql state does not fit the query (it changed)".into(),
+            )
+        })?;
+        let reference = serde_json::json!({ "keyed_state": mine["keyed_state"].clone() });
+        self.state
+            .restore_at(spec, &reference, &mine["over"], &ctx.dir)?;
+        let mut rest = mine.clone();
+        rest["over"] = serde_json::Value::Null;
+        self.restore(&[rest], 0)
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
@@ -928,6 +974,83 @@ mod tests {
         // US: rows 1 and 3 (50, 2500) seen twice; FR: row 2 (1500) seen twice.
         assert_eq!(n.values(), &[3, 2, 4]);
         assert_eq!(total.values(), &[2600.0, 3000.0, 5100.0]);
+    }
+
+    /// Checkpoints write the OVER keys through the runtime's keyed state:
+    /// a full file first, then deltas with only the keys that changed; a
+    /// restore from the files continues the aggregates.
+    #[test]
+    fn over_state_checkpoints_as_incremental_keyed_state_files() {
+        use shoal_runtime::state::StateContext;
+        let (name, schema, batch) = input();
+        let q = compile_query(
+            "SELECT card_id, amount, COUNT(*) OVER w AS n, SUM(amount) OVER w AS total FROM txns \
+             WINDOW w AS (PARTITION BY country ORDER BY card_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+            &[(name, schema.clone())],
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("shoal-over-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ctx = |checkpoint| StateContext {
+            dir: dir.clone(),
+            node: "features".into(),
+            instance: 0,
+            checkpoint,
+        };
+        let mut op = QueryOperator::new(q.clone()).with_node("features");
+        let mut out = Collector::default();
+        op.process_batch(0, batch.clone(), &mut out).unwrap();
+        let first = op.snapshot_at(&ctx(1)).unwrap();
+        let files = |v: &serde_json::Value| -> Vec<String> {
+            v["keyed_state"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(files(&first).len(), 1);
+        assert!(files(&first)[0].ends_with(".full.jsonl"), "{first}");
+        // Only the FR key changes before the next checkpoint.
+        let fr = batch.slice(1, 1);
+        assert_eq!(
+            fr.column(2)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0),
+            "FR"
+        );
+        op.process_batch(0, fr.clone(), &mut out).unwrap();
+        let second = op.snapshot_at(&ctx(2)).unwrap();
+        let chain = files(&second);
+        assert_eq!(chain.len(), 2);
+        assert!(chain[1].ends_with(".delta.jsonl"));
+        let delta = std::fs::read_to_string(dir.join(&chain[1])).unwrap();
+        // A header line, the entries, an end line.
+        let entries: Vec<&str> = delta.lines().filter(|l| l.starts_with("{\"s\":")).collect();
+        assert_eq!(entries.len(), 1, "one changed key: {delta}");
+        assert!(entries[0].contains("FR"), "{delta}");
+        assert!(shoal_runtime::state::state_size(&second) > 0);
+
+        // Restore from the files into a fresh operator and continue alike.
+        let mut restored = QueryOperator::new(q).with_node("features");
+        restored.restore_at(&[second], 0, &ctx(2)).unwrap();
+        assert_eq!(restored.state_keys(), 2);
+        let (mut a, mut b) = (Collector::default(), Collector::default());
+        op.process_batch(0, batch.clone(), &mut a).unwrap();
+        restored.process_batch(0, batch, &mut b).unwrap();
+        assert_eq!(a.batches()[0], b.batches()[0]);
+        let n = b.batches()[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        // US rows seen twice before; FR seen three times before.
+        assert_eq!(n, vec![3, 3, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn ts_input(rows: &[(i64, i64, f64, i64)]) -> (String, SchemaRef, RecordBatch) {

@@ -172,6 +172,13 @@ impl KeyedState {
             .expect("state handle of another KeyedState")
     }
 
+    /// The table `h` refers to, read only (see [`KeyedState::table`]).
+    pub fn get<T: 'static>(&self, h: StateHandle<T>) -> &T {
+        let any: &dyn Any = self.tables[h.index].1.as_any();
+        any.downcast_ref::<T>()
+            .expect("state handle of another KeyedState")
+    }
+
     /// Keys held over all tables.
     pub fn keys(&self) -> usize {
         self.tables.iter().map(|(_, t)| t.keys()).sum()
