@@ -12,6 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use shoal_runtime::{Collector, Operator, Result as RtResult};
 
+use crate::blob_state::BlobState;
 use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
@@ -552,6 +553,9 @@ pub struct QueryOperator {
     dead: Vec<DeadLetter>,
     window: Option<WindowAggState>,
     join: Option<IntervalJoinState>,
+    /// Checkpoint images of the window and join state (keyed state).
+    window_image: BlobState,
+    join_image: BlobState,
     late: Vec<RecordBatch>,
     node: String,
 }
@@ -570,6 +574,8 @@ impl QueryOperator {
             dead: Vec::new(),
             window,
             join,
+            window_image: BlobState::new("window"),
+            join_image: BlobState::new("join"),
             late: Vec::new(),
             node: "sql".into(),
         }
@@ -763,20 +769,35 @@ impl Operator for QueryOperator {
         self.snapshot_with(over)
     }
 
-    /// In a checkpoint the OVER stage's per-key state goes through the
-    /// runtime's keyed state (incremental files; `keyed_state` in the
-    /// returned object); window and join state are as in `snapshot`.
+    /// In a checkpoint all state goes through the runtime's keyed state:
+    /// the OVER stage's per-key values, window panes and join chunks (as
+    /// Arrow IPC units, only the changed ones written); each part's
+    /// `keyed_state` reference sits in its part of the returned object.
     fn snapshot_at(
         &mut self,
         ctx: &shoal_runtime::state::StateContext,
     ) -> RtResult<serde_json::Value> {
-        if self.query.over().is_none() {
-            return self.snapshot();
+        use serde_json::Value;
+        if !self.query.is_stateful() {
+            return Ok(Value::Null);
         }
-        let (reference, buffered) = self.state.snapshot_at(ctx)?;
-        let mut v = self.snapshot_with(buffered)?;
-        v["keyed_state"] = reference["keyed_state"].clone();
-        Ok(v)
+        let over = match self.query.over() {
+            Some(_) => {
+                let (reference, mut buffered) = self.state.snapshot_at(ctx)?;
+                buffered["keyed_state"] = reference["keyed_state"].clone();
+                buffered
+            }
+            None => Value::Null,
+        };
+        let window = match (self.query.window_stage(), &mut self.window) {
+            (Some((_, spec)), Some(w)) => w.snapshot_at(spec, &mut self.window_image, ctx)?,
+            _ => Value::Null,
+        };
+        let join = match (self.query.join_stage(), &self.join) {
+            (Some(_), Some(j)) => j.snapshot_at(&mut self.join_image, ctx)?,
+            _ => Value::Null,
+        };
+        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
     }
 
     fn restore_at(
@@ -785,23 +806,44 @@ impl Operator for QueryOperator {
         instance: usize,
         ctx: &shoal_runtime::state::StateContext,
     ) -> RtResult<()> {
-        let Some(mine) = states
-            .get(instance)
-            .filter(|v| v.get("keyed_state").is_some())
-        else {
-            return self.restore(states, instance);
+        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
+            return Ok(());
         };
-        let (_, spec) = self.query.over().ok_or_else(|| {
+        let changed = || {
             shoal_runtime::RuntimeError::User(
                 "the checkpoint's sql state does not fit the query (it changed)".into(),
             )
-        })?;
-        let reference = serde_json::json!({ "keyed_state": mine["keyed_state"].clone() });
-        self.state
-            .restore_at(spec, &reference, &mine["over"], &ctx.dir)?;
-        let mut rest = mine.clone();
-        rest["over"] = serde_json::Value::Null;
-        self.restore(&[rest], 0)
+        };
+        if !mine.is_object() {
+            return Err(changed());
+        }
+        let keyed = |v: &serde_json::Value| v.get("keyed_state").is_some();
+        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
+            let (_, spec) = self.query.over().ok_or_else(changed)?;
+            if keyed(o) {
+                let reference = serde_json::json!({ "keyed_state": o["keyed_state"].clone() });
+                self.state.restore_at(spec, &reference, o, &ctx.dir)?;
+            } else {
+                self.state.restore(spec, o)?;
+            }
+        }
+        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
+            self.window = Some(if keyed(w) {
+                WindowAggState::restore_at(spec, w, &mut self.window_image, &ctx.dir)?
+            } else {
+                WindowAggState::restore(spec, w)?
+            });
+        }
+        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
+            self.join = Some(if keyed(j) {
+                IntervalJoinState::restore_at(spec, j, &mut self.join_image, &ctx.dir)?
+            } else {
+                IntervalJoinState::restore(spec, j)?
+            });
+        }
+        Ok(())
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
@@ -1002,7 +1044,7 @@ mod tests {
         op.process_batch(0, batch.clone(), &mut out).unwrap();
         let first = op.snapshot_at(&ctx(1)).unwrap();
         let files = |v: &serde_json::Value| -> Vec<String> {
-            v["keyed_state"]["files"]
+            v["over"]["keyed_state"]["files"]
                 .as_array()
                 .unwrap()
                 .iter()
