@@ -201,6 +201,7 @@ impl Converter<'_> {
                 ("jsonl", FileFormat::Jsonl),
                 ("json", FileFormat::Jsonl),
                 ("csv", FileFormat::Csv),
+                ("parquet", FileFormat::Parquet),
             ],
             "format",
         )
@@ -433,10 +434,11 @@ impl Converter<'_> {
                     {
                         Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
                         Some("csv") => FileFormat::Csv,
+                        Some("parquet") => FileFormat::Parquet,
                         _ => {
                             return Err(self
                                 .err(&["sources", id], format!("source \"{id}\" needs a `format:`"))
-                                .with_hint("add format: jsonl or format: csv (it cannot be told from the path)"));
+                                .with_hint("add format: jsonl, csv or parquet (it cannot be told from the path)"));
                         }
                     },
                 };
@@ -758,7 +760,16 @@ impl Converter<'_> {
             RawSink::Stdout(s) => SinkSpec::Stdout(StdoutSink {
                 inputs: s.inputs,
                 format: match s.format {
-                    Some(f) => self.file_format(&at("format"), &f)?,
+                    Some(f) => match self.file_format(&at("format"), &f)? {
+                        FileFormat::Parquet => {
+                            return Err(self
+                                .err(&at("format"), "stdout cannot take Parquet")
+                                .with_hint(
+                                    "use format: jsonl or csv, or a file sink for Parquet",
+                                ));
+                        }
+                        f => f,
+                    },
                     None => FileFormat::Jsonl,
                 },
             }),

@@ -513,6 +513,9 @@ pub enum FileFormat {
     Jsonl,
     /// `csv`.
     Csv,
+    /// `parquet`: Apache Parquet files (file sources and sinks only; one
+    /// Parquet file per committed part).
+    Parquet,
 }
 
 impl FileFormat {
@@ -521,6 +524,7 @@ impl FileFormat {
         match self {
             FileFormat::Jsonl => "jsonl",
             FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
         }
     }
 }

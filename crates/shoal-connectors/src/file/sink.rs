@@ -9,6 +9,10 @@
 //! the staged epochs the last completed checkpoint covers and deletes the
 //! others. Without checkpoints the whole run is epoch 1, committed at end of
 //! input; a rerun replaces the files of a previous run with the same names.
+//!
+//! With `format: parquet` each part is a Parquet file (Arrow writer, Snappy
+//! pages); its footer is written at `pre_commit`, so a committed part is
+//! always a complete Parquet file.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -18,14 +22,27 @@ use arrow::record_batch::RecordBatch;
 use shoal_dsl::FileFormat;
 use shoal_runtime::{Result, RuntimeError, Sink};
 
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
 use crate::format::RecordEncoder;
+
+fn parquet_err(dir: &Path, e: parquet::errors::ParquetError) -> RuntimeError {
+    RuntimeError::External(format!("file sink {}: parquet: {e}", dir.display()))
+}
 
 /// File extension for a format.
 pub fn extension(format: &FileFormat) -> &'static str {
-    match format {
-        FileFormat::Csv => "csv",
-        _ => "jsonl",
-    }
+    format.name()
+}
+
+/// The open part file of an epoch.
+enum Part {
+    /// JSON lines or CSV.
+    Lines(BufWriter<File>, RecordEncoder),
+    /// Parquet, and a handle on the same file to fsync it.
+    Parquet(Box<ArrowWriter<File>>, File),
 }
 
 /// One file sink instance.
@@ -34,7 +51,7 @@ pub struct FileSink {
     format: FileFormat,
     instance: usize,
     epoch: u64,
-    current: Option<(BufWriter<File>, RecordEncoder)>,
+    current: Option<Part>,
     /// Epochs staged (pre-committed) but not yet committed.
     staged: Vec<u64>,
 }
@@ -77,22 +94,43 @@ impl Sink for FileSink {
         if self.current.is_none() {
             let path = self.staged_path(self.epoch);
             let f = File::create(&path).map_err(|e| self.io("create staged file", e))?;
-            self.current = Some((
-                BufWriter::with_capacity(1 << 20, f),
-                RecordEncoder::new(self.format.clone()),
-            ));
+            self.current = Some(match self.format {
+                FileFormat::Parquet => {
+                    let sync = f.try_clone().map_err(|e| self.io("open staged file", e))?;
+                    let props = WriterProperties::builder()
+                        .set_compression(Compression::SNAPPY)
+                        .build();
+                    let w = ArrowWriter::try_new(f, batch.schema(), Some(props))
+                        .map_err(|e| parquet_err(&self.dir, e))?;
+                    Part::Parquet(Box::new(w), sync)
+                }
+                _ => Part::Lines(
+                    BufWriter::with_capacity(1 << 20, f),
+                    RecordEncoder::new(self.format.clone()),
+                ),
+            });
         }
-        let (w, enc) = self.current.as_mut().expect("just opened");
-        enc.write(w, batch)
+        match self.current.as_mut().expect("just opened") {
+            Part::Lines(w, enc) => enc.write(w, batch),
+            Part::Parquet(w, _) => w.write(batch).map_err(|e| parquet_err(&self.dir, e)),
+        }
     }
 
     fn pre_commit(&mut self, epoch: u64) -> Result<()> {
         // Records written since the previous barrier belong to `epoch`.
-        if let Some((mut w, _)) = self.current.take() {
-            w.flush().map_err(|e| self.io("flush", e))?;
-            let f = w
-                .into_inner()
-                .map_err(|e| self.io("flush", e.into_error()))?;
+        if let Some(part) = self.current.take() {
+            let f = match part {
+                Part::Lines(mut w, _) => {
+                    w.flush().map_err(|e| self.io("flush", e))?;
+                    w.into_inner()
+                        .map_err(|e| self.io("flush", e.into_error()))?
+                }
+                Part::Parquet(w, sync) => {
+                    // Row groups and the footer: a complete Parquet file.
+                    w.close().map_err(|e| parquet_err(&self.dir, e))?;
+                    sync
+                }
+            };
             f.sync_all().map_err(|e| self.io("fsync", e))?;
             if self.epoch != epoch {
                 let from = self.staged_path(self.epoch);
@@ -240,7 +278,10 @@ mod recover_tests {
                 s.pre_commit(epoch).unwrap();
             }
             s.write(&b).unwrap(); // epoch 4, never staged: the process "crashes"
-            s.current.take().unwrap().0.flush().unwrap();
+            let Some(Part::Lines(mut w, _)) = s.current.take() else {
+                panic!("a JSON lines part is open");
+            };
+            w.flush().unwrap();
         }
         let mut s = FileSink::new(dir.path(), FileFormat::Jsonl, 0).unwrap();
         s.recover(Some(2)).unwrap();

@@ -1,4 +1,6 @@
-//! The `file` source: JSON lines or CSV, with a declared or inferred schema.
+//! The `file` source: JSON lines, CSV or Parquet, with a declared or
+//! inferred schema (a Parquet file's own schema; a declared one selects
+//! columns by name and casts them).
 //!
 //! Lines are read into a reusable [`RecordChunk`] and decoded a chunk at a
 //! time; a line that does not decode goes to the dead-letter output with its
@@ -10,7 +12,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use shoal_dsl::{FileFormat, FileSource as FileSourceSpec};
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
@@ -25,12 +29,21 @@ pub fn file_source_schema(spec: &FileSourceSpec, base_dir: &Path) -> Result<Sche
         return Ok(arrow_schema(schema));
     }
     let path = base_dir.join(&spec.path);
+    if spec.format == FileFormat::Parquet {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(open(&path)?)
+            .map_err(|e| parquet_err(&path, e))?;
+        return Ok(reader.schema().clone());
+    }
     let mut sample = Vec::new();
     open(&path)?
         .take(1 << 20)
         .read_to_end(&mut sample)
         .map_err(|e| RuntimeError::io(path.display().to_string(), e))?;
     infer_schema(&spec.format, &sample, spec.header)
+}
+
+fn parquet_err(path: &Path, e: parquet::errors::ParquetError) -> RuntimeError {
+    RuntimeError::User(format!("cannot read {} as Parquet: {e}", path.display()))
 }
 
 fn open(path: &Path) -> Result<File> {
@@ -77,6 +90,9 @@ impl Source for FileSource {
         Box::pin(async move {
             if ctx.instance > 0 {
                 return Ok(()); // one reader per file
+            }
+            if self.format == FileFormat::Parquet {
+                return self.run_parquet(ctx).await;
             }
             let mut reader = BufReader::with_capacity(1 << 16, open(&self.path)?);
             let mut decoder = RecordDecoder::new(self.format.clone(), self.schema.clone())?;
@@ -132,6 +148,55 @@ impl Source for FileSource {
             }
         })
     }
+}
+
+impl FileSource {
+    /// Read a Parquet file batch by batch, as the source's schema (columns
+    /// picked by name and cast).
+    async fn run_parquet(&mut self, ctx: &mut SourceContext) -> Result<()> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(open(&self.path)?)
+            .map_err(|e| parquet_err(&self.path, e))?
+            .with_batch_size(self.batch_size)
+            .build()
+            .map_err(|e| parquet_err(&self.path, e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| {
+                RuntimeError::User(format!("cannot read {}: {e}", self.path.display()))
+            })?;
+            let batch = conform(&batch, &self.schema)
+                .map_err(|e| RuntimeError::User(format!("{}: {e}", self.path.display())))?;
+            if let Some(et) = &mut self.event_time {
+                et.observe(0, &batch);
+            }
+            ctx.emit(batch).await?;
+            if let Some(et) = &self.event_time {
+                et.emit(ctx).await?;
+            }
+            if ctx.is_cancelled() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `batch` with `schema`'s columns, taken by name and cast to its types.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, String> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = batch
+                .column_by_name(f.name())
+                .ok_or_else(|| format!("no column `{}` in the file", f.name()))?;
+            arrow::compute::cast(c, f.data_type())
+                .map_err(|e| format!("column `{}`: {e}", f.name()))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 fn trim_newline(line: &[u8]) -> &[u8] {
