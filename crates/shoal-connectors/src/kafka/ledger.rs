@@ -24,6 +24,9 @@ pub type TopicPartition = (String, i32);
 pub struct OffsetLedger {
     group: String,
     epochs: Mutex<BTreeMap<u64, HashMap<TopicPartition, i64>>>,
+    /// The offsets handed out last, per partition: an unchanged offset is
+    /// not handed out again (an idle pipeline then commits nothing).
+    taken: Mutex<HashMap<TopicPartition, i64>>,
 }
 
 impl OffsetLedger {
@@ -32,6 +35,7 @@ impl OffsetLedger {
         Self {
             group: group.to_string(),
             epochs: Mutex::new(BTreeMap::new()),
+            taken: Mutex::new(HashMap::new()),
         }
     }
 
@@ -52,7 +56,8 @@ impl OffsetLedger {
     }
 
     /// Remove and return the offsets of every epoch up to `epoch`, the newest
-    /// epoch's offset winning per partition.
+    /// epoch's offset winning per partition, leaving out offsets equal to
+    /// the ones returned last time (nothing new was read there).
     pub fn take_upto(&self, epoch: u64) -> Vec<(TopicPartition, i64)> {
         let mut epochs = self.epochs.lock().expect("ledger lock");
         let later = epochs.split_off(&(epoch + 1));
@@ -61,6 +66,8 @@ impl OffsetLedger {
         for (_, e) in done {
             merged.extend(e);
         }
+        let mut taken = self.taken.lock().expect("ledger lock");
+        merged.retain(|tp, o| taken.insert(tp.clone(), *o) != Some(*o));
         let mut out: Vec<_> = merged.into_iter().collect();
         out.sort();
         out
@@ -97,5 +104,16 @@ mod tests {
         assert_eq!(l.take_upto(2), vec![(tp(0), 20), (tp(1), 5)]);
         assert_eq!(l.take_upto(2), vec![]);
         assert_eq!(l.take_upto(9), vec![(tp(1), 9)]);
+    }
+
+    #[test]
+    fn unchanged_offsets_are_not_handed_out_twice() {
+        let l = OffsetLedger::new("g");
+        l.record(1, [(tp(0), 10), (tp(1), 5)]);
+        assert_eq!(l.take_upto(1), vec![(tp(0), 10), (tp(1), 5)]);
+        l.record(2, [(tp(0), 10), (tp(1), 6)]);
+        assert_eq!(l.take_upto(2), vec![(tp(1), 6)]);
+        l.record(3, [(tp(0), 10), (tp(1), 6)]);
+        assert_eq!(l.take_upto(3), vec![]);
     }
 }

@@ -261,8 +261,16 @@ impl KafkaSink {
             p.commit_transaction(TXN_TIMEOUT)
                 .map_err(|e| kafka_err(&format!("commit transaction of epoch {epoch}"), e))
         })();
-        if result.is_err() {
-            let _ = p.abort_transaction(TXN_TIMEOUT);
+        match &result {
+            Ok(()) => tracing::debug!(
+                epoch,
+                records = rows.iter().map(|e| e.ends.len()).sum::<usize>(),
+                offsets = offsets.len(),
+                "kafka transaction committed"
+            ),
+            Err(_) => {
+                let _ = p.abort_transaction(TXN_TIMEOUT);
+            }
         }
         result
     }

@@ -4,13 +4,19 @@
 //! * **Where a partition starts** when this member is assigned it, first
 //!   match wins:
 //!   1. the position another instance of this source in this process reached
-//!      in this run (its records are in flight already);
+//!      in this run (its records are in flight already), when it is ahead of
+//!      the stored position below (a position behind it is stale: another
+//!      process owned the partition meanwhile);
 //!   2. the offsets the pipeline's transactional sink stored with its output
 //!      (see [`super::OffsetLedger`]): a Postgres sink's `shoal_offsets`
 //!      table, or the group's committed offsets for a Kafka sink;
 //!   3. the position in the restored checkpoint;
 //!   4. `start`: `committed` = the group's committed offset (else the
 //!      beginning), `earliest`, `latest`.
+//!
+//!   The group's committed offsets are looked up when the partition is
+//!   assigned, so a partition's position is known before its first record
+//!   (`stop_at_end` needs it for a partition with nothing left to read).
 //! * **Rebalances.** A revoked partition is dropped at once (records of it
 //!   still queued are not emitted; the ones emitted are in flight and are
 //!   committed with the epoch they belong to); an assigned one starts as
@@ -173,8 +179,9 @@ struct StartRule {
 }
 
 impl StartRule {
+    /// Where `parts` start, from everything but [`StartRule::live`] (see
+    /// [`StartRule::with_live`]).
     fn offsets(&self, parts: &[TopicPartition]) -> Result<Vec<Offset>> {
-        let live = self.live.lock().expect("positions lock").clone();
         let stored = match &self.store {
             Some(s) => s.positions(&self.group, parts)?,
             None => HashMap::new(),
@@ -183,9 +190,7 @@ impl StartRule {
         Ok(parts
             .iter()
             .map(|tp| {
-                if let Some(o) = live.get(tp) {
-                    Offset::Offset(*o)
-                } else if let Some(o) = stored.get(tp) {
+                if let Some(o) = stored.get(tp) {
                     Offset::Offset(*o)
                 } else if self.store.is_some() {
                     // The sink's store is the truth: nothing stored, nothing consumed.
@@ -199,6 +204,22 @@ impl StartRule {
                 }
             })
             .collect())
+    }
+
+    /// Where this process's own reading reached wins when it is further:
+    /// those records are in flight here and will be committed by this
+    /// process's sink. A position behind the stored one is stale (another
+    /// process owned the partition meanwhile and went on).
+    fn with_live(&self, parts: &[TopicPartition], offsets: &mut [Offset]) {
+        let live = self.live.lock().expect("positions lock");
+        for (tp, o) in parts.iter().zip(offsets.iter_mut()) {
+            if let Some(l) = live.get(tp) {
+                *o = match *o {
+                    Offset::Offset(s) => Offset::Offset(s.max(*l)),
+                    _ => Offset::Offset(*l),
+                };
+            }
+        }
     }
 
     fn policy(&self) -> Offset {
@@ -238,13 +259,17 @@ impl ConsumerContext for MemberContext {
         let mut a = self.assignment.lock().expect("assignment lock");
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let offsets = match self.rule.offsets(&parts) {
+                let mut offsets = match self.rule.offsets(&parts) {
                     Ok(o) => o,
                     Err(e) => {
                         a.error = Some(format!("look up start offsets: {e}"));
                         vec![Offset::Stored; parts.len()]
                     }
                 };
+                if let Err(e) = resolve_committed(consumer, &parts, &mut offsets) {
+                    a.error = Some(format!("look up committed offsets: {e}"));
+                }
+                self.rule.with_live(&parts, &mut offsets);
                 for (tp, o) in parts.iter().zip(&offsets) {
                     if let Err(e) = tpl.set_partition_offset(&tp.0, tp.1, *o) {
                         a.error = Some(format!("set start offset of {}/{}: {e}", tp.0, tp.1));
@@ -261,7 +286,16 @@ impl ConsumerContext for MemberContext {
                 for (tp, o) in parts.into_iter().zip(offsets) {
                     tracing::info!(member = %self.member, topic = %tp.0, partition = tp.1, start = ?o, "partition assigned");
                     let known = match o {
-                        Offset::Offset(o) => Some(o),
+                        Offset::Offset(o) => {
+                            // Known before the first record: `stop_at_end` can
+                            // tell a partition with nothing left to read is done.
+                            self.rule
+                                .live
+                                .lock()
+                                .expect("positions lock")
+                                .insert(tp.clone(), o);
+                            Some(o)
+                        }
                         _ => None,
                     };
                     a.released.remove(&tp);
@@ -298,6 +332,38 @@ impl ConsumerContext for MemberContext {
             }
         }
     }
+}
+
+/// Replace `Offset::Stored` starts with the group's committed offsets, so
+/// that a partition's position is known before its first record (a
+/// partition read to its end by an earlier run has no record to tell it).
+/// Partitions the group has no offset for keep `Stored` (then
+/// `auto.offset.reset` decides, as `start` says).
+fn resolve_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[TopicPartition],
+    offsets: &mut [Offset],
+) -> std::result::Result<(), KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, o) in parts.iter().zip(offsets.iter()) {
+        if *o == Offset::Stored {
+            tpl.add_partition(&tp.0, tp.1);
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let got = consumer.committed_offsets(tpl, META_TIMEOUT)?;
+    for e in got.elements() {
+        if let Offset::Offset(c) = e.offset()
+            && let Some(i) = parts
+                .iter()
+                .position(|(t, p)| *p == e.partition() && t == e.topic())
+        {
+            offsets[i] = Offset::Offset(c);
+        }
+    }
+    Ok(())
 }
 
 /// Records of one partition collected for one batch.
