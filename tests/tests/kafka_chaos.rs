@@ -137,10 +137,19 @@ fn sigkill_with_a_kafka_source_and_a_postgres_sink_writes_every_record_once() {
         }
         std::thread::sleep(Duration::from_millis(50 + rng.next() % 1500));
         if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "run {runs} ended ({status}) while input was still arriving: {}",
+            // Only if the input paused for a second (a slow broker): fine,
+            // as long as the run succeeded; the next run gets the kill.
+            assert!(
+                status.success(),
+                "run {runs} failed: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
+            assert!(
+                runs < 2 * KILLS,
+                "{runs} runs ended on their own (seed {seed})"
+            );
+            println!("run {runs} ended on its own");
+            continue;
         }
         Command::new("kill")
             .args(["-KILL", &child.id().to_string()])

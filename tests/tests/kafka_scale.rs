@@ -140,9 +140,10 @@ fn two_processes_split_the_group_and_the_survivor_of_a_sigkill_finishes_exactly_
         })
     };
     assert!(reader.wait_for(5_000, Duration::from_secs(30)), "no output");
-    assert!(
-        commits(d, "a") > 0 && commits(d, "b") > 0,
-        "both write output"
+    wait_until(
+        "both processes to commit output",
+        Duration::from_secs(20),
+        || commits(d, "a") > 0 && commits(d, "b") > 0,
     );
     // Kill A mid-stream, just after one of its commits: it dies with the
     // output of an epoch read but not committed. (Not inside a commit: a
