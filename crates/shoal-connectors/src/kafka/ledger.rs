@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use shoal_runtime::Result;
 
@@ -27,6 +28,8 @@ pub struct OffsetLedger {
     /// The offsets handed out last, per partition: an unchanged offset is
     /// not handed out again (an idle pipeline then commits nothing).
     taken: Mutex<HashMap<TopicPartition, i64>>,
+    /// The newest epoch the sink has committed (0: none yet).
+    committed: AtomicU64,
 }
 
 impl OffsetLedger {
@@ -36,6 +39,7 @@ impl OffsetLedger {
             group: group.to_string(),
             epochs: Mutex::new(BTreeMap::new()),
             taken: Mutex::new(HashMap::new()),
+            committed: AtomicU64::new(0),
         }
     }
 
@@ -71,6 +75,21 @@ impl OffsetLedger {
         let mut out: Vec<_> = merged.into_iter().collect();
         out.sort();
         out
+    }
+}
+
+impl OffsetLedger {
+    /// The sink committed the output (and offsets) of every epoch up to
+    /// `epoch`.
+    pub fn mark_committed(&self, epoch: u64) {
+        self.committed.fetch_max(epoch, Ordering::Release);
+    }
+
+    /// The newest epoch whose output the sink has committed (0: none yet).
+    /// A source hands revoked partitions over only after the epoch holding
+    /// their last records is committed.
+    pub fn committed_through(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 }
 
