@@ -82,6 +82,11 @@ fn produce_input(d: &Path) {
 /// moments `KILLS` times and restarting it, then lets it finish; returns
 /// (kills, runs).
 fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
+    run_with_n_kills(d, seed, KILLS)
+}
+
+/// [`run_with_kills`] with `max_kills` SIGKILLs.
+fn run_with_n_kills(d: &Path, seed: u64, max_kills: usize) -> (usize, usize) {
     let mut rng = Rng(seed | 1);
     let started = Instant::now();
     let (mut kills, mut runs) = (0usize, 0usize);
@@ -95,7 +100,7 @@ fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        if kills < KILLS {
+        if kills < max_kills {
             // Kill somewhere in 50..650 ms: during start-up, reading, a
             // checkpoint or a sink commit (checkpoints run every 100 ms).
             let delay = Duration::from_millis(50 + rng.next() % 600);
@@ -119,11 +124,11 @@ fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
             "run {runs} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if kills >= KILLS {
+        if kills >= max_kills {
             break;
         }
         panic!(
-            "the job finished after only {kills} kills; slow it down (rate) so {KILLS} kills land mid-run"
+            "the job finished after only {kills} kills; slow it down (rate) so {max_kills} kills land mid-run"
         );
     }
     println!(
@@ -275,4 +280,59 @@ fn sigkill_with_a_transactional_log_sink_is_exactly_once_for_read_committed_read
         consume(d, "results", "read_committed").len() as u64,
         RECORDS
     );
+}
+
+/// Event-time windows under SIGKILL: per-card tumbling-window counts and
+/// sums (state: window panes in the keyed state; output fired on the
+/// watermark and at end of input) come out exactly as in a run that was
+/// never killed.
+#[test]
+fn sigkill_with_event_time_windows_gives_the_uninterrupted_output() {
+    let seed = seed() ^ 0x5eed;
+    let window_yaml = CHAOS_YAML
+        .replace(
+            "    schema: { txn_id",
+            "    event_time: { column: ts, max_delay: 5s }\n    schema: { txn_id",
+        )
+        .replace(
+            "      SELECT txn_id, card_id, amount,\n             COUNT(*) OVER w AS n, SUM(amount) OVER w AS total\n      FROM txns\n      WINDOW w AS (PARTITION BY card_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\n",
+            "      SELECT card_id, tumble(ts, INTERVAL '1' MINUTE) AS w, COUNT(*) AS n, SUM(amount) AS total\n      FROM txns GROUP BY card_id, tumble(ts, INTERVAL '1' MINUTE)\n",
+        )
+        .replace(
+            "SINK",
+            "{ type: file, inputs: [running], path: out/windows }",
+        );
+    assert!(window_yaml.contains("tumble(ts"), "query not replaced");
+    let canonical = |d: &Path| {
+        let mut rows: Vec<String> = read_jsonl_dir(&d.join("out/windows"))
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:.6}",
+                    r["card_id"],
+                    r["w"],
+                    r["n"],
+                    r["total"].as_f64().unwrap()
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    // Uninterrupted.
+    let calm = workdir();
+    produce_input(calm.path());
+    std::fs::write(calm.path().join("chaos.yaml"), &window_yaml).unwrap();
+    shoal_ok(calm.path(), &["run", "--no-progress", "chaos.yaml"]);
+    let expected = canonical(calm.path());
+    assert!(expected.len() > 1_000, "{} windows", expected.len());
+    // Killed 8 times.
+    let dir = workdir();
+    let d = dir.path();
+    produce_input(d);
+    std::fs::write(d.join("chaos.yaml"), &window_yaml).unwrap();
+    run_with_n_kills(d, seed, 8);
+    let got = canonical(d);
+    assert_eq!(got.len(), expected.len(), "window rows (seed {seed})");
+    assert!(got == expected, "window results differ (seed {seed})");
 }

@@ -332,3 +332,91 @@ fn a_missing_lookup_table_is_a_plan_error_at_its_path_line() {
         "{err}"
     );
 }
+
+/// GET `path` from `addr` over plain HTTP/1.0; returns (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of metric `name{node="node"}` in a Prometheus text body.
+fn metric(body: &str, name: &str, node: &str) -> Option<f64> {
+    let prefix = format!("{name}{{node=\"{node}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_are_served_for_prometheus_while_running() {
+    use std::io::BufRead;
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("endless.yaml"),
+        "name: endless\ncheckpoint: { interval: 200ms }\nsources:\n  txns: { type: generator, rate: 20000, event_time: { column: ts, max_delay: 1s } }\ntransforms:\n  big: { type: filter, inputs: [txns], where: amount > 100 }\nsinks:\n  out: { type: file, inputs: [big], path: out/endless }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args([
+            "run",
+            "--no-progress",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "endless.yaml",
+        ])
+        .current_dir(dir.path())
+        .env("SHOAL_DATA_DIR", dir.path().join("shoal-data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bound address is printed on stderr: "metrics: http://ADDR/metrics".
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("metrics: http://") {
+            addr = Some(rest.trim_end_matches("/metrics").to_string());
+            break;
+        }
+    }
+    let addr = addr.expect("metrics address printed");
+    // Keep reading stderr so the process never writes to a closed pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, first) = http_get(&addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let out1 = metric(&first, "shoal_records_out_total", "txns").expect("source counter");
+    assert!(out1 > 0.0, "{first}");
+    assert!(
+        metric(&first, "shoal_watermark_ms", "txns").is_some(),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let (_, second) = http_get(&addr, "/metrics");
+    let out2 = metric(&second, "shoal_records_out_total", "txns").unwrap();
+    assert!(out2 > out1, "the counter grows: {out1} then {out2}");
+    let completed: f64 = second
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_checkpoints_completed_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("checkpoint counter");
+    assert!(completed >= 1.0, "{second}");
+    let (missing, _) = http_get(&addr, "/other");
+    assert!(missing.contains("404"), "{missing}");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert!(status.success(), "{status}: {}", rest.join("\n"));
+}

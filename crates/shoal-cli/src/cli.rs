@@ -36,6 +36,10 @@ pub enum Command {
         /// Never show the live progress line (it is shown only on a terminal anyway).
         #[arg(long)]
         no_progress: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics while running
+        /// (e.g. 127.0.0.1:9464).
+        #[arg(long, env = "SHOAL_METRICS_ADDR", value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Check pipeline files: syntax, references, schemas, SQL. Nothing runs.
     #[command(

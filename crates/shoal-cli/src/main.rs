@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod metrics_http;
 mod progress;
 mod table;
 

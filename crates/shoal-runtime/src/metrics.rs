@@ -229,6 +229,41 @@ impl Metrics {
                 m.state_entries()
             ));
         }
+        let name = "shoal_watermark_ms";
+        s.push_str(&format!(
+            "# HELP {name} Event time a node has reached (ms since the epoch).\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            let w = m.watermark.load(Ordering::Relaxed);
+            if w != i64::MIN {
+                s.push_str(&format!("{name}{{node=\"{node}\"}} {w}\n"));
+            }
+        }
+        let c = self.checkpoints();
+        for (name, kind, help, value) in [
+            (
+                "shoal_checkpoints_completed_total",
+                "counter",
+                "Checkpoints completed.",
+                c.completed as f64,
+            ),
+            (
+                "shoal_checkpoint_last_duration_seconds",
+                "gauge",
+                "Duration of the newest completed checkpoint.",
+                c.last_duration.as_secs_f64(),
+            ),
+            (
+                "shoal_checkpoint_last_state_bytes",
+                "gauge",
+                "State size of the newest completed checkpoint.",
+                c.last_state_bytes as f64,
+            ),
+        ] {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
         s
     }
 }

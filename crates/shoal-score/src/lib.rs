@@ -34,6 +34,7 @@ pub mod lightgbm;
 mod model;
 mod objective;
 mod onnx;
+mod onnx_trees;
 mod operator;
 mod reload;
 mod tree_model;

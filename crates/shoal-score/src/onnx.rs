@@ -29,6 +29,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 use crate::error::{Result, ScoreError};
 use crate::format::ModelFormat;
 use crate::objective::Task;
+use crate::onnx_trees::OnnxTrees;
 
 /// What the model's outputs mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,9 @@ enum Outputs {
 /// An ONNX model, typed and optimised for `[batch, n_features]` input.
 pub struct OnnxModel {
     plan: Arc<TypedRunnableModel>,
+    /// A tree-ensemble classifier evaluated by Shoal's forest instead of
+    /// tract (see [`crate::onnx_trees`]).
+    trees: Option<OnnxTrees>,
     input_type: DatumType,
     num_features: usize,
     outputs: Outputs,
@@ -53,6 +57,10 @@ impl fmt::Debug for OnnxModel {
             .field("input_type", &self.input_type)
             .field("num_features", &self.num_features)
             .field("outputs", &self.outputs)
+            .field(
+                "native_trees",
+                &self.trees.as_ref().map(OnnxTrees::num_trees),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -133,8 +141,14 @@ impl OnnxModel {
         let outputs = classify_outputs(&typed)?;
         let plan = tract_onnx::tract_core::plan::SimplePlan::new(typed)
             .map_err(|e| unsupported(format!("tract-onnx cannot plan the graph: {e:#}")))?;
+        let trees = proto
+            .graph
+            .as_ref()
+            .and_then(|g| OnnxTrees::from_graph(g, num_features))
+            .filter(|t| matches!(outputs, Outputs::Probabilities { classes, .. } if classes == t.classes()));
         Ok(Self {
             plan,
+            trees,
             input_type,
             num_features,
             outputs,
@@ -167,6 +181,9 @@ impl OnnxModel {
     pub(crate) fn run(&self, matrix: &[f64], rows: usize) -> Result<Vec<f64>> {
         let n = self.num_features;
         debug_assert_eq!(matrix.len(), n * rows);
+        if let Some(trees) = &self.trees {
+            return Ok(trees.run(matrix, rows));
+        }
         let input = match self.input_type {
             DatumType::F64 => row_major::<f64>(matrix, rows, n, |v| v)?,
             _ => row_major::<f32>(matrix, rows, n, |v| v as f32)?,
@@ -299,5 +316,64 @@ fn classify_outputs(model: &TypedModel) -> Result<Outputs> {
              probabilities [batch, classes]",
             describe()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod native_tree_tests {
+    use super::*;
+
+    fn model(name: &str) -> OnnxModel {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models")
+            .join(name);
+        OnnxModel::from_bytes(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The native forest and tract (an independent implementation of the
+    /// ONNX-ML operator) agree on random rows with missing values; the
+    /// onnxruntime parity of the native path is in `tests/parity.rs`.
+    #[test]
+    fn native_tree_ensembles_agree_with_tract() {
+        for name in ["fraud.onnx", "kind.onnx"] {
+            let mut m = model(name);
+            assert!(m.trees.is_some(), "{name}: not translated");
+            let n = m.num_features();
+            let rows = 500;
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            // Feature values on the scale of the training data (amounts up
+            // to ~1000, counts, flags), 5 % missing.
+            let matrix: Vec<f64> = (0..n * rows)
+                .map(|_| {
+                    let r = next();
+                    if r % 20 == 0 {
+                        f64::NAN
+                    } else {
+                        (r >> 11) as f64 / (1u64 << 53) as f64 * 1000.0 - 50.0
+                    }
+                })
+                .collect();
+            let native = m.run(&matrix, rows).unwrap();
+            m.trees = None;
+            let tract = m.run(&matrix, rows).unwrap();
+            assert_eq!(native.len(), tract.len());
+            let worst = native
+                .iter()
+                .zip(&tract)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-5, "{name}: differs from tract by {worst}");
+        }
+    }
+
+    #[test]
+    fn other_graphs_stay_with_tract() {
+        assert!(model("risk.onnx").trees.is_none());
     }
 }

@@ -12,7 +12,6 @@
 //! Records before the watermark (or without an event time) are late: they go
 //! to the dead-letter output with reason `late`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
+use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 use shoal_runtime::{Collector, DeadLetter, Operator, Result as RtResult};
 
 use crate::codec::{decode, encode};
@@ -104,13 +104,28 @@ pub struct DedupOperator {
 }
 
 /// Everything a dedup instance remembers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DedupState {
     watermark: i64,
+    /// The runtime's keyed state (a checkpoint writes only changed keys).
+    keyed: KeyedState,
     /// Key (Arrow row format) → event time (ms) of the record kept for it.
-    kept: HashMap<Box<[u8]>, i64>,
+    kept: StateHandle<ValueState<Vec<u8>, i64>>,
     /// Next watermark at which to sweep expired keys.
     next_sweep: i64,
+}
+
+impl DedupState {
+    fn new() -> Self {
+        let mut keyed = KeyedState::new();
+        let kept = keyed.value("dedup_kept");
+        Self {
+            watermark: i64::MIN,
+            keyed,
+            kept,
+            next_sweep: i64::MIN,
+        }
+    }
 }
 
 impl DedupOperator {
@@ -125,16 +140,13 @@ impl DedupOperator {
             spec,
             node: node.to_string(),
             converter: RowConverter::new(fields)?,
-            state: DedupState {
-                watermark: i64::MIN,
-                ..DedupState::default()
-            },
+            state: DedupState::new(),
         })
     }
 
     /// Keys held in state.
     pub fn state_keys(&self) -> usize {
-        self.state.kept.len()
+        self.state.keyed.keys()
     }
 }
 
@@ -166,6 +178,7 @@ impl Operator for DedupOperator {
         let (wm, within) = (self.state.watermark, self.spec.within_ms);
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut late = Vec::with_capacity(batch.num_rows());
+        let kept = self.state.keyed.table(self.state.kept);
         for (i, row) in rows.iter().enumerate() {
             let t = ts.is_valid(i).then(|| ts.value(i)).filter(|t| *t >= wm);
             let Some(t) = t else {
@@ -174,14 +187,15 @@ impl Operator for DedupOperator {
                 continue;
             };
             late.push(false);
-            match self.state.kept.get_mut(row.as_ref()) {
-                Some(kept) if (t - *kept).abs() < within => keep.push(false),
-                Some(kept) => {
-                    *kept = t;
+            match kept.get(row.as_ref()).copied() {
+                // A duplicate: read only, the key's state is unchanged.
+                Some(k) if (t - k).abs() < within => keep.push(false),
+                Some(_) => {
+                    *kept.get_mut(row.as_ref()).expect("present") = t;
                     keep.push(true);
                 }
                 None => {
-                    self.state.kept.insert(row.as_ref().into(), t);
+                    kept.insert(row.as_ref().to_vec(), t);
                     keep.push(true);
                 }
             }
@@ -208,7 +222,7 @@ impl Operator for DedupOperator {
     }
 
     fn state_entries(&self) -> Option<usize> {
-        Some(self.state.kept.len())
+        Some(self.state.keyed.keys())
     }
 
     fn on_watermark(&mut self, watermark: i64, _out: &mut Collector) -> RtResult<()> {
@@ -217,7 +231,15 @@ impl Operator for DedupOperator {
         if s.watermark >= s.next_sweep {
             let within = self.spec.within_ms;
             let wm = s.watermark;
-            s.kept.retain(|_, t| t.saturating_add(within) > wm);
+            let kept = s.keyed.table(s.kept);
+            let gone: Vec<Vec<u8>> = kept
+                .iter()
+                .filter(|(_, t)| t.saturating_add(within) <= wm)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in gone {
+                kept.remove(&k);
+            }
             // Sweep about 8 times per `within`: a key kept a little longer
             // never changes a result (a record it would match is late).
             s.next_sweep = wm.saturating_add((within / 8).max(1));
@@ -228,9 +250,10 @@ impl Operator for DedupOperator {
     fn snapshot(&mut self) -> RtResult<serde_json::Value> {
         let (keys, ts): (Vec<&[u8]>, Vec<i64>) = self
             .state
-            .kept
+            .keyed
+            .get(self.state.kept)
             .iter()
-            .map(|(k, t)| (k.as_ref(), *t))
+            .map(|(k, t)| (k.as_slice(), *t))
             .unzip();
         let parser = self.converter.parser();
         let rows = keys.iter().map(|k| parser.parse(k));
@@ -264,12 +287,43 @@ impl Operator for DedupOperator {
             .as_any()
             .downcast_ref::<Int64Array>()
             .ok_or_else(bad)?;
-        self.state.kept = rows
-            .iter()
-            .zip(ts.values())
-            .map(|(r, t)| (Box::<[u8]>::from(r.as_ref()), *t))
-            .collect();
+        let watermark = self.state.watermark;
+        self.state = DedupState::new();
+        self.state.watermark = watermark;
+        let kept = self.state.keyed.table(self.state.kept);
+        for (r, t) in rows.iter().zip(ts.values()) {
+            kept.insert(r.as_ref().to_vec(), *t);
+        }
         Ok(())
+    }
+
+    /// In a checkpoint the kept keys go to the keyed-state files (only the
+    /// keys kept or expired since the previous checkpoint are written).
+    fn snapshot_at(&mut self, ctx: &StateContext) -> RtResult<serde_json::Value> {
+        let reference = self.state.keyed.snapshot(ctx)?;
+        Ok(serde_json::json!({
+            "watermark": self.state.watermark,
+            "keyed_state": reference["keyed_state"].clone(),
+        }))
+    }
+
+    fn restore_at(
+        &mut self,
+        states: &[serde_json::Value],
+        instance: usize,
+        ctx: &StateContext,
+    ) -> RtResult<()> {
+        let Some(mine) = states
+            .get(instance)
+            .filter(|v| v.get("keyed_state").is_some())
+        else {
+            return self.restore(states, instance);
+        };
+        let bad = || shoal_runtime::RuntimeError::User("dedup state is malformed".into());
+        self.state = DedupState::new();
+        self.state.watermark = mine["watermark"].as_i64().ok_or_else(bad)?;
+        let reference = serde_json::json!({ "keyed_state": mine["keyed_state"].clone() });
+        self.state.keyed.restore(&reference, &ctx.dir)
     }
 }
 
@@ -358,6 +412,46 @@ mod tests {
         assert_eq!(out.dead_letters().len(), 1);
         assert_eq!(out.dead_letters()[0].reason, "late");
         assert!(out.dead_letters()[0].record.contains("\"a\""));
+    }
+
+    #[test]
+    fn checkpoints_write_only_changed_keys_and_restore_from_the_files() {
+        let dir = std::env::temp_dir().join(format!("shoal-dedup-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ctx = |checkpoint| StateContext {
+            dir: dir.clone(),
+            node: "dedup".into(),
+            instance: 0,
+            checkpoint,
+        };
+        let mut d = op();
+        let mut out = Collector::default();
+        d.process_batch(0, batch(&[("a", 1_000), ("b", 1_000)]), &mut out)
+            .unwrap();
+        d.snapshot_at(&ctx(1)).unwrap();
+        // A duplicate of a (unchanged state) and a new key c.
+        d.process_batch(0, batch(&[("a", 1_010), ("c", 1_020)]), &mut out)
+            .unwrap();
+        let snap = d.snapshot_at(&ctx(2)).unwrap();
+        let files = snap["keyed_state"]["files"].as_array().unwrap().clone();
+        assert_eq!(files.len(), 2);
+        let delta = std::fs::read_to_string(dir.join(files[1].as_str().unwrap())).unwrap();
+        let entries = delta.lines().filter(|l| l.starts_with("{\"s\":")).count();
+        assert_eq!(entries, 1, "only c changed: {delta}");
+
+        let mut restored = op();
+        restored.restore_at(&[snap], 0, &ctx(2)).unwrap();
+        assert_eq!(restored.state_keys(), 3);
+        let mut out2 = Collector::default();
+        restored
+            .process_batch(
+                0,
+                batch(&[("a", 1_050), ("c", 1_060), ("d", 1_060)]),
+                &mut out2,
+            )
+            .unwrap();
+        assert_eq!(ids(&mut out2), ["d"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! need unbounded state (sorting, `GROUP BY` without a window) are rejected
 //! at plan time with an error that names the construct.
 
+mod blob_state;
 mod codec;
 mod context;
 mod dedup;

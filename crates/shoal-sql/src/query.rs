@@ -12,6 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use shoal_runtime::{Collector, Operator, Result as RtResult};
 
+use crate::blob_state::BlobState;
 use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
@@ -552,6 +553,9 @@ pub struct QueryOperator {
     dead: Vec<DeadLetter>,
     window: Option<WindowAggState>,
     join: Option<IntervalJoinState>,
+    /// Checkpoint images of the window and join state (keyed state).
+    window_image: BlobState,
+    join_image: BlobState,
     late: Vec<RecordBatch>,
     node: String,
 }
@@ -570,6 +574,8 @@ impl QueryOperator {
             dead: Vec::new(),
             window,
             join,
+            window_image: BlobState::new("window"),
+            join_image: BlobState::new("join"),
             late: Vec::new(),
             node: "sql".into(),
         }
@@ -619,6 +625,19 @@ impl QueryOperator {
             }
         }
         Ok(())
+    }
+
+    /// The operator's state with `over` as the OVER stage's part.
+    fn snapshot_with(&mut self, over: serde_json::Value) -> RtResult<serde_json::Value> {
+        let window = match (self.query.window_stage(), &mut self.window) {
+            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        let join = match (self.query.join_stage(), &self.join) {
+            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
+            _ => serde_json::Value::Null,
+        };
+        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
     }
 
     /// Keys held in state.
@@ -747,15 +766,84 @@ impl Operator for QueryOperator {
             Some(_) => self.state.snapshot()?,
             None => serde_json::Value::Null,
         };
+        self.snapshot_with(over)
+    }
+
+    /// In a checkpoint all state goes through the runtime's keyed state:
+    /// the OVER stage's per-key values, window panes and join chunks (as
+    /// Arrow IPC units, only the changed ones written); each part's
+    /// `keyed_state` reference sits in its part of the returned object.
+    fn snapshot_at(
+        &mut self,
+        ctx: &shoal_runtime::state::StateContext,
+    ) -> RtResult<serde_json::Value> {
+        use serde_json::Value;
+        if !self.query.is_stateful() {
+            return Ok(Value::Null);
+        }
+        let over = match self.query.over() {
+            Some(_) => {
+                let (reference, mut buffered) = self.state.snapshot_at(ctx)?;
+                buffered["keyed_state"] = reference["keyed_state"].clone();
+                buffered
+            }
+            None => Value::Null,
+        };
         let window = match (self.query.window_stage(), &mut self.window) {
-            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
-            _ => serde_json::Value::Null,
+            (Some((_, spec)), Some(w)) => w.snapshot_at(spec, &mut self.window_image, ctx)?,
+            _ => Value::Null,
         };
         let join = match (self.query.join_stage(), &self.join) {
-            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
-            _ => serde_json::Value::Null,
+            (Some(_), Some(j)) => j.snapshot_at(&mut self.join_image, ctx)?,
+            _ => Value::Null,
         };
         Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
+    }
+
+    fn restore_at(
+        &mut self,
+        states: &[serde_json::Value],
+        instance: usize,
+        ctx: &shoal_runtime::state::StateContext,
+    ) -> RtResult<()> {
+        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let changed = || {
+            shoal_runtime::RuntimeError::User(
+                "the checkpoint's sql state does not fit the query (it changed)".into(),
+            )
+        };
+        if !mine.is_object() {
+            return Err(changed());
+        }
+        let keyed = |v: &serde_json::Value| v.get("keyed_state").is_some();
+        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
+            let (_, spec) = self.query.over().ok_or_else(changed)?;
+            if keyed(o) {
+                let reference = serde_json::json!({ "keyed_state": o["keyed_state"].clone() });
+                self.state.restore_at(spec, &reference, o, &ctx.dir)?;
+            } else {
+                self.state.restore(spec, o)?;
+            }
+        }
+        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
+            self.window = Some(if keyed(w) {
+                WindowAggState::restore_at(spec, w, &mut self.window_image, &ctx.dir)?
+            } else {
+                WindowAggState::restore(spec, w)?
+            });
+        }
+        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
+            self.join = Some(if keyed(j) {
+                IntervalJoinState::restore_at(spec, j, &mut self.join_image, &ctx.dir)?
+            } else {
+                IntervalJoinState::restore(spec, j)?
+            });
+        }
+        Ok(())
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
@@ -928,6 +1016,83 @@ mod tests {
         // US: rows 1 and 3 (50, 2500) seen twice; FR: row 2 (1500) seen twice.
         assert_eq!(n.values(), &[3, 2, 4]);
         assert_eq!(total.values(), &[2600.0, 3000.0, 5100.0]);
+    }
+
+    /// Checkpoints write the OVER keys through the runtime's keyed state:
+    /// a full file first, then deltas with only the keys that changed; a
+    /// restore from the files continues the aggregates.
+    #[test]
+    fn over_state_checkpoints_as_incremental_keyed_state_files() {
+        use shoal_runtime::state::StateContext;
+        let (name, schema, batch) = input();
+        let q = compile_query(
+            "SELECT card_id, amount, COUNT(*) OVER w AS n, SUM(amount) OVER w AS total FROM txns \
+             WINDOW w AS (PARTITION BY country ORDER BY card_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+            &[(name, schema.clone())],
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("shoal-over-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ctx = |checkpoint| StateContext {
+            dir: dir.clone(),
+            node: "features".into(),
+            instance: 0,
+            checkpoint,
+        };
+        let mut op = QueryOperator::new(q.clone()).with_node("features");
+        let mut out = Collector::default();
+        op.process_batch(0, batch.clone(), &mut out).unwrap();
+        let first = op.snapshot_at(&ctx(1)).unwrap();
+        let files = |v: &serde_json::Value| -> Vec<String> {
+            v["over"]["keyed_state"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(files(&first).len(), 1);
+        assert!(files(&first)[0].ends_with(".full.jsonl"), "{first}");
+        // Only the FR key changes before the next checkpoint.
+        let fr = batch.slice(1, 1);
+        assert_eq!(
+            fr.column(2)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0),
+            "FR"
+        );
+        op.process_batch(0, fr.clone(), &mut out).unwrap();
+        let second = op.snapshot_at(&ctx(2)).unwrap();
+        let chain = files(&second);
+        assert_eq!(chain.len(), 2);
+        assert!(chain[1].ends_with(".delta.jsonl"));
+        let delta = std::fs::read_to_string(dir.join(&chain[1])).unwrap();
+        // A header line, the entries, an end line.
+        let entries: Vec<&str> = delta.lines().filter(|l| l.starts_with("{\"s\":")).collect();
+        assert_eq!(entries.len(), 1, "one changed key: {delta}");
+        assert!(entries[0].contains("FR"), "{delta}");
+        assert!(shoal_runtime::state::state_size(&second) > 0);
+
+        // Restore from the files into a fresh operator and continue alike.
+        let mut restored = QueryOperator::new(q).with_node("features");
+        restored.restore_at(&[second], 0, &ctx(2)).unwrap();
+        assert_eq!(restored.state_keys(), 2);
+        let (mut a, mut b) = (Collector::default(), Collector::default());
+        op.process_batch(0, batch.clone(), &mut a).unwrap();
+        restored.process_batch(0, batch, &mut b).unwrap();
+        assert_eq!(a.batches()[0], b.batches()[0]);
+        let n = b.batches()[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        // US rows seen twice before; FR seen three times before.
+        assert_eq!(n, vec![3, 3, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn ts_input(rows: &[(i64, i64, f64, i64)]) -> (String, SchemaRef, RecordBatch) {

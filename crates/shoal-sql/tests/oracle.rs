@@ -20,6 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use rand::{Rng, SeedableRng};
+use shoal_runtime::state::StateContext;
 use shoal_runtime::{Collector, Operator};
 use shoal_sql::{
     LookupTable, LookupTableSpec, QueryOperator, compile_query, compile_query_with, sql_context,
@@ -84,28 +85,94 @@ fn input(seed: u64, n: usize) -> Vec<RecordBatch> {
 
 /// Run `sql` as a stream: watermark = max event time − delay after every
 /// batch; snapshot + restore into a fresh operator halfway; end of input.
-fn run_stream(sql: &str, batches: &[RecordBatch]) -> Vec<RecordBatch> {
-    run_stream_with(sql, batches, &[])
+fn run_stream(sql: &str, batches: &[RecordBatch], mode: Restore) -> Vec<RecordBatch> {
+    run_stream_with(sql, batches, &[], mode)
+}
+
+/// How a run checkpoints and restores halfway.
+#[derive(Clone, Copy, Debug)]
+enum Restore {
+    /// `Operator::snapshot` / `restore` (state as JSON).
+    Json,
+    /// `Operator::snapshot_at` / `restore_at`: the runtime's keyed-state
+    /// files, two checkpoints (a full file, then a delta) before restoring.
+    Keyed,
+}
+
+/// A checkpoint directory for keyed-state snapshots, removed on drop.
+struct CheckpointDir(std::path::PathBuf);
+
+impl CheckpointDir {
+    fn new() -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("shoal-oracle-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        CheckpointDir(dir)
+    }
+
+    fn ctx(&self, checkpoint: u64) -> StateContext {
+        StateContext {
+            dir: self.0.clone(),
+            node: "q".into(),
+            instance: 0,
+            checkpoint,
+        }
+    }
+}
+
+impl Drop for CheckpointDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Checkpoint `op` at step `i` of `steps` as `mode` says; at the second
+/// point, replace it with a fresh operator restored from the checkpoint.
+fn checkpoint_step(
+    op: &mut QueryOperator,
+    q: &shoal_sql::CompiledQuery,
+    i: usize,
+    steps: usize,
+    mode: Restore,
+    dir: &CheckpointDir,
+) {
+    match mode {
+        Restore::Json if i == steps / 2 => {
+            let snap = op.snapshot().unwrap();
+            let snap: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+            *op = QueryOperator::new(q.clone());
+            op.restore(&[snap], 0).unwrap();
+        }
+        Restore::Keyed if i == steps / 3 => {
+            op.snapshot_at(&dir.ctx(1)).unwrap();
+        }
+        Restore::Keyed if i == steps / 2 => {
+            let snap = op.snapshot_at(&dir.ctx(2)).unwrap();
+            let snap: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+            *op = QueryOperator::new(q.clone());
+            op.restore_at(&[snap], 0, &dir.ctx(2)).unwrap();
+        }
+        _ => {}
+    }
 }
 
 fn run_stream_with(
     sql: &str,
     batches: &[RecordBatch],
     lookups: &[Arc<LookupTable>],
+    mode: Restore,
 ) -> Vec<RecordBatch> {
+    let dir = CheckpointDir::new();
     let q = compile_query_with(sql, &[("txns".into(), schema())], lookups)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut op = QueryOperator::new(q.clone());
     let mut out = Collector::default();
     let mut max_ts = i64::MIN;
     for (i, b) in batches.iter().enumerate() {
-        if i == batches.len() / 2 {
-            let snap = op.snapshot().unwrap();
-            let text = serde_json::to_string(&snap).unwrap();
-            let snap: serde_json::Value = serde_json::from_str(&text).unwrap();
-            op = QueryOperator::new(q.clone());
-            op.restore(&[snap], 0).unwrap();
-        }
+        checkpoint_step(&mut op, &q, i, batches.len(), mode, &dir);
         op.process_batch(0, b.clone(), &mut out).unwrap();
         let ts = b
             .column(5)
@@ -219,8 +286,19 @@ fn same(a: &Cell, b: &Cell) -> bool {
 
 fn check(name: &str, stream_sql: &str, batch_sql: &str, seed: u64) {
     let input = input(seed, 3_000);
-    let streamed = rows(&run_stream(stream_sql, &input));
     let expected = rows(&run_batch(batch_sql, &input));
+    for mode in [Restore::Json, Restore::Keyed] {
+        let streamed = rows(&run_stream(stream_sql, &input, mode));
+        compare(
+            &format!("{name} ({mode:?} restore)"),
+            &streamed,
+            &expected,
+            seed,
+        );
+    }
+}
+
+fn compare(name: &str, streamed: &[Vec<Cell>], expected: &[Vec<Cell>], seed: u64) {
     assert!(
         !expected.is_empty(),
         "{name}: the batch query returned nothing"
@@ -230,7 +308,7 @@ fn check(name: &str, stream_sql: &str, batch_sql: &str, seed: u64) {
         expected.len(),
         "{name} (seed {seed}): row counts differ"
     );
-    for (s, e) in streamed.iter().zip(&expected) {
+    for (s, e) in streamed.iter().zip(expected.iter()) {
         assert!(
             s.len() == e.len() && s.iter().zip(e).all(|(x, y)| same(x, y)),
             "{name} (seed {seed}):\n stream {s:?}\n batch  {e:?}"
@@ -534,7 +612,13 @@ fn streaming_windows_match_batch_queries() {
 /// Run a two-input query as a stream: batches of `a` and `b` interleaved;
 /// the watermark is the minimum over both inputs (as the input gate
 /// computes it); a snapshot/restore halfway.
-fn run_join_stream(sql: &str, a: &[RecordBatch], b: &[RecordBatch]) -> Vec<RecordBatch> {
+fn run_join_stream(
+    sql: &str,
+    a: &[RecordBatch],
+    b: &[RecordBatch],
+    mode: Restore,
+) -> Vec<RecordBatch> {
+    let dir = CheckpointDir::new();
     let inputs = [("a".to_string(), schema()), ("b".to_string(), schema())];
     let q = compile_query(sql, &inputs).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut op = QueryOperator::new(q.clone());
@@ -543,12 +627,8 @@ fn run_join_stream(sql: &str, a: &[RecordBatch], b: &[RecordBatch]) -> Vec<Recor
     let mut last_wm = i64::MIN;
     let steps = a.len().max(b.len());
     for i in 0..steps {
-        if i == steps / 2 && std::env::var("SHOAL_ORACLE_NO_RESTORE").is_err() {
-            let snap = op.snapshot().unwrap();
-            let snap: serde_json::Value =
-                serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
-            op = QueryOperator::new(q.clone());
-            op.restore(&[snap], 0).unwrap();
+        if std::env::var("SHOAL_ORACLE_NO_RESTORE").is_err() {
+            checkpoint_step(&mut op, &q, i, steps, mode, &dir);
         }
         for (input, batches) in [a, b].into_iter().enumerate() {
             let Some(batch) = batches.get(i) else {
@@ -636,15 +716,14 @@ fn interval_joins_match_batch_queries() {
     let a = input(seed, 2_000);
     let b = input(seed + 1_000, 2_000);
     for (name, sql) in join_cases() {
-        let streamed = run_join_stream(sql, &a, &b);
-        let expected = run_join_batch(sql, &a, &b);
-        let (s, e) = (rows(&streamed), rows(&expected));
-        assert!(!e.is_empty(), "{name}: the batch query returned nothing");
-        assert_eq!(s.len(), e.len(), "{name}: row counts differ");
-        for (x, y) in s.iter().zip(&e) {
-            assert!(
-                x.iter().zip(y).all(|(p, q)| same(p, q)),
-                "{name}:\n stream {x:?}\n batch  {y:?}"
+        let expected = rows(&run_join_batch(sql, &a, &b));
+        for mode in [Restore::Json, Restore::Keyed] {
+            let streamed = rows(&run_join_stream(sql, &a, &b, mode));
+            compare(
+                &format!("{name} ({mode:?} restore)"),
+                &streamed,
+                &expected,
+                seed,
             );
         }
     }
@@ -686,7 +765,7 @@ fn interval_join_matches_a_nested_loop() {
         .filter(|(x, y)| x.0 == y.0 && x.1 >= y.1 - 10_000 && x.1 <= y.1 + 10_000)
         .count();
     let sql = join_cases()[0].1;
-    let out = run_join_stream(sql, &a, &b);
+    let out = run_join_stream(sql, &a, &b, Restore::Keyed);
     for batch in &out {
         let ta = batch
             .column(3)
@@ -824,7 +903,7 @@ fn lookup_joins_match_batch_queries() {
         .build()
         .unwrap();
     for (name, sql) in lookup_cases() {
-        let streamed = run_stream_with(sql, &input, std::slice::from_ref(&table));
+        let streamed = run_stream_with(sql, &input, std::slice::from_ref(&table), Restore::Json);
         // Batch: the same rows, the CSV through DataFusion's own reader.
         let batch_sql = sql;
         let expected = rt.block_on(async {

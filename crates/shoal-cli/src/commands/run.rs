@@ -9,7 +9,13 @@ use shoal_runtime::RunOptions;
 use crate::exit::{CliResult, Failure};
 use crate::progress::{Progress, summary_table};
 
-pub fn run(file: &Path, data_dir: Option<PathBuf>, json: bool, no_progress: bool) -> CliResult {
+pub fn run(
+    file: &Path,
+    data_dir: Option<PathBuf>,
+    json: bool,
+    no_progress: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> CliResult {
     let plan = super::load_and_plan(file, data_dir)?;
     let name = plan.name.clone();
     let channel_capacity = plan.channel_capacity;
@@ -46,6 +52,11 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, json: bool, no_progress: bool
                 _ => Failure::Runtime(e.into()),
             })?;
         tracing::info!(pipeline = %name, "started");
+        if let Some(addr) = metrics_addr {
+            let bound = crate::metrics_http::serve(addr, handle.metrics().clone())
+                .map_err(|e| Failure::BadInput(format!("error: {e:#}")))?;
+            eprintln!("metrics: http://{bound}/metrics");
+        }
         let mut progress = Progress::new(handle.metrics().clone(), show_progress);
         let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
         let mut interrupted = false;

@@ -172,6 +172,13 @@ impl KeyedState {
             .expect("state handle of another KeyedState")
     }
 
+    /// The table `h` refers to, read only (see [`KeyedState::table`]).
+    pub fn get<T: 'static>(&self, h: StateHandle<T>) -> &T {
+        let any: &dyn Any = self.tables[h.index].1.as_any();
+        any.downcast_ref::<T>()
+            .expect("state handle of another KeyedState")
+    }
+
     /// Keys held over all tables.
     pub fn keys(&self) -> usize {
         self.tables.iter().map(|(_, t)| t.keys()).sum()
@@ -285,18 +292,48 @@ impl KeyedState {
 }
 
 /// Size of an instance's state as the checkpoint reports it: the bytes of
-/// its JSON plus, for a keyed state reference, the bytes of its files.
+/// its JSON plus, for each keyed state reference in it, the bytes of its
+/// files.
 pub fn state_size(state: &Value) -> u64 {
     if state.is_null() {
         return 0;
     }
-    state.to_string().len() as u64 + state["keyed_state"]["bytes"].as_u64().unwrap_or(0)
+    let mut refs = Vec::new();
+    keyed_refs(state, &mut refs);
+    state.to_string().len() as u64
+        + refs
+            .iter()
+            .map(|r| r["bytes"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+}
+
+/// The keyed state references (`{"keyed_state": {...}}`) anywhere in an
+/// operator's state: an operator may keep several [`KeyedState`]s (each
+/// snapshotted under its own node path) and nest their references.
+fn keyed_refs<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "keyed_state" {
+                    out.push(v);
+                } else {
+                    keyed_refs(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| keyed_refs(v, out)),
+        _ => {}
+    }
 }
 
 /// Every state file the given states (manifest states) reference.
 fn referenced<'a>(states: impl Iterator<Item = &'a Value>) -> BTreeSet<String> {
-    states
-        .filter_map(|s| s["keyed_state"]["files"].as_array())
+    let mut refs = Vec::new();
+    for s in states {
+        keyed_refs(s, &mut refs);
+    }
+    refs.iter()
+        .filter_map(|r| r["files"].as_array())
         .flatten()
         .filter_map(|f| f.as_str().map(str::to_owned))
         .collect()

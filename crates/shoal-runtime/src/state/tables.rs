@@ -70,6 +70,7 @@ pub(crate) trait Table: Send {
     /// Keys held.
     fn keys(&self) -> usize;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn as_any(&self) -> &dyn Any;
 }
 
 fn decode<T: DeserializeOwned>(v: Value, what: &str) -> Result<T> {
@@ -217,6 +218,9 @@ impl<K: StateKey, V: StateValue> Table for ValueState<K, V> {
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
@@ -383,6 +387,9 @@ impl<K: StateKey, M: StateKey, V: StateValue> Table for MapState<K, M, V> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 // ---- list ----------------------------------------------------------------
@@ -467,6 +474,9 @@ impl<K: StateKey, V: StateValue> Table for ListState<K, V> {
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }

@@ -30,7 +30,6 @@ mod accumulator;
 mod frame;
 mod keyed;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -42,6 +41,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 use shoal_runtime::{DeadLetter, Result as RtResult, RuntimeError};
 
 use crate::error::{Result, SqlError};
@@ -354,8 +354,25 @@ impl OverSpec {
         if widest == i64::MAX {
             return;
         }
-        state.ints.retain(|_, k| !k.expired(&self.aggs, watermark));
-        state.strs.retain(|_, k| !k.expired(&self.aggs, watermark));
+        let t = state.tables();
+        let ints = t.keyed.table(t.ints);
+        let gone: Vec<i64> = ints
+            .iter()
+            .filter(|(_, k)| k.expired(&self.aggs, watermark))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in gone {
+            ints.remove(&key);
+        }
+        let strs = t.keyed.table(t.strs);
+        let gone: Vec<String> = strs
+            .iter()
+            .filter(|(_, k)| k.expired(&self.aggs, watermark))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            strs.remove(&key);
+        }
         state.next_expiry = watermark.saturating_add(widest / 2 + 1);
     }
 
@@ -406,13 +423,11 @@ impl OverSpec {
             _ => Some(as_i64(key_col)?),
         };
         let str_keys = key_col.as_string_opt::<i32>();
+        state.tables();
         let OverState {
-            ints,
-            strs,
-            out,
-            vals,
-            ..
+            tables, out, vals, ..
         } = state;
+        let OverTables { keyed, ints, strs } = tables.as_mut().expect("created above");
         out.resize_with(n, Vec::new);
         for o in out.iter_mut() {
             o.clear();
@@ -436,14 +451,15 @@ impl OverSpec {
             let key_state = match (&int_keys, str_keys) {
                 (Some(k), _) => {
                     let k = k.value(row);
-                    ints.entry(k).or_insert_with(|| KeyState::new(&self.aggs))
+                    keyed
+                        .table(*ints)
+                        .get_or_insert_with(&k, || KeyState::new(&self.aggs))
                 }
                 (None, Some(k)) => {
                     let k = k.value(row);
-                    if !strs.contains_key(k) {
-                        strs.insert(k.to_string(), KeyState::new(&self.aggs));
-                    }
-                    strs.get_mut(k).expect("just inserted")
+                    keyed
+                        .table(*strs)
+                        .get_or_insert_with(k, || KeyState::new(&self.aggs))
                 }
                 _ => return Err(RuntimeError::Internal("OVER window key column".into())),
             };
@@ -584,11 +600,35 @@ struct Pending {
     max: i64,
 }
 
+/// The per-key state of an OVER stage, in the runtime's keyed state (so a
+/// checkpoint writes only the keys that changed since the previous one).
+#[derive(Debug)]
+struct OverTables {
+    keyed: KeyedState,
+    ints: StateHandle<ValueState<i64, KeyState>>,
+    strs: StateHandle<ValueState<String, KeyState>>,
+}
+
+impl OverTables {
+    fn new() -> Self {
+        let mut keyed = KeyedState::new();
+        let ints = keyed.value("over_int_keys");
+        let strs = keyed.value("over_str_keys");
+        Self { keyed, ints, strs }
+    }
+
+    fn rows(&self) -> usize {
+        let ints = self.keyed.get(self.ints).iter();
+        let strs = self.keyed.get(self.strs).iter();
+        ints.map(|(_, k)| k.rows()).sum::<usize>() + strs.map(|(_, k)| k.rows()).sum::<usize>()
+    }
+}
+
 /// The runtime state of one OVER stage in one operator instance.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct OverState {
-    ints: HashMap<i64, KeyState>,
-    strs: HashMap<String, KeyState>,
+    /// Created on first use (a stateless query never needs it).
+    tables: Option<OverTables>,
     pending: Vec<Pending>,
     /// Event time processed so far (ms).
     watermark: i64,
@@ -601,8 +641,7 @@ pub(crate) struct OverState {
 impl Default for OverState {
     fn default() -> Self {
         Self {
-            ints: HashMap::new(),
-            strs: HashMap::new(),
+            tables: None,
             pending: Vec::new(),
             watermark: i64::MIN,
             next_expiry: i64::MIN,
@@ -613,9 +652,13 @@ impl Default for OverState {
 }
 
 impl OverState {
+    fn tables(&mut self) -> &mut OverTables {
+        self.tables.get_or_insert_with(OverTables::new)
+    }
+
     /// Keys held.
     pub(crate) fn keys(&self) -> usize {
-        self.ints.len() + self.strs.len()
+        self.tables.as_ref().map_or(0, |t| t.keyed.keys())
     }
 
     /// Rows held: buffered until the watermark, and inside sliding frames.
@@ -624,13 +667,11 @@ impl OverState {
             .iter()
             .map(|p| p.batch.num_rows())
             .sum::<usize>()
-            + self.ints.values().map(KeyState::rows).sum::<usize>()
-            + self.strs.values().map(KeyState::rows).sum::<usize>()
+            + self.tables.as_ref().map_or(0, OverTables::rows)
     }
 
-    /// The state as JSON: `{watermark, pending (JSON lines), ints: [[key,
-    /// state]…], strs: [[key, state]…]}`.
-    pub(crate) fn snapshot(&self) -> RtResult<serde_json::Value> {
+    /// The buffered rows and event time as JSON lines: `{watermark, pending}`.
+    fn buffered(&self) -> RtResult<serde_json::Value> {
         let mut buf = Vec::new();
         {
             let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
@@ -639,13 +680,47 @@ impl OverState {
             }
             w.finish()?;
         }
-        let ser = |e: serde_json::Error| RuntimeError::Internal(format!("OVER state: {e}"));
         Ok(serde_json::json!({
             "watermark": self.watermark,
             "pending": String::from_utf8_lossy(&buf),
-            "ints": serde_json::to_value(self.ints.iter().collect::<Vec<_>>()).map_err(ser)?,
-            "strs": serde_json::to_value(self.strs.iter().collect::<Vec<_>>()).map_err(ser)?,
         }))
+    }
+
+    /// A checkpoint: the per-key state goes to the keyed-state files of
+    /// the checkpoint (`{"keyed_state": …}`, a delta of the changed keys),
+    /// the buffered rows into the returned `{watermark, pending}`.
+    pub(crate) fn snapshot_at(
+        &mut self,
+        ctx: &StateContext,
+    ) -> RtResult<(serde_json::Value, serde_json::Value)> {
+        let reference = self.tables().keyed.snapshot(ctx)?;
+        Ok((reference, self.buffered()?))
+    }
+
+    /// Restore from [`OverState::snapshot_at`]'s two parts.
+    pub(crate) fn restore_at(
+        &mut self,
+        spec: &OverSpec,
+        reference: &serde_json::Value,
+        buffered: &serde_json::Value,
+        dir: &std::path::Path,
+    ) -> RtResult<()> {
+        *self = OverState::default();
+        self.tables().keyed.restore(reference, dir)?;
+        self.restore_buffered(spec, buffered)
+    }
+
+    /// The state as JSON: `{watermark, pending (JSON lines), ints: [[key,
+    /// state]…], strs: [[key, state]…]}`.
+    pub(crate) fn snapshot(&mut self) -> RtResult<serde_json::Value> {
+        let mut v = self.buffered()?;
+        let ser = |e: serde_json::Error| RuntimeError::Internal(format!("OVER state: {e}"));
+        let t = self.tables();
+        let ints: Vec<_> = t.keyed.get(t.ints).iter().collect();
+        let strs: Vec<_> = t.keyed.get(t.strs).iter().collect();
+        v["ints"] = serde_json::to_value(ints).map_err(ser)?;
+        v["strs"] = serde_json::to_value(strs).map_err(ser)?;
+        Ok(v)
     }
 
     /// Restore from [`OverState::snapshot`]; `spec` gives the buffered rows'
@@ -656,13 +731,24 @@ impl OverState {
                 "OVER window state is not in the expected shape ({why}); was the query changed?"
             ))
         };
-        self.watermark = v["watermark"].as_i64().unwrap_or(i64::MIN);
         let ints: Vec<(i64, KeyState)> =
             serde_json::from_value(v["ints"].clone()).map_err(|e| bad(e.to_string()))?;
         let strs: Vec<(String, KeyState)> =
             serde_json::from_value(v["strs"].clone()).map_err(|e| bad(e.to_string()))?;
-        self.ints = ints.into_iter().collect();
-        self.strs = strs.into_iter().collect();
+        *self = OverState::default();
+        let t = self.tables();
+        for (k, state) in ints {
+            t.keyed.table(t.ints).insert(k, state);
+        }
+        for (k, state) in strs {
+            t.keyed.table(t.strs).insert(k, state);
+        }
+        self.restore_buffered(spec, v)
+    }
+
+    /// Restore the `{watermark, pending}` part of a snapshot.
+    fn restore_buffered(&mut self, spec: &OverSpec, v: &serde_json::Value) -> RtResult<()> {
+        self.watermark = v["watermark"].as_i64().unwrap_or(i64::MIN);
         self.pending.clear();
         let text = v["pending"].as_str().unwrap_or("");
         if !text.is_empty() {

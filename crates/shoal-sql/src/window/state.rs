@@ -15,6 +15,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use shoal_runtime::{Result as RtResult, RuntimeError};
 
+use crate::blob_state::{BlobState, Unit, unit_batch};
 use crate::codec::{decode, encode};
 use crate::window::spec::WindowAggSpec;
 
@@ -181,6 +182,92 @@ impl WindowAggState {
                 .iter()
                 .map(|b| b.num_rows())
                 .sum::<usize>()
+    }
+
+    /// A checkpoint through the keyed state: one unit per pane
+    /// (`live:<start>`, rewritten at every checkpoint; `frozen:<start>`,
+    /// written once) and one for the open sessions' rows. Returns
+    /// `{"watermark", "keyed_state"}`.
+    pub(crate) fn snapshot_at(
+        &mut self,
+        spec: &WindowAggSpec,
+        image: &mut BlobState,
+        ctx: &shoal_runtime::state::StateContext,
+    ) -> RtResult<serde_json::Value> {
+        let mut live = Vec::new();
+        for (start, pane) in self.panes.iter_mut() {
+            if let Pane::Live(l) = pane {
+                let frozen = l.freeze(spec)?;
+                *l = LivePane::from_frozen(spec, &frozen)?;
+                live.push((*start, frozen));
+            }
+        }
+        let session = if self.session_rows.is_empty() {
+            None
+        } else {
+            let all = arrow::compute::concat_batches(&spec.rows_schema, &self.session_rows)?;
+            self.session_rows = vec![all.clone()];
+            Some(all)
+        };
+        let frozen = self.panes.iter().filter_map(|(start, p)| match p {
+            Pane::Frozen(b) => Some(Unit {
+                id: format!("frozen:{start}"),
+                changed: false,
+                batch: b,
+            }),
+            Pane::Live(_) => None,
+        });
+        let units = live
+            .iter()
+            .map(|(start, b)| Unit {
+                id: format!("live:{start}"),
+                changed: true,
+                batch: b,
+            })
+            .chain(frozen)
+            .chain(session.iter().map(|b| Unit {
+                id: "session".into(),
+                changed: true,
+                batch: b,
+            }));
+        let reference = image.snapshot(ctx, units)?;
+        Ok(serde_json::json!({
+            "watermark": self.watermark,
+            "keyed_state": reference["keyed_state"].clone(),
+        }))
+    }
+
+    /// State from [`WindowAggState::snapshot_at`]'s reference.
+    pub(crate) fn restore_at(
+        spec: &WindowAggSpec,
+        v: &serde_json::Value,
+        image: &mut BlobState,
+        dir: &std::path::Path,
+    ) -> RtResult<Self> {
+        let bad = || RuntimeError::User("window-aggregate state is malformed".into());
+        let mut state = Self {
+            watermark: v["watermark"].as_i64().ok_or_else(bad)?,
+            ..Self::default()
+        };
+        let reference = serde_json::json!({ "keyed_state": v["keyed_state"].clone() });
+        for (id, blob) in image.restore(&reference, dir)? {
+            if id == "session" {
+                let rows = unit_batch(&blob, &spec.rows_schema)?;
+                state.session_min_ts = min_event_time(&rows);
+                state.session_rows.push(rows);
+                continue;
+            }
+            let (kind, start) = id.split_once(':').ok_or_else(bad)?;
+            let start: i64 = start.parse().map_err(|_| bad())?;
+            let frozen = unit_batch(&blob, &spec.state_schema)?;
+            let pane = match kind {
+                "live" => Pane::Live(LivePane::from_frozen(spec, &frozen)?),
+                "frozen" => Pane::Frozen(frozen),
+                _ => return Err(bad()),
+            };
+            state.panes.insert(start, pane);
+        }
+        Ok(state)
     }
 
     /// The state as JSON. Live panes are frozen for the snapshot and
