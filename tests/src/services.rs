@@ -86,20 +86,46 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 
 /// Produce `(key, value)` records (idempotent producer, flushed).
 pub fn produce(brokers: &str, topic: &str, records: &[(String, String)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = config(brokers)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for (k, v) in records {
-        loop {
-            match p.send(BaseRecord::to(topic).key(k).payload(v)) {
-                Ok(()) => break,
-                Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
-            }
+    Feed::new(brokers, topic).send(records);
+}
+
+/// A producer kept open, for tests that feed a topic continuously (setting
+/// up an idempotent producer takes a while: one per chunk would starve the
+/// topic).
+pub struct Feed {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
+}
+
+impl Feed {
+    /// An idempotent producer to `topic`.
+    pub fn new(brokers: &str, topic: &str) -> Self {
+        let producer = config(brokers)
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("producer");
+        Self {
+            producer,
+            topic: topic.to_string(),
         }
     }
-    p.flush(Duration::from_secs(30)).expect("flush");
+
+    /// Produce `(key, value)` records and wait until the broker has them.
+    pub fn send(&self, records: &[(String, String)]) {
+        for (k, v) in records {
+            loop {
+                match self
+                    .producer
+                    .send(BaseRecord::to(&self.topic).key(k).payload(v))
+                {
+                    Ok(()) => break,
+                    Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+        self.producer.flush(Duration::from_secs(30)).expect("flush");
+    }
 }
 
 /// One consumed record.

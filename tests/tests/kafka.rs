@@ -74,7 +74,6 @@ fn kafka_to_file_reads_every_record_once_in_partition_order() {
 }
 
 #[test]
-#[ignore = "hangs (over 60 s) against tansu, not yet diagnosed; run with --ignored"]
 fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
     let Some(brokers) = kafka_brokers() else {
         return;

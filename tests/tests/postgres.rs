@@ -49,7 +49,6 @@ fn count(url: &str, sql: &str) -> i64 {
 }
 
 #[test]
-#[ignore = "hangs (over 60 s) against tansu, not yet diagnosed; run with --ignored"]
 fn kafka_to_postgres_insert_writes_every_record_once_with_its_offsets() {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use shoal_runtime::Result;
 
@@ -24,6 +25,11 @@ pub type TopicPartition = (String, i32);
 pub struct OffsetLedger {
     group: String,
     epochs: Mutex<BTreeMap<u64, HashMap<TopicPartition, i64>>>,
+    /// The offsets handed out last, per partition: an unchanged offset is
+    /// not handed out again (an idle pipeline then commits nothing).
+    taken: Mutex<HashMap<TopicPartition, i64>>,
+    /// The newest epoch the sink has committed (0: none yet).
+    committed: AtomicU64,
 }
 
 impl OffsetLedger {
@@ -32,6 +38,8 @@ impl OffsetLedger {
         Self {
             group: group.to_string(),
             epochs: Mutex::new(BTreeMap::new()),
+            taken: Mutex::new(HashMap::new()),
+            committed: AtomicU64::new(0),
         }
     }
 
@@ -52,7 +60,8 @@ impl OffsetLedger {
     }
 
     /// Remove and return the offsets of every epoch up to `epoch`, the newest
-    /// epoch's offset winning per partition.
+    /// epoch's offset winning per partition, leaving out offsets equal to
+    /// the ones returned last time (nothing new was read there).
     pub fn take_upto(&self, epoch: u64) -> Vec<(TopicPartition, i64)> {
         let mut epochs = self.epochs.lock().expect("ledger lock");
         let later = epochs.split_off(&(epoch + 1));
@@ -61,9 +70,26 @@ impl OffsetLedger {
         for (_, e) in done {
             merged.extend(e);
         }
+        let mut taken = self.taken.lock().expect("ledger lock");
+        merged.retain(|tp, o| taken.insert(tp.clone(), *o) != Some(*o));
         let mut out: Vec<_> = merged.into_iter().collect();
         out.sort();
         out
+    }
+}
+
+impl OffsetLedger {
+    /// The sink committed the output (and offsets) of every epoch up to
+    /// `epoch`.
+    pub fn mark_committed(&self, epoch: u64) {
+        self.committed.fetch_max(epoch, Ordering::Release);
+    }
+
+    /// The newest epoch whose output the sink has committed (0: none yet).
+    /// A source hands revoked partitions over only after the epoch holding
+    /// their last records is committed.
+    pub fn committed_through(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 }
 
@@ -97,5 +123,16 @@ mod tests {
         assert_eq!(l.take_upto(2), vec![(tp(0), 20), (tp(1), 5)]);
         assert_eq!(l.take_upto(2), vec![]);
         assert_eq!(l.take_upto(9), vec![(tp(1), 9)]);
+    }
+
+    #[test]
+    fn unchanged_offsets_are_not_handed_out_twice() {
+        let l = OffsetLedger::new("g");
+        l.record(1, [(tp(0), 10), (tp(1), 5)]);
+        assert_eq!(l.take_upto(1), vec![(tp(0), 10), (tp(1), 5)]);
+        l.record(2, [(tp(0), 10), (tp(1), 6)]);
+        assert_eq!(l.take_upto(2), vec![(tp(1), 6)]);
+        l.record(3, [(tp(0), 10), (tp(1), 6)]);
+        assert_eq!(l.take_upto(3), vec![]);
     }
 }

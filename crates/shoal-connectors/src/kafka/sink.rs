@@ -239,7 +239,11 @@ impl KafkaSink {
             Some(l) => l.take_upto(epoch),
             None => Vec::new(),
         };
+        let ledger = self.txn.as_ref().and_then(|t| t.ledger.clone());
         if rows.is_empty() && offsets.is_empty() {
+            if let Some(l) = &ledger {
+                l.mark_committed(epoch);
+            }
             return Ok(());
         }
         let p = &self.producer;
@@ -261,8 +265,21 @@ impl KafkaSink {
             p.commit_transaction(TXN_TIMEOUT)
                 .map_err(|e| kafka_err(&format!("commit transaction of epoch {epoch}"), e))
         })();
-        if result.is_err() {
-            let _ = p.abort_transaction(TXN_TIMEOUT);
+        match &result {
+            Ok(()) => {
+                if let Some(l) = &ledger {
+                    l.mark_committed(epoch);
+                }
+                tracing::debug!(
+                    epoch,
+                    records = rows.iter().map(|e| e.ends.len()).sum::<usize>(),
+                    offsets = offsets.len(),
+                    "kafka transaction committed"
+                )
+            }
+            Err(_) => {
+                let _ = p.abort_transaction(TXN_TIMEOUT);
+            }
         }
         result
     }

@@ -4,18 +4,32 @@
 //! * **Where a partition starts** when this member is assigned it, first
 //!   match wins:
 //!   1. the position another instance of this source in this process reached
-//!      in this run (its records are in flight already);
+//!      in this run (its records are in flight already), when it is ahead of
+//!      the stored position below (a position behind it is stale: another
+//!      process owned the partition meanwhile);
 //!   2. the offsets the pipeline's transactional sink stored with its output
 //!      (see [`super::OffsetLedger`]): a Postgres sink's `shoal_offsets`
 //!      table, or the group's committed offsets for a Kafka sink;
 //!   3. the position in the restored checkpoint;
 //!   4. `start`: `committed` = the group's committed offset (else the
 //!      beginning), `earliest`, `latest`.
-//! * **Rebalances.** A revoked partition is dropped at once (records of it
+//!
+//!   The group's committed offsets are looked up when the partition is
+//!   assigned, so a partition's position is known before its first record
+//!   (`stop_at_end` needs it for a partition with nothing left to read).
+//! * **Rebalances.** A revoked partition is no longer read (records of it
 //!   still queued are not emitted; the ones emitted are in flight and are
 //!   committed with the epoch they belong to); an assigned one starts as
-//!   above. Eager assignors (`range`, `roundrobin`) revoke everything on each
-//!   rebalance; `cooperative-sticky` only moves what must move.
+//!   above. When the sink owns the offsets (a checkpointed run, see
+//!   [`super::OffsetLedger`]), the revoked partitions are handed back to the
+//!   group only once the sink has committed the epoch holding their last
+//!   records (the group's rebalance waits for that, about one checkpoint
+//!   interval), and a member leaving at the end of its run first waits for
+//!   the commit of its last epoch: the next owner then starts exactly after
+//!   the committed output, so a partition moved between live processes is
+//!   neither lost nor read twice. Eager assignors (`range`, `roundrobin`)
+//!   revoke everything on each rebalance; `cooperative-sticky` only moves
+//!   what must move.
 //! * **Commits to the group.** With a Kafka sink, offsets are committed in
 //!   the sink's transactions. Otherwise the offsets of each completed
 //!   checkpoint are committed (for lag tools), or, without checkpoints,
@@ -56,6 +70,8 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 const END_GRACE: Duration = Duration::from_secs(1);
 const META_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a leaving member waits for the sink to commit its last epoch.
+const LEAVE_WAIT: Duration = Duration::from_secs(60);
 
 /// One member of a Kafka source.
 pub struct KafkaSource {
@@ -152,7 +168,26 @@ struct Assignment {
     released: BTreeMap<TopicPartition, i64>,
     /// Released since the previous barrier (for the ledger).
     released_since_barrier: BTreeMap<TopicPartition, i64>,
+    /// Revoked partitions not yet handed back to the group: they go once
+    /// the sink has committed the output read from them (see
+    /// [`Handover`]).
+    handover: Option<Handover>,
     error: Option<String>,
+}
+
+/// A revocation held back until the output of the revoked partitions is
+/// committed, so the next owner starts exactly after it (a partition moved
+/// between two live processes is then neither lost nor read twice).
+///
+/// The records emitted from them belong to the epoch open at the
+/// revocation; the first barrier after it closes that epoch (`epoch`), and
+/// once the sink reports it committed ([`OffsetLedger::committed_through`])
+/// the partitions are unassigned, which lets the group's rebalance go on.
+#[derive(Debug)]
+struct Handover {
+    partitions: Vec<TopicPartition>,
+    cooperative: bool,
+    epoch: Option<u64>,
 }
 
 impl Assignment {
@@ -173,8 +208,9 @@ struct StartRule {
 }
 
 impl StartRule {
+    /// Where `parts` start, from everything but [`StartRule::live`] (see
+    /// [`StartRule::with_live`]).
     fn offsets(&self, parts: &[TopicPartition]) -> Result<Vec<Offset>> {
-        let live = self.live.lock().expect("positions lock").clone();
         let stored = match &self.store {
             Some(s) => s.positions(&self.group, parts)?,
             None => HashMap::new(),
@@ -183,9 +219,7 @@ impl StartRule {
         Ok(parts
             .iter()
             .map(|tp| {
-                if let Some(o) = live.get(tp) {
-                    Offset::Offset(*o)
-                } else if let Some(o) = stored.get(tp) {
+                if let Some(o) = stored.get(tp) {
                     Offset::Offset(*o)
                 } else if self.store.is_some() {
                     // The sink's store is the truth: nothing stored, nothing consumed.
@@ -199,6 +233,22 @@ impl StartRule {
                 }
             })
             .collect())
+    }
+
+    /// Where this process's own reading reached wins when it is further:
+    /// those records are in flight here and will be committed by this
+    /// process's sink. A position behind the stored one is stale (another
+    /// process owned the partition meanwhile and went on).
+    fn with_live(&self, parts: &[TopicPartition], offsets: &mut [Offset]) {
+        let live = self.live.lock().expect("positions lock");
+        for (tp, o) in parts.iter().zip(offsets.iter_mut()) {
+            if let Some(l) = live.get(tp) {
+                *o = match *o {
+                    Offset::Offset(s) => Offset::Offset(s.max(*l)),
+                    _ => Offset::Offset(*l),
+                };
+            }
+        }
     }
 
     fn policy(&self) -> Offset {
@@ -215,6 +265,11 @@ struct MemberContext {
     member: String,
     assignment: Arc<Mutex<Assignment>>,
     rule: StartRule,
+    /// Hold revocations back until the sink committed (a sink that owns
+    /// the offsets, in a checkpointed run).
+    hand_over: bool,
+    /// Set when the member leaves: revocations then happen at once.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClientContext for MemberContext {}
@@ -238,13 +293,17 @@ impl ConsumerContext for MemberContext {
         let mut a = self.assignment.lock().expect("assignment lock");
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let offsets = match self.rule.offsets(&parts) {
+                let mut offsets = match self.rule.offsets(&parts) {
                     Ok(o) => o,
                     Err(e) => {
                         a.error = Some(format!("look up start offsets: {e}"));
                         vec![Offset::Stored; parts.len()]
                     }
                 };
+                if let Err(e) = resolve_committed(consumer, &parts, &mut offsets) {
+                    a.error = Some(format!("look up committed offsets: {e}"));
+                }
+                self.rule.with_live(&parts, &mut offsets);
                 for (tp, o) in parts.iter().zip(&offsets) {
                     if let Err(e) = tpl.set_partition_offset(&tp.0, tp.1, *o) {
                         a.error = Some(format!("set start offset of {}/{}: {e}", tp.0, tp.1));
@@ -261,7 +320,16 @@ impl ConsumerContext for MemberContext {
                 for (tp, o) in parts.into_iter().zip(offsets) {
                     tracing::info!(member = %self.member, topic = %tp.0, partition = tp.1, start = ?o, "partition assigned");
                     let known = match o {
-                        Offset::Offset(o) => Some(o),
+                        Offset::Offset(o) => {
+                            // Known before the first record: `stop_at_end` can
+                            // tell a partition with nothing left to read is done.
+                            self.rule
+                                .live
+                                .lock()
+                                .expect("positions lock")
+                                .insert(tp.clone(), o);
+                            Some(o)
+                        }
                         _ => None,
                     };
                     a.released.remove(&tp);
@@ -270,12 +338,22 @@ impl ConsumerContext for MemberContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                for tp in parts {
+                for tp in &parts {
                     tracing::info!(member = %self.member, topic = %tp.0, partition = tp.1, "partition revoked");
-                    if let Some(Some(o)) = a.owned.remove(&tp) {
+                    if let Some(Some(o)) = a.owned.remove(tp) {
                         a.released.insert(tp.clone(), o);
-                        a.released_since_barrier.insert(tp, o);
+                        a.released_since_barrier.insert(tp.clone(), o);
                     }
+                }
+                let closing = self.closing.load(std::sync::atomic::Ordering::Relaxed);
+                if self.hand_over && !closing && a.handover.is_none() {
+                    // Unassigned by the source loop once the sink committed.
+                    a.handover = Some(Handover {
+                        partitions: parts,
+                        cooperative,
+                        epoch: None,
+                    });
+                    return;
                 }
                 let r = if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -294,10 +372,96 @@ impl ConsumerContext for MemberContext {
                         a.released_since_barrier.insert(tp, o);
                     }
                 }
+                a.handover = None;
                 let _ = consumer.unassign();
             }
         }
     }
+}
+
+/// Makes sure a member leaving (normally or on an error) revokes at once
+/// and hands over what it held back: closing the consumer would otherwise
+/// wait for that forever.
+struct LeaveGuard<'c> {
+    consumer: &'c BaseConsumer<MemberContext>,
+    assignment: &'c Mutex<Assignment>,
+    closing: &'c std::sync::atomic::AtomicBool,
+}
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = finish_handover(self.consumer, self.assignment, None, true);
+    }
+}
+
+/// Give held-back revoked partitions to the group (see [`Handover`]): now
+/// when `force` (the member leaves) or once the sink has committed the
+/// epoch their records belong to.
+fn finish_handover(
+    consumer: &BaseConsumer<MemberContext>,
+    assignment: &Mutex<Assignment>,
+    ledger: Option<&OffsetLedger>,
+    force: bool,
+) -> Result<()> {
+    let mut a = assignment.lock().expect("assignment lock");
+    let ready = match &a.handover {
+        None => false,
+        Some(h) => {
+            force
+                || h.epoch
+                    .zip(ledger)
+                    .is_some_and(|(e, l)| l.committed_through() >= e)
+        }
+    };
+    if !ready {
+        return Ok(());
+    }
+    let h = a.handover.take().expect("checked");
+    let r = if h.cooperative {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &h.partitions {
+            tpl.add_partition(t, *p);
+        }
+        consumer.incremental_unassign(&tpl)
+    } else {
+        consumer.unassign()
+    };
+    tracing::info!(partitions = h.partitions.len(), epoch = ?h.epoch, "revoked partitions handed over");
+    r.map_err(|e| kafka_err("unassign partitions", e))
+}
+
+/// Replace `Offset::Stored` starts with the group's committed offsets, so
+/// that a partition's position is known before its first record (a
+/// partition read to its end by an earlier run has no record to tell it).
+/// Partitions the group has no offset for keep `Stored` (then
+/// `auto.offset.reset` decides, as `start` says).
+fn resolve_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[TopicPartition],
+    offsets: &mut [Offset],
+) -> std::result::Result<(), KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, o) in parts.iter().zip(offsets.iter()) {
+        if *o == Offset::Stored {
+            tpl.add_partition(&tp.0, tp.1);
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let got = consumer.committed_offsets(tpl, META_TIMEOUT)?;
+    for e in got.elements() {
+        if let Offset::Offset(c) = e.offset()
+            && let Some(i) = parts
+                .iter()
+                .position(|(t, p)| *p == e.partition() && t == e.topic())
+        {
+            offsets[i] = Offset::Offset(c);
+        }
+    }
+    Ok(())
 }
 
 /// Records of one partition collected for one batch.
@@ -449,6 +613,8 @@ impl Source for KafkaSource {
         Box::pin(async move {
             let member = format!("{}-{}", self.node, ctx.instance);
             let assignment = Arc::new(Mutex::new(Assignment::default()));
+            let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let hand_over = self.ledger.is_some() && ctx.is_checkpointing();
             let context = MemberContext {
                 member: member.clone(),
                 assignment: assignment.clone(),
@@ -460,11 +626,19 @@ impl Source for KafkaSource {
                     store: self.store.clone(),
                     group_is_truth: self.sink_commits_group,
                 },
+                hand_over,
+                closing: closing.clone(),
             };
             let consumer: BaseConsumer<MemberContext> = self
                 .consumer_config(ctx.instance)
                 .create_with_context(context)
                 .map_err(|e| kafka_err("create consumer", e))?;
+            // Dropped before the consumer, however `run` ends.
+            let _leave = LeaveGuard {
+                consumer: &consumer,
+                assignment: &assignment,
+                closing: &closing,
+            };
             let (ends, counts) = self.ends(&consumer)?;
             let topics: Vec<&str> = self.spec.topics.iter().map(String::as_str).collect();
             consumer
@@ -481,11 +655,19 @@ impl Source for KafkaSource {
                 Some(et) => Some(EventTime::new(et, &self.schema, total)?),
                 None => None,
             };
+            let last_barrier = Arc::new(std::sync::atomic::AtomicU64::new(0));
             if let Some(ledger) = &self.ledger {
                 let ledger = ledger.clone();
                 let a = assignment.clone();
+                let last = last_barrier.clone();
                 ctx.on_barrier(Box::new(move |epoch, _state| {
+                    last.store(epoch, std::sync::atomic::Ordering::Relaxed);
                     let mut a = a.lock().expect("assignment lock");
+                    if let Some(h) = &mut a.handover
+                        && h.epoch.is_none()
+                    {
+                        h.epoch = Some(epoch);
+                    }
                     let mut positions: Vec<(TopicPartition, i64)> =
                         a.positions().map(|(tp, o)| (tp.clone(), o)).collect();
                     positions.extend(std::mem::take(&mut a.released_since_barrier));
@@ -505,152 +687,174 @@ impl Source for KafkaSource {
                 &assignment.lock().expect("assignment lock"),
                 &self.restored,
             ));
-            loop {
-                if ctx.is_cancelled() {
-                    break;
-                }
-                if let Some(e) = assignment.lock().expect("assignment lock").error.take() {
-                    return Err(RuntimeError::External(format!(
-                        "kafka source `{}`: {e}",
-                        self.node
-                    )));
-                }
-                // Collect up to one batch of records, per partition.
-                for c in &mut chunks {
-                    c.tp = None;
-                }
-                let mut got = 0usize;
-                while got < batch_size {
-                    let Some(r) = consumer.poll(Duration::ZERO) else {
+            let outcome: Result<()> = async {
+                loop {
+                    if ctx.is_cancelled() {
                         break;
-                    };
-                    let m = match r {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(member = %member, error = %e, "kafka consumer error");
+                    }
+                    if let Some(e) = assignment.lock().expect("assignment lock").error.take() {
+                        return Err(RuntimeError::External(format!(
+                            "kafka source `{}`: {e}",
+                            self.node
+                        )));
+                    }
+                    // Collect up to one batch of records, per partition.
+                    for c in &mut chunks {
+                        c.tp = None;
+                    }
+                    let mut got = 0usize;
+                    while got < batch_size {
+                        let Some(r) = consumer.poll(Duration::ZERO) else {
+                            break;
+                        };
+                        let m = match r {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::warn!(member = %member, error = %e, "kafka consumer error");
+                                break;
+                            }
+                        };
+                        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+                        let owned = {
+                            let a = assignment.lock().expect("assignment lock");
+                            a.owned.keys().any(|(t, p)| *p == partition && t == topic)
+                        };
+                        if !owned {
+                            continue; // queued before a revocation
+                        }
+                        let idx = match chunks.iter().position(|c| {
+                            c.tp.as_ref()
+                                .is_some_and(|(t, p)| *p == partition && t == topic)
+                        }) {
+                            Some(i) => i,
+                            None => {
+                                let i = match chunks.iter().position(|c| c.tp.is_none()) {
+                                    Some(i) => i,
+                                    None => {
+                                        chunks.push(PartitionChunk::default());
+                                        chunks.len() - 1
+                                    }
+                                };
+                                let c = &mut chunks[i];
+                                c.tp = Some((topic.to_string(), partition));
+                                c.records.clear();
+                                c.timestamps.clear();
+                                c.offsets.clear();
+                                i
+                            }
+                        };
+                        let c = &mut chunks[idx];
+                        c.records.push(
+                            m.payload().unwrap_or_default(),
+                            Some(partition as u32),
+                            offset as u64,
+                        );
+                        c.timestamps.push(m.timestamp().to_millis().unwrap_or(0));
+                        c.offsets.push(offset);
+                        c.last = offset;
+                        got += 1;
+                    }
+                    if got > 0 {
+                        last_record = Instant::now();
+                    }
+                    for c in &mut chunks {
+                        let Some(tp) = c.tp.clone() else { continue };
+                        if let Some(batch) = decoder.decode(&c.records, &mut bad)? {
+                            let batch = match &self.spec.timestamp_column {
+                                Some(_) => with_timestamps(&self.schema, batch, c, &bad)?,
+                                None => batch,
+                            };
+                            if let Some(et) = &mut event_time {
+                                et.observe(base[&tp.0] + tp.1 as usize, &batch);
+                            }
+                            ctx.emit(batch).await?;
+                        }
+                        let next = c.last + 1;
+                        {
+                            let mut a = assignment.lock().expect("assignment lock");
+                            if let Some(o) = a.owned.get_mut(&tp) {
+                                *o = Some(next);
+                            } else {
+                                // Revoked while this batch was on its way: emitted all the same.
+                                a.released.insert(tp.clone(), next);
+                                a.released_since_barrier.insert(tp.clone(), next);
+                            }
+                            ctx.set_state(state_json(&a, &self.restored));
+                        }
+                        self.live
+                            .lock()
+                            .expect("positions lock")
+                            .insert(tp.clone(), next);
+                        for b in bad.drain(..) {
+                            ctx.dead_letter(DeadLetter {
+                                node: self.node.clone(),
+                                partition: b.partition,
+                                offset: Some(b.position),
+                                reason: b.reason,
+                                record: b.record,
+                            })
+                            .await?;
+                        }
+                        dirty = true;
+                    }
+                    if let Some(et) = &event_time {
+                        et.emit(ctx).await?;
+                    }
+                    if checkpointing {
+                        ctx.checkpoint_point().await?;
+                        finish_handover(&consumer, &assignment, self.ledger.as_deref(), false)?;
+                        if let Some((_, state)) = ctx.take_completed_state()
+                            && commit_group
+                        {
+                            let positions = parse_positions(&state)?;
+                            let a = assignment.lock().expect("assignment lock");
+                            Self::commit_owned(&consumer, &a, Some(&positions), CommitMode::Async)?;
+                        }
+                    } else if dirty && last_commit.elapsed() >= COMMIT_EVERY {
+                        let a = assignment.lock().expect("assignment lock");
+                        Self::commit_owned(&consumer, &a, None, CommitMode::Async)?;
+                        dirty = false;
+                        last_commit = Instant::now();
+                    }
+                    if got == 0 {
+                        if self.spec.stop_at_end
+                            && last_record.elapsed() >= END_GRACE
+                            && self.caught_up(&ends)
+                        {
                             break;
                         }
-                    };
-                    let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-                    let owned = {
-                        let a = assignment.lock().expect("assignment lock");
-                        a.owned.keys().any(|(t, p)| *p == partition && t == topic)
-                    };
-                    if !owned {
-                        continue; // queued before a revocation
-                    }
-                    let idx = match chunks.iter().position(|c| {
-                        c.tp.as_ref()
-                            .is_some_and(|(t, p)| *p == partition && t == topic)
-                    }) {
-                        Some(i) => i,
-                        None => {
-                            let i = match chunks.iter().position(|c| c.tp.is_none()) {
-                                Some(i) => i,
-                                None => {
-                                    chunks.push(PartitionChunk::default());
-                                    chunks.len() - 1
-                                }
-                            };
-                            let c = &mut chunks[i];
-                            c.tp = Some((topic.to_string(), partition));
-                            c.records.clear();
-                            c.timestamps.clear();
-                            c.offsets.clear();
-                            i
+                        tokio::select! {
+                            _ = tokio::time::sleep(IDLE_WAIT) => {}
+                            _ = ctx.cancel_token().cancelled() => {}
                         }
-                    };
-                    let c = &mut chunks[idx];
-                    c.records.push(
-                        m.payload().unwrap_or_default(),
-                        Some(partition as u32),
-                        offset as u64,
-                    );
-                    c.timestamps.push(m.timestamp().to_millis().unwrap_or(0));
-                    c.offsets.push(offset);
-                    c.last = offset;
-                    got += 1;
-                }
-                if got > 0 {
-                    last_record = Instant::now();
-                }
-                for c in &mut chunks {
-                    let Some(tp) = c.tp.clone() else { continue };
-                    if let Some(batch) = decoder.decode(&c.records, &mut bad)? {
-                        let batch = match &self.spec.timestamp_column {
-                            Some(_) => with_timestamps(&self.schema, batch, c, &bad)?,
-                            None => batch,
-                        };
-                        if let Some(et) = &mut event_time {
-                            et.observe(base[&tp.0] + tp.1 as usize, &batch);
-                        }
-                        ctx.emit(batch).await?;
                     }
-                    let next = c.last + 1;
-                    {
-                        let mut a = assignment.lock().expect("assignment lock");
-                        if let Some(o) = a.owned.get_mut(&tp) {
-                            *o = Some(next);
-                        } else {
-                            // Revoked while this batch was on its way: emitted all the same.
-                            a.released.insert(tp.clone(), next);
-                            a.released_since_barrier.insert(tp.clone(), next);
-                        }
-                        ctx.set_state(state_json(&a, &self.restored));
-                    }
-                    self.live
-                        .lock()
-                        .expect("positions lock")
-                        .insert(tp.clone(), next);
-                    for b in bad.drain(..) {
-                        ctx.dead_letter(DeadLetter {
-                            node: self.node.clone(),
-                            partition: b.partition,
-                            offset: Some(b.position),
-                            reason: b.reason,
-                            record: b.record,
-                        })
-                        .await?;
-                    }
-                    dirty = true;
                 }
-                if let Some(et) = &event_time {
-                    et.emit(ctx).await?;
-                }
-                if checkpointing {
-                    ctx.checkpoint_point().await?;
-                    if let Some((_, state)) = ctx.take_completed_state()
-                        && commit_group
-                    {
-                        let positions = parse_positions(&state)?;
-                        let a = assignment.lock().expect("assignment lock");
-                        Self::commit_owned(&consumer, &a, Some(&positions), CommitMode::Async)?;
-                    }
-                } else if dirty && last_commit.elapsed() >= COMMIT_EVERY {
+                if !checkpointing {
                     let a = assignment.lock().expect("assignment lock");
-                    Self::commit_owned(&consumer, &a, None, CommitMode::Async)?;
-                    dirty = false;
-                    last_commit = Instant::now();
+                    Self::commit_owned(&consumer, &a, None, CommitMode::Sync)?;
                 }
-                if got == 0 {
-                    if self.spec.stop_at_end
-                        && last_record.elapsed() >= END_GRACE
-                        && self.caught_up(&ends)
-                    {
+                Ok(())
+            }
+            .await;
+            // Leaving the group hands every partition over: first let the
+            // sink commit what this member emitted (the next barrier's
+            // epoch), so the next owners start exactly after it.
+            if let (Ok(()), true, Some(ledger)) = (&outcome, hand_over, &self.ledger) {
+                let target = last_barrier.load(std::sync::atomic::Ordering::Relaxed) + 1;
+                let deadline = Instant::now() + LEAVE_WAIT;
+                while ledger.committed_through() < target {
+                    if Instant::now() > deadline {
+                        tracing::warn!(member = %member, epoch = target, "left the group before the sink committed");
                         break;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_WAIT) => {}
-                        _ = ctx.cancel_token().cancelled() => {}
-                    }
+                    ctx.checkpoint_point().await?;
+                    tokio::time::sleep(IDLE_WAIT).await;
                 }
             }
-            if !checkpointing {
-                let a = assignment.lock().expect("assignment lock");
-                Self::commit_owned(&consumer, &a, None, CommitMode::Sync)?;
-            }
+            closing.store(true, std::sync::atomic::Ordering::Relaxed);
+            let handed = finish_handover(&consumer, &assignment, self.ledger.as_deref(), true);
             consumer.unsubscribe();
-            Ok(())
+            outcome.and(handed)
         })
     }
 }

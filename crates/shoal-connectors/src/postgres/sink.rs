@@ -198,6 +198,9 @@ impl PostgresSink {
         if !written {
             tracing::info!(sink = %self.task.sink, epoch, "epoch already recorded; skipped");
         }
+        if let Some(l) = &self.task.ledger {
+            l.mark_committed(epoch);
+        }
         Ok(())
     }
 
