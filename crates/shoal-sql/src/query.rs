@@ -627,6 +627,60 @@ impl QueryOperator {
         Ok(())
     }
 
+    /// Restore from `snapshot` (JSON) or `snapshot_at` (keyed-state
+    /// references, read from the checkpoint directory `dir`).
+    fn restore_from(
+        &mut self,
+        states: &[serde_json::Value],
+        instance: usize,
+        dir: Option<&std::path::Path>,
+    ) -> RtResult<()> {
+        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let changed = || {
+            shoal_runtime::RuntimeError::User(
+                "the checkpoint's sql state does not fit the query (it changed)".into(),
+            )
+        };
+        if !mine.is_object() {
+            return Err(changed());
+        }
+        // A part with a keyed-state reference is read from its files.
+        let keyed = |v: &serde_json::Value| match (v.get("keyed_state"), dir) {
+            (None, _) => Ok(None),
+            (Some(_), Some(dir)) => Ok(Some(dir)),
+            (Some(_), None) => Err(shoal_runtime::RuntimeError::Internal(
+                "keyed sql state restored without its checkpoint directory".into(),
+            )),
+        };
+        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
+            let (_, spec) = self.query.over().ok_or_else(changed)?;
+            match keyed(o)? {
+                Some(dir) => {
+                    let reference = serde_json::json!({ "keyed_state": o["keyed_state"].clone() });
+                    self.state.restore_at(spec, &reference, o, dir)?;
+                }
+                None => self.state.restore(spec, o)?,
+            }
+        }
+        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
+            self.window = Some(match keyed(w)? {
+                Some(dir) => WindowAggState::restore_at(spec, w, &mut self.window_image, dir)?,
+                None => WindowAggState::restore(spec, w)?,
+            });
+        }
+        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
+            self.join = Some(match keyed(j)? {
+                Some(dir) => IntervalJoinState::restore_at(spec, j, &mut self.join_image, dir)?,
+                None => IntervalJoinState::restore(spec, j)?,
+            });
+        }
+        Ok(())
+    }
+
     /// The operator's state with `over` as the OVER stage's part.
     fn snapshot_with(&mut self, over: serde_json::Value) -> RtResult<serde_json::Value> {
         let window = match (self.query.window_stage(), &mut self.window) {
@@ -806,71 +860,11 @@ impl Operator for QueryOperator {
         instance: usize,
         ctx: &shoal_runtime::state::StateContext,
     ) -> RtResult<()> {
-        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
-            return Ok(());
-        };
-        let changed = || {
-            shoal_runtime::RuntimeError::User(
-                "the checkpoint's sql state does not fit the query (it changed)".into(),
-            )
-        };
-        if !mine.is_object() {
-            return Err(changed());
-        }
-        let keyed = |v: &serde_json::Value| v.get("keyed_state").is_some();
-        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
-            let (_, spec) = self.query.over().ok_or_else(changed)?;
-            if keyed(o) {
-                let reference = serde_json::json!({ "keyed_state": o["keyed_state"].clone() });
-                self.state.restore_at(spec, &reference, o, &ctx.dir)?;
-            } else {
-                self.state.restore(spec, o)?;
-            }
-        }
-        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
-            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
-            self.window = Some(if keyed(w) {
-                WindowAggState::restore_at(spec, w, &mut self.window_image, &ctx.dir)?
-            } else {
-                WindowAggState::restore(spec, w)?
-            });
-        }
-        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
-            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
-            self.join = Some(if keyed(j) {
-                IntervalJoinState::restore_at(spec, j, &mut self.join_image, &ctx.dir)?
-            } else {
-                IntervalJoinState::restore(spec, j)?
-            });
-        }
-        Ok(())
+        self.restore_from(states, instance, Some(&ctx.dir))
     }
 
     fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
-        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
-            return Ok(());
-        };
-        let changed = || {
-            shoal_runtime::RuntimeError::User(
-                "the checkpoint's sql state does not fit the query (it changed)".into(),
-            )
-        };
-        if !mine.is_object() {
-            return Err(changed());
-        }
-        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
-            let (_, spec) = self.query.over().ok_or_else(changed)?;
-            self.state.restore(spec, o)?;
-        }
-        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
-            let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
-            self.window = Some(WindowAggState::restore(spec, w)?);
-        }
-        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
-            let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
-            self.join = Some(IntervalJoinState::restore(spec, j)?);
-        }
-        Ok(())
+        self.restore_from(states, instance, None)
     }
 }
 
