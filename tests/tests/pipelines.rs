@@ -465,3 +465,61 @@ fn parquet_files_round_trip_through_sink_and_source() {
         "parquet round trip differs from the JSON output"
     );
 }
+
+/// A log source reports its consumer lag (log end minus position) as
+/// `shoal_consumer_lag`; it shrinks as the group reads.
+#[test]
+fn consumer_lag_is_a_metric_and_shrinks_while_reading() {
+    use std::io::BufRead;
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("produce.yaml"),
+        "name: produce\nsources:\n  gen: { type: generator, seed: 3, count: 100000 }\nsinks:\n  to_log: { type: log, inputs: [gen], topic: lagged, partitions: 4, key: card_id }\n",
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "produce.yaml"]);
+    std::fs::write(
+        d.join("slow.yaml"),
+        "name: slow\nsources:\n  txns:\n    type: log\n    topic: lagged\n    group: slow\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    rate: 20000\n    batch_size: 500\n    schema: { txn_id: utf8, card_id: int64, amount: float64 }\nsinks:\n  out: { type: file, inputs: [txns], path: out/slow }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args([
+            "run",
+            "--no-progress",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "slow.yaml",
+        ])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("metrics: http://")
+                .map(|r| r.trim_end_matches("/metrics").to_string())
+        })
+        .expect("metrics address printed");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, first) = http_get(&addr, "/metrics");
+    let lag1 = metric(&first, "shoal_consumer_lag", "txns").expect("lag metric");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, second) = http_get(&addr, "/metrics");
+    let lag2 = metric(&second, "shoal_consumer_lag", "txns").unwrap();
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert!(status.success(), "{status}: {}", rest.join("\n"));
+    // Two members at 20 000 records/s each over 100 000 records: about
+    // 2.5 s of reading, so both scrapes see a backlog that shrinks.
+    assert!(lag1 > 0.0 && lag1 < 100_000.0, "lag {lag1}\n{first}");
+    assert!(lag2 < lag1, "lag {lag1} then {lag2}");
+    assert_eq!(read_jsonl_dir(&d.join("out/slow")).len(), 100_000);
+}

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use shoal_runtime::{JobSummary, Metrics};
 
-/// Live progress on stderr: records/s in and out, dead letters, elapsed.
+/// Live progress on stderr: records/s in and out, consumer lag, dead
+/// letters, the last checkpoint, elapsed.
 pub struct Progress {
     metrics: Metrics,
     enabled: bool,
@@ -49,10 +50,14 @@ impl Progress {
         } else {
             String::new()
         };
+        let lag = match self.metrics.source_lag() {
+            0 => String::new(),
+            n => format!(" | lag {}", human(n as f64)),
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total) | dead-letter {}{} | {:.1}s",
+            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total){lag} | dead-letter {}{} | {:.1}s",
             human(rate_in),
             human(src as f64),
             human(rate_out),

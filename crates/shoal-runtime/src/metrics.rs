@@ -38,6 +38,9 @@ pub struct NodeMetrics {
     pub state_entries: AtomicI64,
     /// The largest `state_entries` seen.
     pub state_peak: AtomicI64,
+    /// Sources that know their input's end: records (and transaction
+    /// markers) not read yet, summed over instances (consumer lag).
+    pub lag: AtomicI64,
 }
 
 impl NodeMetrics {
@@ -51,7 +54,13 @@ impl NodeMetrics {
             watermark: AtomicI64::new(i64::MIN),
             state_entries: AtomicI64::new(0),
             state_peak: AtomicI64::new(0),
+            lag: AtomicI64::new(0),
         }
+    }
+
+    /// One source instance's lag changed by `delta` records.
+    pub fn add_lag(&self, delta: i64) {
+        self.lag.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// One instance's state grew (or shrank) by `delta` entries.
@@ -180,6 +189,15 @@ impl Metrics {
         self.sum(NodeRole::Sink, |m| m.records_in())
     }
 
+    /// Consumer lag summed over sources (0 where unknown).
+    pub fn source_lag(&self) -> i64 {
+        self.nodes
+            .iter()
+            .filter(|e| e.value().role == NodeRole::Source)
+            .map(|e| e.value().lag.load(Ordering::Relaxed).max(0))
+            .sum()
+    }
+
     /// Sum of dead-lettered records over all nodes.
     pub fn dead_letters(&self) -> u64 {
         self.nodes.iter().map(|e| e.value().dead_letters()).sum()
@@ -228,6 +246,18 @@ impl Metrics {
                 "{name}{{node=\"{node}\"}} {}\n",
                 m.state_entries()
             ));
+        }
+        let name = "shoal_consumer_lag";
+        s.push_str(&format!(
+            "# HELP {name} Records a source has not read yet (embedded-log sources: log end minus position, over its partitions).\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            if m.role == NodeRole::Source {
+                s.push_str(&format!(
+                    "{name}{{node=\"{node}\"}} {}\n",
+                    m.lag.load(Ordering::Relaxed).max(0)
+                ));
+            }
         }
         let name = "shoal_watermark_ms";
         s.push_str(&format!(

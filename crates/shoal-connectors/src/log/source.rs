@@ -46,6 +46,8 @@ pub type RunPartitions = Arc<Mutex<HashMap<u32, u64>>>;
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 const MAX_FETCH_BYTES: usize = 8 << 20;
+/// How often a member recomputes its consumer lag.
+const LAG_EVERY: Duration = Duration::from_millis(500);
 
 /// One member of a log source.
 pub struct LogSource {
@@ -282,6 +284,11 @@ impl Source for LogSource {
             let mut chunk = RecordChunk::default();
             let mut bad = Vec::new();
             let mut emitted: u64 = 0;
+            // This member's share of the node's lag metric.
+            let mut reported_lag: i64 = 0;
+            let mut lag_checked = Instant::now()
+                .checked_sub(LAG_EVERY)
+                .unwrap_or_else(Instant::now);
             let batch_size = self.spec.batch_size.max(1);
             let isolation = match self.spec.isolation {
                 LogIsolation::ReadCommitted => Isolation::ReadCommitted,
@@ -381,6 +388,21 @@ impl Source for LogSource {
                 ctx.set_state(Self::state(&base, &released, &m.positions));
                 // One fetch per owned partition per round.
                 let mut fetched_any = false;
+                // Consumer lag (log end minus position), twice a second.
+                if lag_checked.elapsed() >= LAG_EVERY {
+                    lag_checked = Instant::now();
+                    if let Ok(ends) = self.log.end_offsets(&topic) {
+                        let lag: i64 = owned
+                            .iter()
+                            .map(|p| {
+                                let end = ends.get(*p as usize).copied().unwrap_or(0);
+                                end.saturating_sub(m.positions[p]) as i64
+                            })
+                            .sum();
+                        ctx.metrics().add_lag(lag - reported_lag);
+                        reported_lag = lag;
+                    }
+                }
                 for p in owned {
                     let pos = m.positions[&p];
                     if let Err(e) = m.consumer.fetch_with(
@@ -462,6 +484,7 @@ impl Source for LogSource {
                     }
                 }
             }
+            ctx.metrics().add_lag(-reported_lag);
             if !checkpointing {
                 m.commit(&topic, None)?;
             }
