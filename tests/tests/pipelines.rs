@@ -355,42 +355,68 @@ fn metric(body: &str, name: &str, node: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A `shoal run --metrics-addr 127.0.0.1:0 FILE` in `dir`, the metrics
+/// address it printed, and a thread draining the rest of its stderr (so it
+/// never writes to a closed pipe).
+struct MetricsRun {
+    child: std::process::Child,
+    addr: String,
+    stderr: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl MetricsRun {
+    fn start(dir: &std::path::Path, file: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+            .args([
+                "run",
+                "--no-progress",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                file,
+            ])
+            .current_dir(dir)
+            .env("SHOAL_DATA_DIR", dir.join("shoal-data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The bound address is printed on stderr: "metrics: http://ADDR/metrics".
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("metrics: http://")
+                    .map(|r| r.trim_end_matches("/metrics").to_string())
+            })
+            .expect("metrics address printed");
+        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        MetricsRun {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Wait for the process; it must exit 0.
+    fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        let rest = self.stderr.join().unwrap();
+        assert!(status.success(), "{status}: {}", rest.join("\n"));
+    }
+}
+
 #[test]
 fn metrics_are_served_for_prometheus_while_running() {
-    use std::io::BufRead;
     let dir = workdir();
     std::fs::write(
         dir.path().join("endless.yaml"),
         "name: endless\ncheckpoint: { interval: 200ms }\nsources:\n  txns: { type: generator, rate: 20000, event_time: { column: ts, max_delay: 1s } }\ntransforms:\n  big: { type: filter, inputs: [txns], where: amount > 100 }\nsinks:\n  out: { type: file, inputs: [big], path: out/endless }\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "endless.yaml",
-        ])
-        .current_dir(dir.path())
-        .env("SHOAL_DATA_DIR", dir.path().join("shoal-data"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The bound address is printed on stderr: "metrics: http://ADDR/metrics".
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("metrics: http://") {
-            addr = Some(rest.trim_end_matches("/metrics").to_string());
-            break;
-        }
-    }
-    let addr = addr.expect("metrics address printed");
-    // Keep reading stderr so the process never writes to a closed pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let run = MetricsRun::start(dir.path(), "endless.yaml");
+    let addr = run.addr.clone();
     std::thread::sleep(Duration::from_millis(1200));
     let (status, first) = http_get(&addr, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -413,12 +439,10 @@ fn metrics_are_served_for_prometheus_while_running() {
     let (missing, _) = http_get(&addr, "/other");
     assert!(missing.contains("404"), "{missing}");
     std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &run.child.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
-    let rest = drain.join().unwrap();
-    assert!(status.success(), "{status}: {}", rest.join("\n"));
+    run.finish();
 }
 
 /// `format: parquet` on a file sink writes complete Parquet parts (also in
@@ -470,7 +494,6 @@ fn parquet_files_round_trip_through_sink_and_source() {
 /// `shoal_consumer_lag`; it shrinks as the group reads.
 #[test]
 fn consumer_lag_is_a_metric_and_shrinks_while_reading() {
-    use std::io::BufRead;
     let dir = workdir();
     let d = dir.path();
     std::fs::write(
@@ -484,39 +507,15 @@ fn consumer_lag_is_a_metric_and_shrinks_while_reading() {
         "name: slow\nsources:\n  txns:\n    type: log\n    topic: lagged\n    group: slow\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    rate: 20000\n    batch_size: 500\n    schema: { txn_id: utf8, card_id: int64, amount: float64 }\nsinks:\n  out: { type: file, inputs: [txns], path: out/slow }\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "slow.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("metrics: http://")
-                .map(|r| r.trim_end_matches("/metrics").to_string())
-        })
-        .expect("metrics address printed");
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let run = MetricsRun::start(d, "slow.yaml");
+    let addr = run.addr.clone();
     std::thread::sleep(Duration::from_millis(1000));
     let (_, first) = http_get(&addr, "/metrics");
     let lag1 = metric(&first, "shoal_consumer_lag", "txns").expect("lag metric");
     std::thread::sleep(Duration::from_millis(1000));
     let (_, second) = http_get(&addr, "/metrics");
     let lag2 = metric(&second, "shoal_consumer_lag", "txns").unwrap();
-    let status = child.wait().unwrap();
-    let rest = drain.join().unwrap();
-    assert!(status.success(), "{status}: {}", rest.join("\n"));
+    run.finish();
     // Two members at 20 000 records/s each over 100 000 records: about
     // 2.5 s of reading, so both scrapes see a backlog that shrinks.
     assert!(lag1 > 0.0 && lag1 < 100_000.0, "lag {lag1}\n{first}");
