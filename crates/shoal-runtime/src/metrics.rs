@@ -191,11 +191,9 @@ impl Metrics {
 
     /// Consumer lag summed over sources (0 where unknown).
     pub fn source_lag(&self) -> i64 {
-        self.nodes
-            .iter()
-            .filter(|e| e.value().role == NodeRole::Source)
-            .map(|e| e.value().lag.load(Ordering::Relaxed).max(0))
-            .sum()
+        self.sum(NodeRole::Source, |m| {
+            m.lag.load(Ordering::Relaxed).max(0) as u64
+        }) as i64
     }
 
     /// Sum of dead-lettered records over all nodes.

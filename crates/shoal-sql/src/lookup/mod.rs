@@ -44,7 +44,8 @@ pub(crate) struct LookupJoin {
     /// left, RIGHT join with the stream on the right).
     keep_unmatched: bool,
     keys: Vec<Arc<dyn PhysicalExpr>>,
-    key_fields: Vec<SortField>,
+    /// Encodes the stream's key columns (built once; `&self` to use).
+    converter: RowConverter,
     filter: Option<Arc<dyn PhysicalExpr>>,
     output: SchemaRef,
 }
@@ -128,14 +129,14 @@ impl LookupJoin {
         let preparer = Preparer {
             stages: table_stages,
             keys: table_keys,
-            key_fields: key_fields.clone(),
+            converter: RowConverter::new(key_fields.clone())?,
         };
         Ok(Self {
             table: LiveTable::start(table, preparer)?,
             stream_left,
             keep_unmatched,
             keys,
-            key_fields,
+            converter: RowConverter::new(key_fields)?,
             filter,
             output: Arc::clone(j.output.inner()),
         })
@@ -160,8 +161,7 @@ impl LookupJoin {
     pub(crate) fn join(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
         let table = self.table.current();
         let keys = evaluate(&self.keys, batch).map_err(sql_to_runtime)?;
-        let converter = RowConverter::new(self.key_fields.clone())?;
-        let encoded = converter.convert_columns(&keys)?;
+        let encoded = self.converter.convert_columns(&keys)?;
         let n = batch.num_rows();
         let mut stream_idx: Vec<u32> = Vec::with_capacity(n);
         let mut table_idx: Vec<Option<u32>> = Vec::with_capacity(n);

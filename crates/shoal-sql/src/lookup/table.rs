@@ -14,7 +14,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::csv::ReaderBuilder;
 use arrow::csv::reader::Format;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, SqlError};
@@ -149,7 +149,7 @@ impl Loaded {
 pub(crate) struct Preparer {
     pub(crate) stages: CompiledQuery,
     pub(crate) keys: Vec<Arc<dyn PhysicalExpr>>,
-    pub(crate) key_fields: Vec<SortField>,
+    pub(crate) converter: RowConverter,
 }
 
 impl Preparer {
@@ -159,8 +159,7 @@ impl Preparer {
             .apply(raw)
             .map_err(|e| SqlError::new(e.to_string()))?;
         let keys = evaluate(&self.keys, &rows)?;
-        let converter = RowConverter::new(self.key_fields.clone())?;
-        let encoded = converter.convert_columns(&keys)?;
+        let encoded = self.converter.convert_columns(&keys)?;
         let mut index: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(rows.num_rows());
         let mut next = vec![NO_ROW; rows.num_rows()];
         // Insert in reverse so each chain lists rows in file order.

@@ -362,7 +362,8 @@ impl OverSpec {
             .map(|(key, _)| *key)
             .collect();
         for key in gone {
-            ints.remove(&key);
+            let dropped = ints.remove(&key).map_or(0, |k| k.rows());
+            t.rows -= dropped;
         }
         let strs = t.keyed.table(t.strs);
         let gone: Vec<String> = strs
@@ -371,7 +372,8 @@ impl OverSpec {
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {
-            strs.remove(&key);
+            let dropped = strs.remove(&key).map_or(0, |k| k.rows());
+            t.rows -= dropped;
         }
         state.next_expiry = watermark.saturating_add(widest / 2 + 1);
     }
@@ -427,7 +429,12 @@ impl OverSpec {
         let OverState {
             tables, out, vals, ..
         } = state;
-        let OverTables { keyed, ints, strs } = tables.as_mut().expect("created above");
+        let OverTables {
+            keyed,
+            ints,
+            strs,
+            rows: retained,
+        } = tables.as_mut().expect("created above");
         out.resize_with(n, Vec::new);
         for o in out.iter_mut() {
             o.clear();
@@ -463,7 +470,9 @@ impl OverSpec {
                 }
                 _ => return Err(RuntimeError::Internal("OVER window key column".into())),
             };
+            let before = key_state.rows();
             key_state.process_group(&self.aggs, order, vals, out);
+            *retained = *retained + key_state.rows() - before;
             row = end;
         }
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -607,6 +616,8 @@ struct OverTables {
     keyed: KeyedState,
     ints: StateHandle<ValueState<i64, KeyState>>,
     strs: StateHandle<ValueState<String, KeyState>>,
+    /// Rows retained over all keys (kept up to date, for the state metric).
+    rows: usize,
 }
 
 impl OverTables {
@@ -614,13 +625,20 @@ impl OverTables {
         let mut keyed = KeyedState::new();
         let ints = keyed.value("over_int_keys");
         let strs = keyed.value("over_str_keys");
-        Self { keyed, ints, strs }
+        Self {
+            keyed,
+            ints,
+            strs,
+            rows: 0,
+        }
     }
 
-    fn rows(&self) -> usize {
+    /// Count the retained rows of every key (after a restore).
+    fn count_rows(&mut self) {
         let ints = self.keyed.get(self.ints).iter();
         let strs = self.keyed.get(self.strs).iter();
-        ints.map(|(_, k)| k.rows()).sum::<usize>() + strs.map(|(_, k)| k.rows()).sum::<usize>()
+        self.rows =
+            ints.map(|(_, k)| k.rows()).sum::<usize>() + strs.map(|(_, k)| k.rows()).sum::<usize>();
     }
 }
 
@@ -667,7 +685,7 @@ impl OverState {
             .iter()
             .map(|p| p.batch.num_rows())
             .sum::<usize>()
-            + self.tables.as_ref().map_or(0, OverTables::rows)
+            + self.tables.as_ref().map_or(0, |t| t.rows)
     }
 
     /// The buffered rows and event time as JSON lines: `{watermark, pending}`.
@@ -706,7 +724,9 @@ impl OverState {
         dir: &std::path::Path,
     ) -> RtResult<()> {
         *self = OverState::default();
-        self.tables().keyed.restore(reference, dir)?;
+        let t = self.tables();
+        t.keyed.restore(reference, dir)?;
+        t.count_rows();
         self.restore_buffered(spec, buffered)
     }
 
@@ -743,6 +763,7 @@ impl OverState {
         for (k, state) in strs {
             t.keyed.table(t.strs).insert(k, state);
         }
+        t.count_rows();
         self.restore_buffered(spec, v)
     }
 
