@@ -140,10 +140,13 @@ impl OnnxTrees {
             .iter()
             .map(|v| *v as f64)
             .collect::<Vec<_>>();
-        base.resize(outputs, 0.0);
-        if base.len() != outputs {
-            return None;
+        // One entry per output; a binary single-class model may carry a
+        // second (the label pair's; `pad_binary_base_values` adds it), unused.
+        let allowed = if binary_single { 2 } else { outputs };
+        if base.len() > allowed {
+            return None; // not a layout this translation knows: tract decides
         }
+        base.resize(outputs, 0.0);
 
         // (tree, node id) → position in the attribute arrays.
         let mut at: HashMap<(i64, i64), usize> = HashMap::with_capacity(n);
