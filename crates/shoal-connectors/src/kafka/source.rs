@@ -655,6 +655,8 @@ impl Source for KafkaSource {
                 Some(et) => Some(EventTime::new(et, &self.schema, total)?),
                 None => None,
             };
+            // The event-time partitions `event_time` was last assigned.
+            let mut event_time_owned: Vec<u32> = Vec::new();
             let last_barrier = Arc::new(std::sync::atomic::AtomicU64::new(0));
             if let Some(ledger) = &self.ledger {
                 let ledger = ledger.clone();
@@ -692,11 +694,28 @@ impl Source for KafkaSource {
                     if ctx.is_cancelled() {
                         break;
                     }
-                    if let Some(e) = assignment.lock().expect("assignment lock").error.take() {
-                        return Err(RuntimeError::External(format!(
-                            "kafka source `{}`: {e}",
-                            self.node
-                        )));
+                    {
+                        let mut a = assignment.lock().expect("assignment lock");
+                        if let Some(e) = a.error.take() {
+                            return Err(RuntimeError::External(format!(
+                                "kafka source `{}`: {e}",
+                                self.node
+                            )));
+                        }
+                        // Only the partitions this member owns hold its
+                        // watermark back (the others are other members').
+                        if let Some(et) = &mut event_time {
+                            let mut now: Vec<u32> = a
+                                .owned
+                                .keys()
+                                .filter_map(|(t, p)| Some((base.get(t)? + *p as usize) as u32))
+                                .collect();
+                            now.sort_unstable();
+                            if now != event_time_owned {
+                                et.assign(&now);
+                                event_time_owned = now;
+                            }
+                        }
                     }
                     // Collect up to one batch of records, per partition.
                     for c in &mut chunks {
