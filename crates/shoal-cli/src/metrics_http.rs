@@ -10,16 +10,29 @@ use shoal_runtime::Metrics;
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Start serving `metrics` on `addr`; returns the address bound (port 0
-/// picks a free one).
-pub fn serve(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<SocketAddr> {
+/// A bound metrics endpoint, not serving yet.
+pub struct Endpoint {
+    server: tiny_http::Server,
+    /// The address bound (port 0 picks a free one).
+    pub addr: SocketAddr,
+}
+
+/// Bind `addr` — before the job starts, so a busy port fails the run
+/// before anything is read or written.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<Endpoint> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("serving metrics on {addr}"))?;
-    let bound = server
+    let addr = server
         .server_addr()
         .to_ip()
         .context("metrics server address")?;
+    Ok(Endpoint { server, addr })
+}
+
+/// Serve `metrics` at `/metrics` on a thread of its own.
+pub fn serve(endpoint: Endpoint, metrics: Metrics) -> anyhow::Result<()> {
+    let server = endpoint.server;
     std::thread::Builder::new()
         .name("shoal-metrics".into())
         .spawn(move || {
@@ -38,5 +51,5 @@ pub fn serve(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<SocketAddr> {
             }
         })
         .context("starting the metrics thread")?;
-    Ok(bound)
+    Ok(())
 }

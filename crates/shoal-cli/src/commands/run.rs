@@ -35,6 +35,10 @@ pub fn run(
         .build()
         .context("starting the tokio runtime")?;
     let show_progress = !no_progress && std::io::stderr().is_terminal();
+    let endpoint = metrics_addr
+        .map(crate::metrics_http::bind)
+        .transpose()
+        .map_err(|e| Failure::BadInput(format!("error: {e:#}")))?;
     let summary = runtime.block_on(async move {
         let graph = plan
             .into_job_graph()
@@ -52,10 +56,11 @@ pub fn run(
                 _ => Failure::Runtime(e.into()),
             })?;
         tracing::info!(pipeline = %name, "started");
-        if let Some(addr) = metrics_addr {
-            let bound = crate::metrics_http::serve(addr, handle.metrics().clone())
-                .map_err(|e| Failure::BadInput(format!("error: {e:#}")))?;
-            eprintln!("metrics: http://{bound}/metrics");
+        if let Some(endpoint) = endpoint {
+            let addr = endpoint.addr;
+            crate::metrics_http::serve(endpoint, handle.metrics().clone())
+                .map_err(|e| Failure::Runtime(e.context("metrics endpoint")))?;
+            eprintln!("metrics: http://{addr}/metrics");
         }
         let mut progress = Progress::new(handle.metrics().clone(), show_progress);
         let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
