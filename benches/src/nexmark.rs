@@ -8,11 +8,9 @@
 //! ```
 
 use std::path::Path;
-use std::time::Instant;
 
-use shoal_benches::{cpu_seconds, peak_rss_mib};
+use shoal_benches::{peak_rss_mib, run_plan};
 use shoal_plan::PlanOptions;
-use shoal_runtime::RunOptions;
 
 /// (query, Flink events/s per core).
 const QUERIES: [(&str, f64); 6] = [
@@ -39,25 +37,9 @@ fn run(query: &str, events: u64) -> (f64, f64, u64) {
         ..PlanOptions::default()
     };
     let plan = shoal_plan::plan(&spec, &opts).expect("plan");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cpu0 = cpu_seconds().unwrap_or(0.0);
-    let t0 = Instant::now();
-    let summary = rt.block_on(async {
-        let handle = plan
-            .into_job_graph()
-            .expect("graph")
-            .spawn(RunOptions::default())
-            .expect("spawn");
-        handle.wait().await.expect("run")
-    });
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
-    assert_eq!(summary.source_records(), events);
-    (wall, cpu, summary.sink_records())
+    let t = run_plan(plan, 1);
+    assert_eq!(t.summary.source_records(), events);
+    (t.wall, t.cpu, t.summary.sink_records())
 }
 
 fn main() {
