@@ -208,4 +208,12 @@ fn an_existing_table_whose_columns_do_not_fit_is_an_error_before_the_run() {
         err.contains(&format!("table {table} column `id` is text")),
         "{err}"
     );
+    // It is a plan error: `shoal validate` names the file and line.
+    let out = shoal(d, &["validate", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p.yaml:") && err.contains(&format!("table {table} column `id` is text")),
+        "{err}"
+    );
 }

@@ -502,6 +502,14 @@ fn plan_sink(
         SinkSpec::Postgres(p) => {
             shoal_connectors::postgres::check_columns(&schema, p)
                 .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;
+            // The existing table, when the database answers.
+            shoal_connectors::postgres::check_table(p, &schema).map_err(|msg| {
+                spec.error_at(
+                    &["sinks", id, "table"],
+                    msg,
+                    Some("change the table, or write to a new one with create: true".into()),
+                )
+            })?;
             (
                 format!("table={} mode={:?}", p.table, p.mode).to_lowercase(),
                 Builder::PostgresSink(p.clone()),

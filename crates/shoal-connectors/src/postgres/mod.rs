@@ -24,7 +24,7 @@ mod client;
 mod sink;
 
 pub use client::{PgClient, PostgresPositions};
-pub use sink::{PostgresSink, PostgresSinkTask};
+pub use sink::{PostgresSink, PostgresSinkTask, check_table};
 
 use arrow::datatypes::{DataType, Schema};
 use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};

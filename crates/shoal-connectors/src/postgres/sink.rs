@@ -234,27 +234,10 @@ fn prepare(
     if offsets {
         ensure(client, OFFSETS_DDL)?;
     }
-    let (schema_name, table_name) = match spec.table.split_once('.') {
-        Some((s, t)) => (Some(s.to_string()), t.to_string()),
-        None => (None, spec.table.clone()),
-    };
-    let existing: Vec<(String, String)> = client.run(move |rt, c| {
-        let rows = rt
-            .block_on(c.query(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns
-                 WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2
-                 ORDER BY ordinal_position",
-                &[&schema_name, &table_name],
-            ))
-            .map_err(|e| pg_err("read table columns", e))?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-    })?;
+    let existing = existing_columns(client, spec)?;
     if existing.is_empty() {
         if !spec.create {
-            return Err(RuntimeError::User(format!(
-                "postgres table {} does not exist (set create: true to create it)",
-                spec.table
-            )));
+            return Err(missing_table(spec));
         }
         let mut cols: Vec<String> = schema
             .fields()
@@ -276,6 +259,75 @@ fn prepare(
         );
         return client.batch(ddl);
     }
+    check_existing(spec, schema, &existing)
+}
+
+/// Plan time: when the database answers (within 5 s), a table whose
+/// columns do not fit the input, or a missing one without `create: true`,
+/// is an error. An unreachable database is not: the run reports it when the
+/// sink opens.
+pub fn check_table(spec: &PostgresSinkSpec, schema: &SchemaRef) -> std::result::Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = spec.url.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(PgClient::connect(&url));
+    });
+    let client = match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "postgres not reachable at plan time; the table is checked when the sink opens");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(
+                "postgres did not answer within 5 s at plan time; the table is checked when the sink opens"
+            );
+            return Ok(());
+        }
+    };
+    let existing = existing_columns(&client, spec).map_err(|e| e.to_string())?;
+    if existing.is_empty() {
+        return match spec.create {
+            true => Ok(()),
+            false => Err(missing_table(spec).to_string()),
+        };
+    }
+    check_existing(spec, schema, &existing).map_err(|e| e.to_string())
+}
+
+fn missing_table(spec: &PostgresSinkSpec) -> RuntimeError {
+    RuntimeError::User(format!(
+        "postgres table {} does not exist (set create: true to create it)",
+        spec.table
+    ))
+}
+
+/// The table's columns `(name, data type)`, in order; empty if it does not
+/// exist.
+fn existing_columns(client: &PgClient, spec: &PostgresSinkSpec) -> Result<Vec<(String, String)>> {
+    let (schema_name, table_name) = match spec.table.split_once('.') {
+        Some((s, t)) => (Some(s.to_string()), t.to_string()),
+        None => (None, spec.table.clone()),
+    };
+    client.run(move |rt, c| {
+        let rows = rt
+            .block_on(c.query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2
+                 ORDER BY ordinal_position",
+                &[&schema_name, &table_name],
+            ))
+            .map_err(|e| pg_err("read table columns", e))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
+}
+
+/// Every input column exists in the table with a type that accepts it.
+fn check_existing(
+    spec: &PostgresSinkSpec,
+    schema: &SchemaRef,
+    existing: &[(String, String)],
+) -> Result<()> {
     for f in schema.fields() {
         let (created, accepted) = pg_type(f.data_type()).expect("checked when planning");
         match existing.iter().find(|(n, _)| n == f.name()) {
