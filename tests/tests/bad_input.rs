@@ -1,6 +1,6 @@
 //! Bad pipeline files through the real binary: `shoal validate FILE` and
-//! `shoal run FILE` must exit 2 quickly with a message (never a panic), naming the
-//! line where the problem is one.
+//! `shoal run FILE` must exit 2 with a message before starting anything (never a
+//! panic), naming the line where the problem is one.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -142,10 +142,15 @@ fn cases() -> Vec<Case> {
 struct Outcome {
     code: Option<i32>,
     stderr: String,
-    elapsed: Duration,
 }
 
-/// Run `shoal ARGS...` in `dir`, killing it if it outlives a generous deadline so a
+/// Only bounds how long a hung `shoal` may block the test (it is then killed
+/// and the case fails); never what a test checks, so a slow machine cannot
+/// fail it. Bad input is rejected before anything starts (checked below:
+/// exit code 2, a located message, no data directory), not by a time limit.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// Run `shoal ARGS...` in `dir`, killing it if it outlives the hang guard so a
 /// hang fails the test instead of blocking it.
 fn shoal(dir: &Path, args: &[&std::ffi::OsStr]) -> Outcome {
     let start = Instant::now();
@@ -164,7 +169,7 @@ fn shoal(dir: &Path, args: &[&std::ffi::OsStr]) -> Outcome {
         let _ = stderr_pipe.read_to_string(&mut s);
         s
     });
-    let deadline = start + Duration::from_secs(20);
+    let deadline = start + HANG_GUARD;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break Some(status);
@@ -176,12 +181,10 @@ fn shoal(dir: &Path, args: &[&std::ffi::OsStr]) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let elapsed = start.elapsed();
     let stderr = reader.join().unwrap_or_default();
     Outcome {
         code: status.and_then(|s| s.code()),
         stderr,
-        elapsed,
     }
 }
 
@@ -212,9 +215,6 @@ fn check(case: &Case, command: &str, out: &Outcome) -> Vec<String> {
     }
     if out.stderr.contains("panicked") {
         problems.push(format!("{what}: panicked:\n{}", out.stderr));
-    }
-    if out.elapsed >= Duration::from_secs(1) {
-        problems.push(format!("{what}: took {:?}", out.elapsed));
     }
     if let Some(line) = case.line
         && !out.stderr.contains(&format!(":{line}:"))
@@ -274,11 +274,6 @@ fn unknown_input_suggests_the_closest_id() {
             !out.stderr.contains("panicked"),
             "shoal {command}: {}",
             out.stderr
-        );
-        assert!(
-            out.elapsed < Duration::from_secs(1),
-            "shoal {command}: took {:?}",
-            out.elapsed
         );
     }
 }

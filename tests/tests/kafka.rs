@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use shoal_tests::services::{committed, consume_all, create_topic, kafka_brokers, produce, unique};
+use shoal_tests::services::{
+    Consumed, Reader, committed, create_topic, kafka_brokers, produce, unique,
+};
 use shoal_tests::{read_jsonl_dir, shoal_ok, workdir};
 
 /// `n` records `{"id": i, "card": i % 37, "amount": i % 1000 / 10}`, keyed by card.
@@ -26,6 +28,24 @@ pub fn records(n: usize) -> Vec<(String, String)> {
 }
 
 const SCHEMA: &str = "{ id: int64, card: int64, amount: float64 }";
+
+/// Only bounds how long a broken build hangs; never what a test checks.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+/// Every `read_committed` record of `topic`: waits (up to the hang guard)
+/// until `expected` arrived, then reads a while longer so extra records
+/// (duplicates) show up too. A slow broker or machine cannot make it return
+/// fewer than `expected`.
+fn read_output(brokers: &str, topic: &str, expected: usize) -> Vec<Consumed> {
+    let mut reader = Reader::new(brokers, topic);
+    assert!(
+        reader.wait_for(expected, HANG_GUARD),
+        "only {} of {expected} records arrived",
+        reader.records.len()
+    );
+    reader.poll_for(Duration::from_secs(2));
+    reader.records
+}
 
 #[test]
 fn kafka_to_file_reads_every_record_once_in_partition_order() {
@@ -96,7 +116,7 @@ fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
         .filter(|i| (i % 1000) as f64 / 10.0 >= 50.0)
         .map(|i| (i, i % 37))
         .collect();
-    let out = consume_all(&brokers, &output_topic, true, Duration::from_secs(3));
+    let out = read_output(&brokers, &output_topic, expected.len());
     let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
     for r in &out {
         let id = r.value["id"].as_i64().unwrap();
@@ -116,6 +136,6 @@ fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
 
     // A second run resumes from there and writes nothing.
     shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
-    let again = consume_all(&brokers, &output_topic, true, Duration::from_secs(2));
+    let again = read_output(&brokers, &output_topic, out.len());
     assert_eq!(again.len(), out.len(), "the rerun wrote records again");
 }

@@ -203,27 +203,33 @@ fn sigint_stops_an_unbounded_pipeline_cleanly() {
         "name: endless\nsources:\n  txns: { type: generator, rate: 20000 }\nsinks:\n  out: { type: file, inputs: [txns], path: out/endless }\n",
     )
     .unwrap();
-    let child = std::process::Command::new(shoal_tests::shoal_bin())
-        .args(["run", "--json", "endless.yaml"])
+    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args([
+            "run",
+            "--json",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "endless.yaml",
+        ])
         .current_dir(dir.path())
         .env("SHOAL_DATA_DIR", dir.path().join("shoal-data"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let (addr, stderr) = metrics_addr(&mut child);
+    // SIGINT once records reached the sink, however long that takes.
+    scrape_until(&addr, "records at the sink", |body| {
+        metric(body, "shoal_records_in_total", "out").is_some_and(|n| n > 0.0)
+    });
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = stderr.join().unwrap().join("\n");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sunk: u64 = summary["nodes"]
         .as_array()
@@ -355,6 +361,46 @@ fn metric(body: &str, name: &str, node: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Only bounds how long a broken build hangs; never what a test checks.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+/// Scrapes `/metrics` at `addr` until `done(body)` holds and returns that
+/// body. `done` must become true and stay true while the pipeline runs: the
+/// deadline is a hang guard, not part of what is tested.
+fn scrape_until(addr: &str, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
+    let guard = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let (status, body) = http_get(addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < guard,
+            "hang guard: no {what} after {HANG_GUARD:?}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads the child's stderr up to the line `metrics: http://ADDR/metrics`;
+/// returns ADDR and a thread draining the rest of its stderr (so it never
+/// writes to a closed pipe).
+fn metrics_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("metrics: http://")
+                .map(|r| r.trim_end_matches("/metrics").to_string())
+        })
+        .expect("metrics address printed");
+    let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+    (addr, stderr)
+}
+
 /// A `shoal run --metrics-addr 127.0.0.1:0 FILE` in `dir`, the metrics
 /// address it printed, and a thread draining the rest of its stderr (so it
 /// never writes to a closed pipe).
@@ -366,7 +412,11 @@ struct MetricsRun {
 
 impl MetricsRun {
     fn start(dir: &std::path::Path, file: &str) -> Self {
-        use std::io::BufRead;
+        Self::start_with_stdout(dir, file, std::process::Stdio::null())
+    }
+
+    /// Like [`MetricsRun::start`], with the child's stdout going to `stdout`.
+    fn start_with_stdout(dir: &std::path::Path, file: &str, stdout: std::process::Stdio) -> Self {
         let mut child = std::process::Command::new(shoal_tests::shoal_bin())
             .args([
                 "run",
@@ -377,21 +427,12 @@ impl MetricsRun {
             ])
             .current_dir(dir)
             .env("SHOAL_DATA_DIR", dir.join("shoal-data"))
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // The bound address is printed on stderr: "metrics: http://ADDR/metrics".
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("metrics: http://")
-                    .map(|r| r.trim_end_matches("/metrics").to_string())
-            })
-            .expect("metrics address printed");
-        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        let (addr, stderr) = metrics_addr(&mut child);
         MetricsRun {
             child,
             addr,
@@ -417,25 +458,23 @@ fn metrics_are_served_for_prometheus_while_running() {
     .unwrap();
     let run = MetricsRun::start(dir.path(), "endless.yaml");
     let addr = run.addr.clone();
-    std::thread::sleep(Duration::from_millis(1200));
-    let (status, first) = http_get(&addr, "/metrics");
-    assert!(status.contains("200"), "{status}");
+    let completed = |body: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix("shoal_checkpoints_completed_total "))
+            .and_then(|v| v.parse().ok())
+    };
+    // The pipeline runs until SIGINT: wait for what must come, however long
+    // it takes (records out, a watermark, a completed checkpoint).
+    let first = scrape_until(&addr, "records, watermark and checkpoint", |body| {
+        metric(body, "shoal_records_out_total", "txns").is_some_and(|n| n > 0.0)
+            && metric(body, "shoal_watermark_ms", "txns").is_some()
+            && completed(body).is_some_and(|n| n >= 1.0)
+    });
     let out1 = metric(&first, "shoal_records_out_total", "txns").expect("source counter");
-    assert!(out1 > 0.0, "{first}");
-    assert!(
-        metric(&first, "shoal_watermark_ms", "txns").is_some(),
-        "{first}"
-    );
-    std::thread::sleep(Duration::from_millis(600));
-    let (_, second) = http_get(&addr, "/metrics");
-    let out2 = metric(&second, "shoal_records_out_total", "txns").unwrap();
-    assert!(out2 > out1, "the counter grows: {out1} then {out2}");
-    let completed: f64 = second
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_checkpoints_completed_total "))
-        .and_then(|v| v.parse().ok())
-        .expect("checkpoint counter");
-    assert!(completed >= 1.0, "{second}");
+    let second = scrape_until(&addr, "growth of the source counter", |body| {
+        metric(body, "shoal_records_out_total", "txns").is_some_and(|n| n > out1)
+    });
+    assert!(completed(&second).is_some(), "checkpoint counter: {second}");
     let (missing, _) = http_get(&addr, "/other");
     assert!(missing.contains("404"), "{missing}");
     std::process::Command::new("kill")
@@ -491,7 +530,9 @@ fn parquet_files_round_trip_through_sink_and_source() {
 }
 
 /// A log source reports its consumer lag (log end minus position) as
-/// `shoal_consumer_lag`; it shrinks as the group reads.
+/// `shoal_consumer_lag`; it shrinks as the group reads. The test holds the
+/// backlog with backpressure (nobody reads the stdout sink's pipe) instead
+/// of racing a rate-limited read with sleeps.
 #[test]
 fn consumer_lag_is_a_metric_and_shrinks_while_reading() {
     let dir = workdir();
@@ -502,23 +543,40 @@ fn consumer_lag_is_a_metric_and_shrinks_while_reading() {
     )
     .unwrap();
     shoal_ok(d, &["run", "--no-progress", "produce.yaml"]);
+    // Runs until SIGINT (no stop_at_end), so the final lag can be scraped;
+    // a long session timeout, so members blocked by backpressure for as long
+    // as the test takes are not expelled.
     std::fs::write(
         d.join("slow.yaml"),
-        "name: slow\nsources:\n  txns:\n    type: log\n    topic: lagged\n    group: slow\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    rate: 20000\n    batch_size: 500\n    schema: { txn_id: utf8, card_id: int64, amount: float64 }\nsinks:\n  out: { type: file, inputs: [txns], path: out/slow }\n",
+        "name: slow\nsources:\n  txns:\n    type: log\n    topic: lagged\n    group: slow\n    parallelism: 2\n    start: earliest\n    session_timeout: 10m\n    batch_size: 500\n    schema: { txn_id: utf8, card_id: int64, amount: float64 }\nsinks:\n  out: { type: stdout, inputs: [txns] }\n",
     )
     .unwrap();
-    let run = MetricsRun::start(d, "slow.yaml");
+    let mut run = MetricsRun::start_with_stdout(d, "slow.yaml", std::process::Stdio::piped());
     let addr = run.addr.clone();
-    std::thread::sleep(Duration::from_millis(1000));
-    let (_, first) = http_get(&addr, "/metrics");
-    let lag1 = metric(&first, "shoal_consumer_lag", "txns").expect("lag metric");
-    std::thread::sleep(Duration::from_millis(1000));
-    let (_, second) = http_get(&addr, "/metrics");
+    // Nobody reads stdout yet: the pipe fills, backpressure stops the
+    // members, and the backlog stays (far more than pipe and channels hold).
+    let first = scrape_until(&addr, "a reported backlog", |body| {
+        metric(body, "shoal_consumer_lag", "txns").is_some_and(|lag| lag > 0.0)
+    });
+    let lag1 = metric(&first, "shoal_consumer_lag", "txns").unwrap();
+    assert!(lag1 <= 100_000.0, "lag {lag1}\n{first}");
+    // Now drain the pipe: the group reads everything and the lag shrinks
+    // to zero.
+    let mut stdout = run.child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    let second = scrape_until(&addr, "the lag to shrink to zero", |body| {
+        metric(body, "shoal_consumer_lag", "txns") == Some(0.0)
+    });
     let lag2 = metric(&second, "shoal_consumer_lag", "txns").unwrap();
-    run.finish();
-    // Two members at 20 000 records/s each over 100 000 records: about
-    // 2.5 s of reading, so both scrapes see a backlog that shrinks.
-    assert!(lag1 > 0.0 && lag1 < 100_000.0, "lag {lag1}\n{first}");
     assert!(lag2 < lag1, "lag {lag1} then {lag2}");
-    assert_eq!(read_jsonl_dir(&d.join("out/slow")).len(), 100_000);
+    std::process::Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    run.finish();
+    assert_eq!(drain.join().unwrap().lines().count(), 100_000);
 }
