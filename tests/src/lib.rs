@@ -1,7 +1,9 @@
 //! Helpers for Shoal's end-to-end tests: they drive the real `shoal` binary
 //! in temporary directories, as a user would.
 
+pub mod chaos;
 pub mod services;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,36 +1,24 @@
 //! The exactly-once chaos tests: SIGKILL `shoal run` at random moments,
 //! restart it, and require the committed output to hold every record exactly
 //! once — written by the transactional file sink, and by the transactional
-//! log sink (read back with `read_committed`). Seeded (`SHOAL_CHAOS_SEED`)
-//! so a failure can be replayed.
+//! log sink (read back with `read_committed`) — and event-time windows whose
+//! results must match the input. Every test runs `SHOAL_CHAOS_RUNS` seeds
+//! (default 3) and names each failing one; `SHOAL_CHAOS_SEED` replays one
+//! (see `shoal_tests::chaos`, and `scripts/chaos-search.sh` for hundreds).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use shoal_tests::chaos::{Rng, for_each_seed};
+use shoal_tests::windows::{Windows, check_windows, tumble_oracle, windows_of};
 use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_ok, workdir};
 
 const RECORDS: u64 = 200_000;
 const KILLS: usize = 20;
-
-/// xorshift64*: a tiny seeded generator for kill delays (no crate needed for a test driver).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SHOAL_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261125)
-}
+/// The first seed of each test (`SHOAL_CHAOS_SEED` overrides it).
+const BASE_SEED: u64 = 20261125;
 
 /// The chaos pipeline: a keyed running aggregate over the 8-partition log
 /// topic `txns`, into `sink` (a YAML flow mapping).
@@ -78,6 +66,21 @@ fn produce_input(d: &Path) {
     shoal_ok(d, &["run", "produce.yaml"]);
 }
 
+/// A working directory per seed holding a copy of `input`'s data dir (the
+/// produced topic), so the input is produced once per test.
+fn seeded_workdir(input: &Path) -> tempfile::TempDir {
+    let dir = workdir();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(input.join("shoal-data"))
+        .arg(dir.path().join("shoal-data"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "copy the input topic");
+    dir
+}
+
 /// Runs `shoal run chaos.yaml` in `d`, SIGKILLing it at seeded random
 /// moments `KILLS` times and restarting it, then lets it finish; returns
 /// (kills, runs).
@@ -85,25 +88,45 @@ fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
     run_with_n_kills(d, seed, KILLS)
 }
 
-/// [`run_with_kills`] with `max_kills` SIGKILLs.
+/// The checkpoint a run's log says it restored from.
+fn restored_from(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("restoring from checkpoint "))?;
+    line["restoring from checkpoint ".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// [`run_with_kills`] with `max_kills` SIGKILLs. Each run's log goes to
+/// `d/logs/run-N.log`; the history (kill moment, checkpoint restored) is
+/// printed, so a failing seed shows which moments it hit.
 fn run_with_n_kills(d: &Path, seed: u64, max_kills: usize) -> (usize, usize) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
     let (mut kills, mut runs) = (0usize, 0usize);
+    let logs = d.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut history = Vec::new();
     loop {
         runs += 1;
+        let log = logs.join(format!("run-{runs}.log"));
         let mut child = Command::new(shoal_bin())
             .args(["run", "--no-progress", "chaos.yaml"])
             .current_dir(d)
             .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         if kills < max_kills {
             // Kill somewhere in 50..650 ms: during start-up, reading, a
             // checkpoint or a sink commit (checkpoints run every 100 ms).
-            let delay = Duration::from_millis(50 + rng.next() % 600);
+            let delay = Duration::from_millis(50 + rng.next_u64() % 600);
             let deadline = Instant::now() + delay;
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(5));
@@ -115,25 +138,35 @@ fn run_with_n_kills(d: &Path, seed: u64, max_kills: usize) -> (usize, usize) {
                     .unwrap();
                 child.wait().unwrap();
                 kills += 1;
+                history.push(format!(
+                    "run {runs}: restored {:?}, killed at {} ms",
+                    restored_from(&log),
+                    delay.as_millis()
+                ));
                 continue;
             }
         }
-        let out = child.wait_with_output().unwrap();
+        let status = child.wait().unwrap();
+        history.push(format!(
+            "run {runs}: restored {:?}, ended {status}",
+            restored_from(&log)
+        ));
         assert!(
-            out.status.success(),
-            "run {runs} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            status.success(),
+            "run {runs} failed (seed {seed}): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         if kills >= max_kills {
             break;
         }
         panic!(
-            "the job finished after only {kills} kills; slow it down (rate) so {max_kills} kills land mid-run"
+            "the job finished after only {kills} kills (seed {seed}); slow it down (rate) so {max_kills} kills land mid-run"
         );
     }
     println!(
-        "chaos: seed {seed}, {kills} SIGKILLs, {runs} runs, {:.1}s",
-        started.elapsed().as_secs_f64()
+        "chaos: seed {seed}, {kills} SIGKILLs, {runs} runs, {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        history.join("; ")
     );
     (kills, runs)
 }
@@ -185,10 +218,17 @@ fn check_exactly_once(rows: &[serde_json::Value], seed: u64) {
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
-    let seed = seed();
-    let dir = workdir();
-    let d = dir.path();
-    produce_input(d);
+    let input = workdir();
+    produce_input(input.path());
+    for_each_seed(
+        "sigkill_at_random_moments",
+        BASE_SEED,
+        || seeded_workdir(input.path()),
+        sigkill_at_random_moments,
+    );
+}
+
+fn sigkill_at_random_moments(d: &Path, seed: u64) {
     std::fs::write(
         d.join("chaos.yaml"),
         chaos_yaml(
@@ -246,10 +286,17 @@ fn consume(d: &Path, topic: &str, isolation: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn sigkill_with_a_transactional_log_sink_is_exactly_once_for_read_committed_readers() {
-    let seed = seed();
-    let dir = workdir();
-    let d = dir.path();
-    produce_input(d);
+    let input = workdir();
+    produce_input(input.path());
+    for_each_seed(
+        "sigkill_with_a_transactional_log_sink",
+        BASE_SEED ^ 0x10c,
+        || seeded_workdir(input.path()),
+        sigkill_with_a_transactional_log_sink,
+    );
+}
+
+fn sigkill_with_a_transactional_log_sink(d: &Path, seed: u64) {
     std::fs::write(
         d.join("chaos.yaml"),
         chaos_yaml("{ type: log, inputs: [running], topic: results, partitions: 4, key: card_id }"),
@@ -285,14 +332,16 @@ fn sigkill_with_a_transactional_log_sink_is_exactly_once_for_read_committed_read
     );
 }
 
-/// Event-time windows under SIGKILL: per-card tumbling-window counts and
-/// sums (state: window panes in the keyed state; output fired on the
-/// watermark and at end of input) come out exactly as in a run that was
-/// never killed.
-#[test]
-fn sigkill_with_event_time_windows_gives_the_uninterrupted_output() {
-    let seed = seed() ^ 0x5eed;
-    let window_yaml = CHAOS_YAML
+/// The windows the query must produce, computed from the input topic
+/// itself (the oracle: every record in its window, none late).
+fn expected_windows(d: &Path) -> Windows {
+    tumble_oracle(&consume(d, "txns", "read_uncommitted"), 60_000)
+}
+
+/// The window pipeline of the event-time chaos tests: per-card 1-minute
+/// tumbling windows over the chaos source with event time (5 s delay).
+fn window_yaml() -> String {
+    let yaml = CHAOS_YAML
         .replace(
             "    schema: { txn_id",
             "    event_time: { column: ts, max_delay: 5s }\n    schema: { txn_id",
@@ -303,39 +352,42 @@ fn sigkill_with_event_time_windows_gives_the_uninterrupted_output() {
         )
         .replace(
             "SINK",
-            "{ type: file, inputs: [running], path: out/windows }",
+            "{ type: file, inputs: [running], path: out/windows }\ndead_letter: { type: file, path: out/dead }",
         );
-    assert!(window_yaml.contains("tumble(ts"), "query not replaced");
-    let canonical = |d: &Path| {
-        let mut rows: Vec<String> = read_jsonl_dir(&d.join("out/windows"))
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {:.6}",
-                    r["card_id"],
-                    r["w"],
-                    r["n"],
-                    r["total"].as_f64().unwrap()
-                )
-            })
-            .collect();
-        rows.sort();
-        rows
-    };
-    // Uninterrupted.
-    let calm = workdir();
-    produce_input(calm.path());
-    std::fs::write(calm.path().join("chaos.yaml"), &window_yaml).unwrap();
-    shoal_ok(calm.path(), &["run", "--no-progress", "chaos.yaml"]);
-    let expected = canonical(calm.path());
+    assert!(yaml.contains("tumble(ts"), "query not replaced");
+    yaml
+}
+
+/// Event-time windows under SIGKILL: per-card tumbling-window counts and
+/// sums (state: window panes in the keyed state; output fired on the
+/// watermark and at end of input) come out exactly as the input says —
+/// every record counted once in its window, none dropped as late.
+#[test]
+fn sigkill_with_event_time_windows_gives_the_uninterrupted_output() {
+    let input = workdir();
+    produce_input(input.path());
+    let expected = expected_windows(input.path());
     assert!(expected.len() > 1_000, "{} windows", expected.len());
-    // Killed 8 times.
-    let dir = workdir();
-    let d = dir.path();
-    produce_input(d);
-    std::fs::write(d.join("chaos.yaml"), &window_yaml).unwrap();
-    run_with_n_kills(d, seed, 8);
-    let got = canonical(d);
-    assert_eq!(got.len(), expected.len(), "window rows (seed {seed})");
-    assert!(got == expected, "window results differ (seed {seed})");
+    let yaml = window_yaml();
+    for_each_seed(
+        "sigkill_with_event_time_windows",
+        BASE_SEED ^ 0x5eed,
+        || seeded_workdir(input.path()),
+        |d, seed| {
+            std::fs::write(d.join("chaos.yaml"), &yaml).unwrap();
+            run_with_n_kills(d, seed, 8);
+            let got = windows_of(&read_jsonl_dir(&d.join("out/windows")));
+            // Late records are dead letters (the oracle has none late).
+            let late = std::fs::read_to_string(d.join("out/dead/dead-letters.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"late\""))
+                .count();
+            check_windows(
+                &got,
+                &expected,
+                &format!("seed {seed}, {late} dead letters \"late\""),
+            );
+        },
+    );
 }

@@ -3,12 +3,14 @@
 //! random moments while input keeps arriving, restarted, and finally (input
 //! stopped) run to the end. The table must then hold every input record exactly once, and
 //! `shoal_offsets` must point just past the last one of every partition.
-//! Seeded (`SHOAL_CHAOS_SEED`) so a failure can be replayed.
+//! Seeded (`SHOAL_CHAOS_SEED`, `SHOAL_CHAOS_RUNS`: see `shoal_tests::chaos`)
+//! so a failure can be replayed.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use shoal_tests::chaos::{Rng, for_each_seed};
 use shoal_tests::services::{Feed, create_topic, kafka_brokers, pg, postgres_url, produce, unique};
 use shoal_tests::{shoal_bin, shoal_ok, workdir};
 
@@ -16,24 +18,6 @@ use shoal_tests::{shoal_bin, shoal_ok, workdir};
 const CHUNK: usize = 1_000;
 /// SIGKILLs that must land while the job runs.
 const KILLS: usize = 4;
-
-/// xorshift64*: a tiny seeded generator for kill delays.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SHOAL_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261125)
-}
 
 fn records(from: usize, to: usize) -> Vec<(String, String)> {
     (from..to)
@@ -67,16 +51,24 @@ fn sigkill_with_a_kafka_source_and_a_postgres_sink_writes_every_record_once() {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;
     };
-    let seed = seed();
-    let mut rng = Rng(seed | 1);
+    for_each_seed(
+        "sigkill_with_a_kafka_source_and_a_postgres_sink",
+        20261125,
+        workdir,
+        |d, seed| kafka_to_postgres_under_sigkill(&brokers, &url, d, seed),
+    );
+}
+
+/// One seed of the Kafka → Postgres chaos test, in working directory `d`.
+fn kafka_to_postgres_under_sigkill(brokers: &str, url: &str, d: &Path, seed: u64) {
+    let (brokers, url) = (brokers.to_owned(), url.to_owned());
+    let mut rng = Rng::new(seed);
     let (topic, group, table) = (
         unique("chaos-in"),
         unique("g-chaos"),
         unique("chaos_pg").replace('-', "_"),
     );
     create_topic(&brokers, &topic, 4);
-    let dir = workdir();
-    let d = dir.path();
     // A short session timeout: a killed member holds its partitions until
     // it expires, and the restarted process waits for that.
     std::fs::write(
@@ -124,7 +116,8 @@ fn sigkill_with_a_kafka_source_and_a_postgres_sink_writes_every_record_once() {
         // Once it reads (after the group join), kill it somewhere in the
         // next 50..1550 ms: while reading, at a checkpoint, or inside a
         // Postgres transaction (one per completed checkpoint, every 100 ms).
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // (The deadline is a hang guard only.)
+        let deadline = Instant::now() + Duration::from_secs(180);
         while !log_has(&log, "partition assigned") {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
@@ -135,7 +128,7 @@ fn sigkill_with_a_kafka_source_and_a_postgres_sink_writes_every_record_once() {
             assert!(Instant::now() < deadline, "run {runs} never got partitions");
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(50 + rng.next() % 1500));
+        std::thread::sleep(Duration::from_millis(50 + rng.next_u64() % 1500));
         if let Some(status) = child.try_wait().unwrap() {
             // Only if the input paused for a second (a slow broker): fine,
             // as long as the run succeeded; the next run gets the kill.

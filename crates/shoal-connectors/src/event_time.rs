@@ -6,7 +6,9 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use shoal_dsl::EventTimeSpec;
-use shoal_runtime::{Result, RuntimeError, SourceContext, WatermarkTracker, max_event_time_ms};
+use shoal_runtime::{
+    Result, RuntimeError, SharedPartitionTimes, SourceContext, WatermarkTracker, max_event_time_ms,
+};
 
 /// Watermark generation for one source instance.
 #[derive(Debug)]
@@ -28,6 +30,14 @@ impl EventTime {
             column,
             tracker: WatermarkTracker::new(partitions, spec.max_delay, spec.idle_timeout),
         })
+    }
+
+    /// Share partition times with the source's other instances (see
+    /// [`WatermarkTracker::shared`]): every partition, owned or not, then
+    /// holds this instance's watermark back.
+    pub fn shared(mut self, times: SharedPartitionTimes) -> Self {
+        self.tracker = self.tracker.shared(times);
+        self
     }
 
     /// Note a batch read from `partition`.

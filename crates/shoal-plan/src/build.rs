@@ -24,7 +24,8 @@ use shoal_dsl::{
 };
 use shoal_log::{GroupConfig, LogConfig, LogDir};
 use shoal_runtime::{
-    DeadLetterSink, EdgeSpec, JobGraph, Operator, Result, RuntimeError, Sink, Source,
+    DeadLetterSink, EdgeSpec, JobGraph, Operator, Result, RuntimeError, SharedPartitionTimes, Sink,
+    Source,
 };
 use shoal_sql::{CompiledQuery, DedupOperator, DedupSpec, FilterOperator, QueryOperator};
 
@@ -249,6 +250,7 @@ impl Plan {
                         ))
                     })?;
                     let started = RunPartitions::default();
+                    let times = SharedPartitionTimes::default();
                     let crash = crash_hook(&id);
                     let nid = id.clone();
                     let topic_writers = writers.get(&spec.topic);
@@ -261,6 +263,7 @@ impl Plan {
                             started.clone(),
                         )
                         .with_writers(topic_writers.clone())
+                        .with_partition_times(times.clone())
                         .crash_after(crash.filter(|(ci, _)| *ci == i).map(|(_, r)| r));
                         Ok(Box::new(src) as Box<dyn Source>)
                     });

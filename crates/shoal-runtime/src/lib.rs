@@ -51,7 +51,7 @@ pub use output::Output;
 pub use partition::{HashPartitioner, Partitioning};
 pub use sink::Sink;
 pub use source::{BarrierHook, Source, SourceContext};
-pub use watermark::{WatermarkTracker, max_event_time_ms};
+pub use watermark::{SharedPartitionTimes, WatermarkTracker, max_event_time_ms};
 
 /// The crate's re-export of Arrow, so dependants agree on one version.
 pub use arrow;

@@ -4,7 +4,30 @@
 //! is the minimum over partitions of (max seen − allowed delay). A partition
 //! with no data for `idle_timeout` stops holding event time back until it
 //! produces again.
+//!
+//! # Partitions that move between instances
+//!
+//! An instance's watermark is a promise about every record it sends later.
+//! When a consumer group moves a partition from instance A to instance B,
+//! B continues where A stopped — but B may already have promised a later
+//! event time (over its other partitions) than the moved partition has
+//! reached, and A, no longer holding it, promises more too. The moved
+//! partition's next records would then be *late* everywhere downstream,
+//! which a run that never moved it would not see (a restart, where members
+//! join one by one and partitions move between them, lost window results
+//! this way: the chaos test `sigkill_with_event_time_windows…`).
+//!
+//! So the instances of one source in a process share a
+//! [`SharedPartitionTimes`]: each records what it reads into it, and each
+//! instance's watermark is the minimum over *every* partition of the topic,
+//! owned by it or not. A partition between owners, or not read yet in this
+//! run, holds event time back for all of them. This is safe across
+//! channels: a watermark derived from another instance's reads never passes
+//! records that instance has still in flight, because that instance's own
+//! channel (carrying them before its own watermark) is part of the
+//! downstream minimum.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
@@ -15,14 +38,33 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 
+/// The largest event time seen per partition (and when it last produced),
+/// shared by the instances of one source in a process; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPartitionTimes(Arc<Mutex<Vec<(i64, Instant)>>>);
+
+impl SharedPartitionTimes {
+    fn with<R>(&self, partitions: usize, f: impl FnOnce(&mut Vec<(i64, Instant)>) -> R) -> R {
+        let mut t = self.0.lock().expect("partition times lock");
+        if t.len() < partitions {
+            t.resize(partitions, (i64::MIN, Instant::now()));
+        }
+        f(&mut t)
+    }
+}
+
 /// Per-partition event-time tracking for one source instance.
 #[derive(Debug)]
 pub struct WatermarkTracker {
     max_delay_ms: i64,
     idle_timeout: Option<Duration>,
     partitions: Vec<(i64, Instant)>,
-    /// Which partitions this instance reads (only they hold time back).
+    /// Which partitions this instance reads (only they hold time back,
+    /// unless the times are shared).
     assigned: Vec<bool>,
+    /// Every partition's time, shared with the source's other instances:
+    /// then all partitions hold time back (see the module docs).
+    shared: Option<SharedPartitionTimes>,
 }
 
 impl WatermarkTracker {
@@ -34,7 +76,18 @@ impl WatermarkTracker {
             idle_timeout,
             partitions: vec![(i64::MIN, now); partitions.max(1)],
             assigned: vec![true; partitions.max(1)],
+            shared: None,
         }
+    }
+
+    /// Share partition times with the other instances of the source: the
+    /// watermark then covers every partition, owned by this instance or
+    /// not, so a partition that moves between instances never finds event
+    /// time already past its next records.
+    pub fn shared(mut self, times: SharedPartitionTimes) -> Self {
+        times.with(self.partitions.len(), |_| ());
+        self.shared = Some(times);
+        self
     }
 
     /// This instance now reads exactly `partitions` (a consumer-group
@@ -46,12 +99,19 @@ impl WatermarkTracker {
             self.partitions.resize(n, (i64::MIN, now));
             self.assigned.resize(n, false);
         }
+        let mut acquired = Vec::new();
         for (p, a) in self.assigned.iter_mut().enumerate() {
             let now_assigned = partitions.contains(&p);
             if now_assigned && !*a {
                 self.partitions[p].1 = now;
+                acquired.push(p);
             }
             *a = now_assigned;
+        }
+        if let Some(shared) = &self.shared {
+            // A partition just picked up is not idle: it holds time back
+            // until it produces (or idles) again.
+            shared.with(n, |t| acquired.iter().for_each(|p| t[*p].1 = now));
         }
     }
 
@@ -64,26 +124,46 @@ impl WatermarkTracker {
         let p = &mut self.partitions[partition];
         p.0 = p.0.max(max_ts);
         p.1 = now;
+        if let Some(shared) = &self.shared {
+            shared.with(partition + 1, |t| {
+                t[partition].0 = t[partition].0.max(max_ts);
+                t[partition].1 = now;
+            });
+        }
     }
 
-    /// The current watermark, if any partition has produced data.
+    /// The current watermark, if every partition that holds time back has
+    /// produced data.
     pub fn watermark(&self, now: Instant) -> Option<i64> {
-        let mine = || {
-            self.partitions
-                .iter()
-                .zip(&self.assigned)
-                .filter(|(_, a)| **a)
-                .map(|(p, _)| p)
-        };
-        let active = mine().filter(|(_, seen)| match self.idle_timeout {
-            Some(idle) => now.duration_since(*seen) < idle,
-            None => true,
-        });
-        let min = active.map(|(ts, _)| *ts).min();
-        let min = match min {
+        match &self.shared {
+            Some(shared) => shared.with(self.partitions.len(), |t| self.over(t.iter(), now)),
+            None => self.over(
+                self.partitions
+                    .iter()
+                    .zip(&self.assigned)
+                    .filter(|(_, a)| **a)
+                    .map(|(p, _)| p),
+                now,
+            ),
+        }
+    }
+
+    /// The watermark over `partitions` (event time, last produced).
+    fn over<'a>(
+        &self,
+        partitions: impl Iterator<Item = &'a (i64, Instant)> + Clone,
+        now: Instant,
+    ) -> Option<i64> {
+        let active = partitions
+            .clone()
+            .filter(|(_, seen)| match self.idle_timeout {
+                Some(idle) => now.saturating_duration_since(*seen) < idle,
+                None => true,
+            });
+        let min = match active.map(|(ts, _)| *ts).min() {
             Some(m) => m,
             // Every partition is idle: follow the most advanced one.
-            None => mine().map(|(ts, _)| *ts).max()?,
+            None => partitions.map(|(ts, _)| *ts).max()?,
         };
         (min != i64::MIN).then(|| min.saturating_sub(self.max_delay_ms))
     }
@@ -143,6 +223,34 @@ mod tests {
         assert_eq!(w.watermark(t0), None);
         w.observe(0, 2_000, t0);
         assert_eq!(w.watermark(t0), Some(990));
+    }
+
+    #[test]
+    fn shared_times_hold_every_instance_back_by_a_moving_partition() {
+        let t0 = Instant::now();
+        let times = SharedPartitionTimes::default();
+        let mut a = WatermarkTracker::new(2, Duration::ZERO, None).shared(times.clone());
+        let mut b = WatermarkTracker::new(2, Duration::ZERO, None).shared(times.clone());
+        a.assign(&[0], t0);
+        b.assign(&[1], t0);
+        a.observe(0, 1_000, t0);
+        assert_eq!(a.watermark(t0), None, "partition 1 has not produced yet");
+        b.observe(1, 9_000, t0);
+        assert_eq!(a.watermark(t0), Some(1_000));
+        assert_eq!(
+            b.watermark(t0),
+            Some(1_000),
+            "b is held back by a's partition"
+        );
+        // Partition 0 leaves a and is not yet picked up by b: it still holds
+        // both back (unshared, b would promise 9 000 and a nothing).
+        a.assign(&[], t0);
+        assert_eq!(a.watermark(t0), Some(1_000));
+        assert_eq!(b.watermark(t0), Some(1_000));
+        b.assign(&[0, 1], t0);
+        b.observe(0, 5_000, t0);
+        assert_eq!(b.watermark(t0), Some(5_000));
+        assert_eq!(a.watermark(t0), Some(5_000));
     }
 
     #[test]

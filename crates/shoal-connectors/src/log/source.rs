@@ -9,6 +9,10 @@
 //!   `committed` resumes from the group's committed offset (else the
 //!   beginning), `earliest` starts at the beginning, `latest` at the end.
 //! * **Order.** A batch holds records of one partition, in offset order.
+//! * **Event time.** The members share each partition's event time, and a
+//!   member's watermark is the minimum over *all* the topic's partitions:
+//!   a partition moving between members (or not read yet in this run)
+//!   holds event time back, so its next records are never late.
 //! * **Isolation.** `isolation: read_committed` (the default) reads only
 //!   committed transactions of transactional log sinks, never past a
 //!   partition's last stable offset; `read_uncommitted` reads every record.
@@ -31,7 +35,7 @@ use arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use shoal_dsl::{FileFormat, LogIsolation, LogSource as LogSourceSpec, StartFrom};
 use shoal_log::{AssignorKind, Consumer, ConsumerConfig, FetchBuffer, Isolation, LogDir};
-use shoal_runtime::{DeadLetter, Result, Source, SourceContext};
+use shoal_runtime::{DeadLetter, Result, SharedPartitionTimes, Source, SourceContext};
 
 use super::log_err;
 use crate::event_time::EventTime;
@@ -56,6 +60,9 @@ pub struct LogSource {
     spec: LogSourceSpec,
     schema: SchemaRef,
     started: RunPartitions,
+    /// Event time per partition, shared by the instances (event-time
+    /// sources): a partition moving between members holds time back.
+    times: SharedPartitionTimes,
     /// Test hook: stop like a crashed process after this many records
     /// (no commit, no leave), so the group must expel the member.
     crash_after: Option<u64>,
@@ -78,6 +85,7 @@ impl LogSource {
             spec,
             schema,
             started,
+            times: SharedPartitionTimes::default(),
             crash_after: None,
             writers: None,
         }
@@ -87,6 +95,13 @@ impl LogSource {
     /// taken once they have all finished.
     pub fn with_writers(mut self, writers: Option<Arc<AtomicUsize>>) -> Self {
         self.writers = writers;
+        self
+    }
+
+    /// The partition times shared by the source's instances (one value per
+    /// source node, cloned into each instance).
+    pub fn with_partition_times(mut self, times: SharedPartitionTimes) -> Self {
+        self.times = times;
         self
     }
 
@@ -277,7 +292,10 @@ impl Source for LogSource {
             };
             let mut decoder = RecordDecoder::new(FileFormat::Jsonl, self.schema.clone())?;
             let mut event_time = match &self.spec.event_time {
-                Some(et) => Some(EventTime::new(et, &self.schema, partitions as usize)?),
+                Some(et) => Some(
+                    EventTime::new(et, &self.schema, partitions as usize)?
+                        .shared(self.times.clone()),
+                ),
                 None => None,
             };
             let mut buf = FetchBuffer::new();
