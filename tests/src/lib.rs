@@ -106,3 +106,39 @@ pub fn read_jsonl_dir(dir: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Writes `count` generated transactions (generator `seed`) into the log
+/// topic `topic` (`partitions` partitions, keyed by card) in `dir`'s data
+/// dir, with `shoal run`.
+pub fn produce_transactions(dir: &Path, seed: u64, count: u64, topic: &str, partitions: u32) {
+    std::fs::write(
+        dir.join("produce.yaml"),
+        format!(
+            "name: produce\nsources:\n  gen: {{ type: generator, seed: {seed}, count: {count} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: {topic}, partitions: {partitions}, key: card_id }}\n"
+        ),
+    )
+    .expect("write produce.yaml");
+    shoal_ok(dir, &["run", "--no-progress", "produce.yaml"]);
+}
+
+/// Who acquired which partition, in order, from the `partition acquired`
+/// lines a `log` source logs at info level (`RUST_LOG=shoal_connectors=info`).
+pub fn partition_owners(log: &str) -> std::collections::BTreeMap<u32, Vec<String>> {
+    let mut owners: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for line in log.lines().filter(|l| l.contains("partition acquired")) {
+        let field = |name: &str| {
+            let start = line.find(&format!("{name}=")).expect("field") + name.len() + 1;
+            line[start..]
+                .split_whitespace()
+                .next()
+                .expect("value")
+                .trim_matches('"')
+                .to_string()
+        };
+        owners
+            .entry(field("partition").parse().expect("partition number"))
+            .or_default()
+            .push(field("member"));
+    }
+    owners
+}

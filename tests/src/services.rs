@@ -68,7 +68,8 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     }
     // Wait until the topic's metadata shows every partition.
     let c: BaseConsumer = config(brokers).create().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A hang guard only: a slow broker may take its time.
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let md = c.fetch_metadata(Some(topic), Duration::from_secs(5));
         if let Ok(md) = md

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use shoal_tests::chaos::{Rng, for_each_seed};
 use shoal_tests::windows::{Windows, check_windows, tumble_oracle, windows_of};
-use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_ok, workdir};
+use shoal_tests::{produce_transactions, read_jsonl_dir, shoal_bin, shoal_ok, workdir};
 
 const RECORDS: u64 = 200_000;
 const KILLS: usize = 20;
@@ -56,14 +56,7 @@ sinks:
 
 /// Produces the input topic `txns` (200k generated records) in `d`.
 fn produce_input(d: &Path) {
-    std::fs::write(
-        d.join("produce.yaml"),
-        format!(
-            "name: produce\nsources:\n  gen: {{ type: generator, seed: 11, count: {RECORDS} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
-        ),
-    )
-    .unwrap();
-    shoal_ok(d, &["run", "produce.yaml"]);
+    produce_transactions(d, 11, RECORDS, "txns", 8);
 }
 
 /// A working directory per seed holding a copy of `input`'s data dir (the

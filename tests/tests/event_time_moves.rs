@@ -11,11 +11,12 @@
 //! fixed number of records (`SHOAL_TEST_CRASH_MEMBER`), the others read on,
 //! and its partitions move once the group expels it.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use shoal_tests::windows::{check_windows, tumble_oracle, windows_of};
-use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_ok, workdir};
+use shoal_tests::{
+    partition_owners, produce_transactions, read_jsonl_dir, shoal_bin, shoal_ok, workdir,
+};
 
 const RECORDS: u64 = 60_000;
 
@@ -23,14 +24,7 @@ const RECORDS: u64 = 60_000;
 fn windows_count_every_record_of_a_partition_moved_off_a_crashed_member() {
     let dir = workdir();
     let d = dir.path();
-    std::fs::write(
-        d.join("produce.yaml"),
-        format!(
-            "name: produce\nsources:\n  gen: {{ type: generator, seed: 5, count: {RECORDS} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
-        ),
-    )
-    .unwrap();
-    shoal_ok(d, &["run", "produce.yaml"]);
+    produce_transactions(d, 5, RECORDS, "txns", 8);
     std::fs::write(
         d.join("windows.yaml"),
         r#"name: windows
@@ -80,22 +74,7 @@ dead_letter: { type: file, path: out/dead }
         "the crash hook did not fire:\n{stderr}"
     );
     // Who acquired which partition, in order: member 1's partitions moved.
-    let mut owners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.contains("partition acquired")) {
-        let field = |name: &str| {
-            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            line[start..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_matches('"')
-                .to_string()
-        };
-        owners
-            .entry(field("partition").parse().unwrap())
-            .or_default()
-            .push(field("member"));
-    }
+    let owners = partition_owners(&stderr);
     let crashed: Vec<u32> = owners
         .iter()
         .filter(|(_, m)| m.iter().any(|m| m == "txns-1"))

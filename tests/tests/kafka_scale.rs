@@ -25,16 +25,60 @@ fn records(from: usize, to: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn start(dir: &Path, name: &str) -> Child {
-    Command::new(shoal_bin())
-        .args(["run", "--no-progress", "p.yaml"])
-        .current_dir(dir)
-        .env("SHOAL_DATA_DIR", dir.join(format!("data-{name}")))
-        .env("RUST_LOG", "shoal_connectors=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("start shoal")
+/// A `shoal run` process, killed when dropped (a failing test leaves no
+/// process behind to disturb the next tests).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The last lines of both processes' logs, for a failure message.
+fn log_tails(dir: &Path) -> String {
+    ["a", "b"]
+        .iter()
+        .map(|name| {
+            let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            format!(
+                "--- {name}.log (last 30 lines)\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn start(dir: &Path, name: &str) -> Proc {
+    Proc(
+        Command::new(shoal_bin())
+            .args(["run", "--no-progress", "p.yaml"])
+            .current_dir(dir)
+            .env("SHOAL_DATA_DIR", dir.join(format!("data-{name}")))
+            .env("RUST_LOG", "shoal_connectors=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .expect("start shoal"),
+    )
 }
 
 /// Only bounds how long a broken build hangs: the waits below are for
@@ -48,7 +92,7 @@ fn signal(child: &Child, sig: &str) {
         .unwrap();
 }
 
-fn stop(mut child: Child, dir: &Path, name: &str) {
+fn stop(mut child: Proc, dir: &Path, name: &str) {
     signal(&child, "-INT");
     let deadline = Instant::now() + HANG_GUARD;
     while child.try_wait().unwrap().is_none() {
@@ -167,8 +211,9 @@ fn two_processes_split_the_group_and_the_survivor_of_a_sigkill_finishes_exactly_
     let produced = producer.join().unwrap();
     assert!(
         reader.wait_for(produced, HANG_GUARD),
-        "only {} of {produced} records arrived",
-        reader.records.len()
+        "only {} of {produced} records arrived\n{}",
+        reader.records.len(),
+        log_tails(d)
     );
     assert!(
         assigned(d, "b") > b_parts,
@@ -241,10 +286,27 @@ fn cooperative_sticky_keeps_unaffected_partitions_flowing_while_a_member_joins_a
         assigned(d, "b"),
         "A lost only the partitions B took:\n{a_log}"
     );
+    // Exactly the partitions B took were revoked from A: the others kept
+    // flowing (an eager rebalance revokes all six). How long the output
+    // paused while B joined is a measurement, printed below, not a
+    // condition: it depends on the machine's speed.
+    let revoked: BTreeSet<i32> = a_log
+        .lines()
+        .filter(|l| l.contains("partition revoked"))
+        .filter_map(|l| {
+            let p = l.split("partition=").nth(1)?;
+            p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        revoked,
+        partitions_of(d, "b"),
+        "A lost exactly what B took:\n{a_log}"
+    );
+    assert!(revoked.len() < 6, "A lost every partition:\n{a_log}");
     let longest = gaps.iter().max().copied().unwrap_or_default();
-    assert!(
-        longest < Duration::from_secs(3),
-        "output stalled {longest:?} while B joined (the group's join took {:?})",
+    println!(
+        "cooperative: longest output gap while B joined {longest:?} (the join took {:?})",
         joined.elapsed()
     );
     stop(b, d, "b");
@@ -322,8 +384,9 @@ fn a_partition_moved_between_live_processes_is_neither_lost_nor_read_twice() {
     let produced = producer.join().unwrap();
     assert!(
         reader.wait_for(produced, HANG_GUARD),
-        "only {} of {produced} records arrived",
-        reader.records.len()
+        "only {} of {produced} records arrived\n{}",
+        reader.records.len(),
+        log_tails(d)
     );
     reader.poll_for(Duration::from_secs(4)); // anything extra shows up too
     stop(b, d, "b");

@@ -5,19 +5,14 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_ok, workdir};
+use shoal_tests::{
+    partition_owners, produce_transactions, read_jsonl_dir, shoal_bin, shoal_ok, workdir,
+};
 
 const SCHEMA: &str = "{ txn_id: utf8, card_id: int64, merchant_id: int64, amount: float64, country: utf8, ts: timestamp_ms, is_fraud: bool }";
 
 fn produce(dir: &std::path::Path, count: u64) {
-    std::fs::write(
-        dir.join("produce.yaml"),
-        format!(
-            "name: produce\nsources:\n  gen: {{ type: generator, seed: 5, count: {count} }}\nsinks:\n  to_log: {{ type: log, inputs: [gen], topic: txns, partitions: 8, key: card_id }}\n"
-        ),
-    )
-    .unwrap();
-    shoal_ok(dir, &["run", "produce.yaml"]);
+    produce_transactions(dir, 5, count, "txns", 8);
 }
 
 #[test]
@@ -62,22 +57,7 @@ sinks:
     );
 
     // Who acquired which partition, in order.
-    let mut owners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.contains("partition acquired")) {
-        let field = |name: &str| {
-            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            line[start..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_matches('"')
-                .to_string()
-        };
-        owners
-            .entry(field("partition").parse().unwrap())
-            .or_default()
-            .push(field("member"));
-    }
+    let owners = partition_owners(&stderr);
     assert_eq!(owners.len(), 8, "every partition was read: {owners:?}");
     let crashed: Vec<u32> = owners
         .iter()
