@@ -20,7 +20,9 @@
 //! * **Commits.** With checkpoints, the offsets of each completed checkpoint
 //!   are committed to the group (for lag and tools; the checkpoint is what
 //!   counts on restart). Without, offsets are committed about once a second,
-//!   on revocation and at the end (at-least-once across process crashes).
+//!   on revocation and at the end (at-least-once across process crashes);
+//!   the commit at the end covers every partition read in the run and is
+//!   retried if another member's leaving fenced it.
 //! * **`stop_at_end`.** A member stops once every partition has been read up
 //!   to the end offsets taken at start (or when the pipeline's own writers of
 //!   the topic finished) — by whichever member owned it, so if a member dies
@@ -172,6 +174,55 @@ impl LogSource {
             .lock()
             .expect("run partitions lock")
             .insert(partition, next);
+    }
+
+    /// The last commit of a member leaving a run without checkpoints: the
+    /// positions of every partition read in this run (the members share
+    /// them). Members leave one by one, each bumping the group's
+    /// generation, so a commit under the generation this member last saw
+    /// may be fenced; it is retried under the current one. Otherwise a
+    /// partition whose last owner left first would keep an old committed
+    /// offset, and the next run (`start: committed`) would read it again.
+    fn final_commit(&self, m: &mut Member, topic: &str) -> Result<()> {
+        // Never move a committed offset back (a member still reading may
+        // have committed further meanwhile).
+        let committed = m
+            .consumer
+            .committed(topic)
+            .map_err(|e| log_err("read committed offsets", e))?;
+        let live: Vec<(u32, u64)> = self
+            .started
+            .lock()
+            .expect("run partitions lock")
+            .iter()
+            .filter(|(p, o)| committed.get(*p).is_none_or(|c| c < *o))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        let offsets: Vec<(&str, u32, u64)> = live.iter().map(|(p, o)| (topic, *p, *o)).collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        // Bounded: each retry follows a generation change, and the group
+        // has at most as many of them as members leaving.
+        for _ in 0..64 {
+            match m.consumer.commit(m.generation, &offsets) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.fault() == shoal_log::Fault::Fenced => {
+                    match m.consumer.poll_assignment() {
+                        Ok(a) => m.generation = a.generation,
+                        // No longer a member (expelled): the partitions'
+                        // new owners commit them.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "final commit: no longer in the group");
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) => return Err(log_err("commit offsets", e)),
+            }
+        }
+        tracing::warn!(member = %m.consumer.member_id(), "final offset commit kept being fenced; the next run may read some records again");
+        Ok(())
     }
 
     /// Checkpoint state: the positions this member owns, over the ones it
@@ -504,7 +555,7 @@ impl Source for LogSource {
             }
             ctx.metrics().add_lag(-reported_lag);
             if !checkpointing {
-                m.commit(&topic, None)?;
+                self.final_commit(&mut m, &topic)?;
             }
             m.consumer.leave().map_err(|e| log_err("leave group", e))?;
             Ok(())
