@@ -773,9 +773,18 @@ mod tests {
         let handle = graph(seen.clone(), 1_000, 1, Duration::from_millis(5))
             .spawn(opts)
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let produced = handle.metrics().source_records();
+        // Wait until the slow sink has taken some batches (a hang guard,
+        // not a time bound), so the bound below is checked on a running job.
+        let guard = std::time::Instant::now() + Duration::from_secs(120);
+        while handle.metrics().sink_records() < 50 {
+            assert!(
+                std::time::Instant::now() < guard,
+                "the sink never got records"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let consumed = handle.metrics().sink_records();
+        let produced = handle.metrics().source_records();
         // The source can only be a few channel-capacities ahead of the sink.
         // Each source instance can be at most (capacity of 2 channels + in-flight) batches ahead.
         assert!(
