@@ -142,3 +142,28 @@ pub fn partition_owners(log: &str) -> std::collections::BTreeMap<u32, Vec<String
     }
     owners
 }
+
+/// Runs `shoal run FILE` in `dir` with log-source member `member` of node
+/// `txns` stopping like a crashed process after `records` records (the
+/// test hook `SHOAL_TEST_CRASH_MEMBER`), and `partition acquired` logged;
+/// asserts the run succeeded and the hook fired; returns its stderr.
+pub fn run_with_member_crash(dir: &Path, file: &str, member: usize, records: u64) -> String {
+    let out = Command::new(shoal_bin())
+        .args(["run", "--no-progress", file])
+        .current_dir(dir)
+        .env("SHOAL_DATA_DIR", dir.join("shoal-data"))
+        .env("RUST_LOG", "shoal_connectors=info")
+        .env(
+            "SHOAL_TEST_CRASH_MEMBER",
+            format!("txns:{member}:{records}"),
+        )
+        .output()
+        .expect("run shoal");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("simulated crash"),
+        "the crash hook did not fire:\n{stderr}"
+    );
+    stderr
+}

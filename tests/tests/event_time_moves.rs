@@ -11,11 +11,10 @@
 //! fixed number of records (`SHOAL_TEST_CRASH_MEMBER`), the others read on,
 //! and its partitions move once the group expels it.
 
-use std::process::Command;
-
 use shoal_tests::windows::{check_windows, tumble_oracle, windows_of};
 use shoal_tests::{
-    partition_owners, produce_transactions, read_jsonl_dir, shoal_bin, shoal_ok, workdir,
+    partition_owners, produce_transactions, read_jsonl_dir, run_with_member_crash, shoal_ok,
+    workdir,
 };
 
 const RECORDS: u64 = 60_000;
@@ -59,20 +58,7 @@ dead_letter: { type: file, path: out/dead }
     // Member 1 stops after 1 000 records (two batches of its partitions);
     // the others read on while the group waits out its session (5 s), so
     // they are far ahead in event time when its partitions reach them.
-    let out = Command::new(shoal_bin())
-        .args(["run", "--no-progress", "windows.yaml"])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
-        .env("RUST_LOG", "shoal_connectors=info")
-        .env("SHOAL_TEST_CRASH_MEMBER", "txns:1:1000")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("simulated crash"),
-        "the crash hook did not fire:\n{stderr}"
-    );
+    let stderr = run_with_member_crash(d, "windows.yaml", 1, 1000);
     // Who acquired which partition, in order: member 1's partitions moved.
     let owners = partition_owners(&stderr);
     let crashed: Vec<u32> = owners

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_tests::{
-    partition_owners, produce_transactions, read_jsonl_dir, shoal_bin, shoal_ok, workdir,
+    partition_owners, produce_transactions, read_jsonl_dir, run_with_member_crash, shoal_bin,
+    shoal_ok, workdir,
 };
 
 const SCHEMA: &str = "{ txn_id: utf8, card_id: int64, merchant_id: int64, amount: float64, country: utf8, ts: timestamp_ms, is_fraud: bool }";
@@ -41,20 +42,7 @@ sinks:
         ),
     )
     .unwrap();
-    let out = Command::new(shoal_bin())
-        .args(["run", "consume.yaml"])
-        .current_dir(dir.path())
-        .env("SHOAL_DATA_DIR", dir.path().join("shoal-data"))
-        .env("RUST_LOG", "shoal_connectors=info")
-        .env("SHOAL_TEST_CRASH_MEMBER", "txns:1:2000")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("simulated crash"),
-        "the crash hook did not fire:\n{stderr}"
-    );
+    let stderr = run_with_member_crash(dir.path(), "consume.yaml", 1, 2000);
 
     // Who acquired which partition, in order.
     let owners = partition_owners(&stderr);
