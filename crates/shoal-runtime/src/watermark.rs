@@ -53,30 +53,34 @@ impl SharedPartitionTimes {
     }
 }
 
+/// Where a tracker keeps its partitions' (event time, last produced).
+#[derive(Debug)]
+enum Times {
+    /// This instance's own.
+    Own(Vec<(i64, Instant)>),
+    /// Shared with the source's other instances.
+    Shared(SharedPartitionTimes),
+}
+
 /// Per-partition event-time tracking for one source instance.
 #[derive(Debug)]
 pub struct WatermarkTracker {
     max_delay_ms: i64,
     idle_timeout: Option<Duration>,
-    partitions: Vec<(i64, Instant)>,
+    times: Times,
     /// Which partitions this instance reads (only they hold time back,
     /// unless the times are shared).
     assigned: Vec<bool>,
-    /// Every partition's time, shared with the source's other instances:
-    /// then all partitions hold time back (see the module docs).
-    shared: Option<SharedPartitionTimes>,
 }
 
 impl WatermarkTracker {
     /// A tracker for `partitions` partitions.
     pub fn new(partitions: usize, max_delay: Duration, idle_timeout: Option<Duration>) -> Self {
-        let now = Instant::now();
         Self {
             max_delay_ms: max_delay.as_millis() as i64,
             idle_timeout,
-            partitions: vec![(i64::MIN, now); partitions.max(1)],
+            times: Times::Own(vec![(i64::MIN, Instant::now()); partitions.max(1)]),
             assigned: vec![true; partitions.max(1)],
-            shared: None,
         }
     }
 
@@ -85,9 +89,22 @@ impl WatermarkTracker {
     /// not, so a partition that moves between instances never finds event
     /// time already past its next records.
     pub fn shared(mut self, times: SharedPartitionTimes) -> Self {
-        times.with(self.partitions.len(), |_| ());
-        self.shared = Some(times);
+        times.with(self.assigned.len(), |_| ());
+        self.times = Times::Shared(times);
         self
+    }
+
+    /// Runs `f` on the times table, grown to at least `n` partitions.
+    fn with_times<R>(&mut self, n: usize, f: impl FnOnce(&mut Vec<(i64, Instant)>) -> R) -> R {
+        match &mut self.times {
+            Times::Own(t) => {
+                if t.len() < n {
+                    t.resize(n, (i64::MIN, Instant::now()));
+                }
+                f(t)
+            }
+            Times::Shared(s) => s.with(n, f),
+        }
     }
 
     /// This instance now reads exactly `partitions` (a consumer-group
@@ -95,51 +112,40 @@ impl WatermarkTracker {
     /// assigned partition holds it back until it produces (or idles).
     pub fn assign(&mut self, partitions: &[usize], now: Instant) {
         let n = partitions.iter().copied().max().map_or(0, |m| m + 1);
-        if n > self.partitions.len() {
-            self.partitions.resize(n, (i64::MIN, now));
+        if n > self.assigned.len() {
             self.assigned.resize(n, false);
         }
         let mut acquired = Vec::new();
         for (p, a) in self.assigned.iter_mut().enumerate() {
             let now_assigned = partitions.contains(&p);
             if now_assigned && !*a {
-                self.partitions[p].1 = now;
                 acquired.push(p);
             }
             *a = now_assigned;
         }
-        if let Some(shared) = &self.shared {
-            // A partition just picked up is not idle: it holds time back
-            // until it produces (or idles) again.
-            shared.with(n, |t| acquired.iter().for_each(|p| t[*p].1 = now));
+        if !acquired.is_empty() {
+            self.with_times(n, |t| acquired.iter().for_each(|p| t[*p].1 = now));
         }
     }
 
     /// Record that `partition` produced data with event times up to `max_ts`.
     pub fn observe(&mut self, partition: usize, max_ts: i64, now: Instant) {
-        if partition >= self.partitions.len() {
-            self.partitions.resize(partition + 1, (i64::MIN, now));
+        if partition >= self.assigned.len() {
             self.assigned.resize(partition + 1, true);
         }
-        let p = &mut self.partitions[partition];
-        p.0 = p.0.max(max_ts);
-        p.1 = now;
-        if let Some(shared) = &self.shared {
-            shared.with(partition + 1, |t| {
-                t[partition].0 = t[partition].0.max(max_ts);
-                t[partition].1 = now;
-            });
-        }
+        self.with_times(partition + 1, |t| {
+            t[partition].0 = t[partition].0.max(max_ts);
+            t[partition].1 = now;
+        });
     }
 
     /// The current watermark, if every partition that holds time back has
     /// produced data.
     pub fn watermark(&self, now: Instant) -> Option<i64> {
-        match &self.shared {
-            Some(shared) => shared.with(self.partitions.len(), |t| self.over(t.iter(), now)),
-            None => self.over(
-                self.partitions
-                    .iter()
+        match &self.times {
+            Times::Shared(shared) => shared.with(self.assigned.len(), |t| self.over(t.iter(), now)),
+            Times::Own(t) => self.over(
+                t.iter()
                     .zip(&self.assigned)
                     .filter(|(_, a)| **a)
                     .map(|(p, _)| p),

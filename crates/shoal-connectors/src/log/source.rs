@@ -190,15 +190,14 @@ impl LogSource {
             .consumer
             .committed(topic)
             .map_err(|e| log_err("read committed offsets", e))?;
-        let live: Vec<(u32, u64)> = self
+        let offsets: Vec<(&str, u32, u64)> = self
             .started
             .lock()
             .expect("run partitions lock")
             .iter()
             .filter(|(p, o)| committed.get(*p).is_none_or(|c| c < *o))
-            .map(|(p, o)| (*p, *o))
+            .map(|(p, o)| (topic, *p, *o))
             .collect();
-        let offsets: Vec<(&str, u32, u64)> = live.iter().map(|(p, o)| (topic, *p, *o)).collect();
         if offsets.is_empty() {
             return Ok(());
         }
