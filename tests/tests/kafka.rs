@@ -139,3 +139,89 @@ fn kafka_to_kafka_is_exactly_once_for_a_read_committed_consumer() {
     let again = read_output(&brokers, &output_topic, out.len());
     assert_eq!(again.len(), out.len(), "the rerun wrote records again");
 }
+
+/// Kills the child when dropped (a failing assertion must not leave a
+/// `shoal run` behind).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Parallelism 4 over a 2-partition topic: two members own nothing. They
+/// tell downstream they are idle, so event time moves on and per-card
+/// tumbling windows fire while the job runs (it never ends: no
+/// `stop_at_end`), not only at the end of input. Before idle members were
+/// left out of the watermark, no window fired at all.
+#[test]
+fn idle_members_do_not_stall_event_time_windows() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique("in-idle");
+    create_topic(&brokers, &topic, 2);
+    // One record a second of event time for 30 minutes, 7 cards.
+    let n = 1_800;
+    let input: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let card = i % 7;
+            let ts = format!("2026-01-01T00:{:02}:{:02}", i / 60, i % 60);
+            (
+                card.to_string(),
+                format!("{{\"id\":{i},\"card_id\":{card},\"amount\":1.0,\"ts\":\"{ts}\"}}"),
+            )
+        })
+        .collect();
+    produce(&brokers, &topic, &input);
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: kidle\ncheckpoint: {{ interval: 200ms }}\nsources:\n  txns:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    parallelism: 4\n    session_timeout: 6s\n    event_time: {{ column: ts, max_delay: 1s }}\n    schema: {{ id: int64, card_id: int64, amount: float64, ts: timestamp_ms }}\ntransforms:\n  w:\n    type: sql\n    inputs: [txns]\n    key: card_id\n    query: |\n      SELECT card_id, tumble(ts, INTERVAL '1' MINUTE) AS w, COUNT(*) AS n, SUM(amount) AS total\n      FROM txns GROUP BY card_id, tumble(ts, INTERVAL '1' MINUTE)\nsinks:\n  out: {{ type: file, inputs: [w], path: out }}\n",
+            group = unique("g-idle"),
+        ),
+    )
+    .unwrap();
+    let _run = Running(
+        std::process::Command::new(shoal_tests::shoal_bin())
+            .args(["run", "--no-progress", "p.yaml"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Every window but the last minute's closes by event time alone: 29
+    // minutes x 7 cards, each with 60 / 7 records or so.
+    let closed = 29 * 7;
+    let started = std::time::Instant::now();
+    let rows = loop {
+        let rows = if d.join("out").is_dir() {
+            read_jsonl_dir(&d.join("out"))
+        } else {
+            Vec::new()
+        };
+        if rows.len() >= closed {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "only {} of {closed} windows fired while the job ran",
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut per_window: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        *per_window
+            .entry(r["w"].as_str().unwrap().to_owned())
+            .or_default() += r["n"].as_u64().unwrap();
+    }
+    for (w, n) in &per_window {
+        assert_eq!(*n, 60, "window {w}: {n} records, not 60");
+    }
+}

@@ -192,3 +192,51 @@ fn group_describe_shows_lag_while_draining_and_zero_after() {
     assert_eq!(sink.lines().count(), 50_000);
     assert_eq!(lag(dir.path()), 0);
 }
+
+/// JSON lines of `minutes` minutes of transactions from minute `from`, one
+/// a second, cards 0..7.
+fn minute_records(from: u64, minutes: u64) -> String {
+    let mut s = String::new();
+    for i in from * 60..(from + minutes) * 60 {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"card_id\":{},\"amount\":1.0,\"ts\":\"2026-01-01T00:{:02}:{:02}\"}}\n",
+            i % 7,
+            i / 60,
+            i % 60
+        ));
+    }
+    s
+}
+
+/// A finished checkpointed job persists the event time it reached, not
+/// +inf: rerun on the grown topic, the new records fill new windows
+/// instead of all going to the dead letters as late.
+#[test]
+fn rerun_on_a_grown_topic_processes_the_new_records() {
+    let dir = workdir();
+    let d = dir.path();
+    shoal_ok(d, &["topic", "create", "t", "--partitions", "2"]);
+    std::fs::write(d.join("a.jsonl"), minute_records(0, 10)).unwrap();
+    shoal_ok(d, &["produce", "t", "--key", "card_id", "a.jsonl"]);
+    std::fs::write(
+        d.join("p.yaml"),
+        "name: grown\ncheckpoint: { interval: 200ms }\nsources:\n  txns:\n    type: log\n    topic: t\n    start: earliest\n    stop_at_end: true\n    event_time: { column: ts, max_delay: 1s }\n    schema: { id: int64, card_id: int64, amount: float64, ts: timestamp_ms }\ntransforms:\n  w:\n    type: sql\n    inputs: [txns]\n    key: card_id\n    query: |\n      SELECT card_id, tumble(ts, INTERVAL '1' MINUTE) AS w, COUNT(*) AS n\n      FROM txns GROUP BY card_id, tumble(ts, INTERVAL '1' MINUTE)\nsinks:\n  out: { type: file, inputs: [w], path: out }\ndead_letter: { type: file, path: dead }\n",
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    std::fs::write(d.join("b.jsonl"), minute_records(10, 10)).unwrap();
+    shoal_ok(d, &["produce", "t", "--key", "card_id", "b.jsonl"]);
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let late = std::fs::read_to_string(d.join("dead/dead-letters.jsonl")).unwrap_or_default();
+    assert_eq!(late.lines().count(), 0, "dead letters: {late}");
+    let mut per_minute: BTreeMap<String, u64> = BTreeMap::new();
+    let rows = read_jsonl_dir(&d.join("out"));
+    for r in &rows {
+        *per_minute
+            .entry(r["w"].as_str().unwrap().to_owned())
+            .or_default() += r["n"].as_u64().unwrap();
+    }
+    assert_eq!(per_minute.len(), 20, "{per_minute:?}");
+    assert!(per_minute.values().all(|n| *n == 60), "{per_minute:?}");
+    assert_eq!(rows.len(), 20 * 7, "each (card, minute) window once");
+}

@@ -301,6 +301,10 @@ fn wire(
             partitioning: match key {
                 Some(k) => Partitioning::Hash {
                     column: k.to_string(),
+                    key_type: schema
+                        .field_with_name(k)
+                        .ok()
+                        .map(|f| f.data_type().clone()),
                 },
                 None if up.parallelism == parallelism || parallelism == 1 => Partitioning::Forward,
                 None => Partitioning::RoundRobin,

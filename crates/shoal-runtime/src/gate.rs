@@ -5,7 +5,10 @@
 //!   every upstream channel said it has no more records (barriers may still
 //!   follow), and [`InputEvent::End`] once every upstream channel has ended.
 //! * **Watermarks** are tracked per channel; the gate yields one when the
-//!   minimum over all channels advances.
+//!   minimum over all channels advances. A channel that said it is
+//!   [idle](Message::Idle) is left out of the minimum until its next
+//!   watermark or batch; when every channel is idle the gate yields
+//!   [`InputEvent::Idle`] once (and no watermark).
 //! * **Barriers** are aligned: once barrier `n` arrived on a channel, later
 //!   messages from that channel are held back until barrier `n` arrived on
 //!   every channel; then the gate yields [`InputEvent::Barrier`] and replays
@@ -30,6 +33,8 @@ pub enum InputEvent {
     },
     /// The minimum watermark over all inputs advanced to this value.
     Watermark(i64),
+    /// Every input channel that has not ended is idle.
+    Idle,
     /// Barrier `n` arrived on every input channel.
     Barrier(u64),
     /// No input channel will deliver another record (yielded once, before
@@ -43,6 +48,10 @@ pub enum InputEvent {
 pub struct InputGate {
     rx: TaskReceiver,
     watermarks: Vec<i64>,
+    /// Channels that said they are idle.
+    idle: Vec<bool>,
+    /// Whether [`InputEvent::Idle`] was yielded since the last activity.
+    idle_reported: bool,
     ended: Vec<bool>,
     n_ended: usize,
     drained: Vec<bool>,
@@ -61,6 +70,8 @@ impl InputGate {
         Self {
             rx,
             watermarks: vec![i64::MIN; channels],
+            idle: vec![false; channels],
+            idle_reported: false,
             ended: vec![false; channels],
             n_ended: 0,
             drained: vec![false; channels],
@@ -112,14 +123,22 @@ impl InputGate {
             return None;
         }
         match env.msg {
-            Message::Batch(batch) => Some(InputEvent::Batch {
-                input: env.input,
-                batch,
-            }),
+            Message::Batch(batch) => {
+                self.active(ch);
+                Some(InputEvent::Batch {
+                    input: env.input,
+                    batch,
+                })
+            }
             Message::Watermark(t) => {
+                self.active(ch);
                 if t > self.watermarks[ch] {
                     self.watermarks[ch] = t;
                 }
+                self.advance_watermark()
+            }
+            Message::Idle => {
+                self.idle[ch] = true;
                 self.advance_watermark()
             }
             Message::Barrier(id) => self.on_barrier(ch, id),
@@ -165,8 +184,29 @@ impl InputGate {
         (self.n_drained == self.drained.len()).then_some(InputEvent::EndOfData)
     }
 
+    /// Channel `ch` delivered a record or a watermark: it is not idle.
+    fn active(&mut self, ch: usize) {
+        if self.idle[ch] {
+            self.idle[ch] = false;
+            self.idle_reported = false;
+        }
+    }
+
     fn advance_watermark(&mut self) -> Option<InputEvent> {
-        let min = self.watermarks.iter().copied().min().unwrap_or(i64::MIN);
+        let live = self
+            .watermarks
+            .iter()
+            .zip(&self.idle)
+            .filter(|(_, idle)| !**idle)
+            .map(|(w, _)| *w);
+        let Some(min) = live.min() else {
+            // Every channel is idle: say so once, hold event time where it is.
+            if self.idle_reported {
+                return None;
+            }
+            self.idle_reported = true;
+            return Some(InputEvent::Idle);
+        };
         // All channels ended: End itself carries "+inf"; no watermark needed.
         if min > self.current_watermark && min != i64::MAX {
             self.current_watermark = min;
@@ -241,6 +281,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idle_channels_do_not_hold_event_time_back() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 3);
+        tx.send(env(0, Message::Watermark(10))).await.unwrap();
+        tx.send(env(1, Message::Idle)).await.unwrap();
+        tx.send(env(2, Message::Idle)).await.unwrap();
+        // Channels 1 and 2 idle: channel 0 alone decides.
+        assert!(matches!(gate.next().await, Some(InputEvent::Watermark(10))));
+        tx.send(env(0, Message::Idle)).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::Idle)));
+        // Channel 2 comes back behind: time does not go back, but it holds
+        // the next advance.
+        tx.send(env(2, Message::Watermark(5))).await.unwrap();
+        tx.send(env(0, Message::Watermark(30))).await.unwrap();
+        tx.send(env(2, Message::Watermark(20))).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::Watermark(20))));
+        tx.send(env(0, Message::End)).await.unwrap();
+        tx.send(env(1, Message::End)).await.unwrap();
+        tx.send(env(2, Message::End)).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::EndOfData)));
+        assert!(matches!(gate.next().await, Some(InputEvent::End)));
+    }
+
+    #[tokio::test]
     async fn watermark_is_min_over_channels_and_end_needs_all() {
         let (tx, rx) = bounded(16);
         let mut gate = InputGate::new(rx, 2);
@@ -280,7 +344,7 @@ mod tests {
                     seen.push(format!("b{v}"));
                 }
                 InputEvent::Barrier(id) => seen.push(format!("B{id}")),
-                InputEvent::Watermark(_) => {}
+                InputEvent::Watermark(_) | InputEvent::Idle => {}
                 InputEvent::EndOfData => seen.push("D".into()),
                 InputEvent::End => {
                     seen.push("E".into());

@@ -179,6 +179,16 @@ impl JobGraph {
                 }
                 .to_string(),
                 parallelism: n.parallelism,
+                key_hash: n.inputs.iter().find_map(|e| match &e.partitioning {
+                    Partitioning::Hash { column, key_type } => Some(format!(
+                        "{} {column}:{}",
+                        crate::partition::KEY_HASH,
+                        key_type
+                            .as_ref()
+                            .map_or("unknown", crate::partition::key_family)
+                    )),
+                    _ => None,
+                }),
             })
             .collect()
     }
@@ -299,6 +309,7 @@ impl JobGraph {
                                 cancel: cancel.clone(),
                                 dead: dead.clone(),
                                 last_watermark: i64::MIN,
+                                idle: false,
                                 checkpoint,
                             };
                             Box::pin(task::run_source(src, ctx))
@@ -722,7 +733,10 @@ mod tests {
             sink_p,
             vec![EdgeSpec {
                 from: op,
-                partitioning: Partitioning::Hash { column: "k".into() },
+                partitioning: Partitioning::Hash {
+                    column: "k".into(),
+                    key_type: None,
+                },
             }],
             move |instance| {
                 Ok(Box::new(Collect {

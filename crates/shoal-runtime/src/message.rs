@@ -10,6 +10,10 @@ pub enum Message {
     /// Event time has advanced to this many milliseconds since the epoch:
     /// no record with an earlier event time is expected any more.
     Watermark(i64),
+    /// The sender has nothing to read for now (a source instance that owns
+    /// no partitions): until its next watermark or batch it does not hold
+    /// event time back downstream.
+    Idle,
     /// Checkpoint barrier for this epoch.
     Barrier(u64),
     /// The sender has no more records. Barriers may still follow (the

@@ -41,7 +41,9 @@ impl OutEdge {
             Partitioning::RoundRobin if n == 1 => Routing::Fixed(0),
             Partitioning::RoundRobin => Routing::RoundRobin { next: instance % n },
             Partitioning::Hash { .. } if n == 1 => Routing::Fixed(0),
-            Partitioning::Hash { column } => Routing::Hash(HashPartitioner::new(column.clone(), n)),
+            Partitioning::Hash { column, .. } => {
+                Routing::Hash(HashPartitioner::new(column.clone(), n))
+            }
         };
         Self {
             senders,

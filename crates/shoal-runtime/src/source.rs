@@ -41,6 +41,8 @@ pub struct SourceContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) dead: DeadLetters,
     pub(crate) last_watermark: i64,
+    /// Whether [`SourceContext::emit_idle`] was the last thing said.
+    pub(crate) idle: bool,
     pub(crate) checkpoint: Option<SourceCheckpoint>,
 }
 
@@ -157,6 +159,7 @@ impl SourceContext {
             return Ok(());
         }
         self.checkpoint_point().await?;
+        self.idle = false;
         self.output.send_batch(batch).await?;
         self.metrics.add_out(rows);
         Ok(())
@@ -168,10 +171,22 @@ impl SourceContext {
             return Ok(());
         }
         self.last_watermark = watermark;
+        self.idle = false;
         self.metrics
             .watermark
             .store(watermark, std::sync::atomic::Ordering::Relaxed);
         self.output.broadcast(Message::Watermark(watermark)).await
+    }
+
+    /// Say that this instance has nothing to read for now (it owns no
+    /// partitions), so it does not hold event time back downstream; its
+    /// next watermark or batch ends that. Sent once per idle spell.
+    pub async fn emit_idle(&mut self) -> Result<()> {
+        if self.idle {
+            return Ok(());
+        }
+        self.idle = true;
+        self.output.broadcast(Message::Idle).await
     }
 
     /// Send a record to the dead-letter output and count it.

@@ -85,6 +85,7 @@ pub(crate) async fn run_operator(
                         output.broadcast(Message::Watermark(t)).await?;
                     }
                 }
+                InputEvent::Idle => output.broadcast(Message::Idle).await?,
                 InputEvent::Barrier(id) => {
                     let state = match &checkpoint {
                         Some(link) => op.snapshot_at(&crate::state::StateContext {
@@ -181,6 +182,7 @@ pub(crate) async fn run_sink(
                         .watermark
                         .store(t, std::sync::atomic::Ordering::Relaxed);
                 }
+                InputEvent::Idle => {}
                 InputEvent::EndOfData => sink.end_of_data()?,
                 InputEvent::Barrier(id) => {
                     sink.pre_commit(id)?;

@@ -58,6 +58,10 @@ use shoal_dsl::{Assignor, FileFormat, KafkaSource as KafkaSourceSpec, StartFrom}
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use super::ledger::{OffsetLedger, PositionStore, TopicPartition};
+
+/// How long a member with event time owns no partition before it tells
+/// downstream it is idle.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
 use super::{client_config, kafka_err};
 use crate::event_time::EventTime;
 use crate::format::{BadRecord, RecordChunk, RecordDecoder};
@@ -173,6 +177,9 @@ struct Assignment {
     /// [`Handover`]).
     handover: Option<Handover>,
     error: Option<String>,
+    /// Whether the group has assigned this member partitions (possibly
+    /// none) at least once.
+    rebalanced: bool,
 }
 
 /// A revocation held back until the output of the revoked partitions is
@@ -336,6 +343,7 @@ impl ConsumerContext for MemberContext {
                     a.released_since_barrier.remove(&tp);
                     a.owned.insert(tp, known);
                 }
+                a.rebalanced = true;
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 for tp in &parts {
@@ -657,6 +665,9 @@ impl Source for KafkaSource {
             };
             // The event-time partitions `event_time` was last assigned.
             let mut event_time_owned: Vec<u32> = Vec::new();
+            // Since when this member has owned no partition (see `IDLE_AFTER`).
+            let mut owning_nothing_since: Option<Instant> = None;
+            let mut idle_now = false;
             let last_barrier = Arc::new(std::sync::atomic::AtomicU64::new(0));
             if let Some(ledger) = &self.ledger {
                 let ledger = ledger.clone();
@@ -715,7 +726,23 @@ impl Source for KafkaSource {
                                 et.assign(&now);
                                 event_time_owned = now;
                             }
+                            // Owning nothing after the group's assignment
+                            // (more members than partitions, or all moved
+                            // to other processes) for a second — longer
+                            // than the gap between a revocation and the
+                            // next assignment — the member is idle and
+                            // must not hold event time back downstream.
+                            if event_time_owned.is_empty() && a.rebalanced && a.handover.is_none() {
+                                let since = *owning_nothing_since.get_or_insert_with(Instant::now);
+                                idle_now = since.elapsed() >= IDLE_AFTER;
+                            } else {
+                                owning_nothing_since = None;
+                            }
                         }
+                    }
+                    if idle_now {
+                        idle_now = false;
+                        ctx.emit_idle().await?;
                     }
                     // Collect up to one batch of records, per partition.
                     for c in &mut chunks {

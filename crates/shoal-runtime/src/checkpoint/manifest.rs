@@ -28,6 +28,24 @@ pub struct TopologyNode {
     pub role: String,
     /// Parallel instances.
     pub parallelism: usize,
+    /// How records are routed to its instances by key, when they are:
+    /// the hash and the key (`xxh64/v1 card:int`, see
+    /// [`crate::partition::KEY_HASH`]). Keyed state restored on more than
+    /// one instance must have been routed the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hash: Option<String>,
+}
+
+impl TopologyNode {
+    /// Whether state taken on `self` can be restored on `now`: same id,
+    /// role and parallelism, and — when keys were spread over several
+    /// instances — the same key routing.
+    fn fits(&self, now: &TopologyNode) -> bool {
+        self.id == now.id
+            && self.role == now.role
+            && self.parallelism == now.parallelism
+            && (self.key_hash == now.key_hash || self.parallelism == 1)
+    }
 }
 
 /// A completed checkpoint.
@@ -152,12 +170,19 @@ impl Manifest {
 
     /// Check that this checkpoint's state fits `topology`.
     pub fn check_topology(&self, topology: &[TopologyNode], dir: &Path) -> Result<()> {
-        if self.topology == topology {
+        if self.topology.len() == topology.len()
+            && self.topology.iter().zip(topology).all(|(a, b)| a.fits(b))
+        {
             return Ok(());
         }
         let show = |t: &[TopologyNode]| {
             t.iter()
-                .map(|n| format!("{} {} x{}", n.role, n.id, n.parallelism))
+                .map(|n| match &n.key_hash {
+                    Some(h) if n.parallelism > 1 => {
+                        format!("{} {} x{} by {h}", n.role, n.id, n.parallelism)
+                    }
+                    _ => format!("{} {} x{}", n.role, n.id, n.parallelism),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -189,6 +214,7 @@ mod tests {
                 id: "src".into(),
                 role: "source".into(),
                 parallelism: 2,
+                key_hash: None,
             }],
             states: BTreeMap::from([(
                 "src".to_string(),
@@ -222,5 +248,19 @@ mod tests {
             err.contains("pipeline changed") && err.contains("x3"),
             "{err}"
         );
+        // Keys spread over two instances by another hash (a checkpoint of a
+        // build without `key_hash`) would land on the wrong instances.
+        let mut rehashed = m.topology.clone();
+        rehashed[0].key_hash = Some("xxh64/v1 k:int".into());
+        let err = m
+            .check_topology(&rehashed, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("by xxh64/v1 k:int"), "{err}");
+        // On one instance the routing does not matter.
+        let mut one = m.clone();
+        one.topology[0].parallelism = 1;
+        rehashed[0].parallelism = 1;
+        assert!(one.check_topology(&rehashed, dir.path()).is_ok());
     }
 }

@@ -305,6 +305,15 @@ impl OverSpec {
             return Ok(None);
         }
         state.watermark = watermark;
+        if watermark == i64::MAX {
+            // End of input: what is persisted is the event time processed
+            // (the newest row released), not +inf, so a rerun on a grown
+            // input goes on normally.
+            let newest = state.pending.iter().map(|p| p.max).max();
+            state.finite_watermark = state.finite_watermark.max(newest.unwrap_or(i64::MIN));
+        } else {
+            state.finite_watermark = watermark;
+        }
         let mut released = Vec::new();
         let mut kept = Vec::new();
         for p in state.pending.drain(..) {
@@ -328,7 +337,10 @@ impl OverSpec {
             }
         }
         state.pending = kept;
-        self.expire(watermark, state);
+        if watermark != i64::MAX {
+            // At end of input nothing expires: the frames stay for a rerun.
+            self.expire(watermark, state);
+        }
         if released.iter().all(|b| b.num_rows() == 0) {
             return Ok(None);
         }
@@ -648,8 +660,11 @@ pub(crate) struct OverState {
     /// Created on first use (a stateless query never needs it).
     tables: Option<OverTables>,
     pending: Vec<Pending>,
-    /// Event time processed so far (ms).
+    /// Event time processed so far (ms); +inf once the input ended.
     watermark: i64,
+    /// The same, never +inf: at end of input the newest row's event time.
+    /// This is what snapshots persist.
+    finite_watermark: i64,
     next_expiry: i64,
     /// Scratch: output values per aggregate, argument values of a group.
     out: Vec<Vec<Val>>,
@@ -662,6 +677,7 @@ impl Default for OverState {
             tables: None,
             pending: Vec::new(),
             watermark: i64::MIN,
+            finite_watermark: i64::MIN,
             next_expiry: i64::MIN,
             out: Vec::new(),
             vals: Vec::new(),
@@ -699,7 +715,7 @@ impl OverState {
             w.finish()?;
         }
         Ok(serde_json::json!({
-            "watermark": self.watermark,
+            "watermark": self.finite_watermark,
             "pending": String::from_utf8_lossy(&buf),
         }))
     }
@@ -770,6 +786,7 @@ impl OverState {
     /// Restore the `{watermark, pending}` part of a snapshot.
     fn restore_buffered(&mut self, spec: &OverSpec, v: &serde_json::Value) -> RtResult<()> {
         self.watermark = v["watermark"].as_i64().unwrap_or(i64::MIN);
+        self.finite_watermark = self.watermark;
         self.pending.clear();
         let text = v["pending"].as_str().unwrap_or("");
         if !text.is_empty() {

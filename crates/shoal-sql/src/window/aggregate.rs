@@ -190,6 +190,9 @@ impl WindowAggSpec {
         }
         let previous = state.watermark;
         state.watermark = watermark;
+        if watermark != i64::MAX {
+            state.finite_watermark = watermark;
+        }
         match self.kind {
             WindowKind::Tumble { size } => self.fire_tumble(size, watermark, state),
             WindowKind::Hop { slide, size } => {

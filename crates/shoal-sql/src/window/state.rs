@@ -145,6 +145,9 @@ pub struct WindowAggState {
     /// Event time reached: rows before it are late; windows ending at or
     /// before it have fired.
     pub(crate) watermark: i64,
+    /// The newest watermark below +inf (end of input): what snapshots
+    /// persist, so a rerun on a grown input is not all late.
+    pub(crate) finite_watermark: i64,
     /// Panes by start (ms).
     pub(crate) panes: BTreeMap<i64, Pane>,
     /// Rows of open sessions (`spec.rows_schema`).
@@ -157,6 +160,7 @@ impl Default for WindowAggState {
     fn default() -> Self {
         Self {
             watermark: i64::MIN,
+            finite_watermark: i64::MIN,
             panes: BTreeMap::new(),
             session_rows: Vec::new(),
             session_min_ts: i64::MAX,
@@ -232,7 +236,7 @@ impl WindowAggState {
             }));
         let reference = image.snapshot(ctx, units)?;
         Ok(serde_json::json!({
-            "watermark": self.watermark,
+            "watermark": self.finite_watermark,
             "keyed_state": reference["keyed_state"].clone(),
         }))
     }
@@ -245,8 +249,10 @@ impl WindowAggState {
         dir: &std::path::Path,
     ) -> RtResult<Self> {
         let bad = || RuntimeError::User("window-aggregate state is malformed".into());
+        let watermark = v["watermark"].as_i64().ok_or_else(bad)?;
         let mut state = Self {
-            watermark: v["watermark"].as_i64().ok_or_else(bad)?,
+            watermark,
+            finite_watermark: watermark,
             ..Self::default()
         };
         let reference = serde_json::json!({ "keyed_state": v["keyed_state"].clone() });
@@ -298,7 +304,7 @@ impl WindowAggState {
             v
         };
         Ok(serde_json::json!({
-            "watermark": self.watermark,
+            "watermark": self.finite_watermark,
             "panes": panes,
             "session_rows": session,
         }))
@@ -307,8 +313,10 @@ impl WindowAggState {
     /// State from [`WindowAggState::snapshot`]'s JSON.
     pub(crate) fn restore(spec: &WindowAggSpec, v: &serde_json::Value) -> RtResult<Self> {
         let bad = || RuntimeError::User("window-aggregate state is malformed".into());
+        let watermark = v["watermark"].as_i64().ok_or_else(bad)?;
         let mut state = Self {
-            watermark: v["watermark"].as_i64().ok_or_else(bad)?,
+            watermark,
+            finite_watermark: watermark,
             ..Self::default()
         };
         for p in v["panes"].as_array().ok_or_else(bad)? {
