@@ -13,6 +13,7 @@ mod build;
 mod explain;
 mod node;
 mod planner;
+mod restore;
 mod score;
 
 pub use node::{PlanEdge, PlanNode};

@@ -215,6 +215,7 @@ impl JobGraph {
         let (completed_tx, completed_rx) = tokio::sync::watch::channel(0u64);
         let mut source_injects = Vec::new();
         let mut sink_completes = Vec::new();
+        let mut sink_committed = Vec::new();
         let checkpointing = opts.checkpoint.is_some();
         let checkpoint_dir = opts.checkpoint.as_ref().map(|c| c.dir.clone());
         let link = |node: usize, instance: usize| {
@@ -352,7 +353,13 @@ impl JobGraph {
                             let checkpoint = link(nid, instance).map(|l| {
                                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                                 sink_completes.push(tx);
-                                (l, rx)
+                                // Epochs up to the restored checkpoint are
+                                // committed by `recover`.
+                                let mark = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                                    opts.restore.as_ref().map_or(0, |m| m.id),
+                                ));
+                                sink_committed.push(mark.clone());
+                                (l, rx, mark)
                             });
                             Box::pin(task::run_sink(
                                 id.clone(),
@@ -378,6 +385,7 @@ impl JobGraph {
                     next_id: opts.restore.as_ref().map_or(1, |m| m.id + 1),
                     sources: source_injects,
                     sinks: sink_completes,
+                    sink_committed,
                     inbox: coord_inbox,
                     completed: completed_tx,
                     metrics: metrics.clone(),

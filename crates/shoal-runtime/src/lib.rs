@@ -37,6 +37,8 @@ mod sink;
 mod source;
 pub mod state;
 mod task;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 mod watermark;
 
 pub use checkpoint::{CheckpointConfig, Manifest};
@@ -48,7 +50,7 @@ pub use message::{Envelope, Message};
 pub use metrics::{CheckpointStats, Metrics, NodeMetrics, NodeRole};
 pub use operator::{Collector, Operator};
 pub use output::Output;
-pub use partition::{HashPartitioner, Partitioning};
+pub use partition::{HashPartitioner, KEY_HASH, Partitioning, key_family, key_hashes};
 pub use sink::Sink;
 pub use source::{BarrierHook, Source, SourceContext};
 pub use watermark::{SharedPartitionTimes, WatermarkTracker, max_event_time_ms};

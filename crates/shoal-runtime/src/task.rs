@@ -1,6 +1,7 @@
 //! The loops that run one task instance: source, operator, sink, dead letters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::Instrument;
 
@@ -149,12 +150,22 @@ pub(crate) async fn run_sink(
     mut sink: Box<dyn Sink>,
     mut gate: InputGate,
     metrics: Arc<NodeMetrics>,
-    checkpoint: Option<(CheckpointLink, tokio::sync::mpsc::UnboundedReceiver<u64>)>,
+    checkpoint: Option<(
+        CheckpointLink,
+        tokio::sync::mpsc::UnboundedReceiver<u64>,
+        Arc<AtomicU64>,
+    )>,
 ) -> Result<()> {
     let span = tracing::info_span!("sink", operator = %node);
-    let (link, mut completed) = match checkpoint {
-        Some((l, c)) => (Some(l), Some(c)),
-        None => (None, None),
+    let (link, mut completed, mark) = match checkpoint {
+        Some((l, c, m)) => (Some(l), Some(c), Some(m)),
+        None => (None, None, None),
+    };
+    // The coordinator keeps the manifests of epochs not yet committed.
+    let committed = |id: u64| {
+        if let Some(m) = &mark {
+            m.fetch_max(id, Ordering::Release);
+        }
     };
     async {
         loop {
@@ -163,6 +174,7 @@ pub(crate) async fn run_sink(
                     biased;
                     Some(id) = c.recv() => {
                         sink.commit(id)?;
+                        committed(id);
                         continue;
                     }
                     ev = gate.next() => ev,
@@ -199,6 +211,7 @@ pub(crate) async fn run_sink(
                     // commit each epoch the coordinator completes, and nothing else.
                     while let Some(id) = c.recv().await {
                         sink.commit(id)?;
+                        committed(id);
                     }
                     return Ok(());
                 }

@@ -20,12 +20,10 @@ pub fn run(
     let name = plan.name.clone();
     let channel_capacity = plan.channel_capacity;
     let checkpoint = plan.checkpoint.clone();
-    let restore = match &checkpoint {
-        Some(c) => {
-            shoal_runtime::Manifest::latest(&c.dir).map_err(|e| Failure::Runtime(e.into()))?
-        }
-        None => None,
-    };
+    let restore = plan.restore_point().map_err(|e| match e.domain() {
+        shoal_runtime::ErrorDomain::User => Failure::BadInput(format!("error: {e}")),
+        _ => Failure::Runtime(e.into()),
+    })?;
     if let (Some(m), Some(c)) = (&restore, &checkpoint) {
         eprintln!("restoring from checkpoint {} in {}", m.id, c.dir.display());
     }

@@ -155,6 +155,32 @@ impl PostgresPositions {
     }
 }
 
+impl PostgresPositions {
+    /// The newest epoch each listed task of sink `sink` of `pipeline`
+    /// committed (`shoal_epochs`); a task that never committed is left out.
+    pub fn committed_epochs(
+        &self,
+        pipeline: &str,
+        sink: &str,
+        tasks: &[String],
+    ) -> Result<HashMap<String, u64>> {
+        ensure(&self.client, EPOCHS_DDL)?;
+        let (pipeline, sink, tasks) = (pipeline.to_string(), sink.to_string(), tasks.to_vec());
+        self.client.run(move |rt, c| {
+            let rows = rt
+                .block_on(c.query(
+                    "SELECT task, epoch FROM shoal_epochs WHERE pipeline = $1 AND sink = $2 AND task = ANY($3)",
+                    &[&pipeline, &sink, &tasks],
+                ))
+                .map_err(|e| pg_err("read shoal_epochs", e))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
+        })
+    }
+}
+
 impl PositionStore for PostgresPositions {
     fn positions(
         &self,

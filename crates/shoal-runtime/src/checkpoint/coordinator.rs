@@ -1,6 +1,8 @@
 //! The checkpoint coordinator task.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -21,6 +23,10 @@ pub(crate) struct Coordinator {
     pub next_id: u64,
     pub sources: Vec<mpsc::UnboundedSender<Inject>>,
     pub sinks: Vec<mpsc::UnboundedSender<u64>>,
+    /// Per sink instance, the newest epoch it committed: manifests from the
+    /// oldest of them on are kept (a sink that owns the source offsets may
+    /// restart from the epoch it committed, not the newest manifest).
+    pub sink_committed: Vec<Arc<AtomicU64>>,
     pub inbox: mpsc::UnboundedReceiver<ToCoordinator>,
     pub completed: watch::Sender<u64>,
     pub metrics: Metrics,
@@ -132,7 +138,15 @@ impl Coordinator {
                     .collect(),
             };
             manifest.write(&self.config.dir)?;
-            Manifest::prune(&self.config.dir, self.config.keep)?;
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::after_manifest(id, &self.metrics);
+            let floor = self
+                .sink_committed
+                .iter()
+                .map(|c| c.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(u64::MAX);
+            Manifest::prune(&self.config.dir, self.config.keep, floor)?;
             self.metrics
                 .record_checkpoint(id, started.elapsed(), state_bytes);
             tracing::info!(

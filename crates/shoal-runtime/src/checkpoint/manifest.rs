@@ -80,6 +80,16 @@ fn file_name(id: u64) -> String {
     format!("chk-{id:020}.json")
 }
 
+/// The checkpoint id in a manifest's file name.
+fn manifest_id(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("chk-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
 impl Manifest {
     /// Write atomically into `dir`.
     pub fn write(&self, dir: &Path) -> Result<PathBuf> {
@@ -136,6 +146,28 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The manifest of checkpoint `id` in `dir`, if it is there.
+    pub fn at(dir: &Path, id: u64) -> Result<Option<Manifest>> {
+        let path = dir.join(file_name(id));
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::read(&path).map(Some)
+    }
+
+    /// Delete the manifests newer than checkpoint `id` (a restart from `id`
+    /// takes their numbers again); returns how many.
+    pub fn discard_after(dir: &Path, id: u64) -> Result<usize> {
+        let mut n = 0;
+        for f in Self::list(dir)? {
+            if manifest_id(&f).is_some_and(|m| m > id) {
+                fs::remove_file(&f).map_err(|e| io("remove", &f, e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The newest completed manifest in `dir`, if any.
     pub fn latest(dir: &Path) -> Result<Option<Manifest>> {
         match Self::list(dir)?.last() {
@@ -145,11 +177,17 @@ impl Manifest {
     }
 
     /// Delete all but the newest `keep` manifests (and stray temp files),
-    /// and the keyed-state files none of the kept ones references
+    /// keeping every manifest from checkpoint `floor` on (the oldest epoch a
+    /// sink has not yet committed past: a restart may need it), and the
+    /// keyed-state files none of the kept ones references
     /// ([`crate::state::prune_files`]).
-    pub fn prune(dir: &Path, keep: usize) -> Result<()> {
+    pub fn prune(dir: &Path, keep: usize, floor: u64) -> Result<()> {
         let files = Self::list(dir)?;
         let n = files.len().saturating_sub(keep.max(1));
+        let n = files[..n]
+            .iter()
+            .take_while(|f| manifest_id(f).is_some_and(|id| id < floor))
+            .count();
         for f in &files[..n] {
             fs::remove_file(f).map_err(|e| io("remove", f, e))?;
         }
@@ -233,7 +271,11 @@ mod tests {
         // A torn temp file from a crash is not a manifest.
         std::fs::write(dir.path().join(".chk-00000000000000000006.json.tmp"), b"{").unwrap();
         assert_eq!(Manifest::latest(dir.path()).unwrap().unwrap().id, 5);
-        Manifest::prune(dir.path(), 2).unwrap();
+        // A sink that committed only epoch 2 keeps manifests 2.. alive.
+        Manifest::prune(dir.path(), 2, 2).unwrap();
+        assert_eq!(Manifest::list(dir.path()).unwrap().len(), 4);
+        assert!(Manifest::read(&dir.path().join(file_name(2))).is_ok());
+        Manifest::prune(dir.path(), 2, u64::MAX).unwrap();
         assert_eq!(Manifest::list(dir.path()).unwrap().len(), 2);
         let m = Manifest::latest(dir.path()).unwrap().unwrap();
         assert_eq!(m.states["src"][0]["pos"], 5);

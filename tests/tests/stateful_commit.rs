@@ -1,0 +1,184 @@
+//! Stateful pipelines whose sink owns the source offsets (Kafka → Postgres):
+//! a crash between the two halves of a checkpoint's commit — the manifest
+//! of checkpoint `c` durable, the sink's transaction of epoch `c` not yet
+//! run — must not replay epoch `c` into state that already holds it.
+//!
+//! The crash comes from the runtime's `test-hooks` feature
+//! (`SHOAL_TEST_ABORT_AFTER_MANIFEST=N`), compiled only into the test
+//! build of `shoal`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use shoal_tests::services::{create_topic, kafka_brokers, pg, postgres_url, produce, unique};
+use shoal_tests::{shoal_bin, shoal_ok, workdir};
+
+const CARDS: usize = 37;
+
+/// `n` records, keyed by card, one a second of event time; every 10th id
+/// is sent twice (the duplicate follows it at once: `dedup` drops it).
+fn records(n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let card = i % CARDS;
+        let rec = format!(
+            "{{\"id\":{i},\"card\":{card},\"amount\":{},\"ts\":\"2026-01-01T{:02}:{:02}:{:02}\"}}",
+            (i % 100) as f64,
+            i / 3600,
+            i / 60 % 60,
+            i % 60
+        );
+        out.push((card.to_string(), rec.clone()));
+        if i % 10 == 0 {
+            out.push((card.to_string(), rec));
+        }
+    }
+    out
+}
+
+fn yaml(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    url: &str,
+    table: &str,
+    transforms: &str,
+) -> String {
+    format!(
+        "name: {table}\ncheckpoint: {{ interval: 100ms }}\nsources:\n  txns:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    session_timeout: 6s\n    batch_size: 500\n    event_time: {{ column: ts, max_delay: 1s }}\n    schema: {{ id: int64, card: int64, amount: float64, ts: timestamp_ms }}\ntransforms:\n  once:\n    type: dedup\n    inputs: [txns]\n    key: [id]\n    time: ts\n    within: 1h\n{transforms}sinks:\n  db: {{ type: postgres, inputs: [out], url: \"{url}\", table: {table} }}\n"
+    )
+}
+
+/// Runs `shoal run p.yaml` in `d` with the abort hook at manifest `at`;
+/// asserts the hook fired (the process did not finish on its own).
+fn run_aborting(d: &Path, at: u64) {
+    let out = Command::new(shoal_bin())
+        .args(["run", "--no-progress", "p.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .env_remove("RUST_LOG")
+        .env("SHOAL_TEST_ABORT_AFTER_MANIFEST", at.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("test hook: aborting after manifest"),
+        "the run was not aborted at manifest {at} (status {}): {stderr}",
+        out.status
+    );
+}
+
+/// The Kafka topic, produced; returns (topic, group, table, input size).
+fn setup(brokers: &str, n: usize, prefix: &str) -> (String, String, String) {
+    let topic = unique(&format!("in-{prefix}"));
+    create_topic(brokers, &topic, 4);
+    produce(brokers, &topic, &records(n));
+    (
+        topic,
+        unique(&format!("g-{prefix}")),
+        unique(prefix).replace('-', "_"),
+    )
+}
+
+/// dedup → per-card running COUNT and SUM (OVER): after the crash and a
+/// restart, every record is in the table once with the running values one
+/// uninterrupted pass computes (per card, in id order).
+#[test]
+fn crash_after_manifest_before_sink_commit_keeps_over_and_dedup_exact() {
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let n = 30_000;
+    let (topic, group, table) = setup(&brokers, n, "c_over");
+    let dir = workdir();
+    let d = dir.path();
+    let transforms = "  out:\n    type: sql\n    inputs: [once]\n    query: |\n      SELECT id, card, COUNT(*) OVER w AS n, SUM(amount) OVER w AS total\n      FROM once\n      WINDOW w AS (PARTITION BY card ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\n";
+    std::fs::write(
+        d.join("p.yaml"),
+        yaml(&brokers, &topic, &group, &url, &table, transforms),
+    )
+    .unwrap();
+    run_aborting(d, 2);
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let rows = pg(&url, &format!("SELECT id, card, n, total FROM {table}"));
+    let mut seen: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+    for r in &rows {
+        let v: Vec<&str> = r.iter().map(|c| c.as_deref().unwrap()).collect();
+        let id: i64 = v[0].parse().unwrap();
+        assert!(
+            seen.insert(id, (v[2].parse().unwrap(), v[3].parse().unwrap()))
+                .is_none(),
+            "id {id} written twice"
+        );
+    }
+    assert_eq!(seen.len(), n, "every record once ({} rows)", rows.len());
+    let mut wrong = Vec::new();
+    let mut sums = vec![0.0; CARDS];
+    for (id, (count, total)) in &seen {
+        let card = *id as usize % CARDS;
+        sums[card] += (*id % 100) as f64;
+        let want = (*id / CARDS as i64 + 1, sums[card]);
+        if (*count, *total) != want {
+            wrong.push((*id, (*count, *total), want));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} running values differ from one pass, e.g. (id, got, want) {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+/// dedup → per-card tumbling windows: after the crash and a restart, every
+/// (card, minute) window is in the table once, counting each record once.
+#[test]
+fn crash_after_manifest_before_sink_commit_keeps_windows_exact() {
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let n = 30_000;
+    let (topic, group, table) = setup(&brokers, n, "c_win");
+    let dir = workdir();
+    let d = dir.path();
+    let transforms = "  out:\n    type: sql\n    inputs: [once]\n    key: card\n    query: |\n      SELECT card, tumble(ts, INTERVAL '1' MINUTE) AS w, COUNT(*) AS n\n      FROM once GROUP BY card, tumble(ts, INTERVAL '1' MINUTE)\n";
+    std::fs::write(
+        d.join("p.yaml"),
+        yaml(&brokers, &topic, &group, &url, &table, transforms),
+    )
+    .unwrap();
+    run_aborting(d, 1);
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let rows = pg(&url, &format!("SELECT card, w, n FROM {table}"));
+    let mut got: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for r in &rows {
+        let v: Vec<&str> = r.iter().map(|c| c.as_deref().unwrap()).collect();
+        let key = (v[0].parse().unwrap(), v[1].to_owned());
+        assert!(
+            got.insert(key.clone(), v[2].parse().unwrap()).is_none(),
+            "window {key:?} twice"
+        );
+    }
+    let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for i in 0..n {
+        *want
+            .entry(((i % CARDS) as i64, (i / 60) as i64))
+            .or_default() += 1;
+    }
+    assert_eq!(got.len(), want.len(), "windows");
+    let got_counts: Vec<i64> = got.values().copied().collect();
+    let mut by_card: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for ((card, _), n) in &got {
+        by_card.entry(*card).or_default().push(*n);
+    }
+    let mut want_by_card: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for ((card, _), n) in &want {
+        want_by_card.entry(*card).or_default().push(*n);
+    }
+    assert_eq!(
+        by_card, want_by_card,
+        "per-card window counts (in window order)"
+    );
+    assert_eq!(got_counts.iter().sum::<i64>(), n as i64);
+}
