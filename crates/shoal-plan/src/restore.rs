@@ -15,13 +15,32 @@
 //! So such a run restores the manifest of the epoch the sink committed
 //! last, `E`: its operator state is exactly the state after the records
 //! below the offsets committed with `E`, which is where the source resumes.
+//!
+//! A Kafka sink has no epoch marker (the broker here drops offset-commit
+//! metadata), so its epoch is found by position: the newest manifest whose
+//! Kafka source positions are exactly the group's committed offsets (a
+//! partition without a committed offset must not have been read past its
+//! first record). An epoch in which no partition moved on has the positions
+//! of the one before, so of several such manifests the oldest is restored:
+//! a later one may hold output emitted without reading (the end-of-input
+//! flush, windows fired on an idle source) that the sink did not commit.
+//! The case this cannot tell: such output *was* committed and the process
+//! died before reading on — then it is emitted again (at-least-once for
+//! those rows; a Postgres sink, with its epoch marker, is exact).
+//! When no manifest stands there (another process committed the partitions
+//! since, for instance) the newest one is restored, as before.
 //! The coordinator never prunes the manifest of an epoch a sink has not yet
 //! committed past, so `E`'s manifest is there; manifests newer than `E` are
 //! discarded (their checkpoint numbers are taken again). No sink epoch
 //! committed yet means no state to restore.
 
-use shoal_connectors::kafka::process_identity;
+use std::collections::HashMap;
+
+use shoal_connectors::kafka::{
+    TopicPartition, checkpoint_positions, group_offsets, process_identity,
+};
 use shoal_connectors::postgres::PostgresPositions;
+use shoal_dsl::KafkaSource;
 use shoal_runtime::{Manifest, Result, RuntimeError};
 
 use crate::build::Builder;
@@ -36,6 +55,9 @@ impl Plan {
         let Some(latest) = Manifest::latest(&config.dir)? else {
             return Ok(None);
         };
+        if let Some(source) = self.kafka_source_of_kafka_sink() {
+            return by_kafka_positions(&config.dir, source, latest);
+        }
         let Some((sink, parallelism, url)) = self.offset_owning_postgres_sink() else {
             return Ok(Some(latest));
         };
@@ -72,6 +94,27 @@ impl Plan {
         })
     }
 
+    /// The Kafka source (node id, spec) whose offsets a Kafka sink stores
+    /// with its output, if the pipeline has that shape.
+    fn kafka_source_of_kafka_sink(&self) -> Option<(&str, &KafkaSource)> {
+        let mut sources = self.nodes.iter().filter_map(|n| match &n.builder {
+            Builder::Kafka(k) => Some((n.id.as_str(), k)),
+            _ => None,
+        });
+        let mut sinks = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+        match (sources.next(), sources.next(), sinks.next(), sinks.next()) {
+            (Some(source), None, Some(sink), None)
+                if matches!(sink.builder, Builder::KafkaSink(_)) =>
+            {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+
     /// `(sink id, parallelism, url)` of a Postgres sink that stores the
     /// source offsets with its output, if the pipeline has one.
     fn offset_owning_postgres_sink(&self) -> Option<(&str, usize, &str)> {
@@ -94,4 +137,67 @@ impl Plan {
             _ => None,
         }
     }
+}
+
+/// The newest manifest in `dir` whose Kafka source positions are where the
+/// group's committed offsets stand (see the module docs).
+fn by_kafka_positions(
+    dir: &std::path::Path,
+    (node, source): (&str, &KafkaSource),
+    latest: Manifest,
+) -> Result<Option<Manifest>> {
+    let mut manifests = Vec::new();
+    for path in Manifest::list(dir)?.iter().rev() {
+        let m = Manifest::read(path)?;
+        let positions = checkpoint_positions(m.states.get(node).map_or(&[][..], Vec::as_slice))?;
+        manifests.push((m, positions));
+    }
+    let mut partitions: Vec<_> = manifests
+        .iter()
+        .flat_map(|(_, p)| p.keys().cloned())
+        .collect();
+    partitions.sort();
+    partitions.dedup();
+    let offsets = group_offsets(&source.brokers, &source.options, &source.group, &partitions)?;
+    // Newest first. Of several matching manifests with the same positions
+    // (epochs that read nothing), the oldest: a later one may hold output
+    // emitted without reading (the end-of-input flush, windows fired on an
+    // idle source) that the sink has not committed.
+    let mut found: Option<(Manifest, HashMap<TopicPartition, i64>)> = None;
+    for (m, positions) in manifests {
+        match &found {
+            Some((_, p)) if *p == positions => found = Some((m, positions)),
+            Some(_) => break,
+            None if offsets.stand_at(&positions) => found = Some((m, positions)),
+            None => {}
+        }
+    }
+    if let Some((m, _)) = found {
+        {
+            if m.id < latest.id {
+                let discarded = Manifest::discard_after(dir, m.id)?;
+                tracing::warn!(
+                    restored = m.id,
+                    newest = latest.id,
+                    discarded,
+                    "the newest checkpoint is ahead of what the Kafka sink committed; restoring the checkpoint it committed"
+                );
+            }
+            return Ok(Some(m));
+        }
+    }
+    if offsets.committed.is_empty() {
+        // The sink never committed: nothing of any checkpoint is output.
+        let discarded = Manifest::discard_after(dir, 0)?;
+        tracing::warn!(
+            discarded,
+            "the Kafka sink committed nothing yet; starting without state"
+        );
+        return Ok(None);
+    }
+    tracing::info!(
+        newest = latest.id,
+        "no checkpoint stands where the group's committed offsets are; restoring the newest"
+    );
+    Ok(Some(latest))
 }

@@ -5,7 +5,10 @@
 //! `SHOAL_TEST_ABORT_AFTER_MANIFEST=N`: abort the process right after the
 //! manifest of the `N`-th checkpoint whose epoch brought rows to the sinks
 //! is durable, and before any sink is told to commit that epoch — the crash
-//! window between the two halves of the checkpoint commit.
+//! window between the two halves of the checkpoint commit. It first waits
+//! (up to 30 s) until the sinks committed every earlier epoch, so that no
+//! earlier commit is cut in half: this is the window after one commit and
+//! before the next, not a crash inside a sink's transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +19,7 @@ static SINK_ROWS: AtomicU64 = AtomicU64::new(0);
 static WITH_ROWS: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the coordinator once manifest `id` is written.
-pub(crate) fn after_manifest(id: u64, metrics: &Metrics) {
+pub(crate) fn after_manifest(id: u64, metrics: &Metrics, sinks_committed: impl Fn() -> u64) {
     let Some(wanted) = std::env::var("SHOAL_TEST_ABORT_AFTER_MANIFEST")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -27,6 +30,10 @@ pub(crate) fn after_manifest(id: u64, metrics: &Metrics) {
     if rows > SINK_ROWS.swap(rows, Ordering::Relaxed)
         && WITH_ROWS.fetch_add(1, Ordering::Relaxed) + 1 == wanted
     {
+        let waiting = std::time::Instant::now();
+        while sinks_committed() + 1 < id && waiting.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         eprintln!(
             "test hook: aborting after manifest {id} (checkpoint {wanted} with rows), before the sinks commit it"
         );

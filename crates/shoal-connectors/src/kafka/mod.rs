@@ -11,10 +11,12 @@
 //!   written" can never disagree, whichever process dies when.
 
 mod ledger;
+mod restart;
 mod sink;
 mod source;
 
 pub use ledger::{OffsetLedger, PositionStore, TopicPartition};
+pub use restart::{GroupOffsets, checkpoint_positions, group_offsets};
 pub use sink::{KafkaSink, KafkaSinkTransactions};
 pub use source::{KafkaSource, SharedPositions};
 

@@ -498,7 +498,7 @@ fn state_json(a: &Assignment, restored: &SharedPositions) -> serde_json::Value {
     serde_json::json!({ "positions": all })
 }
 
-fn parse_positions(state: &serde_json::Value) -> Result<Vec<(TopicPartition, i64)>> {
+pub(crate) fn parse_positions(state: &serde_json::Value) -> Result<Vec<(TopicPartition, i64)>> {
     let Some(map) = state["positions"].as_object() else {
         return Err(RuntimeError::User(format!(
             "kafka source state has no positions: {state}"

@@ -138,14 +138,16 @@ impl Coordinator {
                     .collect(),
             };
             manifest.write(&self.config.dir)?;
+            let sinks_committed = || {
+                self.sink_committed
+                    .iter()
+                    .map(|c| c.load(Ordering::Acquire))
+                    .min()
+                    .unwrap_or(u64::MAX)
+            };
             #[cfg(feature = "test-hooks")]
-            crate::test_hooks::after_manifest(id, &self.metrics);
-            let floor = self
-                .sink_committed
-                .iter()
-                .map(|c| c.load(Ordering::Acquire))
-                .min()
-                .unwrap_or(u64::MAX);
+            crate::test_hooks::after_manifest(id, &self.metrics, sinks_committed);
+            let floor = sinks_committed();
             Manifest::prune(&self.config.dir, self.config.keep, floor)?;
             self.metrics
                 .record_checkpoint(id, started.elapsed(), state_bytes);
