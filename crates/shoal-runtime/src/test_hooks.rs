@@ -5,7 +5,8 @@
 //! `SHOAL_TEST_ABORT_AFTER_MANIFEST=N`: abort the process right after the
 //! manifest of the `N`-th checkpoint whose epoch brought rows to the sinks
 //! is durable, and before any sink is told to commit that epoch — the crash
-//! window between the two halves of the checkpoint commit. It first waits
+//! window between the two halves of the checkpoint commit (or after the
+//! final checkpoint's manifest, when the run has fewer). It first waits
 //! (up to 30 s) until the sinks committed every earlier epoch, so that no
 //! earlier commit is cut in half: this is the window after one commit and
 //! before the next, not a crash inside a sink's transaction.
@@ -19,7 +20,12 @@ static SINK_ROWS: AtomicU64 = AtomicU64::new(0);
 static WITH_ROWS: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the coordinator once manifest `id` is written.
-pub(crate) fn after_manifest(id: u64, metrics: &Metrics, sinks_committed: impl Fn() -> u64) {
+pub(crate) fn after_manifest(
+    id: u64,
+    last: bool,
+    metrics: &Metrics,
+    sinks_committed: impl Fn() -> u64,
+) {
     let Some(wanted) = std::env::var("SHOAL_TEST_ABORT_AFTER_MANIFEST")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -27,9 +33,9 @@ pub(crate) fn after_manifest(id: u64, metrics: &Metrics, sinks_committed: impl F
         return;
     };
     let rows = metrics.sink_records();
-    if rows > SINK_ROWS.swap(rows, Ordering::Relaxed)
-        && WITH_ROWS.fetch_add(1, Ordering::Relaxed) + 1 == wanted
-    {
+    let with_rows = rows > SINK_ROWS.swap(rows, Ordering::Relaxed)
+        && WITH_ROWS.fetch_add(1, Ordering::Relaxed) + 1 == wanted;
+    if with_rows || last {
         let waiting = std::time::Instant::now();
         while sinks_committed() + 1 < id && waiting.elapsed() < std::time::Duration::from_secs(30) {
             std::thread::sleep(std::time::Duration::from_millis(5));

@@ -146,7 +146,7 @@ impl Coordinator {
                     .unwrap_or(u64::MAX)
             };
             #[cfg(feature = "test-hooks")]
-            crate::test_hooks::after_manifest(id, &self.metrics, sinks_committed);
+            crate::test_hooks::after_manifest(id, last, &self.metrics, sinks_committed);
             let floor = sinks_committed();
             Manifest::prune(&self.config.dir, self.config.keep, floor)?;
             self.metrics
