@@ -158,28 +158,32 @@ struct KafkaLedger {
     store: Option<Arc<dyn PositionStore>>,
 }
 
+/// The pipeline shape in which a sink owns the source offsets: exactly one
+/// Kafka source and exactly one Kafka or Postgres sink. Returns the source
+/// (node id, spec) and the sink's node.
+pub(crate) fn offset_owner(plan: &Plan) -> Option<((&str, &KafkaSource), &crate::PlanNode)> {
+    let mut sources = plan.nodes.iter().filter_map(|n| match &n.builder {
+        Builder::Kafka(k) => Some((n.id.as_str(), k)),
+        _ => None,
+    });
+    let mut sinks = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+    match (sources.next(), sources.next(), sinks.next(), sinks.next()) {
+        (Some(source), None, Some(sink), None) => Some((source, sink)),
+        _ => None,
+    }
+}
+
 fn kafka_ledger(plan: &Plan) -> Result<Option<KafkaLedger>> {
     if plan.checkpoint.is_none() {
         return Ok(None);
     }
-    let sources: Vec<&KafkaSource> = plan
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.builder {
-            Builder::Kafka(k) => Some(k),
-            _ => None,
-        })
-        .collect();
-    let sinks: Vec<&Builder> = plan
-        .nodes
-        .iter()
-        .map(|n| &n.builder)
-        .filter(|b| matches!(b, Builder::KafkaSink(_) | Builder::PostgresSink(_)))
-        .collect();
-    let ([source], [sink]) = (sources.as_slice(), sinks.as_slice()) else {
+    let Some(((_, source), sink)) = offset_owner(plan) else {
         return Ok(None);
     };
-    let store: Option<Arc<dyn PositionStore>> = match sink {
+    let store: Option<Arc<dyn PositionStore>> = match &sink.builder {
         Builder::PostgresSink(p) => Some(Arc::new(PostgresPositions::connect(&p.url)?)),
         _ => None,
     };

@@ -43,7 +43,7 @@ use shoal_connectors::postgres::PostgresPositions;
 use shoal_dsl::KafkaSource;
 use shoal_runtime::{Manifest, Result, RuntimeError};
 
-use crate::build::Builder;
+use crate::build::{Builder, offset_owner};
 use crate::planner::Plan;
 
 impl Plan {
@@ -97,20 +97,8 @@ impl Plan {
     /// The Kafka source (node id, spec) whose offsets a Kafka sink stores
     /// with its output, if the pipeline has that shape.
     fn kafka_source_of_kafka_sink(&self) -> Option<(&str, &KafkaSource)> {
-        let mut sources = self.nodes.iter().filter_map(|n| match &n.builder {
-            Builder::Kafka(k) => Some((n.id.as_str(), k)),
-            _ => None,
-        });
-        let mut sinks = self
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
-        match (sources.next(), sources.next(), sinks.next(), sinks.next()) {
-            (Some(source), None, Some(sink), None)
-                if matches!(sink.builder, Builder::KafkaSink(_)) =>
-            {
-                Some(source)
-            }
+        match offset_owner(self)? {
+            (source, sink) if matches!(sink.builder, Builder::KafkaSink(_)) => Some(source),
             _ => None,
         }
     }
@@ -118,22 +106,9 @@ impl Plan {
     /// `(sink id, parallelism, url)` of a Postgres sink that stores the
     /// source offsets with its output, if the pipeline has one.
     fn offset_owning_postgres_sink(&self) -> Option<(&str, usize, &str)> {
-        let kafka_sources = self
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.builder, Builder::Kafka(_)))
-            .count();
-        let mut sinks = self
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
-        let (Some(sink), None) = (sinks.next(), sinks.next()) else {
-            return None;
-        };
+        let (_, sink) = offset_owner(self)?;
         match &sink.builder {
-            Builder::PostgresSink(p) if kafka_sources == 1 => {
-                Some((sink.id.as_str(), sink.parallelism, p.url.as_str()))
-            }
+            Builder::PostgresSink(p) => Some((sink.id.as_str(), sink.parallelism, p.url.as_str())),
             _ => None,
         }
     }
