@@ -37,7 +37,7 @@ sources:
     start: earliest
     stop_at_end: true
     batch_size: 500
-    rate: 40000
+    rate: 20000
     schema: { txn_id: utf8, card_id: int64, merchant_id: int64, amount: float64, country: utf8, ts: timestamp_ms, is_fraud: bool }
 transforms:
   running:
