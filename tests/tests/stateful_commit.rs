@@ -51,7 +51,7 @@ fn yaml(
     transforms: &str,
 ) -> String {
     format!(
-        "name: {table}\ncheckpoint: {{ interval: 100ms }}\nsources:\n  txns:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    session_timeout: 6s\n    batch_size: 500\n    event_time: {{ column: ts, max_delay: 1s }}\n    schema: {{ id: int64, card: int64, amount: float64, ts: timestamp_ms }}\ntransforms:\n  once:\n    type: dedup\n    inputs: [txns]\n    key: [id]\n    time: ts\n    within: 1h\n{transforms}sinks:\n  db: {{ type: postgres, inputs: [out], url: \"{url}\", table: {table} }}\n"
+        "name: {table}\ncheckpoint: {{ interval: 100ms }}\nsources:\n  txns:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    key: card\n    session_timeout: 6s\n    batch_size: 500\n    event_time: {{ column: ts, max_delay: 1s }}\n    schema: {{ id: int64, card: int64, amount: float64, ts: timestamp_ms }}\ntransforms:\n  once:\n    type: dedup\n    inputs: [txns]\n    key: [card, id]\n    time: ts\n    within: 1h\n{transforms}sinks:\n  db: {{ type: postgres, inputs: [out], url: \"{url}\", table: {table} }}\n"
     )
 }
 

@@ -40,6 +40,11 @@ pub enum Command {
         /// (e.g. 127.0.0.1:9464).
         #[arg(long, env = "SHOAL_METRICS_ADDR", value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Start this stateful operator afresh: its state in the checkpoint
+        /// is dropped (after a change of its query that its state cannot
+        /// follow). Repeat for several operators.
+        #[arg(long = "drop-state", value_name = "OPERATOR")]
+        drop_state: Vec<String>,
     },
     /// Check pipeline files: syntax, references, schemas, SQL. Nothing runs.
     #[command(

@@ -244,6 +244,10 @@ impl Converter<'_> {
             Some(d) => Some(self.path(&["checkpoint", "dir"], d)?),
             None => data_dir.map(|d| d.join("checkpoints")),
         };
+        cp.store = match raw.store {
+            Some(d) => Some(self.path(&["checkpoint", "store"], d)?),
+            None => None,
+        };
         Ok(cp)
     }
 
@@ -624,7 +628,20 @@ impl Converter<'_> {
             });
         }
         let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
+        let key = match k.key {
+            Some(c) => {
+                let c = self.non_empty(&at("key"), c, "the key column")?;
+                if with_ts.as_ref().is_some_and(|s| s.field(&c).is_none()) {
+                    return Err(self
+                        .err(&at("key"), format!("key column `{c}` is not in the schema"))
+                        .with_hint("name the column the topic's records are partitioned by"));
+                }
+                Some(c)
+            }
+            None => None,
+        };
         Ok(SourceSpec::Kafka(KafkaSource {
+            key,
             brokers: self.brokers(&at("brokers"), k.brokers)?,
             topics,
             group: match k.group {

@@ -35,6 +35,7 @@ pub(crate) struct RawCheckpoint {
     pub dir: Option<String>,
     pub keep: Option<u64>,
     pub timeout: Option<Scalar>,
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +109,7 @@ pub(crate) struct RawKafkaSource {
     pub batch_size: Option<u64>,
     pub event_time: Option<RawEventTime>,
     pub options: Option<IndexMap<String, Scalar>>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -210,6 +210,10 @@ pub struct CheckpointSpec {
     pub keep: usize,
     /// `timeout:` after which an unfinished checkpoint is abandoned; default 60s.
     pub timeout: Duration,
+    /// `store:` the state store — a directory several processes of one job
+    /// share (a shared file system) — where operators whose state follows
+    /// source partitions write it; default `<dir>/shards`.
+    pub store: Option<PathBuf>,
 }
 
 impl Default for CheckpointSpec {
@@ -219,6 +223,7 @@ impl Default for CheckpointSpec {
             dir: None,
             keep: 3,
             timeout: Duration::from_secs(60),
+            store: None,
         }
     }
 }
@@ -435,6 +440,11 @@ pub struct KafkaSource {
     pub event_time: Option<EventTimeSpec>,
     /// `options:` librdkafka settings passed through (SASL, TLS, ...).
     pub options: Vec<(String, String)>,
+    /// `key:` the column the topic is partitioned by (every record of one
+    /// value is in one partition). Operators whose state is split by it
+    /// keep that state per partition, and it follows the partition to
+    /// whichever process of the group reads it.
+    pub key: Option<String>,
 }
 
 /// Partition assignment strategy of a consumer group (Kafka names).

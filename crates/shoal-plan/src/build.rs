@@ -30,6 +30,7 @@ use shoal_runtime::{
 use shoal_sql::{CompiledQuery, DedupOperator, DedupSpec, FilterOperator, QueryOperator};
 
 use crate::planner::{Plan, resolve};
+use shoal_runtime::shard::ShardRegistry;
 
 /// How to build a node's task instances.
 pub(crate) enum Builder {
@@ -214,6 +215,19 @@ impl Plan {
             Some(log) => prepare_topics(&self, log)?,
             None => TopicWriters::default(),
         };
+        // One registry of partition shards, when an operator is sharded.
+        let shards = self
+            .nodes
+            .iter()
+            .find_map(|n| n.state.as_ref()?.by_partition.as_ref())
+            .and_then(|(src, _)| {
+                self.nodes.iter().find_map(|n| match &n.builder {
+                    Builder::Kafka(k) if n.id == *src => {
+                        Some(Arc::new(ShardRegistry::new(&k.topics[0])))
+                    }
+                    _ => None,
+                })
+            });
         let mut ids: Vec<String> = Vec::new();
         for node in self.nodes {
             let inputs: Vec<EdgeSpec> = node
@@ -230,6 +244,7 @@ impl Plan {
             let id = node.id.clone();
             let p = node.parallelism;
             let schema = node.schema.clone();
+            let state = node.state.clone();
             match node.builder {
                 Builder::Generator(spec) => {
                     graph.add_source(&id, p, move |_| {
@@ -312,12 +327,14 @@ impl Plan {
                 Builder::PostgresSink(spec) => {
                     let ledger = ledger.as_ref().map(|l| l.ledger.clone());
                     let (pipeline, process, nid) = (pipeline.clone(), process.clone(), id.clone());
+                    let shards = shards.clone();
                     graph.add_sink(&id, p, inputs, move |i| {
                         let task = PgTaskId {
                             pipeline: pipeline.clone(),
                             sink: nid.clone(),
                             task: format!("{i}@{process}"),
                             ledger: ledger.clone(),
+                            shards: shards.clone(),
                             checkpointing,
                         };
                         Ok(
@@ -384,6 +401,13 @@ impl Plan {
                                 .with_transactional_id(format!("{txn_prefix}.{i}")),
                         ) as Box<dyn Sink>)
                     });
+                }
+            }
+            if let Some(st) = &state {
+                let nid = graph.len() - 1;
+                graph.set_state_schema(nid, st.schema.clone());
+                if st.by_partition.is_some() {
+                    graph.shard_operator(nid, shards.clone().expect("registry for sharded nodes"));
                 }
             }
             ids.push(id);

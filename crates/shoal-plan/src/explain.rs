@@ -6,6 +6,22 @@ use shoal_runtime::NodeRole;
 
 use crate::planner::Plan;
 
+/// Where a node's state lives, for `explain` (`None`: stateless).
+fn state_text(n: &crate::PlanNode) -> Option<String> {
+    let st = n.state.as_ref()?;
+    Some(match &st.by_partition {
+        Some((src, key)) => format!(
+            "per partition of `{src}` (keyed by {key}); follows the partition between processes, any parallelism"
+        ),
+        None if st.keys.is_empty() => "per instance (not split by key)".to_string(),
+        None => format!(
+            "per instance, keys ({}) hashed by {}; restore needs the same parallelism",
+            st.keys.join(", "),
+            shoal_runtime::KEY_HASH
+        ),
+    })
+}
+
 fn role(r: NodeRole) -> &'static str {
     match r {
         NodeRole::Source => "source",
@@ -43,6 +59,9 @@ impl Plan {
             }
             if !node.detail.is_empty() {
                 let _ = writeln!(s, "  {}", node.detail);
+            }
+            if let Some(st) = state_text(node) {
+                let _ = writeln!(s, "  state: {st}");
             }
             let cols: Vec<String> = node
                 .schema
@@ -96,6 +115,12 @@ impl Plan {
                     "parallelism": n.parallelism,
                     "inputs": n.inputs.iter().map(|e| serde_json::json!({"from": e.from, "partitioning": e.partitioning.to_string()})).collect::<Vec<_>>(),
                     "detail": n.detail,
+                    "state": n.state.as_ref().map(|st| serde_json::json!({
+                        "keys": st.keys,
+                        "sharding": if st.by_partition.is_some() { "partition" } else { "instance" },
+                        "source": st.by_partition.as_ref().map(|(s, _)| s),
+                        "describe": state_text(n),
+                    })),
                     "schema": n.schema.fields().iter().map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()})).collect::<Vec<_>>(),
                 })
             })

@@ -16,5 +16,5 @@ mod planner;
 mod restore;
 mod score;
 
-pub use node::{PlanEdge, PlanNode};
+pub use node::{NodeState, PlanEdge, PlanNode};
 pub use planner::{Plan, PlanOptions, plan};

@@ -30,5 +30,20 @@ pub struct PlanNode {
     pub schema: SchemaRef,
     /// A one-line description (query stages, path, …).
     pub detail: String,
+    /// The state the node keeps between batches, if any.
+    pub state: Option<NodeState>,
     pub(crate) builder: Builder,
+}
+
+/// The state a stateful operator keeps, and how it is split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// The columns it is keyed by (empty: not split by key).
+    pub keys: Vec<String>,
+    /// What the state is made of (the stateful query): state is restored
+    /// only into an operator with the same description.
+    pub schema: String,
+    /// Kept per partition of this source, whose topic is partitioned by
+    /// this key column: the state follows the partition between processes.
+    pub by_partition: Option<(String, String)>,
 }

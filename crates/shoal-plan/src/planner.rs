@@ -14,6 +14,7 @@ use shoal_sql::{
 };
 
 use crate::build::Builder;
+use crate::node::NodeState;
 use crate::node::{PlanEdge, PlanNode};
 
 /// Where the plan resolves paths and keeps its data.
@@ -79,6 +80,7 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
         };
         nodes.push(node);
     }
+    shard_state(spec, &mut nodes)?;
     let (dead_letter, dead_letter_builder) =
         crate::build::dead_letter(spec, &opts.base_dir, &data_dir);
     let checkpoint = spec
@@ -92,6 +94,7 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
             },
             keep: c.keep,
             timeout: c.timeout,
+            store: c.store.as_ref().map(|d| resolve(&opts.base_dir, d)),
         });
     Ok(Plan {
         name: spec.name.clone(),
@@ -102,6 +105,105 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
         checkpoint,
         dead_letter_builder,
     })
+}
+
+/// The sources upstream of node `id`.
+fn upstream_sources<'a>(nodes: &'a [PlanNode], id: &str, out: &mut Vec<&'a PlanNode>) {
+    let Some(n) = nodes.iter().find(|n| n.id == id) else {
+        return;
+    };
+    if n.role == NodeRole::Source {
+        if !out.iter().any(|s| s.id == n.id) {
+            out.push(n);
+        }
+        return;
+    }
+    for e in &n.inputs {
+        upstream_sources(nodes, &e.from, out);
+    }
+}
+
+/// Decide where stateful operators behind a Kafka source keep their state.
+/// Behind one `kafka` source of one topic with `key: K`, an operator keyed
+/// by `K` (among its keys) keeps its state per partition, and the state
+/// follows the partition between processes (see `shoal_runtime::shard`).
+/// A stateful operator behind a Kafka source whose offsets a sink owns — a
+/// job that may run as several processes of one group — must be so keyed:
+/// its state could not follow the partitions otherwise, so that is an error
+/// naming the operator and the fix.
+fn shard_state(spec: &PipelineSpec, nodes: &mut [PlanNode]) -> Result<(), DslError> {
+    let multi_process = spec.checkpoint.is_some()
+        && nodes
+            .iter()
+            .any(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+    for i in 0..nodes.len() {
+        let Some(state) = &nodes[i].state else {
+            continue;
+        };
+        let mut sources = Vec::new();
+        upstream_sources(nodes, &nodes[i].id, &mut sources);
+        let kafka: Vec<(&str, &shoal_dsl::KafkaSource)> = sources
+            .iter()
+            .filter_map(|s| match &s.builder {
+                Builder::Kafka(k) => Some((s.id.as_str(), k)),
+                _ => None,
+            })
+            .collect();
+        if kafka.is_empty() || spec.checkpoint.is_none() {
+            continue;
+        }
+        let id = nodes[i].id.clone();
+        let (src_id, k) = kafka[0];
+        let aligned = sources.len() == 1
+            && k.topics.len() == 1
+            && k.key.as_ref().is_some_and(|key| state.keys.contains(key));
+        if aligned {
+            let by = (src_id.to_string(), k.key.clone().expect("aligned"));
+            nodes[i].state.as_mut().expect("stateful").by_partition = Some(by);
+            for e in &mut nodes[i].inputs {
+                e.partitioning = Partitioning::Shard;
+            }
+            continue;
+        }
+        if !multi_process {
+            continue;
+        }
+        let keys = if state.keys.is_empty() {
+            "no key".to_string()
+        } else {
+            format!("`{}`", state.keys.join(", "))
+        };
+        let (msg, hint) = match &k.key {
+            _ if sources.len() > 1 || k.topics.len() > 1 => (
+                format!(
+                    "`{id}` keeps state (by {keys}) over more than one source topic, so its state cannot follow the partitions of one topic between processes"
+                ),
+                "read one topic, keyed by the operator's key".to_string(),
+            ),
+            None => (
+                format!(
+                    "`{id}` keeps state (by {keys}) behind kafka source `{src_id}`, which does not say how its topic is partitioned; across processes the state must follow the partitions"
+                ),
+                match state.keys.first() {
+                    Some(c) => format!(
+                        "if topic records are partitioned by `{c}`, add `key: {c}` to source `{src_id}`; otherwise repartition: write a kafka sink with `key: {c}` and read that topic in a second pipeline"
+                    ),
+                    None => "key the operator's state by the column the topic is partitioned by"
+                        .to_string(),
+                },
+            ),
+            Some(key) => (
+                format!(
+                    "`{id}` keeps state by {keys}, but the topic of `{src_id}` is partitioned by `{key}`, so one key's records are spread over processes"
+                ),
+                format!(
+                    "key the operator by `{key}` (e.g. PARTITION BY {key}, or dedup key [{key}, …]), or repartition: write a kafka sink with the new key and read that topic in a second pipeline"
+                ),
+            ),
+        };
+        return Err(spec.error_at(&["transforms", &id], msg, Some(hint)));
+    }
+    Ok(())
 }
 
 /// Read the lookup tables of a `sql` transform (errors at the table's
@@ -229,6 +331,7 @@ fn plan_source(
         inputs: Vec::new(),
         schema,
         detail,
+        state: None,
         builder,
     })
 }
@@ -407,6 +510,22 @@ fn plan_transform(
             )
         }
     };
+    let state = match (t, &builder) {
+        (TransformSpec::Dedup(d), _) => Some(NodeState {
+            keys: d.key.clone(),
+            schema: detail.clone(),
+            by_partition: None,
+        }),
+        (_, Builder::Sql(q)) if q.is_stateful() => Some(NodeState {
+            keys: q
+                .partition_key()
+                .map(|k| vec![k.to_string()])
+                .unwrap_or_default(),
+            schema: detail.clone(),
+            by_partition: None,
+        }),
+        _ => None,
+    };
     Ok(PlanNode {
         id: id.to_string(),
         kind: t.kind(),
@@ -415,6 +534,7 @@ fn plan_transform(
         inputs,
         schema,
         detail,
+        state,
         builder,
     })
 }
@@ -462,6 +582,11 @@ fn plan_join(
         inputs: edges,
         schema: query.schema().clone(),
         detail: query.describe(),
+        state: query.is_stateful().then(|| NodeState {
+            keys: t.key().map(|k| vec![k.to_string()]).unwrap_or_default(),
+            schema: query.describe(),
+            by_partition: None,
+        }),
         builder: Builder::Sql(Arc::new(query)),
     })
 }
@@ -528,6 +653,7 @@ fn plan_sink(
         inputs,
         schema,
         detail,
+        state: None,
         builder,
     })
 }

@@ -30,6 +30,8 @@ pub enum InputEvent {
         input: u16,
         /// The records.
         batch: RecordBatch,
+        /// The source partition they come from (see [`crate::shard`]).
+        shard: Option<crate::shard::ShardId>,
     },
     /// The minimum watermark over all inputs advanced to this value.
     Watermark(i64),
@@ -123,11 +125,12 @@ impl InputGate {
             return None;
         }
         match env.msg {
-            Message::Batch(batch) => {
+            Message::Batch(batch, shard) => {
                 self.active(ch);
                 Some(InputEvent::Batch {
                     input: env.input,
                     batch,
+                    shard,
                 })
             }
             Message::Watermark(t) => {
@@ -326,8 +329,12 @@ mod tests {
         let (tx, rx) = bounded(16);
         let mut gate = InputGate::new(rx, 2);
         tx.send(env(0, Message::Barrier(1))).await.unwrap();
-        tx.send(env(0, Message::Batch(batch(100)))).await.unwrap(); // after barrier on ch0
-        tx.send(env(1, Message::Batch(batch(1)))).await.unwrap(); // before barrier on ch1
+        tx.send(env(0, Message::Batch(batch(100), None)))
+            .await
+            .unwrap(); // after barrier on ch0
+        tx.send(env(1, Message::Batch(batch(1), None)))
+            .await
+            .unwrap(); // before barrier on ch1
         tx.send(env(1, Message::Barrier(1))).await.unwrap();
         tx.send(env(0, Message::End)).await.unwrap();
         tx.send(env(1, Message::End)).await.unwrap();
@@ -373,7 +380,9 @@ mod tests {
         let mut gate = InputGate::new(rx, 2);
         tx.send(env(0, Message::Watermark(5))).await.unwrap();
         tx.send(env(0, Message::EndOfData)).await.unwrap();
-        tx.send(env(1, Message::Batch(batch(1)))).await.unwrap();
+        tx.send(env(1, Message::Batch(batch(1), None)))
+            .await
+            .unwrap();
         tx.send(env(0, Message::Barrier(3))).await.unwrap();
         tx.send(env(1, Message::EndOfData)).await.unwrap();
         tx.send(env(1, Message::Barrier(3))).await.unwrap();

@@ -25,7 +25,7 @@ use crate::task;
 /// Index of a node in its [`JobGraph`].
 pub type NodeId = usize;
 
-type Factory<T> = Box<dyn Fn(usize) -> Result<Box<T>> + Send + Sync>;
+type Factory<T> = std::sync::Arc<dyn Fn(usize) -> Result<Box<T>> + Send + Sync>;
 
 enum NodeKind {
     Source(Factory<dyn Source>),
@@ -47,6 +47,10 @@ struct Node {
     parallelism: usize,
     inputs: Vec<EdgeSpec>,
     kind: NodeKind,
+    /// An operator whose state is kept per source partition.
+    sharded: bool,
+    /// What its state is made of (see [`TopologyNode::state_schema`]).
+    state_schema: Option<String>,
 }
 
 /// Options for running a job.
@@ -58,8 +62,11 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Take checkpoints (exactly-once with transactional sinks).
     pub checkpoint: Option<CheckpointConfig>,
-    /// Restore from this checkpoint (its topology must match the graph's).
+    /// Restore from this checkpoint (its state must fit the graph, see
+    /// [`Manifest::check_topology`]).
     pub restore: Option<Manifest>,
+    /// Nodes whose state in `restore` is dropped: they start afresh.
+    pub drop_state: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +76,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             checkpoint: None,
             restore: None,
+            drop_state: Vec::new(),
         }
     }
 }
@@ -78,6 +86,7 @@ pub struct JobGraph {
     name: String,
     nodes: Vec<Node>,
     dead_letter: Option<Box<dyn DeadLetterSink>>,
+    shards: Option<std::sync::Arc<crate::shard::ShardRegistry>>,
 }
 
 impl JobGraph {
@@ -87,6 +96,7 @@ impl JobGraph {
             name: name.into(),
             nodes: Vec::new(),
             dead_letter: None,
+            shards: None,
         }
     }
 
@@ -101,7 +111,7 @@ impl JobGraph {
             id.into(),
             parallelism,
             Vec::new(),
-            NodeKind::Source(Box::new(factory)),
+            NodeKind::Source(std::sync::Arc::new(factory)),
         )
     }
 
@@ -117,7 +127,7 @@ impl JobGraph {
             id.into(),
             parallelism,
             inputs,
-            NodeKind::Operator(Box::new(factory)),
+            NodeKind::Operator(std::sync::Arc::new(factory)),
         )
     }
 
@@ -133,8 +143,48 @@ impl JobGraph {
             id.into(),
             parallelism,
             inputs,
-            NodeKind::Sink(Box::new(factory)),
+            NodeKind::Sink(std::sync::Arc::new(factory)),
         )
+    }
+
+    /// Nodes added so far (the next node's id).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Keep operator `node`'s state per source partition (see
+    /// [`crate::shard`]): its inputs are routed by partition, its state
+    /// goes to the checkpoint's state store shard by shard, and `registry`
+    /// — shared with the partitioned source and the sink that commits
+    /// references — says which shards this process owns. Sources get the
+    /// registry through [`SourceContext::shards`].
+    pub fn shard_operator(
+        &mut self,
+        node: NodeId,
+        registry: std::sync::Arc<crate::shard::ShardRegistry>,
+    ) {
+        let n = &mut self.nodes[node];
+        assert!(
+            matches!(n.kind, NodeKind::Operator(_)),
+            "only operators are sharded"
+        );
+        n.sharded = true;
+        for e in &mut n.inputs {
+            e.partitioning = Partitioning::Shard;
+        }
+        self.shards = Some(registry);
+    }
+
+    /// Describe what operator `node`'s state is made of (for a SQL
+    /// operator, its stateful query): a checkpoint's state is restored only
+    /// into an operator with the same description.
+    pub fn set_state_schema(&mut self, node: NodeId, description: impl Into<String>) {
+        self.nodes[node].state_schema = Some(description.into());
     }
 
     /// Where dead letters go (default: logged and counted only).
@@ -162,6 +212,8 @@ impl JobGraph {
             parallelism: parallelism.max(1),
             inputs,
             kind,
+            sharded: false,
+            state_schema: None,
         });
         n
     }
@@ -179,6 +231,8 @@ impl JobGraph {
                 }
                 .to_string(),
                 parallelism: n.parallelism,
+                sharded: n.sharded,
+                state_schema: n.state_schema.clone(),
                 key_hash: n.inputs.iter().find_map(|e| match &e.partitioning {
                     Partitioning::Hash { column, key_type } => Some(format!(
                         "{} {column}:{}",
@@ -200,9 +254,12 @@ impl JobGraph {
         let cancel = opts.cancel.clone();
         let topology = self.topology();
         if let (Some(m), Some(c)) = (&opts.restore, &opts.checkpoint) {
-            m.check_topology(&topology, &c.dir)?;
+            m.check_topology(&topology, &c.dir, &opts.drop_state)?;
         }
         let restored = |node: &str| -> Vec<serde_json::Value> {
+            if opts.drop_state.iter().any(|d| d == node) {
+                return Vec::new();
+            }
             opts.restore
                 .as_ref()
                 .and_then(|m| m.states.get(node).cloned())
@@ -312,8 +369,41 @@ impl JobGraph {
                                 last_watermark: i64::MIN,
                                 idle: false,
                                 checkpoint,
+                                shards: self.shards.clone(),
                             };
                             Box::pin(task::run_source(src, ctx))
+                        }
+                        NodeKind::Operator(f) if node.sharded => {
+                            let (Some(registry), Some(config)) = (&self.shards, &opts.checkpoint)
+                            else {
+                                return Err(RuntimeError::User(format!(
+                                    "{id}: its state is kept per source partition, which needs checkpoints"
+                                )));
+                            };
+                            if instance == 0 {
+                                registry
+                                    .prefill(&id, crate::sharded::manifest_shards(&restored(&id)));
+                            }
+                            let gate = gate.ok_or_else(|| {
+                                RuntimeError::Internal(format!("{id} has no input"))
+                            })?;
+                            let sharded = crate::sharded::Sharded::new(
+                                id.clone(),
+                                instance,
+                                node.parallelism,
+                                f.clone(),
+                                registry.clone(),
+                                config.store_dir(),
+                            );
+                            Box::pin(task::run_operator(
+                                id.clone(),
+                                task::OperatorTask::Sharded(sharded),
+                                gate,
+                                output,
+                                node_metrics.clone(),
+                                dead.clone(),
+                                link(nid, instance),
+                            ))
                         }
                         NodeKind::Operator(f) => {
                             let mut op = f(instance).map_err(|e| e.in_operator(&id))?;
@@ -333,7 +423,7 @@ impl JobGraph {
                             })?;
                             Box::pin(task::run_operator(
                                 id.clone(),
-                                op,
+                                task::OperatorTask::One(op),
                                 gate,
                                 output,
                                 node_metrics.clone(),

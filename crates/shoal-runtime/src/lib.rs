@@ -17,6 +17,9 @@
 //!
 //! Operators keep per-key state in [`state::KeyedState`] (value, map and
 //! list tables), snapshotted incrementally into files at each checkpoint.
+//! Behind a key-partitioned source, a stateful operator's state is kept per
+//! source partition and follows the partition between processes
+//! ([`shard`]).
 //!
 //! Backpressure is the channels' job: every edge is a bounded channel, so a
 //! slow sink makes its upstream `send` wait, all the way back to the sources,
@@ -33,6 +36,8 @@ mod metrics;
 mod operator;
 mod output;
 mod partition;
+pub mod shard;
+mod sharded;
 mod sink;
 mod source;
 pub mod state;

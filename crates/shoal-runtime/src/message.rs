@@ -5,8 +5,10 @@ use arrow::record_batch::RecordBatch;
 /// One message on an edge.
 #[derive(Debug, Clone)]
 pub enum Message {
-    /// A batch of records.
-    Batch(RecordBatch),
+    /// A batch of records, tagged with the source partition (shard) all
+    /// its records come from, when the source is partitioned by key (see
+    /// [`crate::shard`]).
+    Batch(RecordBatch, Option<crate::shard::ShardId>),
     /// Event time has advanced to this many milliseconds since the epoch:
     /// no record with an earlier event time is expected any more.
     Watermark(i64),

@@ -85,6 +85,10 @@ pub trait Operator: Send + 'static {
 #[derive(Debug, Default)]
 pub struct Collector {
     pub(crate) batches: Vec<RecordBatch>,
+    /// The shard tag of each batch in `batches`.
+    pub(crate) tags: Vec<Option<crate::shard::ShardId>>,
+    /// The tag batches emitted now get (set by the task).
+    pub(crate) shard: Option<crate::shard::ShardId>,
     pub(crate) dead: Vec<DeadLetter>,
 }
 
@@ -93,6 +97,7 @@ impl Collector {
     pub fn emit(&mut self, batch: RecordBatch) {
         if batch.num_rows() > 0 {
             self.batches.push(batch);
+            self.tags.push(self.shard);
         }
     }
 
@@ -113,6 +118,7 @@ impl Collector {
 
     /// Take the emitted batches, leaving the collector empty.
     pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        self.tags.clear();
         std::mem::take(&mut self.batches)
     }
 }

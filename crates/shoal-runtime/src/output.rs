@@ -25,6 +25,8 @@ pub(crate) enum Routing {
         next: usize,
     },
     Hash(HashPartitioner),
+    /// By the batch's shard tag: shard `s` to instance `s % n`.
+    Shard,
 }
 
 impl OutEdge {
@@ -40,7 +42,8 @@ impl OutEdge {
             Partitioning::Forward => Routing::Fixed(instance % n),
             Partitioning::RoundRobin if n == 1 => Routing::Fixed(0),
             Partitioning::RoundRobin => Routing::RoundRobin { next: instance % n },
-            Partitioning::Hash { .. } if n == 1 => Routing::Fixed(0),
+            Partitioning::Hash { .. } | Partitioning::Shard if n == 1 => Routing::Fixed(0),
+            Partitioning::Shard => Routing::Shard,
             Partitioning::Hash { column, .. } => {
                 Routing::Hash(HashPartitioner::new(column.clone(), n))
             }
@@ -80,6 +83,16 @@ impl Output {
 
     /// Send a batch downstream; waits while the receivers' channels are full.
     pub async fn send_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.send_tagged(batch, None).await
+    }
+
+    /// [`Output::send_batch`] for a batch whose records all come from source
+    /// partition `shard` (the tag travels with every part of it).
+    pub async fn send_tagged(
+        &mut self,
+        batch: RecordBatch,
+        shard: Option<crate::shard::ShardId>,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -89,18 +102,32 @@ impl Output {
             match &mut edge.routing {
                 Routing::Fixed(idx) => {
                     let idx = *idx;
-                    edge.send_to(idx, Message::Batch(b), &self.node).await?;
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
+                        .await?;
                 }
                 Routing::RoundRobin { next } => {
                     let idx = *next;
                     *next = (idx + 1) % edge.senders.len();
-                    edge.send_to(idx, Message::Batch(b), &self.node).await?;
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
+                        .await?;
+                }
+                Routing::Shard => {
+                    let Some(s) = shard else {
+                        return Err(RuntimeError::Internal(format!(
+                            "{}: a batch without a source partition reached an operator whose state is sharded by partition",
+                            self.node
+                        )));
+                    };
+                    let idx = s as usize % edge.senders.len();
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
+                        .await?;
                 }
                 Routing::Hash(p) => {
                     let parts = p.split(&b)?;
                     for (idx, part) in parts.into_iter().enumerate() {
                         if let Some(part) = part {
-                            edge.send_to(idx, Message::Batch(part), &self.node).await?;
+                            edge.send_to(idx, Message::Batch(part, shard), &self.node)
+                                .await?;
                         }
                     }
                 }

@@ -218,6 +218,10 @@ pub enum Partitioning {
         /// Its type, when the planner knows it (recorded in checkpoints).
         key_type: Option<DataType>,
     },
+    /// Whole batches go by their source partition: partition `p` to
+    /// instance `p % n`, so one instance holds all of a partition's keys
+    /// (see [`crate::shard`]).
+    Shard,
 }
 
 impl std::fmt::Display for Partitioning {
@@ -226,6 +230,7 @@ impl std::fmt::Display for Partitioning {
             Partitioning::Forward => f.write_str("forward"),
             Partitioning::RoundRobin => f.write_str("round-robin"),
             Partitioning::Hash { column, .. } => write!(f, "hash({column})"),
+            Partitioning::Shard => f.write_str("by partition"),
         }
     }
 }

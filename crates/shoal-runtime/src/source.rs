@@ -44,6 +44,7 @@ pub struct SourceContext {
     /// Whether [`SourceContext::emit_idle`] was the last thing said.
     pub(crate) idle: bool,
     pub(crate) checkpoint: Option<SourceCheckpoint>,
+    pub(crate) shards: Option<Arc<crate::shard::ShardRegistry>>,
 }
 
 /// A source instance's side of checkpointing.
@@ -152,15 +153,33 @@ impl SourceContext {
         }
     }
 
+    /// The job's shard registry, when operators downstream keep their state
+    /// per partition of this source: the source then reports the partitions
+    /// it is assigned and revoked there (with the committed state reference
+    /// of each) and emits with [`SourceContext::emit_shard`].
+    pub fn shards(&self) -> Option<&Arc<crate::shard::ShardRegistry>> {
+        self.shards.as_ref()
+    }
+
     /// Send a batch downstream, waiting while downstream is busy.
     pub async fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        self.emit_tagged(batch, None).await
+    }
+
+    /// [`SourceContext::emit`] for a batch whose records all come from
+    /// partition `partition` (see [`crate::shard`]).
+    pub async fn emit_shard(&mut self, batch: RecordBatch, partition: u32) -> Result<()> {
+        self.emit_tagged(batch, Some(partition)).await
+    }
+
+    async fn emit_tagged(&mut self, batch: RecordBatch, shard: Option<u32>) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
         }
         self.checkpoint_point().await?;
         self.idle = false;
-        self.output.send_batch(batch).await?;
+        self.output.send_tagged(batch, shard).await?;
         self.metrics.add_out(rows);
         Ok(())
     }

@@ -13,6 +13,8 @@ use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Collector, Operator};
 use crate::output::Output;
+use crate::shard::ShardId;
+use crate::sharded::Sharded;
 use crate::sink::Sink;
 use crate::source::{Source, SourceContext};
 
@@ -37,10 +39,83 @@ pub(crate) async fn run_source(source: Box<dyn Source>, mut ctx: SourceContext) 
     .await
 }
 
+/// What an operator task runs: one operator, or one per shard.
+pub(crate) enum OperatorTask {
+    One(Box<dyn Operator>),
+    Sharded(Sharded),
+}
+
+impl OperatorTask {
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: arrow::record_batch::RecordBatch,
+        shard: Option<ShardId>,
+        out: &mut Collector,
+    ) -> Result<()> {
+        match self {
+            // A stateless or unsharded operator keeps the batch's tag.
+            OperatorTask::One(op) => {
+                out.shard = shard;
+                let r = op.process_batch(input, batch, out);
+                out.shard = None;
+                r
+            }
+            OperatorTask::Sharded(s) => s.process_batch(input, batch, shard, out),
+        }
+    }
+
+    fn on_watermark(&mut self, t: i64, out: &mut Collector) -> Result<()> {
+        match self {
+            OperatorTask::One(op) => op.on_watermark(t, out),
+            OperatorTask::Sharded(s) => s.on_watermark(t, out),
+        }
+    }
+
+    fn output_watermark(&self, t: i64) -> i64 {
+        match self {
+            OperatorTask::One(op) => op.output_watermark(t),
+            OperatorTask::Sharded(s) => s.output_watermark(t),
+        }
+    }
+
+    fn state_entries(&self) -> Option<usize> {
+        match self {
+            OperatorTask::One(op) => op.state_entries(),
+            OperatorTask::Sharded(s) => s.state_entries(),
+        }
+    }
+
+    fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        match self {
+            OperatorTask::One(op) => op.on_end(out),
+            OperatorTask::Sharded(s) => s.on_end(out),
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        node: &str,
+        id: u64,
+        checkpoint: Option<&CheckpointLink>,
+    ) -> Result<serde_json::Value> {
+        match (self, checkpoint) {
+            (OperatorTask::One(op), Some(link)) => op.snapshot_at(&crate::state::StateContext {
+                dir: link.dir.clone(),
+                node: node.to_string(),
+                instance: link.instance,
+                checkpoint: id,
+            }),
+            (OperatorTask::One(op), None) => op.snapshot(),
+            (OperatorTask::Sharded(s), _) => s.snapshot(id),
+        }
+    }
+}
+
 /// Run an operator instance until every input ended.
 pub(crate) async fn run_operator(
     node: String,
-    mut op: Box<dyn Operator>,
+    mut op: OperatorTask,
     mut gate: InputGate,
     mut output: Output,
     metrics: Arc<NodeMetrics>,
@@ -53,7 +128,7 @@ pub(crate) async fn run_operator(
         let mut forwarded = i64::MIN;
         let mut drained = false;
         let mut state_entries: i64 = 0;
-        let mut report_state = |op: &dyn Operator| {
+        let mut report_state = |op: &OperatorTask| {
             if let Some(n) = op.state_entries() {
                 let n = n as i64;
                 if n != state_entries {
@@ -67,15 +142,19 @@ pub(crate) async fn run_operator(
                 return Err(upstream_failed(&node));
             };
             match event {
-                InputEvent::Batch { input, batch } => {
+                InputEvent::Batch {
+                    input,
+                    batch,
+                    shard,
+                } => {
                     metrics.add_in(batch.num_rows());
-                    op.process_batch(input as usize, batch, &mut out)?;
-                    report_state(op.as_ref());
+                    op.process_batch(input as usize, batch, shard, &mut out)?;
+                    report_state(&op);
                     flush(&mut out, &mut output, &metrics, &dead).await?;
                 }
                 InputEvent::Watermark(t) => {
                     op.on_watermark(t, &mut out)?;
-                    report_state(op.as_ref());
+                    report_state(&op);
                     flush(&mut out, &mut output, &metrics, &dead).await?;
                     let t = op.output_watermark(t);
                     if t > forwarded {
@@ -88,15 +167,7 @@ pub(crate) async fn run_operator(
                 }
                 InputEvent::Idle => output.broadcast(Message::Idle).await?,
                 InputEvent::Barrier(id) => {
-                    let state = match &checkpoint {
-                        Some(link) => op.snapshot_at(&crate::state::StateContext {
-                            dir: link.dir.clone(),
-                            node: node.clone(),
-                            instance: link.instance,
-                            checkpoint: id,
-                        })?,
-                        None => op.snapshot()?,
-                    };
+                    let state = op.snapshot(&node, id, checkpoint.as_ref())?;
                     if let Some(link) = &checkpoint {
                         link.ack(id, state);
                     }
@@ -107,14 +178,14 @@ pub(crate) async fn run_operator(
                     // taken from here on include what end of input emits.
                     drained = true;
                     op.on_end(&mut out)?;
-                    report_state(op.as_ref());
+                    report_state(&op);
                     flush(&mut out, &mut output, &metrics, &dead).await?;
                     output.broadcast(Message::EndOfData).await?;
                 }
                 InputEvent::End => {
                     if !drained {
                         op.on_end(&mut out)?;
-                        report_state(op.as_ref());
+                        report_state(&op);
                         flush(&mut out, &mut output, &metrics, &dead).await?;
                     }
                     output.broadcast(Message::End).await?;
@@ -137,9 +208,9 @@ async fn flush(
         metrics.add_dead(1);
         dead.send(letter).await?;
     }
-    for batch in out.batches.drain(..) {
+    for (batch, shard) in out.batches.drain(..).zip(out.tags.drain(..)) {
         metrics.add_out(batch.num_rows());
-        output.send_batch(batch).await?;
+        output.send_tagged(batch, shard).await?;
     }
     Ok(())
 }

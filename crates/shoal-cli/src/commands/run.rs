@@ -15,6 +15,7 @@ pub fn run(
     json: bool,
     no_progress: bool,
     metrics_addr: Option<std::net::SocketAddr>,
+    drop_state: Vec<String>,
 ) -> CliResult {
     let plan = super::load_and_plan(file, data_dir)?;
     let name = plan.name.clone();
@@ -48,6 +49,7 @@ pub fn run(
                 cancel: cancel.clone(),
                 checkpoint,
                 restore,
+                drop_state,
             })
             .map_err(|e| match e.domain() {
                 shoal_runtime::ErrorDomain::User => Failure::BadInput(format!("error: {e}")),

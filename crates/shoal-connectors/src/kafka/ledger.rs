@@ -103,6 +103,21 @@ pub trait PositionStore: Send + Sync + std::fmt::Debug {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, i64>>;
+
+    /// [`PositionStore::positions`] with the state reference stored in the
+    /// same record (see `shoal_runtime::shard`), read at once: offset and
+    /// state of a partition are always of one commit.
+    fn positions_with_state(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, (i64, Option<String>)>> {
+        Ok(self
+            .positions(group, partitions)?
+            .into_iter()
+            .map(|(tp, o)| (tp, (o, None)))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ use shoal_dsl::{Assignor, FileFormat, KafkaSource as KafkaSourceSpec, StartFrom}
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use super::ledger::{OffsetLedger, PositionStore, TopicPartition};
+use shoal_runtime::shard::{ShardRefs, ShardRegistry};
 
 /// How long a member with event time owns no partition before it tells
 /// downstream it is idle.
@@ -216,14 +217,21 @@ struct StartRule {
 
 impl StartRule {
     /// Where `parts` start, from everything but [`StartRule::live`] (see
-    /// [`StartRule::with_live`]).
-    fn offsets(&self, parts: &[TopicPartition]) -> Result<Vec<Offset>> {
-        let stored = match &self.store {
-            Some(s) => s.positions(&self.group, parts)?,
+    /// [`StartRule::with_live`]), with the state reference the sink stored
+    /// with each stored offset.
+    fn offsets(&self, parts: &[TopicPartition]) -> Result<(Vec<Offset>, Vec<Option<String>>)> {
+        let mut stored = match &self.store {
+            Some(s) => s.positions_with_state(&self.group, parts)?,
             None => HashMap::new(),
         };
+        let states = parts
+            .iter()
+            .map(|tp| stored.get_mut(tp).and_then(|(_, s)| s.take()))
+            .collect();
+        let stored: HashMap<TopicPartition, i64> =
+            stored.into_iter().map(|(tp, (o, _))| (tp, o)).collect();
         let restored = self.restored.lock().expect("positions lock").clone();
-        Ok(parts
+        let offsets = parts
             .iter()
             .map(|tp| {
                 if let Some(o) = stored.get(tp) {
@@ -239,7 +247,8 @@ impl StartRule {
                     self.policy()
                 }
             })
-            .collect())
+            .collect();
+        Ok((offsets, states))
     }
 
     /// Where this process's own reading reached wins when it is further:
@@ -277,6 +286,9 @@ struct MemberContext {
     hand_over: bool,
     /// Set when the member leaves: revocations then happen at once.
     closing: Arc<std::sync::atomic::AtomicBool>,
+    /// Operators downstream keep state per partition: report assignments
+    /// and revocations there (see `shoal_runtime::shard`).
+    shards: Option<Arc<ShardRegistry>>,
 }
 
 impl ClientContext for MemberContext {}
@@ -300,17 +312,37 @@ impl ConsumerContext for MemberContext {
         let mut a = self.assignment.lock().expect("assignment lock");
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut offsets = match self.rule.offsets(&parts) {
+                let (mut offsets, states) = match self.rule.offsets(&parts) {
                     Ok(o) => o,
                     Err(e) => {
                         a.error = Some(format!("look up start offsets: {e}"));
-                        vec![Offset::Stored; parts.len()]
+                        (vec![Offset::Stored; parts.len()], vec![None; parts.len()])
                     }
                 };
                 if let Err(e) = resolve_committed(consumer, &parts, &mut offsets) {
                     a.error = Some(format!("look up committed offsets: {e}"));
                 }
+                let before_live = offsets.clone();
                 self.rule.with_live(&parts, &mut offsets);
+                if let Some(shards) = &self.shards {
+                    for (i, tp) in parts.iter().enumerate() {
+                        // The stored state goes with the stored offset; when
+                        // this process's own reading is further, its state
+                        // is in memory here and stays.
+                        let refs = match (&states[i], offsets[i] == before_live[i]) {
+                            (Some(s), true) => match serde_json::from_str::<ShardRefs>(s) {
+                                Ok(r) => Some(r),
+                                Err(e) => {
+                                    a.error =
+                                        Some(format!("state reference of {}/{}: {e}", tp.0, tp.1));
+                                    None
+                                }
+                            },
+                            _ => None,
+                        };
+                        shards.assign(tp.1 as u32, refs);
+                    }
+                }
                 for (tp, o) in parts.iter().zip(&offsets) {
                     if let Err(e) = tpl.set_partition_offset(&tp.0, tp.1, *o) {
                         a.error = Some(format!("set start offset of {}/{}: {e}", tp.0, tp.1));
@@ -347,6 +379,9 @@ impl ConsumerContext for MemberContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 for tp in &parts {
+                    if let Some(shards) = &self.shards {
+                        shards.revoke(tp.1 as u32);
+                    }
                     tracing::info!(member = %self.member, topic = %tp.0, partition = tp.1, "partition revoked");
                     if let Some(Some(o)) = a.owned.remove(tp) {
                         a.released.insert(tp.clone(), o);
@@ -375,6 +410,9 @@ impl ConsumerContext for MemberContext {
             other => {
                 tracing::warn!(member = %self.member, error = ?other, "rebalance error; dropping the assignment");
                 for (tp, o) in std::mem::take(&mut a.owned) {
+                    if let Some(shards) = &self.shards {
+                        shards.revoke(tp.1 as u32);
+                    }
                     if let Some(o) = o {
                         a.released.insert(tp.clone(), o);
                         a.released_since_barrier.insert(tp, o);
@@ -636,6 +674,7 @@ impl Source for KafkaSource {
                 },
                 hand_over,
                 closing: closing.clone(),
+                shards: ctx.shards().cloned(),
             };
             let consumer: BaseConsumer<MemberContext> = self
                 .consumer_config(ctx.instance)
@@ -813,7 +852,11 @@ impl Source for KafkaSource {
                             if let Some(et) = &mut event_time {
                                 et.observe(base[&tp.0] + tp.1 as usize, &batch);
                             }
-                            ctx.emit(batch).await?;
+                            if ctx.shards().is_some() {
+                                ctx.emit_shard(batch, tp.1 as u32).await?;
+                            } else {
+                                ctx.emit(batch).await?;
+                            }
                         }
                         let next = c.last + 1;
                         {

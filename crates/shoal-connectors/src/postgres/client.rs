@@ -113,7 +113,8 @@ pub(crate) const OFFSETS_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_offsets (
     partition integer NOT NULL,
     next_offset bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, topic, partition))";
+    PRIMARY KEY (consumer_group, topic, partition));
+ALTER TABLE shoal_offsets ADD COLUMN IF NOT EXISTS state text";
 
 /// `shoal_epochs` DDL: the newest epoch each sink task committed.
 pub(crate) const EPOCHS_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_epochs (
@@ -187,12 +188,24 @@ impl PositionStore for PostgresPositions {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, i64>> {
+        Ok(self
+            .positions_with_state(group, partitions)?
+            .into_iter()
+            .map(|(tp, (o, _))| (tp, o))
+            .collect())
+    }
+
+    fn positions_with_state(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, (i64, Option<String>)>> {
         let group = group.to_string();
         let wanted: Vec<TopicPartition> = partitions.to_vec();
         self.client.run(move |rt, c| {
             let rows = rt
                 .block_on(c.query(
-                    "SELECT topic, partition, next_offset FROM shoal_offsets WHERE consumer_group = $1",
+                    "SELECT topic, partition, next_offset, state FROM shoal_offsets WHERE consumer_group = $1",
                     &[&group],
                 ))
                 .map_err(|e| pg_err("read shoal_offsets", e))?;
@@ -200,7 +213,7 @@ impl PositionStore for PostgresPositions {
             for r in rows {
                 let tp: TopicPartition = (r.get(0), r.get(1));
                 if wanted.contains(&tp) {
-                    out.insert(tp, r.get(2));
+                    out.insert(tp, (r.get(2), r.get(3)));
                 }
             }
             Ok(out)

@@ -24,6 +24,7 @@ use shoal_runtime::{Result, RuntimeError, Sink};
 use super::client::{EPOCHS_DDL, OFFSETS_DDL, PgClient, ensure, pg_err};
 use super::{pg_type, quote_ident};
 use crate::kafka::OffsetLedger;
+use shoal_runtime::shard::ShardRegistry;
 
 /// Who a sink task is, for its marker row.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct PostgresSinkTask {
     pub task: String,
     /// Source offsets to store with each epoch (a Kafka source).
     pub ledger: Option<Arc<OffsetLedger>>,
+    /// State references of partition shards to store with each epoch's
+    /// offsets, in the same rows (see `shoal_runtime::shard`).
+    pub shards: Option<Arc<ShardRegistry>>,
     /// Whether the pipeline checkpoints.
     pub checkpointing: bool,
 }
@@ -92,6 +96,28 @@ impl PostgresSink {
             None => Vec::new(),
         };
         let group = self.task.ledger.as_ref().map(|l| l.group().to_string());
+        // The state of each partition's shards as of this epoch, stored in
+        // its offsets row: the next owner restores exactly this.
+        let mut refs: std::collections::BTreeMap<u32, String> = match &self.task.shards {
+            Some(s) => s
+                .take_refs_upto(epoch)
+                .into_iter()
+                .map(|(p, r)| Ok((p, serde_json::to_string(&r)?)))
+                .collect::<std::result::Result<_, serde_json::Error>>()
+                .map_err(|e| RuntimeError::Internal(format!("encode state references: {e}")))?,
+            None => Default::default(),
+        };
+        let topic = self.task.shards.as_ref().and_then(|s| s.topic());
+        let mut states: Vec<Option<String>> = Vec::with_capacity(offsets.len());
+        for ((t, p), _) in &offsets {
+            let mine = topic.as_deref() == Some(t.as_str());
+            states.push(if mine {
+                refs.remove(&(*p as u32))
+            } else {
+                None
+            });
+        }
+        let state_only: Vec<(i32, String)> = refs.into_iter().map(|(p, r)| (p as i32, r)).collect();
         let cols = self
             .columns
             .iter()
@@ -182,14 +208,30 @@ impl PostgresSink {
                     let parts: Vec<i32> = offsets.iter().map(|((_, p), _)| *p).collect();
                     let next: Vec<i64> = offsets.iter().map(|(_, o)| *o).collect();
                     tx.execute(
-                        "INSERT INTO shoal_offsets (consumer_group, topic, partition, next_offset)
-                         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])
+                        "INSERT INTO shoal_offsets (consumer_group, topic, partition, next_offset, state)
+                         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[])
                          ON CONFLICT (consumer_group, topic, partition)
-                         DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                        &[group, &topics, &parts, &next],
+                         DO UPDATE SET next_offset = EXCLUDED.next_offset,
+                                       state = COALESCE(EXCLUDED.state, shoal_offsets.state),
+                                       updated_at = now()",
+                        &[group, &topics, &parts, &next, &states],
                     )
                     .await
                     .map_err(|e| pg_err("record offsets", e))?;
+                }
+                if let (Some(group), Some(topic), false) = (&group, &topic, state_only.is_empty()) {
+                    // Shards whose state changed while their offsets did not
+                    // (windows fired by time alone).
+                    let parts: Vec<i32> = state_only.iter().map(|(p, _)| *p).collect();
+                    let st: Vec<&str> = state_only.iter().map(|(_, s)| s.as_str()).collect();
+                    tx.execute(
+                        "UPDATE shoal_offsets o SET state = u.state, updated_at = now()
+                         FROM unnest($3::int[], $4::text[]) AS u(partition, state)
+                         WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.partition",
+                        &[group, topic, &parts, &st],
+                    )
+                    .await
+                    .map_err(|e| pg_err("record state references", e))?;
                 }
                 tx.commit().await.map_err(|e| pg_err("commit", e))?;
                 Ok(true)

@@ -34,17 +34,56 @@ pub struct TopologyNode {
     /// one instance must have been routed the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
+    /// State kept per source partition ([`crate::shard`]): restorable at
+    /// any parallelism.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sharded: bool,
+    /// What the operator's state is made of (its stateful query, as the
+    /// planner describes it): state is restored only into an operator
+    /// whose description is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_schema: Option<String>,
 }
 
 impl TopologyNode {
     /// Whether state taken on `self` can be restored on `now`: same id,
     /// role and parallelism, and — when keys were spread over several
     /// instances — the same key routing.
-    fn fits(&self, now: &TopologyNode) -> bool {
-        self.id == now.id
-            && self.role == now.role
-            && self.parallelism == now.parallelism
-            && (self.key_hash == now.key_hash || self.parallelism == 1)
+    /// Why state taken on `self` cannot be restored into `now` (same id),
+    /// if it cannot.
+    fn misfit(&self, now: &TopologyNode) -> Option<String> {
+        if self.role != now.role {
+            return Some(format!(
+                "`{}` was a {} and is now a {}",
+                self.id, self.role, now.role
+            ));
+        }
+        if self.state_schema.is_some() && self.state_schema != now.state_schema {
+            return Some(format!(
+                "the state of `{}` was kept for `{}`, and its query is now `{}`",
+                self.id,
+                self.state_schema.as_deref().unwrap_or("-"),
+                now.state_schema.as_deref().unwrap_or("-")
+            ));
+        }
+        if self.sharded && now.sharded {
+            return None;
+        }
+        if self.parallelism != now.parallelism {
+            return Some(format!(
+                "`{}` ran with parallelism {} and now has {} (its state is split by instance)",
+                self.id, self.parallelism, now.parallelism
+            ));
+        }
+        if self.parallelism > 1 && self.key_hash != now.key_hash {
+            return Some(format!(
+                "`{}` routed keys by {} and now by {}",
+                self.id,
+                self.key_hash.as_deref().unwrap_or("-"),
+                now.key_hash.as_deref().unwrap_or("-")
+            ));
+        }
+        None
     }
 }
 
@@ -207,30 +246,46 @@ impl Manifest {
     }
 
     /// Check that this checkpoint's state fits `topology`.
-    pub fn check_topology(&self, topology: &[TopologyNode], dir: &Path) -> Result<()> {
-        if self.topology.len() == topology.len()
-            && self.topology.iter().zip(topology).all(|(a, b)| a.fits(b))
-        {
+    ///
+    /// Nodes are matched by id: adding, removing or changing nodes that
+    /// hold no state is fine, and so is any parallelism of an operator whose
+    /// state is sharded by partition. A node that holds state must still be
+    /// there with the same role, state description and (unless sharded)
+    /// parallelism and key routing — or be listed in `drop` (its state is
+    /// then not restored).
+    pub fn check_topology(
+        &self,
+        topology: &[TopologyNode],
+        dir: &Path,
+        drop: &[String],
+    ) -> Result<()> {
+        let mut problems = Vec::new();
+        for old in &self.topology {
+            let holds_state = self
+                .states
+                .get(&old.id)
+                .is_some_and(|v| v.iter().any(|s| !s.is_null()));
+            if !holds_state || drop.contains(&old.id) {
+                continue;
+            }
+            match topology.iter().find(|n| n.id == old.id) {
+                None => problems.push(format!(
+                    "`{}` holds state and is no longer in the pipeline",
+                    old.id
+                )),
+                Some(now) => problems.extend(old.misfit(now)),
+            }
+        }
+        if problems.is_empty() {
             return Ok(());
         }
-        let show = |t: &[TopologyNode]| {
-            t.iter()
-                .map(|n| match &n.key_hash {
-                    Some(h) if n.parallelism > 1 => {
-                        format!("{} {} x{} by {h}", n.role, n.id, n.parallelism)
-                    }
-                    _ => format!("{} {} x{}", n.role, n.id, n.parallelism),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         Err(RuntimeError::User(format!(
-            "the pipeline changed since checkpoint {} in {}: its state was taken on [{}], the pipeline is now [{}]; \
-             restore the previous pipeline, or move the checkpoint directory away to start from scratch",
+            "the pipeline changed since checkpoint {} in {} in a way its state cannot follow: {}; \
+             restore the previous pipeline, or start those operators afresh with `shoal run --drop-state <id>` \
+             (or move the checkpoint directory away to start everything from scratch)",
             self.id,
             dir.display(),
-            show(&self.topology),
-            show(topology)
+            problems.join("; ")
         )))
     }
 }
@@ -253,6 +308,8 @@ mod tests {
                 role: "source".into(),
                 parallelism: 2,
                 key_hash: None,
+                sharded: false,
+                state_schema: None,
             }],
             states: BTreeMap::from([(
                 "src".to_string(),
@@ -279,30 +336,56 @@ mod tests {
         assert_eq!(Manifest::list(dir.path()).unwrap().len(), 2);
         let m = Manifest::latest(dir.path()).unwrap().unwrap();
         assert_eq!(m.states["src"][0]["pos"], 5);
-        assert!(m.check_topology(&m.topology.clone(), dir.path()).is_ok());
+        assert!(
+            m.check_topology(&m.topology.clone(), dir.path(), &[])
+                .is_ok()
+        );
         let mut changed = m.topology.clone();
         changed[0].parallelism = 3;
         let err = m
-            .check_topology(&changed, dir.path())
+            .check_topology(&changed, dir.path(), &[])
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("pipeline changed") && err.contains("x3"),
+            err.contains("pipeline changed") && err.contains("parallelism 2 and now has 3"),
             "{err}"
         );
+        // Dropped state is not checked; sharded state fits any parallelism.
+        assert!(
+            m.check_topology(&changed, dir.path(), &["src".into()])
+                .is_ok()
+        );
+        let mut sharded = m.clone();
+        sharded.topology[0].sharded = true;
+        changed[0].sharded = true;
+        assert!(sharded.check_topology(&changed, dir.path(), &[]).is_ok());
+        // A stateful node whose query changed, or that is gone, is refused by name.
+        let mut q = sharded.clone();
+        q.topology[0].state_schema = Some("over(a)".into());
+        changed[0].state_schema = Some("over(b)".into());
+        let err = q
+            .check_topology(&changed, dir.path(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`src` was kept for `over(a)`"), "{err}");
+        let err = q
+            .check_topology(&[], dir.path(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`src` holds state and is no longer"), "{err}");
         // Keys spread over two instances by another hash (a checkpoint of a
         // build without `key_hash`) would land on the wrong instances.
         let mut rehashed = m.topology.clone();
         rehashed[0].key_hash = Some("xxh64/v1 k:int".into());
         let err = m
-            .check_topology(&rehashed, dir.path())
+            .check_topology(&rehashed, dir.path(), &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("by xxh64/v1 k:int"), "{err}");
+        assert!(err.contains("now by xxh64/v1 k:int"), "{err}");
         // On one instance the routing does not matter.
         let mut one = m.clone();
         one.topology[0].parallelism = 1;
         rehashed[0].parallelism = 1;
-        assert!(one.check_topology(&rehashed, dir.path()).is_ok());
+        assert!(one.check_topology(&rehashed, dir.path(), &[]).is_ok());
     }
 }

@@ -42,6 +42,19 @@ pub struct CheckpointConfig {
     pub keep: usize,
     /// A checkpoint not acknowledged by every task within this is abandoned.
     pub timeout: Duration,
+    /// The state store: where sharded operators write their shard files
+    /// (see [`crate::shard`]); a directory that several processes of one
+    /// job may share. `None`: `dir/shards`.
+    pub store: Option<PathBuf>,
+}
+
+impl CheckpointConfig {
+    /// The state store's directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.dir.join("shards"))
+    }
 }
 
 /// What the coordinator tells a source instance.
