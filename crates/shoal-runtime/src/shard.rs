@@ -51,6 +51,8 @@ pub type ShardRefs = Map<String, Value>;
 #[derive(Debug, Default)]
 struct Entry {
     owned: bool,
+    /// Assigned at least once in this run.
+    assigned: bool,
     /// References to restore from, by operator, not yet taken.
     pending: ShardRefs,
 }
@@ -90,6 +92,7 @@ impl ShardRegistry {
         let mut e = self.entries.lock().expect("shard lock");
         let entry = e.entry(shard).or_default();
         entry.owned = true;
+        entry.assigned = true;
         if let Some(r) = refs {
             entry.pending = r;
         }
@@ -97,12 +100,14 @@ impl ShardRegistry {
     }
 
     /// The source no longer reads `shard`: operators snapshot it once more
-    /// at the next barrier and drop it.
+    /// at the next barrier and drop it. A shard assigned and revoked before
+    /// an operator loaded it keeps its reference: the operator still loads
+    /// it (its windows may fire, end of input flushes it) and commits its
+    /// state once more.
     pub fn revoke(&self, shard: ShardId) {
         let mut e = self.entries.lock().expect("shard lock");
         if let Some(entry) = e.get_mut(&shard) {
             entry.owned = false;
-            entry.pending.clear();
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -134,6 +139,19 @@ impl ShardRegistry {
     pub fn owned(&self) -> Vec<ShardId> {
         let e = self.entries.lock().expect("shard lock");
         let mut v: Vec<ShardId> = e.iter().filter(|(_, x)| x.owned).map(|(s, _)| *s).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The shards operator `node` must hold: the owned ones, and those
+    /// assigned in this run whose reference it has not loaded yet.
+    pub fn to_load(&self, node: &str) -> Vec<ShardId> {
+        let e = self.entries.lock().expect("shard lock");
+        let mut v: Vec<ShardId> = e
+            .iter()
+            .filter(|(_, x)| x.owned || (x.assigned && x.pending.contains_key(node)))
+            .map(|(s, _)| *s)
+            .collect();
         v.sort_unstable();
         v
     }
@@ -205,6 +223,16 @@ mod tests {
         r.revoke(3);
         assert!(!r.is_owned(3));
         assert_eq!(r.owned(), Vec::<ShardId>::new());
+        // Assigned and revoked before an operator loaded it: still loaded
+        // (its end-of-input flush must not be lost); a prefilled shard never
+        // assigned here is another process's.
+        let mut refs = ShardRefs::new();
+        refs.insert("win".into(), json!(1));
+        r.assign(5, Some(refs));
+        r.revoke(5);
+        r.prefill("win", [(6, json!(2))]);
+        assert_eq!(r.to_load("win"), vec![5]);
+        assert_eq!(r.to_load("over"), Vec::<ShardId>::new());
     }
 
     #[test]

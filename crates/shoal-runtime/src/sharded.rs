@@ -74,7 +74,7 @@ impl Sharded {
             return Ok(());
         }
         self.seen_generation = g;
-        for s in self.registry.owned() {
+        for s in self.registry.to_load(&self.node) {
             if self.mine(s) && !self.shards.contains_key(&s) {
                 self.load(s)?;
             }
