@@ -149,10 +149,7 @@ fn shard_state(spec: &PipelineSpec, nodes: &mut [PlanNode]) -> Result<(), DslErr
                 _ => None,
             })
             .collect();
-        // Event-time windows keep their state per instance for now: sharded,
-        // windows went missing in the crash tests (see README, limits).
-        let windowed = matches!(&nodes[i].builder, Builder::Sql(q) if q.has_window());
-        if kafka.is_empty() || spec.checkpoint.is_none() || windowed {
+        if kafka.is_empty() || spec.checkpoint.is_none() {
             continue;
         }
         let id = nodes[i].id.clone();

@@ -101,11 +101,6 @@ impl CompiledQuery {
         })
     }
 
-    /// Whether the query aggregates event-time windows.
-    pub fn has_window(&self) -> bool {
-        self.window_stage().is_some()
-    }
-
     /// Whether the query keeps state between batches.
     pub fn is_stateful(&self) -> bool {
         self.partition_key().is_some()

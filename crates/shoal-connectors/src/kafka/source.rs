@@ -378,8 +378,12 @@ impl ConsumerContext for MemberContext {
                 a.rebalanced = true;
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let leaving = self.closing.load(std::sync::atomic::Ordering::Relaxed);
                 for tp in &parts {
-                    if let Some(shards) = &self.shards {
+                    // A member leaving at the end of its run keeps its shards:
+                    // end of input flushes them, and the final checkpoint
+                    // commits what is left.
+                    if let (Some(shards), false) = (&self.shards, leaving) {
                         shards.revoke(tp.1 as u32);
                     }
                     tracing::info!(member = %self.member, topic = %tp.0, partition = tp.1, "partition revoked");
