@@ -17,7 +17,7 @@ use shoal_tests::chaos::{Rng, for_each_seed};
 use shoal_tests::services::{
     Reader, create_topic, kafka_brokers, pg, postgres_url, produce, unique,
 };
-use shoal_tests::{shoal_bin, shoal_ok, workdir};
+use shoal_tests::{shoal_bin, workdir};
 
 const CARDS: usize = 37;
 
@@ -95,8 +95,21 @@ fn run_aborting(d: &Path, at: u64) {
 fn crash_and_rerun(d: &Path, seed: u64, yaml: &str, mut done: impl FnMut() -> bool) {
     std::fs::write(d.join("p.yaml"), yaml).unwrap();
     run_aborting(d, crash_point(seed));
-    for _ in 0..5 {
-        shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    // Each rerun's log is kept in `d` (see `SHOAL_CHAOS_KEEP`).
+    for run in 0..5 {
+        let out = Command::new(shoal_bin())
+            .args(["run", "--no-progress", "p.yaml"])
+            .current_dir(d)
+            .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        std::fs::write(d.join(format!("rerun-{run}.log")), &out.stderr).unwrap();
+        assert!(
+            out.status.success(),
+            "rerun {run} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if done() {
             break;
         }

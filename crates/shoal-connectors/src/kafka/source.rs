@@ -181,6 +181,10 @@ struct Assignment {
     /// Whether the group has assigned this member partitions (possibly
     /// none) at least once.
     rebalanced: bool,
+    /// When partitions were last assigned: `stop_at_end`'s second of
+    /// silence counts from there (joining the group can take longer than
+    /// that, and a broker's reported end may lag its records).
+    assigned_at: Option<Instant>,
 }
 
 /// A revocation held back until the output of the revoked partitions is
@@ -376,6 +380,7 @@ impl ConsumerContext for MemberContext {
                     a.owned.insert(tp, known);
                 }
                 a.rebalanced = true;
+                a.assigned_at = Some(Instant::now());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let leaving = self.closing.load(std::sync::atomic::Ordering::Relaxed);
@@ -910,8 +915,14 @@ impl Source for KafkaSource {
                         last_commit = Instant::now();
                     }
                     if got == 0 {
+                        let settled = assignment
+                            .lock()
+                            .expect("assignment lock")
+                            .assigned_at
+                            .is_none_or(|t| t.elapsed() >= END_GRACE);
                         if self.spec.stop_at_end
                             && last_record.elapsed() >= END_GRACE
+                            && settled
                             && self.caught_up(&ends)
                         {
                             break;
