@@ -320,9 +320,6 @@ sources:
     topic: {topic}
     group: {group}
     key: card
-    # The input is not transactional; tansu 0.6 sometimes holds a
-    # partition's last stable offset still (README, broker faults).
-    options: {{ isolation.level: read_uncommitted }}
     start: earliest
     stop_at_end: true
     batch_size: 200
