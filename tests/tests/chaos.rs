@@ -78,7 +78,7 @@ fn seeded_workdir(input: &Path) -> tempfile::TempDir {
 /// moments `KILLS` times and restarting it, then lets it finish; returns
 /// (kills, runs).
 fn run_with_kills(d: &Path, seed: u64) -> (usize, usize) {
-    run_with_n_kills(d, seed, KILLS)
+    run_with_n_kills(d, seed, KILLS, |_| {})
 }
 
 /// The checkpoint a run's log says it restored from.
@@ -97,7 +97,14 @@ fn restored_from(log: &Path) -> Option<u64> {
 /// [`run_with_kills`] with `max_kills` SIGKILLs. Each run's log goes to
 /// `d/logs/run-N.log`; the history (kill moment, checkpoint restored) is
 /// printed, so a failing seed shows which moments it hit.
-fn run_with_n_kills(d: &Path, seed: u64, max_kills: usize) -> (usize, usize) {
+/// `before_run(n)` runs before run `n` (1-based), e.g. to change the
+/// pipeline file between restarts.
+fn run_with_n_kills(
+    d: &Path,
+    seed: u64,
+    max_kills: usize,
+    before_run: impl Fn(usize),
+) -> (usize, usize) {
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let (mut kills, mut runs) = (0usize, 0usize);
@@ -106,6 +113,7 @@ fn run_with_n_kills(d: &Path, seed: u64, max_kills: usize) -> (usize, usize) {
     let mut history = Vec::new();
     loop {
         runs += 1;
+        before_run(runs);
         let log = logs.join(format!("run-{runs}.log"));
         let mut child = Command::new(shoal_bin())
             .args(["run", "--no-progress", "chaos.yaml"])
@@ -207,6 +215,44 @@ fn check_exactly_once(rows: &[serde_json::Value], seed: u64) {
             );
         }
     }
+}
+
+/// The chaos pipeline with per-partition state: the `log` source declares
+/// the topic's key, so `running` keeps one shard per partition, and every
+/// restart after a SIGKILL changes its parallelism (1, 2, 3, 4, 1, …): the
+/// shards restored from the checkpoint spread over the new instances, and
+/// every running aggregate must still be exact.
+#[test]
+fn sigkill_and_rescale_with_per_partition_state() {
+    let input = workdir();
+    produce_input(input.path());
+    for_each_seed(
+        "sigkill_and_rescale_with_per_partition_state",
+        BASE_SEED ^ 0x5ca1e,
+        || seeded_workdir(input.path()),
+        |d, seed| {
+            let write = |run: usize| {
+                let yaml = chaos_yaml("{ type: file, inputs: [running], path: out/chaos }")
+                    .replace(
+                        "    start: earliest\n",
+                        "    start: earliest\n    key: card_id\n",
+                    )
+                    .replace(
+                        "    parallelism: 2\n    key: card_id\n",
+                        &format!("    parallelism: {}\n    key: card_id\n", 1 + (run - 1) % 4),
+                    );
+                assert!(yaml.contains("    key: card_id\n    stop_at_end"), "{yaml}");
+                std::fs::write(d.join("chaos.yaml"), yaml).unwrap();
+            };
+            run_with_n_kills(d, seed, 8, write);
+            let explain = shoal_ok(d, &["explain", "chaos.yaml"]);
+            assert!(
+                String::from_utf8_lossy(&explain.stdout).contains("state: per partition of `txns`"),
+                "running is sharded"
+            );
+            check_exactly_once(&read_jsonl_dir(&d.join("out/chaos")), seed);
+        },
+    );
 }
 
 #[test]
@@ -368,7 +414,7 @@ fn sigkill_with_event_time_windows_gives_the_uninterrupted_output() {
         || seeded_workdir(input.path()),
         |d, seed| {
             std::fs::write(d.join("chaos.yaml"), &yaml).unwrap();
-            run_with_n_kills(d, seed, 8);
+            run_with_n_kills(d, seed, 8, |_| {});
             let got = windows_of(&read_jsonl_dir(&d.join("out/windows")));
             // Late records are dead letters (the oracle has none late).
             let late = std::fs::read_to_string(d.join("out/dead/dead-letters.jsonl"))

@@ -11,7 +11,6 @@
 //! Each test runs `SHOAL_CHAOS_RUNS` seeds (see `shoal_tests::chaos`); a
 //! seed picks the moments of the joins and kills.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -144,47 +143,20 @@ fn wait_rows(url: &str, table: &str, n: i64) {
     }
 }
 
-/// Checks (id, count, total) rows against one pass in partition order:
-/// every id once; per card, in id order, count and sum so far.
+/// [`shoal_tests::running::check_running`] over `table`'s rows.
 fn check_running(url: &str, table: &str, n: i64) {
     let rows = pg(url, &format!("SELECT id, n, total FROM {table}"));
-    let mut seen: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
-    let mut dupes = Vec::new();
-    for r in &rows {
-        let id: i64 = r[0].as_deref().unwrap().parse().unwrap();
-        let c: i64 = r[1].as_deref().unwrap().parse().unwrap();
-        let t: f64 = r[2].as_deref().unwrap().parse().unwrap();
-        if seen.insert(id, (c, t)).is_some() {
-            dupes.push(id);
-        }
-    }
-    assert!(
-        dupes.is_empty(),
-        "{} ids written twice, e.g. {:?}",
-        dupes.len(),
-        &dupes[..dupes.len().min(5)]
-    );
-    let missing: Vec<i64> = (0..n).filter(|i| !seen.contains_key(i)).take(10).collect();
-    assert_eq!(
-        seen.len() as i64,
+    shoal_tests::running::check_running(
+        rows.iter().map(|r| {
+            let v: Vec<&str> = r.iter().map(|c| c.as_deref().unwrap()).collect();
+            (
+                v[0].parse().unwrap(),
+                v[1].parse().unwrap(),
+                v[2].parse().unwrap(),
+            )
+        }),
         n,
-        "every record once; missing e.g. {missing:?}"
-    );
-    let mut sums = vec![0.0; CARDS as usize];
-    let mut wrong = Vec::new();
-    for (id, (c, t)) in &seen {
-        let card = (*id % CARDS) as usize;
-        sums[card] += (*id % 100) as f64;
-        let want = (*id / CARDS + 1, sums[card]);
-        if (*c, *t) != want {
-            wrong.push((*id, (*c, *t), want));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{} running values differ from one pass in partition order, e.g. (id, got, want) {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
+        CARDS,
     );
 }
 
@@ -386,35 +358,19 @@ fn per_partition_state_rescales_and_upgrades() {
             }
         }
     }
+    println!("rescale: {history:?}");
     let got: Vec<serde_json::Value> = shoal_tests::read_jsonl_dir(&d.join("out"));
-    let mut seen: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
-    let mut twice = Vec::new();
-    for r in &got {
-        let id = r["id"].as_i64().unwrap();
-        if seen
-            .insert(id, (r["n"].as_i64().unwrap(), r["total"].as_f64().unwrap()))
-            .is_some()
-        {
-            twice.push(id);
-        }
-    }
-    assert!(
-        twice.is_empty(),
-        "{} ids twice, e.g. {:?}; {history:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
+    shoal_tests::running::check_running(
+        got.iter().map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["n"].as_i64().unwrap(),
+                r["total"].as_f64().unwrap(),
+            )
+        }),
+        9000,
+        CARDS,
     );
-    assert_eq!(seen.len(), 9000, "every record once; {history:?}");
-    let mut sums = vec![0.0; CARDS as usize];
-    for (id, (c, t)) in &seen {
-        let card = (*id % CARDS) as usize;
-        sums[card] += (*id % 100) as f64;
-        assert_eq!(
-            (*c, *t),
-            (*id / CARDS + 1, sums[card]),
-            "id {id}: running values continue across rescales"
-        );
-    }
     // A changed stateful query: refused by name, exit 2.
     let changed = rescale_yaml(
         &brokers,

@@ -128,35 +128,9 @@ fn setup(brokers: &str, n: usize, prefix: &str) -> (String, String, String) {
     )
 }
 
-/// Checks running (id, count, total) rows against one uninterrupted pass:
-/// every id once; per card, in id order, count and sum so far.
+/// [`shoal_tests::running::check_running`] over this file's input.
 fn check_running(rows: impl Iterator<Item = (i64, i64, f64)>, n: usize) {
-    let mut seen: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
-    let mut total_rows = 0;
-    for (id, count, total) in rows {
-        total_rows += 1;
-        assert!(
-            seen.insert(id, (count, total)).is_none(),
-            "id {id} written twice"
-        );
-    }
-    assert_eq!(seen.len(), n, "every record once ({total_rows} rows)");
-    let mut wrong = Vec::new();
-    let mut sums = vec![0.0; CARDS];
-    for (id, (count, total)) in &seen {
-        let card = *id as usize % CARDS;
-        sums[card] += (*id % 100) as f64;
-        let want = (*id / CARDS as i64 + 1, sums[card]);
-        if (*count, *total) != want {
-            wrong.push((*id, (*count, *total), want));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{} running values differ from one pass, e.g. (id, got, want) {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
-    );
+    shoal_tests::running::check_running(rows, n as i64, CARDS as i64);
 }
 
 const RUNNING: &str = "  out:\n    type: sql\n    inputs: [once]\n    query: |\n      SELECT id, card, COUNT(*) OVER w AS n, SUM(amount) OVER w AS total\n      FROM once\n      WINDOW w AS (PARTITION BY card ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\n";

@@ -480,7 +480,22 @@ impl Converter<'_> {
                 };
                 let schema = self.schema(id, l.schema)?;
                 let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
+                let key = match l.key {
+                    Some(c) => {
+                        let c = self.non_empty(&at("key"), c, "the key column")?;
+                        if schema.as_ref().is_some_and(|s| s.field(&c).is_none()) {
+                            return Err(self
+                                .err(&at("key"), format!("key column `{c}` is not in the schema"))
+                                .with_hint(
+                                    "name the column the topic's records are partitioned by",
+                                ));
+                        }
+                        Some(c)
+                    }
+                    None => None,
+                };
                 SourceSpec::Log(LogSource {
+                    key,
                     topic,
                     group,
                     parallelism: self.parallelism(&at("parallelism"), l.parallelism)?,

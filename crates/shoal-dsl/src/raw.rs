@@ -89,6 +89,7 @@ pub(crate) struct RawLogSource {
     pub batch_size: Option<u64>,
     pub event_time: Option<RawEventTime>,
     pub isolation: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -387,6 +387,10 @@ pub struct LogSource {
     /// `isolation:` which transactional records to read; default
     /// `read_committed`.
     pub isolation: LogIsolation,
+    /// `key:` the column the topic is partitioned by (a `log` sink with
+    /// that `key:` wrote it). Operators whose state is split by it keep it
+    /// per partition: it restores at any parallelism.
+    pub key: Option<String>,
 }
 
 /// Which records of transactional log sinks a log source reads.

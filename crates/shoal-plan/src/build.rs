@@ -225,6 +225,7 @@ impl Plan {
                     Builder::Kafka(k) if n.id == *src => {
                         Some(Arc::new(ShardRegistry::new(&k.topics[0])))
                     }
+                    Builder::Log(l) if n.id == *src => Some(Arc::new(ShardRegistry::new(&l.topic))),
                     _ => None,
                 })
             });

@@ -142,6 +142,19 @@ fn shard_state(spec: &PipelineSpec, nodes: &mut [PlanNode]) -> Result<(), DslErr
         };
         let mut sources = Vec::new();
         upstream_sources(nodes, &nodes[i].id, &mut sources);
+        // A `log` source (one topic, one process) keyed like the operator:
+        // state per partition, restorable at any parallelism.
+        if let ([src], Builder::Log(l)) = (sources.as_slice(), &sources[0].builder)
+            && spec.checkpoint.is_some()
+            && l.key.as_ref().is_some_and(|key| state.keys.contains(key))
+        {
+            let by = (src.id.clone(), l.key.clone().expect("checked"));
+            nodes[i].state.as_mut().expect("stateful").by_partition = Some(by);
+            for e in &mut nodes[i].inputs {
+                e.partitioning = Partitioning::Shard;
+            }
+            continue;
+        }
         let kafka: Vec<(&str, &shoal_dsl::KafkaSource)> = sources
             .iter()
             .filter_map(|s| match &s.builder {

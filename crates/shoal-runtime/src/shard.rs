@@ -51,8 +51,8 @@ pub type ShardRefs = Map<String, Value>;
 #[derive(Debug, Default)]
 struct Entry {
     owned: bool,
-    /// Assigned at least once in this run.
-    assigned: bool,
+    /// How many times it was assigned in this run (0: never).
+    assignments: u64,
     /// References to restore from, by operator, not yet taken.
     pending: ShardRefs,
 }
@@ -92,7 +92,7 @@ impl ShardRegistry {
         let mut e = self.entries.lock().expect("shard lock");
         let entry = e.entry(shard).or_default();
         entry.owned = true;
-        entry.assigned = true;
+        entry.assignments += 1;
         if let Some(r) = refs {
             entry.pending = r;
         }
@@ -143,16 +143,44 @@ impl ShardRegistry {
         v
     }
 
-    /// The shards operator `node` must hold: the owned ones, and those
-    /// assigned in this run whose reference it has not loaded yet.
-    pub fn to_load(&self, node: &str) -> Vec<ShardId> {
+    /// Every shard assigned in this run: (shard, owned now, how many times
+    /// assigned). An operator holds the owned ones, and loads a shard
+    /// assigned since it last loaded it even when it is revoked again
+    /// already (its end-of-input flush and its state must not be skipped).
+    pub fn assignments(&self) -> Vec<(ShardId, bool, u64)> {
         let e = self.entries.lock().expect("shard lock");
-        let mut v: Vec<ShardId> = e
+        let mut v: Vec<(ShardId, bool, u64)> = e
             .iter()
-            .filter(|(_, x)| x.owned || (x.assigned && x.pending.contains_key(node)))
-            .map(|(s, _)| *s)
+            .filter(|(_, x)| x.assignments > 0)
+            .map(|(s, x)| (*s, x.owned, x.assignments))
             .collect();
         v.sort_unstable();
+        v
+    }
+
+    /// Operator `node` dropped `shard` (revoked) after snapshotting it as
+    /// `reference`: if the shard comes back to this process without a
+    /// committed reference (another member of this process takes it, with a
+    /// sink that does not store references), it continues from there.
+    pub fn keep_dropped(&self, shard: ShardId, node: &str, reference: Value) {
+        let mut e = self.entries.lock().expect("shard lock");
+        e.entry(shard)
+            .or_default()
+            .pending
+            .insert(node.to_string(), reference);
+    }
+
+    /// Operator `node`'s references not taken yet (shards restored from a
+    /// manifest or dropped here, and not loaded since), without taking them:
+    /// a checkpoint must carry them on, or a restore from it would lose
+    /// those shards' state.
+    pub fn pending(&self, node: &str) -> Vec<(ShardId, Value)> {
+        let e = self.entries.lock().expect("shard lock");
+        let mut v: Vec<(ShardId, Value)> = e
+            .iter()
+            .filter_map(|(s, x)| Some((*s, x.pending.get(node)?.clone())))
+            .collect();
+        v.sort_unstable_by_key(|(s, _)| *s);
         v
     }
 
@@ -223,7 +251,7 @@ mod tests {
         r.revoke(3);
         assert!(!r.is_owned(3));
         assert_eq!(r.owned(), Vec::<ShardId>::new());
-        // Assigned and revoked before an operator loaded it: still loaded
+        // Assigned and revoked before an operator loaded it: still listed
         // (its end-of-input flush must not be lost); a prefilled shard never
         // assigned here is another process's.
         let mut refs = ShardRefs::new();
@@ -231,8 +259,14 @@ mod tests {
         r.assign(5, Some(refs));
         r.revoke(5);
         r.prefill("win", [(6, json!(2))]);
-        assert_eq!(r.to_load("win"), vec![5]);
-        assert_eq!(r.to_load("over"), Vec::<ShardId>::new());
+        assert_eq!(r.assignments(), vec![(3, false, 1), (5, false, 1)]);
+        // Dropped and taken again by another member of this process: it
+        // continues from the dropped state.
+        r.keep_dropped(5, "win", json!("dropped"));
+        assert_eq!(r.pending("win"), vec![(5, json!("dropped")), (6, json!(2))]);
+        r.assign(5, None);
+        assert_eq!(r.assignments()[1], (5, true, 2));
+        assert_eq!(r.take_restore(5, "win"), Some(json!("dropped")));
     }
 
     #[test]

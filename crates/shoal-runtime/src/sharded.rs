@@ -29,6 +29,8 @@ pub(crate) struct Sharded {
     pub store: PathBuf,
     shards: BTreeMap<ShardId, Box<dyn Operator>>,
     seen_generation: u64,
+    /// Per shard, the assignment (count) it was last loaded for.
+    loaded_for: BTreeMap<ShardId, u64>,
 }
 
 impl Sharded {
@@ -49,6 +51,7 @@ impl Sharded {
             store,
             shards: BTreeMap::new(),
             seen_generation: u64::MAX,
+            loaded_for: BTreeMap::new(),
         }
     }
 
@@ -74,9 +77,16 @@ impl Sharded {
             return Ok(());
         }
         self.seen_generation = g;
-        for s in self.registry.to_load(&self.node) {
-            if self.mine(s) && !self.shards.contains_key(&s) {
+        for (s, owned, assigned) in self.registry.assignments() {
+            if !self.mine(s) {
+                continue;
+            }
+            let loaded = self.loaded_for.get(&s).copied().unwrap_or(0);
+            if !self.shards.contains_key(&s) && (owned || assigned > loaded) {
                 self.load(s)?;
+            }
+            if self.shards.contains_key(&s) {
+                self.loaded_for.insert(s, assigned);
             }
         }
         Ok(())
@@ -91,6 +101,14 @@ impl Sharded {
             op.restore_at(&[reference], 0, &self.ctx(shard, 0))?;
         }
         self.shards.insert(shard, op);
+        if let Some((_, _, n)) = self
+            .registry
+            .assignments()
+            .into_iter()
+            .find(|(s, _, _)| *s == shard)
+        {
+            self.loaded_for.insert(shard, n);
+        }
         Ok(())
     }
 
@@ -171,10 +189,20 @@ impl Sharded {
             let op = self.shards.get_mut(&s).expect("present");
             let v = op.snapshot_at(&ctx)?;
             self.registry.record(id, s, &self.node, v.clone());
-            refs.insert(s.to_string(), v);
             if !self.registry.is_owned(s) {
                 tracing::info!(operator = %self.node, partition = s, "partition's state handed over");
                 self.shards.remove(&s);
+                self.registry.keep_dropped(s, &self.node, v.clone());
+            }
+            refs.insert(s.to_string(), v);
+        }
+        // Shards of this instance not held now (restored from the manifest
+        // but not assigned yet, or dropped here and not taken again) keep
+        // their state in this checkpoint. Not handed to the sink: its
+        // committed reference stays, and another process may own them.
+        for (s, v) in self.registry.pending(&self.node) {
+            if self.mine(s) && !self.shards.contains_key(&s) {
+                refs.entry(s.to_string()).or_insert(v);
             }
         }
         Ok(json!({ "shards": refs }))

@@ -404,6 +404,9 @@ impl Source for LogSource {
                         if let Some(o) = m.positions.remove(p) {
                             released.insert(*p, o);
                         }
+                        if let Some(shards) = ctx.shards() {
+                            shards.revoke(*p);
+                        }
                     }
                     ctx.set_state(Self::state(&base, &released, &m.positions));
                     match m.consumer.ack_revocation(a.generation) {
@@ -434,6 +437,9 @@ impl Source for LogSource {
                     if let Some(o) = m.positions.remove(&p) {
                         released.insert(p, o);
                     }
+                    if let Some(shards) = ctx.shards() {
+                        shards.revoke(p);
+                    }
                 }
                 for p in &owned {
                     if !m.positions.contains_key(p) {
@@ -448,6 +454,11 @@ impl Source for LogSource {
                         m.positions.insert(*p, start);
                         released.remove(p);
                         m.dirty = true;
+                        // The state goes with the position: restored from
+                        // the checkpoint, or where this process dropped it.
+                        if let Some(shards) = ctx.shards() {
+                            shards.assign(*p, None);
+                        }
                     }
                 }
                 if let Some(et) = &mut event_time {
@@ -497,7 +508,11 @@ impl Source for LogSource {
                         if let Some(et) = &mut event_time {
                             et.observe(p as usize, &batch);
                         }
-                        ctx.emit(batch).await?;
+                        if ctx.shards().is_some() {
+                            ctx.emit_shard(batch, p).await?;
+                        } else {
+                            ctx.emit(batch).await?;
+                        }
                     }
                     m.positions.insert(p, next);
                     if let Some(r) = rate {
