@@ -207,6 +207,26 @@ impl Converter<'_> {
         )
     }
 
+    /// A source's `key:`: the column its topic is partitioned by, which
+    /// must be in the schema.
+    fn partition_key(
+        &self,
+        at: &[&str],
+        v: Option<String>,
+        schema: Option<&SchemaSpec>,
+    ) -> R<Option<String>> {
+        let Some(c) = v else {
+            return Ok(None);
+        };
+        let c = self.non_empty(at, c, "the key column")?;
+        if schema.is_some_and(|s| s.field(&c).is_none()) {
+            return Err(self
+                .err(at, format!("key column `{c}` is not in the schema"))
+                .with_hint("name the column the topic's records are partitioned by"));
+        }
+        Ok(Some(c))
+    }
+
     fn non_empty(&self, at: &[&str], v: String, what: &str) -> R<String> {
         if v.trim().is_empty() {
             return Err(self.err(at, format!("{what} is empty")));
@@ -480,20 +500,7 @@ impl Converter<'_> {
                 };
                 let schema = self.schema(id, l.schema)?;
                 let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
-                let key = match l.key {
-                    Some(c) => {
-                        let c = self.non_empty(&at("key"), c, "the key column")?;
-                        if schema.as_ref().is_some_and(|s| s.field(&c).is_none()) {
-                            return Err(self
-                                .err(&at("key"), format!("key column `{c}` is not in the schema"))
-                                .with_hint(
-                                    "name the column the topic's records are partitioned by",
-                                ));
-                        }
-                        Some(c)
-                    }
-                    None => None,
-                };
+                let key = self.partition_key(&at("key"), l.key, schema.as_ref())?;
                 SourceSpec::Log(LogSource {
                     key,
                     topic,
@@ -643,18 +650,7 @@ impl Converter<'_> {
             });
         }
         let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
-        let key = match k.key {
-            Some(c) => {
-                let c = self.non_empty(&at("key"), c, "the key column")?;
-                if with_ts.as_ref().is_some_and(|s| s.field(&c).is_none()) {
-                    return Err(self
-                        .err(&at("key"), format!("key column `{c}` is not in the schema"))
-                        .with_hint("name the column the topic's records are partitioned by"));
-                }
-                Some(c)
-            }
-            None => None,
-        };
+        let key = self.partition_key(&at("key"), k.key, with_ts.as_ref())?;
         Ok(SourceSpec::Kafka(KafkaSource {
             key,
             brokers: self.brokers(&at("brokers"), k.brokers)?,
