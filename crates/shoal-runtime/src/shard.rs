@@ -135,14 +135,6 @@ impl ShardRegistry {
         e.get(&shard).is_some_and(|x| x.owned)
     }
 
-    /// The shards owned now, in order.
-    pub fn owned(&self) -> Vec<ShardId> {
-        let e = self.entries.lock().expect("shard lock");
-        let mut v: Vec<ShardId> = e.iter().filter(|(_, x)| x.owned).map(|(s, _)| *s).collect();
-        v.sort_unstable();
-        v
-    }
-
     /// Every shard assigned in this run: (shard, owned now, how many times
     /// assigned). An operator holds the owned ones, and loads a shard
     /// assigned since it last loaded it even when it is revoked again
@@ -250,7 +242,7 @@ mod tests {
         assert_eq!(r.take_restore(3, "over"), None, "taken once");
         r.revoke(3);
         assert!(!r.is_owned(3));
-        assert_eq!(r.owned(), Vec::<ShardId>::new());
+        assert_eq!(r.assignments(), vec![(3, false, 1)]);
         // Assigned and revoked before an operator loaded it: still listed
         // (its end-of-input flush must not be lost); a prefilled shard never
         // assigned here is another process's.
