@@ -255,10 +255,71 @@ fn sigkill_and_rescale_with_per_partition_state() {
     );
 }
 
+/// Undecodable records mixed into the input of
+/// [`sigkill_at_random_moments`]: one after every 100th good one.
+const BAD_EVERY: u64 = 100;
+
+/// The chaos input with bad records spread through it: the generated
+/// transactions, in order, with a record whose `card_id` is not a number
+/// (`"card_id":"x<n>"`, txn id `bad-<n>`) after every [`BAD_EVERY`]th,
+/// appended to an 8-partition topic `txns` with `shoal produce --key card_id`
+/// (so every card's records keep their order). Returns the bad records'
+/// count.
+fn produce_input_with_bad_records(d: &Path) -> u64 {
+    std::fs::write(
+        d.join("gen.yaml"),
+        format!(
+            "name: gen\nsources:\n  gen: {{ type: generator, seed: 11, count: {RECORDS} }}\nsinks:\n  out: {{ type: file, inputs: [gen], path: gen }}\n"
+        ),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "gen.yaml"]);
+    let mut good = read_jsonl_dir(&d.join("gen"));
+    good.sort_by(|a, b| a["txn_id"].as_str().cmp(&b["txn_id"].as_str()));
+    let mut lines = String::new();
+    let mut bad = 0u64;
+    for (i, r) in good.iter().enumerate() {
+        lines.push_str(&r.to_string());
+        lines.push('\n');
+        if (i as u64 + 1) % BAD_EVERY == 0 {
+            bad += 1;
+            let mut b = r.clone();
+            b["txn_id"] = format!("bad-{bad}").into();
+            b["card_id"] = format!("x{bad}").into();
+            lines.push_str(&b.to_string());
+            lines.push('\n');
+        }
+    }
+    std::fs::write(d.join("input.jsonl"), lines).unwrap();
+    shoal_ok(d, &["topic", "create", "txns", "--partitions", "8"]);
+    shoal_ok(d, &["produce", "txns", "--key", "card_id", "input.jsonl"]);
+    bad
+}
+
+/// The bad records' txn ids in the published dead letters, each with how
+/// often it appears.
+fn dead_lettered(d: &Path) -> HashMap<String, usize> {
+    let path = d.join("shoal-data/dead-letter/chaos/dead-letters.jsonl");
+    let mut seen = HashMap::new();
+    for line in std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+    {
+        let letter: serde_json::Value = serde_json::from_str(line).unwrap();
+        let record: serde_json::Value =
+            serde_json::from_str(letter["record"].as_str().unwrap()).unwrap();
+        *seen
+            .entry(record["txn_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    seen
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let input = workdir();
-    produce_input(input.path());
+    let bad = produce_input_with_bad_records(input.path());
+    assert_eq!(bad, RECORDS / BAD_EVERY);
     for_each_seed(
         "sigkill_at_random_moments",
         BASE_SEED,
@@ -277,6 +338,19 @@ fn sigkill_at_random_moments(d: &Path, seed: u64) {
     .unwrap();
     run_with_kills(d, seed);
     check_exactly_once(&read_jsonl_dir(&d.join("out/chaos")), seed);
+    // Dead letters are committed with the checkpoints: every bad record
+    // once, whatever the kills interrupted.
+    let letters = dead_lettered(d);
+    let dupes: Vec<_> = letters.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        dupes.is_empty(),
+        "duplicated dead letters (seed {seed}): {dupes:?}"
+    );
+    assert_eq!(
+        letters.len() as u64,
+        RECORDS / BAD_EVERY,
+        "dead letters (seed {seed})"
+    );
     let staged = std::fs::read_dir(d.join("out/chaos"))
         .unwrap()
         .filter(|e| {
@@ -301,6 +375,11 @@ fn sigkill_at_random_moments(d: &Path, seed: u64) {
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(summary["nodes"][0]["records_out"], 0, "{summary}");
     assert_eq!(read_jsonl_dir(&d.join("out/chaos")).len() as u64, RECORDS);
+    assert_eq!(
+        dead_lettered(d),
+        letters,
+        "the rerun changed the dead letters"
+    );
 
     // A pipeline whose state no longer fits is a clear error, not a reset.
     let changed = std::fs::read_to_string(d.join("chaos.yaml"))

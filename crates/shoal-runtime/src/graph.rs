@@ -315,12 +315,22 @@ impl JobGraph {
             })
             .collect();
 
-        let (dead, dead_rx) = DeadLetters::channel(1024);
+        let restored_id = opts.restore.as_ref().map(|m| m.id);
+        let (dead, dead_rx) = DeadLetters::channel(1024, restored_id.unwrap_or(0));
         let mut set: JoinSet<(String, Result<()>)> = JoinSet::new();
-        let dl_sink = self
+        let mut dl_sink = self
             .dead_letter
             .unwrap_or_else(|| Box::new(LogDeadLetters::default()));
-        let dl_task = tokio::spawn(task::run_dead_letters(dl_sink, dead_rx));
+        // Dead letters are committed with the checkpoints, like sink output.
+        let dl_completed = if checkpointing {
+            dl_sink.recover(restored_id)?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            sink_completes.push(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        let dl_task = tokio::spawn(task::run_dead_letters(dl_sink, dead_rx, dl_completed));
 
         for (nid, node) in nodes.iter().enumerate() {
             let role = match node.kind {
@@ -602,7 +612,7 @@ fn build_output(
 struct LogDeadLetters;
 
 impl DeadLetterSink for LogDeadLetters {
-    fn write(&mut self, letter: &crate::DeadLetter) -> Result<()> {
+    fn write(&mut self, _after: u64, letter: &crate::DeadLetter) -> Result<()> {
         tracing::warn!(node = %letter.node, reason = %letter.reason, "dead letter");
         Ok(())
     }

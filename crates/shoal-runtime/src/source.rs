@@ -104,6 +104,8 @@ impl SourceContext {
     }
 
     async fn take_checkpoint(&mut self, id: u64) -> Result<()> {
+        // The dead letters this epoch covers are durable before the ack.
+        self.dead.barrier(id).await?;
         let c = self.checkpoint.as_mut().expect("checkpointing");
         if let Some(hook) = &mut c.on_barrier {
             hook(id, &c.state);

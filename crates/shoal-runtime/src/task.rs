@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 use crate::checkpoint::CheckpointLink;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
+use crate::dead_letter::{DeadLetterSink, DeadLetters, ToDeadLetters};
 use crate::error::{Result, RuntimeError};
 use crate::gate::{InputEvent, InputGate};
 use crate::message::Message;
@@ -119,7 +119,7 @@ pub(crate) async fn run_operator(
     mut gate: InputGate,
     mut output: Output,
     metrics: Arc<NodeMetrics>,
-    dead: DeadLetters,
+    mut dead: DeadLetters,
     checkpoint: Option<CheckpointLink>,
 ) -> Result<()> {
     let span = tracing::info_span!("operator", operator = %node);
@@ -150,12 +150,12 @@ pub(crate) async fn run_operator(
                     metrics.add_in(batch.num_rows());
                     op.process_batch(input as usize, batch, shard, &mut out)?;
                     report_state(&op);
-                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                    flush(&mut out, &mut output, &metrics, &mut dead).await?;
                 }
                 InputEvent::Watermark(t) => {
                     op.on_watermark(t, &mut out)?;
                     report_state(&op);
-                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                    flush(&mut out, &mut output, &metrics, &mut dead).await?;
                     let t = op.output_watermark(t);
                     if t > forwarded {
                         forwarded = t;
@@ -168,6 +168,8 @@ pub(crate) async fn run_operator(
                 InputEvent::Idle => output.broadcast(Message::Idle).await?,
                 InputEvent::Barrier(id) => {
                     let state = op.snapshot(&node, id, checkpoint.as_ref())?;
+                    // The letters this epoch covers are durable before the ack.
+                    dead.barrier(id).await?;
                     if let Some(link) = &checkpoint {
                         link.ack(id, state);
                     }
@@ -179,14 +181,14 @@ pub(crate) async fn run_operator(
                     drained = true;
                     op.on_end(&mut out)?;
                     report_state(&op);
-                    flush(&mut out, &mut output, &metrics, &dead).await?;
+                    flush(&mut out, &mut output, &metrics, &mut dead).await?;
                     output.broadcast(Message::EndOfData).await?;
                 }
                 InputEvent::End => {
                     if !drained {
                         op.on_end(&mut out)?;
                         report_state(&op);
-                        flush(&mut out, &mut output, &metrics, &dead).await?;
+                        flush(&mut out, &mut output, &metrics, &mut dead).await?;
                     }
                     output.broadcast(Message::End).await?;
                     return Ok(());
@@ -202,7 +204,7 @@ async fn flush(
     out: &mut Collector,
     output: &mut Output,
     metrics: &NodeMetrics,
-    dead: &DeadLetters,
+    dead: &mut DeadLetters,
 ) -> Result<()> {
     for letter in out.dead.drain(..) {
         metrics.add_dead(1);
@@ -293,13 +295,44 @@ pub(crate) async fn run_sink(
     .await
 }
 
-/// Drain dead letters into their sink until every sender is gone.
+/// Drain dead letters into their sink until every sender is gone. In a
+/// checkpointed job (`completed` is the coordinator's completion channel)
+/// letters are staged, synced when a task reaches a barrier, and published
+/// as the checkpoints covering them complete (see [`crate::dead_letter`]).
 pub(crate) async fn run_dead_letters(
     mut sink: Box<dyn DeadLetterSink>,
-    rx: async_channel::Receiver<DeadLetter>,
+    rx: async_channel::Receiver<ToDeadLetters>,
+    mut completed: Option<tokio::sync::mpsc::UnboundedReceiver<u64>>,
 ) -> Result<()> {
-    while let Ok(letter) = rx.recv().await {
-        sink.write(&letter)?;
+    loop {
+        let msg = match &mut completed {
+            Some(c) => tokio::select! {
+                biased;
+                Some(id) = c.recv() => {
+                    sink.commit(id)?;
+                    continue;
+                }
+                msg = rx.recv() => msg,
+            },
+            None => rx.recv().await,
+        };
+        match msg {
+            Ok(ToDeadLetters::Letter { after, letter }) => sink.write(after, &letter)?,
+            Ok(ToDeadLetters::Sync(reply)) => {
+                // The task waiting on the answer fails the job if this did.
+                let _ = reply.send(sink.sync());
+            }
+            Err(_) => break,
+        }
     }
-    sink.finish()
+    match completed {
+        // Every task ended; publish what the remaining checkpoints cover.
+        Some(mut c) => {
+            while let Some(id) = c.recv().await {
+                sink.commit(id)?;
+            }
+            Ok(())
+        }
+        None => sink.finish(),
+    }
 }
