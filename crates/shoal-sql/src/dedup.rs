@@ -20,7 +20,7 @@ use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
-use shoal_runtime::{Collector, DeadLetter, Operator, Result as RtResult};
+use shoal_runtime::{Collector, Operator, Result as RtResult};
 
 use crate::codec::{decode, encode};
 use crate::error::{Result, SqlError};
@@ -180,10 +180,11 @@ impl Operator for DedupOperator {
         let mut late = Vec::with_capacity(batch.num_rows());
         let kept = self.state.keyed.table(self.state.kept);
         for (i, row) in rows.iter().enumerate() {
+            // Rows without an event time are rejected below.
             let t = ts.is_valid(i).then(|| ts.value(i)).filter(|t| *t >= wm);
             let Some(t) = t else {
                 keep.push(false);
-                late.push(true);
+                late.push(ts.is_valid(i));
                 continue;
             };
             late.push(false);
@@ -202,14 +203,16 @@ impl Operator for DedupOperator {
         }
         let late = BooleanArray::from(late);
         if late.true_count() > 0 {
-            for record in crate::late::json_lines(&filter_record_batch(&batch, &late)?)? {
-                out.dead_letter(DeadLetter {
-                    node: self.node.clone(),
-                    partition: None,
-                    offset: None,
-                    reason: "late".into(),
-                    record,
-                });
+            let rows = filter_record_batch(&batch, &late)?;
+            for letter in crate::late::letters(&self.node, &rows, "late")? {
+                out.dead_letter(letter);
+            }
+        }
+        if ts.null_count() > 0 {
+            let no_time = BooleanArray::new(ts.nulls().expect("nulls").inner().clone(), None);
+            let rows = filter_record_batch(&batch, &arrow::compute::not(&no_time)?)?;
+            for letter in crate::late::letters(&self.node, &rows, crate::late::NO_EVENT_TIME)? {
+                out.dead_letter(letter);
             }
         }
         let keep = BooleanArray::from(keep);

@@ -33,6 +33,7 @@ use shoal_runtime::{Result as RtResult, RuntimeError};
 use crate::blob_state::{BlobState, Unit, unit_batch};
 use crate::codec::{decode, encode};
 use crate::error::{Result, SqlError};
+use crate::late::Rejection;
 use crate::window::functions::interval_ms;
 
 /// One side of an interval join, as compiled.
@@ -345,13 +346,15 @@ impl IntervalJoinState {
     }
 
     /// Join a batch of `side` (already through that side's stages) with the
-    /// other side; buffer it. Returns (joined rows, late rows).
+    /// other side; buffer it. Returns the joined rows; rows it rejects
+    /// (late, or without an event time) go to `rejected`.
     pub(crate) fn process(
         &mut self,
         spec: &IntervalJoinSpec,
         side: usize,
         batch: RecordBatch,
-    ) -> RtResult<(Option<RecordBatch>, Option<RecordBatch>)> {
+        rejected: &mut Vec<(Rejection, RecordBatch)>,
+    ) -> RtResult<Option<RecordBatch>> {
         let ts = millis(
             &spec.sides[side]
                 .time
@@ -363,10 +366,20 @@ impl IntervalJoinState {
             .iter()
             .map(|t| Some(t.is_some_and(|t| t >= wm)))
             .collect();
-        let (batch, ts, late) = if on_time.true_count() == batch.num_rows() {
-            (batch, ts, None)
+        let (batch, ts) = if on_time.true_count() == batch.num_rows() {
+            (batch, ts)
         } else {
-            let late = filter_record_batch(&batch, &arrow::compute::not(&on_time)?)?;
+            let late: BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t < wm))).collect();
+            if late.true_count() > 0 {
+                rejected.push((Rejection::Late, filter_record_batch(&batch, &late)?));
+            }
+            let no_time: BooleanArray = ts.iter().map(|t| Some(t.is_none())).collect();
+            if no_time.true_count() > 0 {
+                rejected.push((
+                    Rejection::NoEventTime,
+                    filter_record_batch(&batch, &no_time)?,
+                ));
+            }
             let kept = filter_record_batch(&batch, &on_time)?;
             let ts = millis(
                 &spec.sides[side]
@@ -374,10 +387,10 @@ impl IntervalJoinState {
                     .evaluate(&kept)?
                     .into_array(kept.num_rows())?,
             )?;
-            (kept, ts, Some(late))
+            (kept, ts)
         };
         if batch.num_rows() == 0 {
-            return Ok((None, late));
+            return Ok(None);
         }
         let (rows, valid) = self.key_rows(spec, side, &batch)?;
         // Probe the other side.
@@ -455,7 +468,7 @@ impl IntervalJoinState {
         }
         own.rows += batch.num_rows();
         own.chunks.push_back((batch, max_ts));
-        Ok((joined, late))
+        Ok(joined)
     }
 
     /// Event time advanced: drop chunks no future row can match.
@@ -556,7 +569,7 @@ impl IntervalJoinState {
         }
         for (side, _, blob) in chunks {
             let batch = unit_batch(&blob, &spec.sides[side].schema)?;
-            state.process(spec, side, batch)?;
+            state.process(spec, side, batch, &mut Vec::new())?;
         }
         state.watermark = v["watermark"].as_i64().ok_or_else(bad)?;
         Ok(state)
@@ -570,7 +583,7 @@ impl IntervalJoinState {
         for (side, text) in sides.iter().enumerate().take(2) {
             let batch = decode(text.as_str().ok_or_else(bad)?, &spec.sides[side].schema)?;
             if batch.num_rows() > 0 {
-                state.process(spec, side, batch)?;
+                state.process(spec, side, batch, &mut Vec::new())?;
             }
         }
         state.watermark = v["watermark"].as_i64().ok_or_else(bad)?;

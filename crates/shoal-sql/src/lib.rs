@@ -31,6 +31,8 @@ mod late;
 pub mod lookup;
 mod over;
 mod query;
+#[cfg(test)]
+mod test_support;
 pub mod window;
 
 pub use context::sql_context;

@@ -17,6 +17,7 @@ use crate::context::sql_context;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
 use crate::join::{IntervalJoinSpec, IntervalJoinState};
+use crate::late::Rejection;
 use crate::lookup::{JoinParts, LookupJoin, LookupTable};
 use crate::over::{OverSpec, OverState};
 use crate::window::{WindowAggSpec, WindowAggState};
@@ -225,9 +226,7 @@ impl CompiledQuery {
                             "a windowed query ran without its state".into(),
                         ));
                     };
-                    if let Some(l) = w.process(&batch, window)? {
-                        late.push(l);
-                    }
+                    w.process(&batch, window, late)?;
                     return Ok(RecordBatch::new_empty(self.schema.clone()));
                 }
                 Stage::Join { .. } => {
@@ -301,7 +300,7 @@ pub fn compile_query_with(
     {
         *sides = [resolve(&tables[0])?, resolve(&tables[1])?];
     }
-    let schema = Arc::clone(plan.schema().inner());
+    let schema = with_marks(plan.schema().inner(), &event_time_marks(&plan));
     Ok(CompiledQuery {
         input,
         stages,
@@ -351,6 +350,7 @@ fn compile_plan(
                 &w.window_expr,
                 w.input.schema(),
                 Arc::clone(w.schema.inner()),
+                &event_time_marks(&w.input),
             )?;
             stages.push(Stage::Over(spec));
             Ok(table)
@@ -477,6 +477,92 @@ fn compile_plan(
     }
 }
 
+/// The field metadata key marking a column that carries the stream's event
+/// time as its watermarks measure it, under another name than the source's
+/// event-time column: the window column of a windowed aggregation (its
+/// watermark is the start of the earliest window still to come). The query
+/// reading the output finds it in its input schema.
+pub(crate) const EVENT_TIME_MARK: &str = "shoal.event_time";
+
+/// Which output columns of `plan` carry the event time its watermarks
+/// measure: the window column of a windowed aggregation, input columns
+/// marked with [`EVENT_TIME_MARK`], and plain references to either.
+pub(crate) fn event_time_marks(plan: &LogicalPlan) -> Vec<bool> {
+    let n = plan.schema().fields().len();
+    let mut marks = match plan {
+        LogicalPlan::TableScan(scan) => scan
+            .projected_schema
+            .fields()
+            .iter()
+            .map(|f| f.metadata().contains_key(EVENT_TIME_MARK))
+            .collect(),
+        LogicalPlan::SubqueryAlias(a) => event_time_marks(&a.input),
+        LogicalPlan::Filter(f) => event_time_marks(&f.input),
+        LogicalPlan::Window(w) => event_time_marks(&w.input),
+        LogicalPlan::Projection(p) => {
+            let input = event_time_marks(&p.input);
+            p.expr
+                .iter()
+                .map(|e| {
+                    column_of(e)
+                        .and_then(|c| p.input.schema().index_of_column(c).ok())
+                        .is_some_and(|i| input.get(i).copied().unwrap_or(false))
+                })
+                .collect()
+        }
+        LogicalPlan::Aggregate(a) => a
+            .group_expr
+            .iter()
+            .map(|e| crate::window::functions::window_call(e).is_some())
+            .collect(),
+        _ => Vec::new(),
+    };
+    marks.resize(n, false);
+    marks
+}
+
+/// The column `e` is, through aliases and casts to a timestamp.
+fn column_of(e: &Expr) -> Option<&datafusion::common::Column> {
+    match e {
+        Expr::Column(c) => Some(c),
+        Expr::Alias(a) => column_of(&a.expr),
+        Expr::Cast(c)
+            if matches!(
+                c.field.data_type(),
+                arrow::datatypes::DataType::Timestamp(..)
+            ) =>
+        {
+            column_of(&c.expr)
+        }
+        _ => None,
+    }
+}
+
+/// `schema` with exactly the `marks`ed fields carrying [`EVENT_TIME_MARK`].
+fn with_marks(schema: &SchemaRef, marks: &[bool]) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .zip(marks)
+        .map(|(f, &marked)| {
+            if marked == f.metadata().contains_key(EVENT_TIME_MARK) {
+                return Arc::clone(f);
+            }
+            let mut meta = f.metadata().clone();
+            if marked {
+                meta.insert(EVENT_TIME_MARK.into(), "true".into());
+            } else {
+                meta.remove(EVENT_TIME_MARK);
+            }
+            Arc::new(f.as_ref().clone().with_metadata(meta))
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// The lookup table one side of `join` reads, if exactly one side is a
 /// lookup table, and whether the stream is the left side.
 fn lookup_side(
@@ -542,8 +628,11 @@ fn not_a_stream(what: &str, hint: &str) -> SqlError {
 enum Absorb<'a> {
     /// The query has no such stage.
     Never,
-    /// Its state, and where late rows go.
-    Into(&'a mut WindowAggState, &'a mut Vec<RecordBatch>),
+    /// Its state, and where rejected rows (late, no event time) go.
+    Into(
+        &'a mut WindowAggState,
+        &'a mut Vec<(Rejection, RecordBatch)>,
+    ),
 }
 
 /// Runs a [`CompiledQuery`] on every batch, holding its keyed state.
@@ -556,7 +645,8 @@ pub struct QueryOperator {
     /// Checkpoint images of the window and join state (keyed state).
     window_image: BlobState,
     join_image: BlobState,
-    late: Vec<RecordBatch>,
+    /// Rows stages rejected, for the dead-letter output.
+    late: Vec<(Rejection, RecordBatch)>,
     node: String,
 }
 
@@ -607,21 +697,36 @@ impl QueryOperator {
         }
     }
 
+    /// OVER windows release the rows `watermark` passed and run them
+    /// through the stages after them.
+    fn release_over(&mut self, watermark: i64, out: &mut Collector) -> RtResult<()> {
+        if let Some((i, over)) = self.query.over()
+            && let Some(rows) = over.release(watermark, &mut self.state)?
+        {
+            let mut absorb = match &mut self.window {
+                Some(w) => Absorb::Into(w, &mut self.late),
+                None => Absorb::Never,
+            };
+            out.emit(self.query.run_from(
+                i + 1,
+                &rows,
+                &mut self.state,
+                &mut self.dead,
+                &mut absorb,
+            )?);
+        }
+        Ok(())
+    }
+
     /// Send late rows to the dead-letter output.
     fn flush_late(&mut self, out: &mut Collector) -> RtResult<()> {
         for mut letter in self.dead.drain(..) {
             letter.node.clone_from(&self.node);
             out.dead_letter(letter);
         }
-        for batch in self.late.drain(..) {
-            for record in crate::late::json_lines(&batch)? {
-                out.dead_letter(shoal_runtime::DeadLetter {
-                    node: self.node.clone(),
-                    partition: None,
-                    offset: None,
-                    reason: "late".into(),
-                    record,
-                });
+        for (why, batch) in self.late.drain(..) {
+            for letter in crate::late::letters(&self.node, &batch, why.reason())? {
+                out.dead_letter(letter);
             }
         }
         Ok(())
@@ -730,8 +835,7 @@ impl Operator for QueryOperator {
                 if rows.num_rows() == 0 {
                     continue;
                 }
-                let (joined, late) = join.process(spec, side, rows)?;
-                self.late.extend(late);
+                let joined = join.process(spec, side, rows, &mut self.late)?;
                 if let Some(j) = joined {
                     let mut absorb = match &mut self.window {
                         Some(w) => Absorb::Into(w, &mut self.late),
@@ -765,21 +869,15 @@ impl Operator for QueryOperator {
         }
         // Stages after a join see the join's (held back) event time.
         let watermark = self.after_join(watermark);
-        // OVER windows release the rows the watermark passed.
-        if let Some((i, over)) = self.query.over()
-            && let Some(rows) = over.release(watermark, &mut self.state)?
-        {
-            let mut absorb = match &mut self.window {
-                Some(w) => Absorb::Into(w, &mut self.late),
-                None => Absorb::Never,
-            };
-            out.emit(self.query.run_from(
-                i + 1,
-                &rows,
-                &mut self.state,
-                &mut self.dead,
-                &mut absorb,
-            )?);
+        // A window before an OVER window in the same query fires first;
+        // the OVER window then sees the window's own watermark (the start of
+        // the earliest window still to come), as a chained transform would.
+        let window_first = matches!(
+            (self.query.window_stage(), self.query.over()),
+            (Some((w, _)), Some((o, _))) if w < o
+        );
+        if !window_first {
+            self.release_over(watermark, out)?;
         }
         if let (Some((i, spec)), Some(window)) = (self.query.window_stage(), &mut self.window) {
             for fired in spec.on_watermark(watermark, window)? {
@@ -790,6 +888,10 @@ impl Operator for QueryOperator {
                     &mut self.dead,
                     &mut Absorb::Never,
                 )?);
+            }
+            if window_first {
+                let w = spec.output_watermark(watermark, window);
+                self.release_over(w, out)?;
             }
         }
         self.flush_late(out)
@@ -1159,7 +1261,8 @@ mod tests {
         let mut out = Collector::default();
         op.process_batch(0, batch, &mut out).unwrap();
         assert!(out.batches().is_empty(), "rows wait for the watermark");
-        op.on_watermark(2 * MIN, &mut out).unwrap();
+        // Rows before 2m are released; rows at 2m wait for their peers.
+        op.on_watermark(2 * MIN + 1, &mut out).unwrap();
         // A checkpoint here, restored into a fresh operator, continues alike.
         let snap = op.snapshot().unwrap();
         let mut op = QueryOperator::new(q).with_node("rolling");

@@ -16,14 +16,6 @@ pub(crate) enum Val {
 }
 
 impl Val {
-    fn as_f64(self) -> Option<f64> {
-        match self {
-            Val::Null => None,
-            Val::I(v) => Some(v as f64),
-            Val::F(v) => Some(v),
-        }
-    }
-
     /// A key for distinct counting: equal values give equal keys.
     fn distinct_key(self) -> Option<u64> {
         match self {
@@ -31,6 +23,48 @@ impl Val {
             Val::I(v) => Some(v as u64),
             // -0.0 and 0.0 are one value.
             Val::F(v) => Some(if v == 0.0 { 0 } else { v.to_bits() } ^ 0x8000_0000_0000_0001),
+        }
+    }
+}
+
+/// A value kept by MIN/MAX: integers stay integers (an `i64` above 2^53
+/// has no exact `f64`). Untagged, so state written when values were kept
+/// as `f64` still reads (as [`Num::F`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Num {
+    I(i64),
+    F(f64),
+}
+
+impl Num {
+    fn of(v: Val) -> Option<Self> {
+        match v {
+            Val::Null => None,
+            Val::I(x) => Some(Num::I(x)),
+            Val::F(x) => Some(Num::F(x)),
+        }
+    }
+
+    /// `self <= other` (`self >= other` when `max` is false): a kept value
+    /// `self` that a newer `other` makes useless.
+    fn dominated_by(self, other: Num, max: bool) -> bool {
+        let ord = match (self, other) {
+            (Num::I(a), Num::I(b)) => a.partial_cmp(&b),
+            (a, b) => a.as_f64().partial_cmp(&b.as_f64()),
+        };
+        match ord {
+            Some(std::cmp::Ordering::Equal) => true,
+            Some(std::cmp::Ordering::Less) => max,
+            Some(std::cmp::Ordering::Greater) => !max,
+            None => false,
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Num::I(x) => x as f64,
+            Num::F(x) => x,
         }
     }
 }
@@ -60,7 +94,7 @@ pub(crate) enum Acc {
     /// extreme of the frame.
     Extreme {
         max: bool,
-        deque: VecDeque<(u64, f64)>,
+        deque: VecDeque<(u64, Num)>,
         int: bool,
     },
     /// Value → occurrences in the frame.
@@ -106,11 +140,11 @@ impl Acc {
                 }
             },
             Acc::Extreme { max, deque, .. } => {
-                let Some(x) = v.as_f64() else { return };
+                let Some(x) = Num::of(v) else { return };
                 // Drop values the new one dominates: they can never be the
                 // extreme again while it is in the frame.
                 while let Some(&(_, back)) = deque.back() {
-                    if (*max && back <= x) || (!*max && back >= x) {
+                    if back.dominated_by(x, *max) {
                         deque.pop_back();
                     } else {
                         break;
@@ -186,8 +220,9 @@ impl Acc {
             }
             (Acc::Extreme { deque, int, .. }, _) => match deque.front() {
                 None => Val::Null,
-                Some(&(_, x)) if *int => Val::I(x as i64),
-                Some(&(_, x)) => Val::F(x),
+                Some(&(_, Num::I(x))) => Val::I(x),
+                Some(&(_, Num::F(x))) if *int => Val::I(x as i64),
+                Some(&(_, Num::F(x))) => Val::F(x),
             },
         }
     }
@@ -229,6 +264,46 @@ mod tests {
                 Val::I(uniq.len() as i64)
             );
         }
+    }
+
+    /// Issue 15, bug 3: MIN/MAX of int64 used to go through f64 and could
+    /// return a value that is not in the data.
+    #[test]
+    fn int64_extremes_are_exact_and_old_float_state_still_reads() {
+        let mut max = Acc::new(Function::Max, true);
+        let mut min = Acc::new(Function::Min, true);
+        let vals = [
+            9_007_199_254_740_993,
+            9_007_199_254_740_995,
+            9_007_199_254_740_994,
+        ];
+        for (seq, v) in vals.into_iter().enumerate() {
+            max.add(Val::I(v), seq as u64);
+            min.add(Val::I(v), seq as u64);
+        }
+        assert_eq!(
+            max.value(Function::Max, true),
+            Val::I(9_007_199_254_740_995)
+        );
+        assert_eq!(
+            min.value(Function::Min, true),
+            Val::I(9_007_199_254_740_993)
+        );
+        // The first value leaves the frame: the minimum is the third.
+        min.remove(Val::I(vals[0]), 0);
+        assert_eq!(
+            min.value(Function::Min, true),
+            Val::I(9_007_199_254_740_994)
+        );
+        // State written with f64 values reads back.
+        let old = serde_json::json!({"Extreme": {"max": true, "deque": [[0, 5.0], [1, 3.0]], "int": true}});
+        let old: Acc = serde_json::from_value(old).unwrap();
+        assert_eq!(old.value(Function::Max, true), Val::I(5));
+        let new: Acc = serde_json::from_value(serde_json::to_value(&max).unwrap()).unwrap();
+        assert_eq!(
+            new.value(Function::Max, true),
+            Val::I(9_007_199_254_740_995)
+        );
     }
 
     #[test]

@@ -29,12 +29,15 @@
 mod accumulator;
 mod frame;
 mod keyed;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
 };
+use arrow::buffer::NullBuffer;
 use arrow::compute::{SortColumn, cast, concat_batches, filter_record_batch, lexsort_to_indices};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -74,6 +77,9 @@ pub(crate) struct OverSpec {
     /// The event-time column (index into the input) when the input carries
     /// watermarks; `None`: process rows as they arrive.
     event_time: Option<usize>,
+    /// Input columns that carry the event time under another name (a
+    /// window's column, see [`crate::query::event_time_marks`]).
+    marked: Vec<usize>,
 }
 
 const HINT: &str = "supported: COUNT/COUNT(DISTINCT)/SUM/AVG/MIN/MAX OVER (PARTITION BY key ORDER BY ts \
@@ -106,6 +112,7 @@ impl OverSpec {
         window_expr: &[Expr],
         input: &DFSchema,
         output: SchemaRef,
+        marks: &[bool],
     ) -> Result<Self> {
         let mut key: Option<usize> = None;
         let mut order: Option<Option<usize>> = None;
@@ -212,6 +219,7 @@ impl OverSpec {
             input_schema: Arc::clone(input.inner()),
             schema: output,
             event_time: None,
+            marked: (0..marks.len()).filter(|&i| marks[i]).collect(),
         })
     }
 
@@ -221,22 +229,34 @@ impl OverSpec {
     }
 
     /// The input carries watermarks on event-time column `column`: process
-    /// rows in event-time order. The window must be ordered by that column.
+    /// rows in event-time order. The window must be ordered by that column,
+    /// or by a column carrying the event time under another name (after a
+    /// windowed aggregation: its window column, whatever its name).
     pub(crate) fn set_event_time(&mut self, column: &str) -> Result<()> {
-        let Ok(et) = self.input_schema.index_of(column) else {
-            return Err(SqlError::new(format!(
-                "an OVER window on an event-time stream needs the event-time column `{column}` in its input"
-            ))
-            .with_hint(format!("select `{column}` in the query's FROM clause")));
+        let et = match (self.order, self.marked.first()) {
+            (Some(o), Some(_)) if self.marked.contains(&o) => o,
+            (_, Some(&m)) => m,
+            (_, None) => self.input_schema.index_of(column).map_err(|_| {
+                SqlError::new(format!(
+                    "an OVER window on an event-time stream needs the event-time column `{column}` in its input"
+                ))
+                .with_hint(format!("select `{column}` in the query's FROM clause"))
+            })?,
         };
+        let name = self.input_schema.field(et).name();
         if let Some(o) = self.order
             && o != et
         {
+            let why = if self.marked.is_empty() {
+                format!("the stream's event time is `{name}`")
+            } else {
+                format!("the stream's event time is the window column `{name}`")
+            };
             return Err(SqlError::new(format!(
-                "the OVER window is ordered by `{}`, but the stream's event time is `{column}`",
+                "the OVER window is ordered by `{}`, but {why}",
                 self.input_schema.field(o).name()
             ))
-            .with_hint(format!("use ORDER BY {column}")));
+            .with_hint(format!("use ORDER BY {name}")));
         }
         self.event_time = Some(et);
         Ok(())
@@ -268,15 +288,29 @@ impl OverSpec {
         let Some(et) = self.event_time else {
             return self.process(&batch, state).map(Some);
         };
+        // A row without an event time has no place in event-time order.
+        let batch = match batch.column(et).logical_nulls() {
+            Some(nulls) if nulls.null_count() > 0 => {
+                let no_time = BooleanArray::from(nulls.inner().clone());
+                let no_time = arrow::compute::not(&no_time)?;
+                let rows = filter_record_batch(&batch, &no_time)?;
+                dead.extend(crate::late::letters("", &rows, crate::late::NO_EVENT_TIME)?);
+                let valid = BooleanArray::from(nulls.into_inner());
+                filter_record_batch(&batch, &valid)?
+            }
+            _ => batch,
+        };
         let ts = event_times(&batch, et)?;
         let w = state.watermark;
+        // One rule for every operator: `ts < watermark` is late.
         let late = (w > i64::MIN)
-            .then(|| BooleanArray::from_unary(&ts, |t| t <= w))
+            .then(|| BooleanArray::from_unary(&ts, |t| t < w))
             .filter(|m| m.true_count() > 0);
         let batch = match late {
             Some(late) => {
                 let late_rows = filter_record_batch(&batch, &late)?;
-                dead.extend(late_letters(&late_rows, w)?);
+                let reason = format!("late: event time is before the watermark {w}");
+                dead.extend(crate::late::letters("", &late_rows, &reason)?);
                 let keep = arrow::compute::not(&late)?;
                 filter_record_batch(&batch, &keep)?
             }
@@ -292,7 +326,7 @@ impl OverSpec {
     }
 
     /// Event time reached `watermark` (ms): process and return the buffered
-    /// rows at or before it.
+    /// rows before it (rows at it may still get peers).
     pub(crate) fn release(
         &self,
         watermark: i64,
@@ -307,23 +341,24 @@ impl OverSpec {
         state.watermark = watermark;
         if watermark == i64::MAX {
             // End of input: what is persisted is the event time processed
-            // (the newest row released), not +inf, so a rerun on a grown
-            // input goes on normally.
+            // (just after the newest row released), not +inf, so a rerun on
+            // a grown input goes on normally.
             let newest = state.pending.iter().map(|p| p.max).max();
-            state.finite_watermark = state.finite_watermark.max(newest.unwrap_or(i64::MIN));
+            let next = newest.map_or(i64::MIN, |t| t.saturating_add(1));
+            state.finite_watermark = state.finite_watermark.max(next);
         } else {
             state.finite_watermark = watermark;
         }
         let mut released = Vec::new();
         let mut kept = Vec::new();
         for p in state.pending.drain(..) {
-            if p.max <= watermark {
+            if p.max < watermark || watermark == i64::MAX {
                 released.push(p.batch);
-            } else if p.min > watermark {
+            } else if p.min >= watermark {
                 kept.push(p);
             } else {
                 let ts = event_times(&p.batch, et)?;
-                let now = BooleanArray::from_unary(&ts, |t| t <= watermark);
+                let now = BooleanArray::from_unary(&ts, |t| t < watermark);
                 released.push(filter_record_batch(&p.batch, &now)?);
                 let later = arrow::compute::not(&now)?;
                 let batch = filter_record_batch(&p.batch, &later)?;
@@ -337,16 +372,21 @@ impl OverSpec {
             }
         }
         state.pending = kept;
+        let out = if released.iter().all(|b| b.num_rows() == 0) {
+            None
+        } else {
+            let all = concat_batches(&self.input_schema, &released)?;
+            let sorted = self.sort(&all)?;
+            Some(self.process(&sorted, state)?)
+        };
+        // Expire only after the released rows saw their frames: a step
+        // wider than the frame releases rows whose history is older than
+        // `watermark - frame`. At end of input nothing expires: the frames
+        // stay for a rerun.
         if watermark != i64::MAX {
-            // At end of input nothing expires: the frames stay for a rerun.
             self.expire(watermark, state);
         }
-        if released.iter().all(|b| b.num_rows() == 0) {
-            return Ok(None);
-        }
-        let all = concat_batches(&self.input_schema, &released)?;
-        let sorted = self.sort(&all)?;
-        self.process(&sorted, state).map(Some)
+        Ok(out)
     }
 
     /// Drop keys every RANGE frame has slid past (event time only).
@@ -385,6 +425,14 @@ impl OverSpec {
             .collect();
         for key in gone {
             let dropped = strs.remove(&key).map_or(0, |k| k.rows());
+            t.rows -= dropped;
+        }
+        let nulls = t.keyed.table(t.nulls);
+        if nulls
+            .get(&())
+            .is_some_and(|k| k.expired(&self.aggs, watermark))
+        {
+            let dropped = nulls.remove(&()).map_or(0, |k| k.rows());
             t.rows -= dropped;
         }
         state.next_expiry = watermark.saturating_add(widest / 2 + 1);
@@ -432,6 +480,8 @@ impl OverSpec {
             c => c.clone(),
         };
         let key_col = &key_col;
+        let key_nulls = key_col.logical_nulls();
+        let key_nulls = key_nulls.as_ref();
         let int_keys = match key_col.data_type() {
             DataType::Utf8 => None,
             _ => Some(as_i64(key_col)?),
@@ -445,6 +495,7 @@ impl OverSpec {
             keyed,
             ints,
             strs,
+            nulls,
             rows: retained,
         } = tables.as_mut().expect("created above");
         out.resize_with(n, Vec::new);
@@ -459,7 +510,7 @@ impl OverSpec {
             let mut end = row + 1;
             while end < rows
                 && orders.as_ref().is_some_and(|o| o.value(end) == order)
-                && same_key(int_keys.as_ref(), str_keys, row, end)
+                && same_key(int_keys.as_ref(), str_keys, key_nulls, row, end)
             {
                 end += 1;
             }
@@ -468,6 +519,10 @@ impl OverSpec {
                 vals.extend(args.iter().map(|a| a.value(r)));
             }
             let key_state = match (&int_keys, str_keys) {
+                // NULL is a key of its own (SQL's PARTITION BY), not 0 or ''.
+                _ if key_nulls.is_some_and(|n| n.is_null(row)) => keyed
+                    .table(*nulls)
+                    .get_or_insert_with(&(), || KeyState::new(&self.aggs)),
                 (Some(k), _) => {
                     let k = k.value(row);
                     keyed
@@ -495,7 +550,18 @@ impl OverSpec {
     }
 }
 
-fn same_key(ints: Option<&Int64Array>, strs: Option<&StringArray>, a: usize, b: usize) -> bool {
+fn same_key(
+    ints: Option<&Int64Array>,
+    strs: Option<&StringArray>,
+    nulls: Option<&NullBuffer>,
+    a: usize,
+    b: usize,
+) -> bool {
+    if let Some(n) = nulls
+        && (n.is_null(a) || n.is_null(b))
+    {
+        return n.is_null(a) && n.is_null(b);
+    }
     match (ints, strs) {
         (Some(k), _) => k.value(a) == k.value(b),
         (None, Some(k)) => k.value(a) == k.value(b),
@@ -600,19 +666,6 @@ fn output_array(t: &DataType, values: &[Val]) -> ArrayRef {
     }
 }
 
-fn late_letters(rows: &RecordBatch, watermark: i64) -> RtResult<Vec<DeadLetter>> {
-    Ok(crate::late::json_lines(rows)?
-        .into_iter()
-        .map(|record| DeadLetter {
-            node: String::new(),
-            partition: None,
-            offset: None,
-            reason: format!("late: event time is at or before the watermark {watermark}"),
-            record,
-        })
-        .collect())
-}
-
 /// Rows waiting for the watermark, with their event-time range.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -628,6 +681,8 @@ struct OverTables {
     keyed: KeyedState,
     ints: StateHandle<ValueState<i64, KeyState>>,
     strs: StateHandle<ValueState<String, KeyState>>,
+    /// The NULL key (one partition of its own).
+    nulls: StateHandle<ValueState<(), KeyState>>,
     /// Rows retained over all keys (kept up to date, for the state metric).
     rows: usize,
 }
@@ -637,10 +692,12 @@ impl OverTables {
         let mut keyed = KeyedState::new();
         let ints = keyed.value("over_int_keys");
         let strs = keyed.value("over_str_keys");
+        let nulls = keyed.value("over_null_key");
         Self {
             keyed,
             ints,
             strs,
+            nulls,
             rows: 0,
         }
     }
@@ -649,8 +706,10 @@ impl OverTables {
     fn count_rows(&mut self) {
         let ints = self.keyed.get(self.ints).iter();
         let strs = self.keyed.get(self.strs).iter();
-        self.rows =
-            ints.map(|(_, k)| k.rows()).sum::<usize>() + strs.map(|(_, k)| k.rows()).sum::<usize>();
+        let nulls = self.keyed.get(self.nulls).iter();
+        self.rows = ints.map(|(_, k)| k.rows()).sum::<usize>()
+            + strs.map(|(_, k)| k.rows()).sum::<usize>()
+            + nulls.map(|(_, k)| k.rows()).sum::<usize>();
     }
 }
 
@@ -747,7 +806,7 @@ impl OverState {
     }
 
     /// The state as JSON: `{watermark, pending (JSON lines), ints: [[key,
-    /// state]…], strs: [[key, state]…]}`.
+    /// state]…], strs: [[key, state]…], null: state of the NULL key}`.
     pub(crate) fn snapshot(&mut self) -> RtResult<serde_json::Value> {
         let mut v = self.buffered()?;
         let ser = |e: serde_json::Error| RuntimeError::Internal(format!("OVER state: {e}"));
@@ -756,6 +815,9 @@ impl OverState {
         let strs: Vec<_> = t.keyed.get(t.strs).iter().collect();
         v["ints"] = serde_json::to_value(ints).map_err(ser)?;
         v["strs"] = serde_json::to_value(strs).map_err(ser)?;
+        if let Some(null) = t.keyed.get(t.nulls).get(&()) {
+            v["null"] = serde_json::to_value(null).map_err(ser)?;
+        }
         Ok(v)
     }
 
@@ -771,6 +833,8 @@ impl OverState {
             serde_json::from_value(v["ints"].clone()).map_err(|e| bad(e.to_string()))?;
         let strs: Vec<(String, KeyState)> =
             serde_json::from_value(v["strs"].clone()).map_err(|e| bad(e.to_string()))?;
+        let null: Option<KeyState> =
+            serde_json::from_value(v["null"].clone()).map_err(|e| bad(e.to_string()))?;
         *self = OverState::default();
         let t = self.tables();
         for (k, state) in ints {
@@ -778,6 +842,9 @@ impl OverState {
         }
         for (k, state) in strs {
             t.keyed.table(t.strs).insert(k, state);
+        }
+        if let Some(state) = null {
+            t.keyed.table(t.nulls).insert((), state);
         }
         t.count_rows();
         self.restore_buffered(spec, v)

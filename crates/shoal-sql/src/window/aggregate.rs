@@ -14,8 +14,9 @@
 //!   least `gap` apart; sessions whose `last event + gap <= watermark` are
 //!   aggregated and emitted, the rest stay buffered.
 //!
-//! Rows with an event time before the watermark are *late*: they are
-//! returned to the caller (for the dead-letter output), never aggregated.
+//! Rows with an event time before the watermark are *late*, rows with a
+//! NULL event time have none: both are returned to the caller (for the
+//! dead-letter output), never aggregated.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,37 +32,63 @@ use arrow::datatypes::DataType;
 use datafusion::logical_expr::EmitTo;
 use shoal_runtime::{Result as RtResult, RuntimeError};
 
+use crate::late::Rejection;
 use crate::window::functions::WindowKind;
 use crate::window::spec::{WindowAggSpec, millis_type, pane_ms};
 use crate::window::state::{LivePane, Pane, WindowAggState, min_event_time};
 
 impl WindowAggSpec {
-    /// Absorb one input batch. Returns the late rows (if any) of `batch`.
+    /// Absorb one input batch. Rows it rejects (late, or without an event
+    /// time) go to `rejected`.
     pub(crate) fn process(
         &self,
         batch: &RecordBatch,
         state: &mut WindowAggState,
-    ) -> RtResult<Option<RecordBatch>> {
-        let rows = self.rows(batch)?;
-        // Late: no event time, or before the watermark.
-        let ts = event_times(&rows);
+        rejected: &mut Vec<(Rejection, RecordBatch)>,
+    ) -> RtResult<()> {
+        let n = batch.num_rows();
+        let ts = self.time.evaluate(batch)?.into_array(n)?;
+        let ts = cast(&ts, &millis_type(ts.data_type()))?;
+        let ts = cast(&ts, &DataType::Int64)?;
+        let ts = ts
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to int64");
+        // Late: before the watermark (one rule for every operator).
         let wm = state.watermark;
-        let on_time: BooleanArray = ts
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t >= wm)))
-            .collect();
-        let (rows, late) = if on_time.true_count() == rows.num_rows() {
-            (rows, None)
+        let all_on_time = ts.null_count() == 0 && arrow::compute::min(ts).is_none_or(|t| t >= wm);
+        let (batch, ts) = if all_on_time {
+            (batch.clone(), ts.clone())
         } else {
-            let late_mask = arrow::compute::not(&on_time)?;
-            (
-                filter_record_batch(&rows, &on_time)?,
-                Some(filter_record_batch(batch, &late_mask)?),
-            )
+            let on_time: BooleanArray = ts
+                .iter()
+                .map(|t| Some(t.is_some_and(|t| t >= wm)))
+                .collect();
+            let no_time = ts
+                .logical_nulls()
+                .map(|n| BooleanArray::new(n.inner().clone(), None));
+            let no_time = no_time.map(|v| arrow::compute::not(&v)).transpose()?;
+            if let Some(no_time) = no_time.filter(|m| m.true_count() > 0) {
+                let rows = filter_record_batch(batch, &no_time)?;
+                rejected.push((Rejection::NoEventTime, rows));
+            }
+            let late: BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t < wm))).collect();
+            if late.true_count() > 0 {
+                rejected.push((Rejection::Late, filter_record_batch(batch, &late)?));
+            }
+            let kept = filter_record_batch(batch, &on_time)?;
+            let ts = arrow::compute::filter(ts, &on_time)?;
+            let ts = ts
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64")
+                .clone();
+            (kept, ts)
         };
-        if rows.num_rows() == 0 {
-            return Ok(late);
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
+        let rows = self.rows(&batch, ts)?;
         match self.kind {
             WindowKind::Session { .. } => {
                 state.session_min_ts = state.session_min_ts.min(min_event_time(&rows));
@@ -69,15 +96,14 @@ impl WindowAggSpec {
             }
             WindowKind::Tumble { .. } | WindowKind::Hop { .. } => self.add_to_panes(rows, state)?,
         }
-        Ok(late)
+        Ok(())
     }
 
-    /// Event time (ms), keys, aggregate arguments and filters of `batch`.
-    fn rows(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
+    /// Event time (ms, `ts`: none NULL), keys, aggregate arguments and
+    /// filters of `batch`.
+    fn rows(&self, batch: &RecordBatch, ts: Int64Array) -> RtResult<RecordBatch> {
         let n = batch.num_rows();
-        let ts = self.time.evaluate(batch)?.into_array(n)?;
-        let ts = cast(&ts, &millis_type(ts.data_type()))?;
-        let mut cols: Vec<ArrayRef> = vec![cast(&ts, &DataType::Int64)?];
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(ts)];
         for k in &self.keys {
             cols.push(k.evaluate(batch)?.into_array(n)?);
         }
@@ -170,6 +196,7 @@ impl WindowAggSpec {
         if watermark == i64::MIN || watermark == i64::MAX {
             return watermark;
         }
+        let watermark = self.shifted(watermark);
         match self.kind {
             WindowKind::Tumble { size } => watermark.div_euclid(size) * size,
             WindowKind::Hop { slide, size } => {
@@ -185,6 +212,9 @@ impl WindowAggSpec {
         watermark: i64,
         state: &mut WindowAggState,
     ) -> RtResult<Vec<RecordBatch>> {
+        // The window's time may be the event time shifted: so is its
+        // watermark (the state keeps the shifted one).
+        let watermark = self.shifted(watermark);
         if watermark <= state.watermark {
             return Ok(Vec::new());
         }

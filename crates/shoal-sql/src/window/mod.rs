@@ -9,6 +9,8 @@ mod aggregate;
 pub(crate) mod functions;
 pub(crate) mod spec;
 pub(crate) mod state;
+#[cfg(test)]
+mod tests;
 
 pub use functions::{WindowKind, register_window_functions};
 pub use spec::WindowAggSpec;

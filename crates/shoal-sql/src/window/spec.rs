@@ -45,6 +45,10 @@ pub struct WindowAggSpec {
     pub(crate) kind: WindowKind,
     /// Event time, over the aggregate's input.
     pub(crate) time: Arc<dyn PhysicalExpr>,
+    /// The window's time is the stream's event time plus `shift` ms
+    /// (`tumble(ts - INTERVAL '1' HOUR, …)`: -3 600 000): watermarks are
+    /// shifted alike before they are compared with it.
+    pub(crate) shift: i64,
     /// Position of the window column among the output's group columns.
     pub(crate) window_pos: usize,
     /// The other `GROUP BY` expressions.
@@ -83,7 +87,8 @@ impl WindowAggSpec {
                         return Err(SqlError::new("a GROUP BY may use one window function")
                             .with_hint("use one of tumble(), hop() or session()"));
                     }
-                    window = Some((i, kind, ctx.create_physical_expr(ts.clone(), input)?));
+                    let shift = time_shift(ts).unwrap_or(0);
+                    window = Some((i, kind, shift, ctx.create_physical_expr(ts.clone(), input)?));
                 }
                 None => {
                     keys.push(ctx.create_physical_expr(e.clone(), input)?);
@@ -91,7 +96,7 @@ impl WindowAggSpec {
                 }
             }
         }
-        let Some((window_pos, kind, time)) = window else {
+        let Some((window_pos, kind, shift, time)) = window else {
             return Err(SqlError::new(
                 "GROUP BY without a time window is not supported on a stream",
             )
@@ -163,6 +168,7 @@ impl WindowAggSpec {
         Ok(Self {
             kind,
             time,
+            shift,
             window_pos,
             keys,
             key_schema: Arc::new(Schema::new(key_fields)),
@@ -190,6 +196,10 @@ impl WindowAggSpec {
             }
             WindowKind::Session { gap } => format!("session gap {gap}ms"),
         };
+        let window = match self.shift {
+            0 => window,
+            ms => format!("{window} of event time {ms:+}ms"),
+        };
         let aggs: Vec<&str> = self.aggs.iter().map(|a| a.expr.name()).collect();
         format!(
             "window-aggregate[{window}; {} keys; {}] (state, fires on watermark)",
@@ -207,6 +217,15 @@ impl WindowAggSpec {
             .map(|c| c.name())
     }
 
+    /// A watermark of the stream, in the window's (shifted) time.
+    pub(crate) fn shifted(&self, watermark: i64) -> i64 {
+        if watermark == i64::MIN || watermark == i64::MAX {
+            watermark
+        } else {
+            watermark.saturating_add(self.shift)
+        }
+    }
+
     /// The type of the window column.
     pub(crate) fn window_type(&self) -> &DataType {
         self.output.field(self.window_pos).data_type()
@@ -221,6 +240,47 @@ pub(crate) fn pane_ms(kind: WindowKind) -> i64 {
         WindowKind::Tumble { size } => size,
         WindowKind::Hop { slide, size } => gcd(slide, size),
         WindowKind::Session { gap } => gap,
+    }
+}
+
+/// How far (ms) a window's time expression is from the column it reads,
+/// when it is that column shifted by constant intervals (`ts`, `ts -
+/// INTERVAL '1' HOUR`, casts between timestamp units); `None` for any other
+/// expression.
+fn time_shift(e: &Expr) -> Option<i64> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    match e {
+        Expr::Column(_) => Some(0),
+        Expr::Alias(a) => time_shift(&a.expr),
+        Expr::Cast(c) if matches!(c.field.data_type(), DataType::Timestamp(..)) => {
+            time_shift(&c.expr)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (op, &**left, &**right) {
+            (Operator::Plus, e, Expr::Literal(v, _)) | (Operator::Plus, Expr::Literal(v, _), e) => {
+                time_shift(e)?.checked_add(signed_interval_ms(v)?)
+            }
+            (Operator::Minus, e, Expr::Literal(v, _)) => {
+                time_shift(e)?.checked_sub(signed_interval_ms(v)?)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A fixed-length interval literal in ms, of either sign.
+fn signed_interval_ms(v: &datafusion::common::ScalarValue) -> Option<i64> {
+    use datafusion::common::ScalarValue as S;
+    match v {
+        S::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Some(i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000)
+        }
+        S::IntervalDayTime(Some(i)) => Some(i.days as i64 * 86_400_000 + i.milliseconds as i64),
+        S::DurationSecond(Some(s)) => s.checked_mul(1_000),
+        S::DurationMillisecond(Some(ms)) => Some(*ms),
+        S::DurationMicrosecond(Some(us)) => Some(us / 1_000),
+        S::DurationNanosecond(Some(ns)) => Some(ns / 1_000_000),
+        _ => None,
     }
 }
 
