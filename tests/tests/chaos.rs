@@ -217,6 +217,64 @@ fn check_exactly_once(rows: &[serde_json::Value], seed: u64) {
     }
 }
 
+/// Every file in the state store (`CHECKPOINT_DIR/shards`) is referenced
+/// by a kept manifest: the SIGKILLed runs' writers left files behind (their
+/// in-flight snapshots, chains a later full snapshot replaced), and a job
+/// of one process deletes them once no manifest needs them.
+fn check_store_is_collected(checkpoints: &Path, seed: u64) {
+    fn strings(v: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.insert(s.clone());
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    fn files(d: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_dir() {
+                files(&e.path(), root, out);
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push(rel);
+            }
+        }
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for e in std::fs::read_dir(checkpoints).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("chk-") && name.ends_with(".json") {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            strings(&m["states"], &mut referenced);
+        }
+    }
+    let store = checkpoints.join("shards");
+    let mut stored = Vec::new();
+    files(&store, &store, &mut stored);
+    let orphans: Vec<_> = stored.iter().filter(|f| !referenced.contains(*f)).collect();
+    println!(
+        "store: {} shard files, {} referenced by kept manifests",
+        stored.len(),
+        stored.len() - orphans.len()
+    );
+    assert!(!stored.is_empty(), "no shard files (seed {seed})");
+    assert!(
+        orphans.is_empty(),
+        "{} of {} shard files are referenced by no kept manifest (seed {seed}): {:?}",
+        orphans.len(),
+        stored.len(),
+        &orphans[..orphans.len().min(3)]
+    );
+}
+
 /// The chaos pipeline with per-partition state: the `log` source declares
 /// the topic's key, so `running` keeps one shard per partition, and every
 /// restart after a SIGKILL changes its parallelism (1, 2, 3, 4, 1, …): the
@@ -245,6 +303,7 @@ fn sigkill_and_rescale_with_per_partition_state() {
                 std::fs::write(d.join("chaos.yaml"), yaml).unwrap();
             };
             run_with_n_kills(d, seed, 8, write);
+            check_store_is_collected(&d.join("shoal-data/checkpoints/chaos"), seed);
             let explain = shoal_ok(d, &["explain", "chaos.yaml"]);
             assert!(
                 String::from_utf8_lossy(&explain.stdout).contains("state: per partition of `txns`"),

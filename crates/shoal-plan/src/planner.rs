@@ -95,6 +95,8 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
             keep: c.keep,
             timeout: c.timeout,
             store: c.store.as_ref().map(|d| resolve(&opts.base_dir, d)),
+            // Kafka sources are the ones whose processes share a job.
+            store_shared: nodes.iter().any(|n| matches!(n.builder, Builder::Kafka(_))),
         });
     Ok(Plan {
         name: spec.name.clone(),

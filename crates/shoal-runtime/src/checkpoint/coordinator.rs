@@ -148,7 +148,13 @@ impl Coordinator {
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::after_manifest(id, last, &self.metrics, sinks_committed);
             let floor = sinks_committed();
-            Manifest::prune(&self.config.dir, self.config.keep, floor)?;
+            let store = self.config.store_dir();
+            Manifest::prune_with_store(
+                &self.config.dir,
+                self.config.keep,
+                floor,
+                Some((&store, self.config.store_shared)),
+            )?;
             self.metrics
                 .record_checkpoint(id, started.elapsed(), state_bytes);
             tracing::info!(

@@ -221,6 +221,30 @@ impl Manifest {
     /// keyed-state files none of the kept ones references
     /// ([`crate::state::prune_files`]).
     pub fn prune(dir: &Path, keep: usize, floor: u64) -> Result<()> {
+        Self::prune_with_store(dir, keep, floor, None)
+    }
+
+    /// [`Manifest::prune`], and also the shard files in the state store
+    /// `store` (`(directory, shared)`, see
+    /// [`CheckpointConfig::store_shared`](crate::CheckpointConfig)) that no
+    /// kept manifest references: files are named
+    /// `state/<operator>/p<partition>/<writer>/0/<checkpoint>.….jsonl`; a
+    /// shared store's files are deleted only from this process's writer.
+    ///
+    /// Why the kept manifests hold every reference that can still be
+    /// restored: a shard's live chain is in the newest manifest; the
+    /// reference a sink committed is in the manifest of that epoch, which
+    /// the floor keeps; a shard handed over to another process stays in
+    /// this process's manifests (as not held) with the reference it was
+    /// handed over with, which the new owner may restore until it commits
+    /// its own. Files of other writers in a shared store may be in their
+    /// chains or in flight, so they are never touched.
+    pub fn prune_with_store(
+        dir: &Path,
+        keep: usize,
+        floor: u64,
+        store: Option<(&Path, bool)>,
+    ) -> Result<()> {
         let files = Self::list(dir)?;
         let n = files.len().saturating_sub(keep.max(1));
         let n = files[..n]
@@ -230,17 +254,35 @@ impl Manifest {
         for f in &files[..n] {
             fs::remove_file(f).map_err(|e| io("remove", f, e))?;
         }
+        let store = store.filter(|(d, _)| d.join(crate::state::STATE_DIR).is_dir());
+        if !dir.join(crate::state::STATE_DIR).is_dir() && store.is_none() {
+            return Ok(());
+        }
+        let kept = files[n..]
+            .iter()
+            .map(|f| Self::read(f))
+            .collect::<Result<Vec<_>>>()?;
+        let newest = kept.last().map_or(0, |m| m.id);
+        let states = || kept.iter().flat_map(|m| m.states.values().flatten());
         if dir.join(crate::state::STATE_DIR).is_dir() {
-            let kept = files[n..]
-                .iter()
-                .map(|f| Self::read(f))
-                .collect::<Result<Vec<_>>>()?;
-            let newest = kept.last().map_or(0, |m| m.id);
-            crate::state::prune_files(
-                dir,
-                kept.iter().flat_map(|m| m.states.values().flatten()),
-                newest,
-            )?;
+            crate::state::prune_files(dir, states(), newest)?;
+        }
+        if let Some((store, shared)) = store {
+            let me = crate::shard::writer_id();
+            let deleted = crate::state::prune_files_where(store, states(), newest, |rel| {
+                // state/<operator>/p<partition>/<writer>/…
+                let mine = rel.split('/').nth(3) == Some(me);
+                if rel.ends_with(".tmp") {
+                    // Left by a writer that died mid-write; this process's
+                    // own may be in the middle of a (late) write.
+                    !shared && !mine
+                } else {
+                    !shared || mine
+                }
+            })?;
+            if deleted > 0 {
+                tracing::debug!(deleted, "old shard files deleted from the state store");
+            }
         }
         Ok(())
     }
@@ -316,6 +358,91 @@ mod tests {
                 vec![serde_json::json!({"pos": id}), serde_json::Value::Null],
             )]),
         }
+    }
+
+    /// A store with a shard file of checkpoints 1..=3 for this process's
+    /// writer and another writer; manifests 2 and 3 kept, 3 referencing
+    /// this writer's file 2 and the other writer's file 1.
+    fn store_with_files() -> (tempfile::TempDir, tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let me = crate::shard::writer_id();
+        let mut files = Vec::new();
+        for writer in [me, "w1-dead"] {
+            for id in 1..=3u64 {
+                let rel = format!("state/op/p0/{writer}/0/{id:020}.full.jsonl");
+                let path = store.path().join(&rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, "x").unwrap();
+                files.push(rel);
+            }
+            // A write cut short (dead writer) or in progress (this one).
+            let tmp = store
+                .path()
+                .join(format!("state/op/p0/{writer}/0/.{:020}.delta.jsonl.tmp", 2));
+            std::fs::write(tmp, "x").unwrap();
+        }
+        for id in 2..=3 {
+            let mut m = manifest(id);
+            m.states.insert(
+                "op".into(),
+                vec![
+                    serde_json::json!({"shards": {"0": {"keyed_state": {"files": [
+                        format!("state/op/p0/{me}/0/{:020}.full.jsonl", 2),
+                        format!("state/op/p0/w1-dead/0/{:020}.full.jsonl", 1),
+                    ]}}}}),
+                ],
+            );
+            m.write(dir.path()).unwrap();
+        }
+        (dir, store, files)
+    }
+
+    #[test]
+    fn pruning_deletes_shard_files_no_kept_manifest_references() {
+        let me = crate::shard::writer_id();
+        let left = |store: &Path| {
+            let mut v: Vec<String> = walk(store);
+            v.sort();
+            v
+        };
+        fn walk(d: &Path) -> Vec<String> {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    out.extend(
+                        walk(&e.path())
+                            .into_iter()
+                            .map(|f| format!("{}/{f}", e.file_name().to_string_lossy())),
+                    );
+                } else {
+                    out.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+            out
+        }
+        let name = |w: &str, id: u64| format!("state/op/p0/{w}/0/{id:020}.full.jsonl");
+        // Shared store: only this writer's unreferenced files go; file 3 is
+        // not referenced but not newer than the newest manifest (3).
+        let (dir, store, _) = store_with_files();
+        Manifest::prune_with_store(dir.path(), 2, 0, Some((store.path(), true))).unwrap();
+        let tmp = |w: &str| format!("state/op/p0/{w}/0/.{:020}.delta.jsonl.tmp", 2);
+        let mut want = vec![
+            name(me, 2),
+            tmp(me),
+            name("w1-dead", 1),
+            name("w1-dead", 2),
+            name("w1-dead", 3),
+            tmp("w1-dead"),
+        ];
+        want.sort();
+        assert_eq!(left(store.path()), want);
+        // One process per job: the dead writer's unreferenced files go too.
+        let (dir, store, _) = store_with_files();
+        Manifest::prune_with_store(dir.path(), 2, 0, Some((store.path(), false))).unwrap();
+        let mut want = vec![name(me, 2), tmp(me), name("w1-dead", 1)];
+        want.sort();
+        assert_eq!(left(store.path()), want);
     }
 
     #[test]

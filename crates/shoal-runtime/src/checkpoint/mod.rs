@@ -46,6 +46,12 @@ pub struct CheckpointConfig {
     /// (see [`crate::shard`]); a directory that several processes of one
     /// job may share. `None`: `dir/shards`.
     pub store: Option<PathBuf>,
+    /// Other live processes write shard files into the same store (a job
+    /// of several processes): old files are then deleted only from this
+    /// process's own writer directories. `false`: every writer but this
+    /// process is gone (one process per job), so unreferenced files of
+    /// earlier runs are deleted too.
+    pub store_shared: bool,
 }
 
 impl CheckpointConfig {

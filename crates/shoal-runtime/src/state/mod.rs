@@ -348,6 +348,17 @@ pub fn prune_files<'a>(
     kept: impl Iterator<Item = &'a Value>,
     newest: u64,
 ) -> Result<usize> {
+    prune_files_where(dir, kept, newest, |rel| !rel.ends_with(".tmp"))
+}
+
+/// [`prune_files`] for the files whose path (relative to `dir`, `/`
+/// separated) `consider` accepts; the others are left alone.
+pub fn prune_files_where<'a>(
+    dir: &Path,
+    kept: impl Iterator<Item = &'a Value>,
+    newest: u64,
+    consider: impl Fn(&str) -> bool,
+) -> Result<usize> {
     let keep = referenced(kept);
     let root = dir.join(STATE_DIR);
     let mut deleted = 0;
@@ -371,11 +382,13 @@ pub fn prune_files<'a>(
             let id = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.split('.').next())
+                // `<id>.<kind>.jsonl`, or `.<id>.….tmp` while being written.
+                .and_then(|n| n.trim_start_matches('.').split('.').next())
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(id) = id
                 && id <= newest
                 && !keep.contains(&rel)
+                && consider(&rel)
             {
                 std::fs::remove_file(&path)
                     .map_err(|e| RuntimeError::io(format!("remove {}", path.display()), e))?;
