@@ -401,6 +401,40 @@ mod tests {
         assert_eq!(ids(&mut out), ["a"], "a@150 repeats a@100; a@250 does not");
     }
 
+    /// Issue 15, bug 6: a NULL event time is a dead letter saying so.
+    #[test]
+    fn a_null_event_time_is_a_dead_letter_with_its_reason() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]));
+        let spec =
+            DedupSpec::compile(&schema, &["id".into()], "ts", Duration::from_millis(100)).unwrap();
+        let mut d = DedupOperator::new(spec, &schema, "dedup").unwrap();
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(0),
+                    None,
+                    Some(5),
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut out = Collector::default();
+        d.on_watermark(3, &mut out).unwrap();
+        d.process_batch(0, rows, &mut out).unwrap();
+        assert_eq!(ids(&mut out), ["c"]);
+        let reasons: Vec<&str> = out
+            .dead_letters()
+            .iter()
+            .map(|l| l.reason.as_str())
+            .collect();
+        assert_eq!(reasons, ["late", crate::late::NO_EVENT_TIME]);
+    }
+
     #[test]
     fn watermark_evicts_keys_and_late_rows_are_dead_letters() {
         let mut d = op();

@@ -284,3 +284,74 @@ fn a_null_event_time_is_a_dead_letter_with_a_reason() {
     assert!(got.dead[0].reason.contains("NULL"), "{:?}", got.dead);
     assert!(got.dead[0].record.contains("\"id\":1"), "{:?}", got.dead);
 }
+
+/// A window and an OVER window in one query: the window fires first and the
+/// OVER window sees the window's own watermark, so nothing is late.
+#[test]
+fn over_after_a_window_in_the_same_query_drops_nothing_as_late() {
+    let (schema, batches, rows) = chain_input();
+    let sql = "SELECT k, window_start, n, SUM(n) OVER (PARTITION BY k ORDER BY window_start \
+               RANGE BETWEEN INTERVAL '5' MINUTE PRECEDING AND CURRENT ROW) AS n_5m FROM \
+               (SELECT k, tumble(ts, INTERVAL '1' MINUTE) AS window_start, COUNT(*) AS n \
+                FROM t GROUP BY k, tumble(ts, INTERVAL '1' MINUTE))";
+    let got = stream(
+        sql,
+        "t",
+        &schema,
+        Some("ts"),
+        &with_delay(&batches, "ts", 10_000),
+    );
+    let want = batch(sql, "t", &[rows]);
+    let bad = wrong_rows(&got.out, &want, &["k", "window_start"]);
+    assert!(
+        got.dead.is_empty() && bad == 0,
+        "{} late, {bad} of {} rows differ",
+        got.dead.len(),
+        got.rows()
+    );
+}
+
+/// The NULL key's frame survives a checkpoint (keyed-state files) and a
+/// restore, apart from key 0's.
+#[test]
+fn the_null_key_survives_a_checkpoint() {
+    use shoal_runtime::state::StateContext;
+    use shoal_runtime::{Collector, Operator};
+    let keys = Arc::new(Int64Array::from(vec![None, Some(0), None]));
+    let (schema, rows) = table(keys, vec![Some(1), Some(2), Some(3)], vec![Some(T0); 3]);
+    let sql = "SELECT id, k, SUM(v) OVER (PARTITION BY k ORDER BY id \
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS s FROM t";
+    let q = crate::compile_query(sql, &[("t".into(), schema)]).unwrap();
+    let dir = std::env::temp_dir().join(format!("shoal-over-null-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ctx = StateContext {
+        dir: dir.clone(),
+        node: "t".into(),
+        instance: 0,
+        checkpoint: 1,
+    };
+    let mut op = crate::QueryOperator::new(q.clone());
+    let mut out = Collector::default();
+    op.process_batch(0, rows.clone(), &mut out).unwrap();
+    let snap = op.snapshot_at(&ctx).unwrap();
+    let json = op.snapshot().unwrap();
+    for (how, mut restored) in [
+        ("keyed state", crate::QueryOperator::new(q.clone())),
+        ("json", crate::QueryOperator::new(q.clone())),
+    ] {
+        match how {
+            "json" => restored.restore(std::slice::from_ref(&json), 0).unwrap(),
+            _ => restored
+                .restore_at(std::slice::from_ref(&snap), 0, &ctx)
+                .unwrap(),
+        }
+        assert_eq!(restored.state_keys(), 2, "{how}");
+        let mut out = Collector::default();
+        restored.process_batch(0, rows.clone(), &mut out).unwrap();
+        let s = out.batches()[0].column_by_name("s").unwrap();
+        let s = s.as_any().downcast_ref::<Int64Array>().unwrap();
+        // NULL: 1 + 3 before, then 1, 3 again; key 0: 2 before, then 2.
+        assert_eq!(s.values(), &[5, 4, 8], "{how}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
