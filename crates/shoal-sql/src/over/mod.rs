@@ -11,19 +11,24 @@
 //!
 //! **Order.** When the input carries event time (a source upstream declares
 //! `event_time`), rows are buffered until the watermark passes their
-//! timestamp and then processed per key in event-time order, ties in
-//! arrival order; RANGE frames include peers (rows with the same ORDER BY
-//! value), exactly as the batch query over the same rows would. A row that
-//! arrives with a timestamp at or before the watermark already processed is
-//! late: it goes to the dead-letter output with the reason `late`. Without
-//! event time, rows are processed as they arrive (for a keyed log topic: the
-//! key's partition order) and emitted at once.
+//! timestamp (`ts < watermark`) and then processed per key in event-time
+//! order, ties in arrival order; RANGE frames include peers (rows with the
+//! same ORDER BY value), exactly as the batch query over the same rows
+//! would, whatever the batch sizes and watermark steps. A row that arrives
+//! with a timestamp before the watermark already processed is late: it goes
+//! to the dead-letter output with the reason `late` (the one rule of
+//! [`crate::late`]); a row with a NULL timestamp goes there too, with its
+//! own reason. After a windowed aggregation the window may be ordered by
+//! the window column, whatever its name (its watermark is in window
+//! starts). Without event time, rows are processed as they arrive (for a
+//! keyed log topic: the key's partition order) and emitted at once.
 //!
 //! **State** is keyed by the PARTITION BY column — the operator's input is
-//! hash-partitioned on it — and holds, per key, only the rows still inside a
-//! sliding frame plus one incremental accumulator per aggregate
-//! ([`accumulator`]); with event time, keys whose RANGE frames have slid past
-//! all their rows are dropped as the watermark advances. State is
+//! hash-partitioned on it; NULL is a key of its own, as in SQL — and holds,
+//! per key, only the rows still inside a sliding frame plus one incremental
+//! accumulator per aggregate ([`accumulator`]); with event time, keys whose
+//! RANGE frames have slid past all their rows are dropped as the watermark
+//! advances, after the rows it releases were processed. State is
 //! snapshotted at checkpoint barriers and restored on restart.
 
 mod accumulator;

@@ -105,3 +105,35 @@ fn a_null_event_time_into_a_window_is_a_dead_letter_with_a_reason() {
     }
     assert!(report.is_empty(), "{report:#?}");
 }
+
+/// Issue 15, bug 6: an interval join's row without an event time is a dead
+/// letter saying so (it was reported as `late`).
+#[test]
+fn a_null_event_time_into_an_interval_join_is_a_dead_letter_with_a_reason() {
+    use shoal_runtime::Operator;
+    let (schema, rows) = input(vec![Some(T0), None, Some(T0 + 1)], 8);
+    let sql = "SELECT a.id, b.id AS other FROM a JOIN b ON a.k = b.k \
+               AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND";
+    let q =
+        crate::compile_query(sql, &[("a".into(), schema.clone()), ("b".into(), schema)]).unwrap();
+    let mut op = crate::QueryOperator::new(q).with_node("j");
+    let mut out = shoal_runtime::Collector::default();
+    op.process_batch(0, rows.clone(), &mut out).unwrap();
+    op.on_watermark(T0 + 1, &mut out).unwrap();
+    op.process_batch(1, rows, &mut out).unwrap();
+    let reasons: Vec<&str> = out
+        .dead_letters()
+        .iter()
+        .map(|d| d.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            crate::late::NO_EVENT_TIME,
+            "late",
+            crate::late::NO_EVENT_TIME
+        ],
+        "{:?}",
+        out.dead_letters()
+    );
+}
