@@ -356,6 +356,15 @@ impl JobGraph {
                                 src.restore(&states, instance)
                                     .map_err(|e| e.in_operator(&id))?;
                             }
+                            // Until the source reports a position, a checkpoint
+                            // holds the one it restored (a restored generator
+                            // with nothing left to emit must not report "from
+                            // the start").
+                            let initial = if states.len() == node.parallelism {
+                                states[instance].clone()
+                            } else {
+                                serde_json::Value::Null
+                            };
                             let checkpoint = link(nid, instance).map(|link| {
                                 let (tx, injects) = tokio::sync::mpsc::unbounded_channel();
                                 source_injects.push(tx);
@@ -363,7 +372,7 @@ impl JobGraph {
                                     link,
                                     injects,
                                     completed: completed_rx.clone(),
-                                    state: serde_json::Value::Null,
+                                    state: initial,
                                     reported: Default::default(),
                                     on_barrier: None,
                                 }
