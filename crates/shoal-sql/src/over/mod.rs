@@ -396,6 +396,8 @@ impl OverSpec {
 
     /// Drop keys every RANGE frame has slid past (event time only).
     fn expire(&self, watermark: i64, state: &mut OverState) {
+        // Frames and rows are in the ORDER BY column's units.
+        let watermark = self.in_order_units(watermark);
         if watermark < state.next_expiry || !self.aggs.iter().all(|a| a.frame.is_sliding()) {
             return;
         }
@@ -441,6 +443,20 @@ impl OverSpec {
             t.rows -= dropped;
         }
         state.next_expiry = watermark.saturating_add(widest / 2 + 1);
+    }
+
+    /// A watermark (ms) in the units of the ORDER BY column, rounded down:
+    /// every row still to come has an ORDER BY value at or after it.
+    fn in_order_units(&self, watermark: i64) -> i64 {
+        let unit = self.order.map(|o| self.input_schema.field(o).data_type());
+        match unit {
+            Some(DataType::Timestamp(TimeUnit::Second, _)) => watermark.div_euclid(1_000),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, _)) => watermark.saturating_mul(1_000),
+            Some(DataType::Timestamp(TimeUnit::Nanosecond, _)) => {
+                watermark.saturating_mul(1_000_000)
+            }
+            _ => watermark,
+        }
     }
 
     /// Sort rows by (key, ORDER BY value, arrival).

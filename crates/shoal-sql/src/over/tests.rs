@@ -355,3 +355,44 @@ fn the_null_key_survives_a_checkpoint() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Keys expire by the watermark in the ORDER BY column's units: with a
+/// `timestamp(µs)` event time, a key whose 1-minute frame slid past all its
+/// rows is dropped (it was compared with the watermark in ms and kept for
+/// ever).
+#[test]
+fn keys_expire_with_a_microsecond_event_time() {
+    use shoal_runtime::{Collector, Operator};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+    ]));
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 1])),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![
+                T0 * 1_000,
+                (T0 + 1) * 1_000,
+                (T0 + 2) * 1_000,
+            ])),
+        ],
+    )
+    .unwrap();
+    let sql = "SELECT k, COUNT(*) OVER (PARTITION BY k ORDER BY ts \
+               RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS n FROM t";
+    let mut q = crate::compile_query(sql, &[("t".into(), schema)]).unwrap();
+    q.set_event_time("ts").unwrap();
+    let mut op = crate::QueryOperator::new(q);
+    let mut out = Collector::default();
+    op.process_batch(0, rows, &mut out).unwrap();
+    op.on_watermark(T0 + 10, &mut out).unwrap();
+    assert_eq!((op.state_keys(), op.state_rows()), (2, 3));
+    // An hour later every frame slid past the keys' rows.
+    op.on_watermark(T0 + 60 * MIN, &mut out).unwrap();
+    assert_eq!((op.state_keys(), op.state_rows()), (0, 0));
+}
