@@ -96,6 +96,11 @@ impl PostgresSink {
             None => Vec::new(),
         };
         let group = self.task.ledger.as_ref().map(|l| l.group().to_string());
+        // References are merged per operator into what the row holds: an
+        // operator that dropped a revoked partition's shard at an earlier
+        // barrier than another one records no reference in the later epoch,
+        // and its committed one must stay (replacing the whole value lost
+        // it: the next owner started that operator's state empty).
         // The state of each partition's shards as of this epoch, stored in
         // its offsets row: the next owner restores exactly this.
         let mut refs: std::collections::BTreeMap<u32, String> = match &self.task.shards {
@@ -212,7 +217,9 @@ impl PostgresSink {
                          SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[])
                          ON CONFLICT (consumer_group, topic, partition)
                          DO UPDATE SET next_offset = EXCLUDED.next_offset,
-                                       state = COALESCE(EXCLUDED.state, shoal_offsets.state),
+                                       state = CASE WHEN EXCLUDED.state IS NULL THEN shoal_offsets.state
+                                                    ELSE (COALESCE(shoal_offsets.state::jsonb, '{}'::jsonb)
+                                                          || EXCLUDED.state::jsonb)::text END,
                                        updated_at = now()",
                         &[group, &topics, &parts, &next, &states],
                     )
@@ -225,7 +232,9 @@ impl PostgresSink {
                     let parts: Vec<i32> = state_only.iter().map(|(p, _)| *p).collect();
                     let st: Vec<&str> = state_only.iter().map(|(_, s)| s.as_str()).collect();
                     tx.execute(
-                        "UPDATE shoal_offsets o SET state = u.state, updated_at = now()
+                        "UPDATE shoal_offsets o
+                         SET state = (COALESCE(o.state::jsonb, '{}'::jsonb) || u.state::jsonb)::text,
+                             updated_at = now()
                          FROM unnest($3::int[], $4::text[]) AS u(partition, state)
                          WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.partition",
                         &[group, topic, &parts, &st],
