@@ -20,7 +20,7 @@
 //! Run from the repository root (the pipeline and the model are read from
 //! `pipelines/` and `models/`).
 
-use shoal_benches::{peak_rss_mib, run_plan};
+use shoal_benches::{Timed, peak_rss_mib, run_plan};
 use shoal_plan::PlanOptions;
 
 fn pipeline_text() -> String {
@@ -60,7 +60,9 @@ fn newest_checkpoint_bytes(data: &std::path::Path) -> (u64, u64) {
     )
 }
 
-fn run(yaml: &str, workers: usize) -> (f64, f64, std::path::PathBuf, tempfile::TempDir) {
+/// Runs `yaml` (alerts and dead letters redirected into a temporary
+/// directory, data dir `DIR/data`) on `workers` tokio threads.
+fn run_timed(yaml: &str, workers: usize) -> (Timed, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("alerts");
     let yaml = yaml
@@ -78,9 +80,12 @@ fn run(yaml: &str, workers: usize) -> (f64, f64, std::path::PathBuf, tempfile::T
         ..PlanOptions::default()
     };
     let plan = shoal_plan::plan(&spec, &opts).expect("plans");
-    let t = run_plan(plan, workers);
-    let (wall, cpu) = (t.wall, t.cpu);
-    (wall, cpu, out, dir)
+    (run_plan(plan, workers), out, dir)
+}
+
+fn run(yaml: &str, workers: usize) -> (f64, f64, std::path::PathBuf, tempfile::TempDir) {
+    let (t, out, dir) = run_timed(yaml, workers);
+    (t.wall, t.cpu, out, dir)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -119,22 +124,7 @@ fn main() {
             "checkpoint: { interval: 2s }",
             &format!("checkpoint: {{ interval: {interval}, keep: 2 }}"),
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = yaml
-            .replace(
-                "path: out/fraud-alerts",
-                &format!("path: {}", dir.path().join("alerts").display()),
-            )
-            .replace(
-                "path: out/fraud-dead-letter",
-                &format!("path: {}", dir.path().join("dead").display()),
-            );
-        let spec = shoal_dsl::parse_str("fraud-bench.yaml", &yaml).expect("valid pipeline");
-        let opts = PlanOptions {
-            data_dir: Some(dir.path().join("data")),
-            ..PlanOptions::default()
-        };
-        let t = run_plan(shoal_plan::plan(&spec, &opts).expect("plans"), 1);
+        let (t, _, dir) = run_timed(&yaml, 1);
         let (written, size) = newest_checkpoint_bytes(&dir.path().join("data"));
         per_cpu.push(n as f64 / t.cpu.max(1e-9));
         println!(
