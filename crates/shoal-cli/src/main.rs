@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod metrics_http;
 mod progress;
+mod signals;
 mod table;
 
 use clap::Parser;

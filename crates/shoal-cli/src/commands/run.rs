@@ -1,4 +1,5 @@
-//! `shoal run FILE`: plan, spawn, show progress, summarise.
+//! `shoal run FILE`: plan, spawn, show progress, stop on SIGINT/SIGTERM,
+//! summarise.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -38,11 +39,19 @@ pub fn run(
         .map(crate::metrics_http::bind)
         .transpose()
         .map_err(|e| Failure::BadInput(format!("error: {e:#}")))?;
+    // Signals are handled from here on: the first stops the job gracefully.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+    let stop_cancel = cancel.clone();
+    crate::signals::install(move |signal| {
+        stop_cancel.cancel();
+        let _ = stop_tx.send(signal);
+    })
+    .map_err(Failure::Runtime)?;
     let summary = runtime.block_on(async move {
         let graph = plan
             .into_job_graph()
             .map_err(|e| Failure::Runtime(e.into()))?;
-        let cancel = tokio_util::sync::CancellationToken::new();
         let handle = graph
             .spawn(RunOptions {
                 channel_capacity,
@@ -64,23 +73,21 @@ pub fn run(
         }
         let mut progress = Progress::new(handle.metrics().clone(), show_progress);
         let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
-        let mut interrupted = false;
+        let mut stopping = false;
         let wait = handle.wait();
         tokio::pin!(wait);
         let result = loop {
             tokio::select! {
                 r = &mut wait => break r,
                 _ = ticker.tick() => progress.tick(),
-                _ = tokio::signal::ctrl_c(), if !interrupted => {
-                    interrupted = true;
+                signal = &mut stop_rx, if !stopping => {
+                    stopping = true;
                     progress.clear();
-                    eprintln!("interrupted: stopping sources and draining (Ctrl-C again to abort)");
-                    cancel.cancel();
-                    tokio::spawn(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                        eprintln!("aborted");
-                        std::process::exit(130);
-                    });
+                    let how = match signal {
+                        Ok(crate::signals::Stop::Terminate) => "terminated (SIGTERM)",
+                        _ => "interrupted",
+                    };
+                    eprintln!("{how}: stopping sources, draining, taking the final checkpoint (Ctrl-C or SIGTERM again to abort)");
                 }
             }
         };
