@@ -36,10 +36,31 @@ pub enum Command {
         /// Never show the live progress line (it is shown only on a terminal anyway).
         #[arg(long)]
         no_progress: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics while running
-        /// (e.g. 127.0.0.1:9464).
-        #[arg(long, env = "SHOAL_METRICS_ADDR", value_name = "ADDR")]
-        metrics_addr: Option<std::net::SocketAddr>,
+        /// Serve the HTTP API (health, readiness, /metrics, /api/v1/job…)
+        /// on ADDR while running [default: 127.0.0.1:8088, or a free port
+        /// when that one is taken]. `--metrics-addr` is an alias.
+        #[arg(
+            long,
+            visible_alias = "metrics-addr",
+            env = "SHOAL_HTTP_ADDR",
+            value_name = "ADDR"
+        )]
+        http_addr: Option<std::net::SocketAddr>,
+        /// Do not serve the HTTP API.
+        #[arg(long, conflicts_with = "http_addr")]
+        no_http: bool,
+        /// Bearer token that POST requests (stop) must carry; required when
+        /// --http-addr is not a loopback address.
+        #[arg(
+            long,
+            env = "SHOAL_HTTP_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        http_token: Option<String>,
+        /// Log format of `tracing` events on stderr (RUST_LOG sets the level).
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        log_format: LogFormat,
         /// Start this stateful operator afresh: its state in the checkpoint
         /// is dropped (after a change of its query that its state cannot
         /// follow). Repeat for several operators.
@@ -132,6 +153,16 @@ pub enum Command {
         after_help = "Examples:\n  shoal group list\n  shoal group describe audit\n  shoal group describe audit --json | jq .total_lag"
     )]
     Group(GroupCommand),
+}
+
+/// How `tracing` events are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event (with its span fields, e.g. pipeline and
+    /// operator), for log shippers.
+    Json,
 }
 
 /// `shoal topic …`

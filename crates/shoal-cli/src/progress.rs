@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::time::Instant;
 
-use shoal_runtime::{JobSummary, Metrics};
+use shoal_job::JobView;
+use shoal_runtime::JobSummary;
 
 /// Live progress on stderr: records/s in and out, consumer lag, dead
 /// letters, the last checkpoint, elapsed.
 pub struct Progress {
-    metrics: Metrics,
+    job: JobView,
     enabled: bool,
     started: Instant,
     last: (Instant, u64, u64),
@@ -17,10 +18,10 @@ pub struct Progress {
 
 impl Progress {
     /// A progress line over `metrics`, drawn only if `enabled` (a terminal).
-    pub fn new(metrics: Metrics, enabled: bool) -> Self {
+    pub fn new(job: JobView, enabled: bool) -> Self {
         let now = Instant::now();
         Self {
-            metrics,
+            job,
             enabled,
             started: now,
             last: (now, 0, 0),
@@ -33,13 +34,16 @@ impl Progress {
         if !self.enabled {
             return;
         }
+        let Some(metrics) = self.job.metrics() else {
+            return;
+        };
         let now = Instant::now();
-        let (src, sink) = (self.metrics.source_records(), self.metrics.sink_records());
+        let (src, sink) = (metrics.source_records(), metrics.sink_records());
         let dt = now.duration_since(self.last.0).as_secs_f64().max(1e-3);
         let rate_in = (src - self.last.1) as f64 / dt;
         let rate_out = (sink - self.last.2) as f64 / dt;
         self.last = (now, src, sink);
-        let c = self.metrics.checkpoints();
+        let c = metrics.checkpoints();
         let ckpt = if c.completed > 0 {
             format!(
                 " | checkpoint #{} ({} ms, {})",
@@ -50,7 +54,7 @@ impl Progress {
         } else {
             String::new()
         };
-        let lag = match self.metrics.source_lag() {
+        let lag = match metrics.source_lag() {
             0 => String::new(),
             n => format!(" | lag {}", human(n as f64)),
         };
@@ -62,7 +66,7 @@ impl Progress {
             human(src as f64),
             human(rate_out),
             human(sink as f64),
-            self.metrics.dead_letters(),
+            metrics.dead_letters(),
             ckpt,
             self.started.elapsed().as_secs_f64()
         );

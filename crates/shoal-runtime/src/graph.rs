@@ -330,6 +330,11 @@ impl JobGraph {
         } else {
             None
         };
+        // The job-control API shows the newest letters.
+        let dl_sink = Box::new(crate::metrics::RecordingDeadLetters {
+            inner: dl_sink,
+            metrics: metrics.clone(),
+        });
         let dl_task = tokio::spawn(task::run_dead_letters(dl_sink, dead_rx, dl_completed));
 
         for (nid, node) in nodes.iter().enumerate() {
@@ -479,7 +484,11 @@ impl JobGraph {
                             ))
                         }
                     };
-                set.spawn(async move { (id, fut.await) });
+                // Tasks' spans nest in the caller's (e.g. the job's, with
+                // the pipeline name).
+                set.spawn(tracing::Instrument::in_current_span(async move {
+                    (id, fut.await)
+                }));
             }
         }
         drop(senders);
@@ -499,7 +508,7 @@ impl JobGraph {
                     completed: completed_tx,
                     metrics: metrics.clone(),
                 };
-                Some(tokio::spawn(c.run()))
+                Some(tokio::spawn(tracing::Instrument::in_current_span(c.run())))
             }
             None => {
                 drop((source_injects, sink_completes, coord_inbox, completed_tx));

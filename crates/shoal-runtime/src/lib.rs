@@ -52,7 +52,9 @@ pub use error::{ErrorDomain, Result, RuntimeError};
 pub use gate::{InputEvent, InputGate};
 pub use graph::{EdgeSpec, JobGraph, JobHandle, JobSummary, NodeId, NodeSummary, RunOptions};
 pub use message::{Envelope, Message};
-pub use metrics::{CheckpointStats, Metrics, NodeMetrics, NodeRole};
+pub use metrics::{
+    CheckpointRecord, CheckpointStats, Metrics, NodeMetrics, NodeRole, PartitionProgress,
+};
 pub use operator::{Collector, Operator};
 pub use output::Output;
 pub use partition::{HashPartitioner, KEY_HASH, Partitioning, key_family, key_hashes};

@@ -1,9 +1,13 @@
 //! Counters per graph node, read by the CLI for live progress and summaries.
 //!
-//! Counters are atomics updated once per batch (never per record).
+//! Counters are atomics updated once per batch (never per record). Beside
+//! them: per-partition progress of the sources that know it, a bounded
+//! history of checkpoints and the newest dead letters, for the job-control
+//! API (`shoal-job`) and Prometheus.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
@@ -41,6 +45,24 @@ pub struct NodeMetrics {
     /// Sources that know their input's end: records (and transaction
     /// markers) not read yet, summed over instances (consumer lag).
     pub lag: AtomicI64,
+    /// Per-partition progress of a partitioned source (see
+    /// [`NodeMetrics::set_partition`]); empty for other nodes.
+    partitions: Mutex<BTreeMap<u32, PartitionProgress>>,
+}
+
+/// Where a source partition stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionProgress {
+    /// The partition.
+    pub partition: u32,
+    /// The source instance that reads it (the newest to report it).
+    pub instance: usize,
+    /// The next offset to read.
+    pub position: u64,
+    /// The partition's end (log end offset / high watermark) when last seen.
+    pub end: u64,
+    /// `end - position` (0 when the position is past the end seen).
+    pub lag: u64,
 }
 
 impl NodeMetrics {
@@ -55,7 +77,50 @@ impl NodeMetrics {
             state_entries: AtomicI64::new(0),
             state_peak: AtomicI64::new(0),
             lag: AtomicI64::new(0),
+            partitions: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Source instance `instance` reads `partition`, is at `position` and
+    /// saw its end at `end`. Called at most a few times a second.
+    pub fn set_partition(&self, partition: u32, instance: usize, position: u64, end: u64) {
+        let p = PartitionProgress {
+            partition,
+            instance,
+            position,
+            end,
+            lag: end.saturating_sub(position),
+        };
+        self.partitions
+            .lock()
+            .expect("partition progress lock")
+            .insert(partition, p);
+    }
+
+    /// Per-partition progress, by partition (empty unless a partitioned
+    /// source reports it).
+    pub fn partitions(&self) -> Vec<PartitionProgress> {
+        self.partitions
+            .lock()
+            .expect("partition progress lock")
+            .values()
+            .copied()
+            .collect()
+    }
+
+    /// Batches received so far.
+    pub fn batches_in(&self) -> u64 {
+        self.batches_in.load(Ordering::Relaxed)
+    }
+
+    /// The latest watermark forwarded (ms since the epoch), if any.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        Some(self.watermark.load(Ordering::Relaxed)).filter(|w| *w != i64::MIN)
+    }
+
+    /// Consumer lag (0 where unknown).
+    pub fn lag(&self) -> u64 {
+        self.lag.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// One source instance's lag changed by `delta` records.
@@ -124,14 +189,46 @@ pub struct CheckpointStats {
     pub last_state_bytes: u64,
     /// Every duration so far, in ms (for percentiles).
     pub durations_ms: Vec<f64>,
+    /// How many were abandoned (not every task acknowledged in time).
+    pub abandoned: u64,
 }
+
+/// One checkpoint in the history of a job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckpointRecord {
+    /// Checkpoint id.
+    pub id: u64,
+    /// `completed`, or `abandoned` (not every task acknowledged in time;
+    /// its output is committed with the next checkpoint that completes).
+    pub status: &'static str,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// How long it took (until completion or abandonment), ms.
+    pub duration_ms: f64,
+    /// State size referenced by its manifest, bytes (0 when abandoned).
+    pub state_bytes: u64,
+}
+
+/// How many checkpoints [`Metrics::checkpoint_history`] keeps.
+pub const CHECKPOINT_HISTORY: usize = 200;
+/// How many dead letters [`Metrics::recent_dead_letters`] keeps.
+pub const RECENT_DEAD_LETTERS: usize = 100;
 
 /// The metrics registry of one job: node id → counters.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     nodes: Arc<DashMap<String, Arc<NodeMetrics>>>,
-    order: Arc<std::sync::Mutex<Vec<String>>>,
-    checkpoints: Arc<std::sync::Mutex<CheckpointStats>>,
+    order: Arc<Mutex<Vec<String>>>,
+    checkpoints: Arc<Mutex<CheckpointStats>>,
+    history: Arc<Mutex<VecDeque<CheckpointRecord>>>,
+    recent_dead: Arc<Mutex<VecDeque<crate::DeadLetter>>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Metrics {
@@ -143,6 +240,69 @@ impl Metrics {
         c.last_duration = duration;
         c.last_state_bytes = state_bytes;
         c.durations_ms.push(duration.as_secs_f64() * 1e3);
+        drop(c);
+        self.push_history(id, "completed", duration, state_bytes);
+    }
+
+    /// Note a checkpoint abandoned after `duration` (a task did not
+    /// acknowledge in time).
+    pub fn record_checkpoint_abandoned(&self, id: u64, duration: std::time::Duration) {
+        self.checkpoints
+            .lock()
+            .expect("checkpoint stats lock")
+            .abandoned += 1;
+        self.push_history(id, "abandoned", duration, 0);
+    }
+
+    fn push_history(
+        &self,
+        id: u64,
+        status: &'static str,
+        duration: std::time::Duration,
+        state_bytes: u64,
+    ) {
+        let mut h = self.history.lock().expect("checkpoint history lock");
+        if h.len() == CHECKPOINT_HISTORY {
+            h.pop_front();
+        }
+        h.push_back(CheckpointRecord {
+            id,
+            status,
+            started_ms: now_ms().saturating_sub(duration.as_millis() as u64),
+            duration_ms: duration.as_secs_f64() * 1e3,
+            state_bytes,
+        });
+    }
+
+    /// The newest checkpoints (at most [`CHECKPOINT_HISTORY`]), oldest first.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointRecord> {
+        self.history
+            .lock()
+            .expect("checkpoint history lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Keep `letter` among the newest dead letters.
+    pub fn note_dead_letter(&self, letter: &crate::DeadLetter) {
+        let mut r = self.recent_dead.lock().expect("dead letters lock");
+        if r.len() == RECENT_DEAD_LETTERS {
+            r.pop_front();
+        }
+        r.push_back(letter.clone());
+    }
+
+    /// The newest dead letters (at most `limit`), newest first.
+    pub fn recent_dead_letters(&self, limit: usize) -> Vec<crate::DeadLetter> {
+        self.recent_dead
+            .lock()
+            .expect("dead letters lock")
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Completed checkpoints so far.
@@ -257,6 +417,25 @@ impl Metrics {
                 ));
             }
         }
+        let name = "shoal_partition_lag";
+        s.push_str(&format!(
+            "# HELP {name} Records of one source partition not read yet (log end minus position).\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            for p in m.partitions() {
+                s.push_str(&format!(
+                    "{name}{{node=\"{node}\",partition=\"{}\"}} {}\n",
+                    p.partition, p.lag
+                ));
+            }
+        }
+        let name = "shoal_batches_in_total";
+        s.push_str(&format!(
+            "# HELP {name} Batches received by a node.\n# TYPE {name} counter\n"
+        ));
+        for (node, m) in self.snapshot() {
+            s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", m.batches_in()));
+        }
         let name = "shoal_watermark_ms";
         s.push_str(&format!(
             "# HELP {name} Event time a node has reached (ms since the epoch).\n# TYPE {name} gauge\n"
@@ -276,6 +455,12 @@ impl Metrics {
                 c.completed as f64,
             ),
             (
+                "shoal_checkpoints_abandoned_total",
+                "counter",
+                "Checkpoints abandoned (not every task acknowledged in time).",
+                c.abandoned as f64,
+            ),
+            (
                 "shoal_checkpoint_last_duration_seconds",
                 "gauge",
                 "Duration of the newest completed checkpoint.",
@@ -293,5 +478,31 @@ impl Metrics {
             ));
         }
         s
+    }
+}
+
+/// A dead-letter sink that also keeps each letter among the job's newest
+/// ([`Metrics::recent_dead_letters`]) before passing it on.
+pub(crate) struct RecordingDeadLetters {
+    pub(crate) inner: Box<dyn crate::DeadLetterSink>,
+    pub(crate) metrics: Metrics,
+}
+
+impl crate::DeadLetterSink for RecordingDeadLetters {
+    fn write(&mut self, after: u64, letter: &crate::DeadLetter) -> crate::Result<()> {
+        self.metrics.note_dead_letter(letter);
+        self.inner.write(after, letter)
+    }
+    fn sync(&mut self) -> crate::Result<()> {
+        self.inner.sync()
+    }
+    fn commit(&mut self, id: u64) -> crate::Result<()> {
+        self.inner.commit(id)
+    }
+    fn recover(&mut self, restored: Option<u64>) -> crate::Result<()> {
+        self.inner.recover(restored)
+    }
+    fn finish(&mut self) -> crate::Result<()> {
+        self.inner.finish()
     }
 }

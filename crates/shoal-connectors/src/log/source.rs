@@ -471,6 +471,11 @@ impl Source for LogSource {
                 if lag_checked.elapsed() >= LAG_EVERY {
                     lag_checked = Instant::now();
                     if let Ok(ends) = self.log.end_offsets(&topic) {
+                        for p in &owned {
+                            let end = ends.get(*p as usize).copied().unwrap_or(0);
+                            ctx.metrics()
+                                .set_partition(*p, ctx.instance, m.positions[p], end);
+                        }
                         let lag: i64 = owned
                             .iter()
                             .map(|p| {

@@ -107,6 +107,8 @@ impl Coordinator {
                     expected = total,
                     "checkpoint abandoned: not every task acknowledged in time"
                 );
+                self.metrics
+                    .record_checkpoint_abandoned(id, started.elapsed());
                 if last {
                     return Err(crate::RuntimeError::External(format!(
                         "final checkpoint {id} timed out after {:?}",

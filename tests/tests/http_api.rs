@@ -1,0 +1,463 @@
+//! The HTTP API of `shoal run`, hit over loopback while a real job runs:
+//! health and readiness, the job's snapshots (status, graph, checkpoints,
+//! partitions, dead letters), Prometheus, a graceful stop over POST with a
+//! bearer token (401 without it, and nothing changes), the refusal to
+//! listen beyond loopback without a token, two jobs on one machine, and
+//! `--log-format json`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shoal_tests::{read_jsonl_dir, shoal, shoal_bin, shoal_ok, workdir};
+
+/// Only bounds how long a broken build hangs; never what a test checks.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+const RECORDS: u64 = 2000;
+/// Every 100th record has a bad amount: a dead letter.
+const BAD: u64 = RECORDS / 100;
+
+/// A job over the 4-partition topic `txns` (read at a limited rate, never
+/// ending by itself), checkpointed, into a file sink.
+const YAML: &str = r#"name: api
+checkpoint: { interval: 200ms }
+sources:
+  txns:
+    type: log
+    topic: txns
+    group: api
+    parallelism: 2
+    start: earliest
+    batch_size: 100
+    rate: 1000
+    schema: { id: int64, card: int64, amount: float64 }
+transforms:
+  big:
+    type: filter
+    inputs: [txns]
+    where: amount >= 0
+sinks:
+  out: { type: file, inputs: [big], path: out/api }
+"#;
+
+/// Produces `RECORDS` JSON records (every 100th with a bad amount) into
+/// the 4-partition topic `txns` of `d`'s data dir.
+fn produce(d: &Path) {
+    shoal_ok(d, &["topic", "create", "txns", "--partitions", "4"]);
+    let mut lines = String::new();
+    for i in 0..RECORDS {
+        if i % 100 == 99 {
+            lines.push_str(&format!(
+                "{{\"id\":{i},\"card\":{},\"amount\":\"bad\"}}\n",
+                i % 10
+            ));
+        } else {
+            lines.push_str(&format!(
+                "{{\"id\":{i},\"card\":{},\"amount\":{}}}\n",
+                i % 10,
+                i % 50
+            ));
+        }
+    }
+    std::fs::write(d.join("txns.jsonl"), lines).unwrap();
+    shoal_ok(d, &["produce", "txns", "--key", "card", "txns.jsonl"]);
+}
+
+/// A running `shoal run`, the HTTP address it printed, and a thread
+/// collecting the rest of its stderr.
+struct Run {
+    child: Child,
+    addr: String,
+    stderr: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Run {
+    fn start(d: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(shoal_bin())
+            .arg("run")
+            .args(args)
+            .current_dir(d)
+            .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+            .env_remove("RUST_LOG")
+            .env_remove("SHOAL_HTTP_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("http api: http://")
+                    .map(|r| r.trim_end_matches('/').to_string())
+            })
+            .expect("HTTP address printed");
+        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Waits for the exit; returns the code, stdout and stderr.
+    fn finish(self) -> (Option<i32>, String, String) {
+        let out = self.child.wait_with_output().unwrap();
+        let stderr = self.stderr.join().unwrap().join("\n");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    }
+}
+
+/// One HTTP/1.0 request; returns the status code and the body.
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (code, body.to_string())
+}
+
+fn get_json(addr: &str, path: &str) -> Value {
+    let (code, body) = request(addr, "GET", path, None);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// Polls `GET path` until `done` holds; returns that answer.
+fn poll(addr: &str, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let guard = Instant::now() + HANG_GUARD;
+    loop {
+        let v = get_json(addr, path);
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < guard, "hang guard: no {what}: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
+    let dir = workdir();
+    let d = dir.path();
+    produce(d);
+    std::fs::write(d.join("api.yaml"), YAML).unwrap();
+    let token = "s3cret-token";
+    let run = Run::start(
+        d,
+        &[
+            "--no-progress",
+            "--json",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--http-token",
+            token,
+            "api.yaml",
+        ],
+    );
+    let addr = run.addr.clone();
+
+    let (code, body) = request(&addr, "GET", "/healthz", None);
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let index = get_json(&addr, "/");
+    assert_eq!(index["pipeline"], "api");
+    assert_eq!(index["endpoints"].as_array().unwrap().len(), 9);
+
+    // Everything read: every good record at the sink, every bad one
+    // dead-lettered, checkpoints taken; the job keeps running (no end).
+    let job = poll(&addr, "/api/v1/job", "all records read", |v| {
+        v["sink_records"] == RECORDS - BAD
+            && v["dead_letters"] == BAD
+            && v["checkpoints_completed"].as_u64().unwrap() >= 2
+    });
+    assert_eq!(job["name"], "api");
+    assert_eq!(job["state"], "running");
+    assert_eq!(job["error"], Value::Null);
+    assert_eq!(job["source_records"], RECORDS - BAD);
+    let nodes: Vec<&str> = job["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["txns", "big", "out"]);
+    assert_eq!(job["nodes"][0]["dead_letters"], BAD);
+    assert_eq!(job["nodes"][2]["records_in"], RECORDS - BAD);
+
+    let (code, body) = request(&addr, "GET", "/readyz", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ready"], true);
+
+    let graph = get_json(&addr, "/api/v1/job/graph");
+    assert_eq!(graph["pipeline"], "api");
+    let edges: Vec<(String, String)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("txns".to_string(), "big".to_string()),
+            ("big".to_string(), "out".to_string())
+        ]
+    );
+    assert_eq!(graph["nodes"][0]["kind"], "log");
+    assert_eq!(graph["nodes"][0]["parallelism"], 2);
+    let columns: Vec<&str> = graph["nodes"][0]["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "card", "amount"]);
+
+    // Per partition: 4 partitions, at their ends, RECORDS in all.
+    let parts = poll(&addr, "/api/v1/job/partitions", "partitions at end", |v| {
+        let p = &v["sources"][0]["partitions"];
+        p.as_array().is_some_and(|a| {
+            a.len() == 4
+                && a.iter().all(|p| p["lag"] == 0)
+                && a.iter()
+                    .map(|p| p["position"].as_u64().unwrap())
+                    .sum::<u64>()
+                    == RECORDS
+        })
+    });
+    assert_eq!(parts["sources"][0]["node"], "txns");
+    let ids: Vec<u64> = parts["sources"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["partition"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [0, 1, 2, 3]);
+
+    let ck = get_json(&addr, "/api/v1/job/checkpoints");
+    assert_eq!(ck["enabled"], true);
+    let history = ck["history"].as_array().unwrap();
+    assert!(
+        history.len() as u64 >= 2
+            && history.len() as u64
+                <= ck["completed"].as_u64().unwrap() + ck["abandoned"].as_u64().unwrap()
+    );
+    let ids: Vec<u64> = history.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+
+    let dl = get_json(&addr, "/api/v1/job/dead-letters?limit=5");
+    assert_eq!(dl["total"], BAD);
+    assert_eq!(dl["by_node"]["txns"], BAD);
+    let latest = dl["latest"].as_array().unwrap();
+    assert_eq!(latest.len(), 5);
+    for l in latest {
+        assert_eq!(l["node"], "txns");
+        assert!(l["record"].as_str().unwrap().contains("\"bad\""), "{l}");
+    }
+    let all = get_json(&addr, "/api/v1/job/dead-letters?limit=100");
+    assert_eq!(all["latest"].as_array().unwrap().len() as u64, BAD);
+
+    let (code, prom) = request(&addr, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        prom.contains(&format!(
+            "shoal_records_in_total{{node=\"out\"}} {}\n",
+            RECORDS - BAD
+        )),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("shoal_job_state{state=\"running\"} 1\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("shoal_partition_lag{node=\"txns\",partition=\"3\"} 0\n"),
+        "{prom}"
+    );
+
+    // POST without the token, or with a wrong one: 401, and nothing changes.
+    for bad in [None, Some("wrong-token")] {
+        let (code, body) = request(&addr, "POST", "/api/v1/job/stop", bad);
+        assert_eq!(code, 401, "{body}");
+    }
+    let (code, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/job/stop?savepoint=true",
+        Some(token),
+    );
+    assert_eq!(code, 501, "{body}");
+    assert_eq!(get_json(&addr, "/api/v1/job")["state"], "running");
+    assert_eq!(request(&addr, "GET", "/readyz", None).0, 200);
+
+    // With the token: a graceful stop, exit 0, everything committed.
+    let (code, body) = request(&addr, "POST", "/api/v1/job/stop", Some(token));
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"],
+        "stopping"
+    );
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stop requested over HTTP"), "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(summary["checkpoints"]["completed"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        read_jsonl_dir(&d.join("out/api")).len() as u64,
+        RECORDS - BAD,
+        "every good record committed once"
+    );
+}
+
+#[test]
+fn a_non_loopback_address_without_a_token_is_refused() {
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("gen.yaml"),
+        "name: gen\nsources:\n  g: { type: generator, count: 10 }\nsinks:\n  out: { type: file, inputs: [g], path: out/gen }\n",
+    )
+    .unwrap();
+    let out = Command::new(shoal_bin())
+        .args(["run", "--http-addr", "0.0.0.0:0", "gen.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .env_remove("SHOAL_HTTP_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--http-token"), "{stderr}");
+    assert!(!d.join("out/gen").exists(), "nothing ran");
+    // With a token it runs (and ends: the generator is bounded).
+    let out = Command::new(shoal_bin())
+        .args(["run", "--http-addr", "0.0.0.0:0", "gen.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .env("SHOAL_HTTP_TOKEN", "t0ken")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_jsonl_dir(&d.join("out/gen")).len(), 10);
+    // --no-http serves nothing and prints no address.
+    let out = shoal(d, &["run", "--no-http", "gen.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("http api:"));
+}
+
+#[test]
+fn two_jobs_at_once_both_serve_on_their_own_ports() {
+    let dirs = [workdir(), workdir()];
+    let runs: Vec<Run> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            std::fs::write(
+                dir.path().join("endless.yaml"),
+                format!("name: endless-{i}\nsources:\n  g: {{ type: generator, rate: 2000 }}\nsinks:\n  out: {{ type: file, inputs: [g], path: out/e }}\n"),
+            )
+            .unwrap();
+            // The default address: the second takes another port.
+            Run::start(dir.path(), &["--no-progress", "endless.yaml"])
+        })
+        .collect();
+    assert_ne!(runs[0].addr, runs[1].addr);
+    for (i, run) in runs.iter().enumerate() {
+        let job = poll(&run.addr, "/api/v1/job", "records", |v| {
+            v["sink_records"].as_u64().unwrap() > 0
+        });
+        assert_eq!(job["name"], format!("endless-{i}"));
+        assert_eq!(job["state"], "running");
+    }
+    for (i, run) in runs.into_iter().enumerate() {
+        // Loopback without a token: POST is open.
+        let (code, body) = request(&run.addr, "POST", "/api/v1/job/stop", None);
+        assert_eq!(code, 202, "{body}");
+        let (code, _, stderr) = run.finish();
+        assert_eq!(code, Some(0), "{stderr}");
+        let written = read_jsonl_dir(&dirs[i].path().join("out/e")).len();
+        assert!(written > 0, "job {i} committed its output");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_event_with_the_pipeline() {
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("gen.yaml"),
+        "name: logged\ncheckpoint: { interval: 100ms }\nsources:\n  g: { type: generator, count: 5000, rate: 10000 }\nsinks:\n  out: { type: file, inputs: [g], path: out/gen }\n",
+    )
+    .unwrap();
+    let out = Command::new(shoal_bin())
+        .args(["run", "--no-http", "--log-format", "json", "gen.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let checkpoints: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "checkpoint completed")
+        .collect();
+    assert!(!checkpoints.is_empty(), "{stderr}");
+    for e in &checkpoints {
+        assert_eq!(e["level"], "INFO");
+        assert_eq!(e["target"], "shoal_runtime::checkpoint::coordinator");
+        assert!(e["fields"]["id"].as_u64().is_some(), "{e}");
+        let spans = e["spans"].as_array().unwrap();
+        assert!(
+            spans.iter().any(|s| s["pipeline"] == "logged"),
+            "the pipeline's name in the event's spans: {e}"
+        );
+    }
+    // Every line is either an event or one of the CLI's own messages.
+    let other: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with('{') && !l.is_empty())
+        .filter(|l| {
+            !l.starts_with("done in")
+                && !l.starts_with("checkpoints:")
+                && !l.starts_with("node ")
+                && !l.starts_with("g ")
+                && !l.starts_with("out ")
+        })
+        .collect();
+    assert!(other.is_empty(), "non-JSON lines: {other:?}");
+}
