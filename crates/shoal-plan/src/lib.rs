@@ -11,10 +11,12 @@
 
 mod build;
 mod explain;
+mod lock;
 mod node;
 mod planner;
 mod restore;
 mod score;
 
+pub use lock::{LockError, RunLock};
 pub use node::{NodeState, PlanEdge, PlanNode};
 pub use planner::{Plan, PlanOptions, plan};
