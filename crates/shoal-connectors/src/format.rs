@@ -5,6 +5,12 @@
 //! Decoding is batch-at-a-time: a whole chunk of lines goes through Arrow's
 //! decoder in one call. Only when that fails is the chunk decoded line by
 //! line, to separate the bad records (with their reason) from the good ones.
+//!
+//! Before Arrow sees a JSON record, [`JsonCheck`] bounds its size and
+//! nesting depth and checks strict typing (see [`crate::json_check`]); a CSV
+//! record's size is bounded too. A panic inside Arrow's decoder is caught
+//! and, found line by line, turns the record into a dead letter. Reasons are
+//! cut at [`MAX_REASON_BYTES`].
 
 use std::io::Write;
 use std::sync::Arc;
@@ -13,8 +19,13 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use shoal_dsl::FileFormat;
+use shoal_dsl::{DecodeSpec, FileFormat};
 use shoal_runtime::{Result, RuntimeError};
+
+use crate::json_check::JsonCheck;
+
+/// Longest dead-letter reason kept, in bytes (longer ones are cut with `…`).
+pub const MAX_REASON_BYTES: usize = 1024;
 
 /// A reusable chunk of records: the bytes of each record (a line without its
 /// newline) and its position (line number or offset) for dead letters.
@@ -77,8 +88,16 @@ pub struct BadRecord {
 /// Decodes chunks of records of one format and schema.
 pub struct RecordDecoder {
     schema: SchemaRef,
+    /// What Arrow decodes into: `schema`, or a CSV file's columns in header
+    /// order (then `project` maps them to `schema`).
+    read_schema: SchemaRef,
+    /// For each field of `schema`, its column in `read_schema` (`None`: all null).
+    project: Option<Vec<Option<usize>>>,
     format: FileFormat,
     inner: Inner,
+    check: JsonCheck,
+    /// Records that passed the check, when some of a chunk did not.
+    passed: RecordChunk,
 }
 
 enum Inner {
@@ -89,14 +108,108 @@ enum Inner {
 const MAX_CHUNK: usize = 1 << 20;
 
 impl RecordDecoder {
-    /// A decoder for `format` records into `schema`.
+    /// A decoder for `format` records into `schema`, with the default
+    /// limits and strict typing.
     pub fn new(format: FileFormat, schema: SchemaRef) -> Result<Self> {
+        Self::with_spec(format, schema, &DecodeSpec::default())
+    }
+
+    /// A decoder with the limits and coercions of `spec`.
+    pub fn with_spec(format: FileFormat, schema: SchemaRef, spec: &DecodeSpec) -> Result<Self> {
         let inner = Self::build(&format, &schema)?;
         Ok(Self {
+            check: JsonCheck::new(&schema, spec),
+            read_schema: schema.clone(),
+            project: None,
             schema,
             format,
             inner,
+            passed: RecordChunk::default(),
         })
+    }
+
+    /// Match CSV columns to the schema by the names in `header` (a CSV
+    /// line): extra columns are ignored, a missing nullable column is null,
+    /// a missing required one is an error naming it.
+    pub fn set_csv_header(&mut self, header: &[u8]) -> Result<()> {
+        let names: Vec<String> = arrow::csv::reader::Format::default()
+            .with_header(true)
+            .infer_schema(std::io::Cursor::new(header), Some(0))?
+            .0
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut project = Vec::with_capacity(self.schema.fields().len());
+        for f in self.schema.fields() {
+            match names.iter().position(|n| n == f.name()) {
+                Some(i) => project.push(Some(i)),
+                None if f.is_nullable() => project.push(None),
+                None => {
+                    return Err(RuntimeError::User(format!(
+                        "the CSV header has no column `{}`, which the schema requires (header: {})",
+                        f.name(),
+                        names.join(",")
+                    )));
+                }
+            }
+        }
+        let identity = names.len() == project.len()
+            && project.iter().enumerate().all(|(i, p)| *p == Some(i));
+        if identity {
+            return Ok(());
+        }
+        let fields: Vec<arrow::datatypes::Field> = names
+            .iter()
+            .enumerate()
+            .map(|(i, _)| match project.iter().position(|p| *p == Some(i)) {
+                Some(t) => self.schema.field(t).clone(),
+                None => arrow::datatypes::Field::new(
+                    format!("__ignored_{i}"),
+                    arrow::datatypes::DataType::Utf8,
+                    true,
+                ),
+            })
+            .collect();
+        self.read_schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        self.project = Some(project);
+        self.inner = Self::build(&self.format, &self.read_schema)?;
+        Ok(())
+    }
+
+    /// `batch` (in `read_schema`) as `schema`.
+    fn projected(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(project) = &self.project else {
+            return Ok(batch);
+        };
+        let columns = project
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(p, f)| match p {
+                Some(i) => batch.column(*i).clone(),
+                None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+            })
+            .collect();
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Why `rec` may not go to Arrow, if it may not.
+    fn precheck(&self, rec: &[u8]) -> std::result::Result<(), String> {
+        match self.format {
+            FileFormat::Csv => {
+                if rec.len() > self.check.max_bytes() {
+                    return Err(format!(
+                        "record is {} bytes, over max_record_bytes ({})",
+                        rec.len(),
+                        self.check.max_bytes()
+                    ));
+                }
+                Ok(())
+            }
+            // Blank records are skipped below, as before.
+            _ if rec.iter().all(u8::is_ascii_whitespace) => Ok(()),
+            _ => self.check.check(rec),
+        }
     }
 
     fn build(format: &FileFormat, schema: &SchemaRef) -> Result<Inner> {
@@ -120,7 +233,23 @@ impl RecordDecoder {
         &self.schema
     }
 
+    /// [`Self::decode_raw`], a panic turned into an error.
     fn decode_bytes(
+        &mut self,
+        bytes: &[u8],
+    ) -> std::result::Result<Option<RecordBatch>, ArrowError> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decode_raw(bytes)));
+        r.unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ArrowError::JsonError(format!("the decoder panicked: {msg}")))
+        })
+    }
+
+    fn decode_raw(
         &mut self,
         bytes: &[u8],
     ) -> std::result::Result<Option<RecordBatch>, ArrowError> {
@@ -151,6 +280,43 @@ impl RecordDecoder {
         if chunk.is_empty() {
             return Ok(None);
         }
+        // Records refused by the check never reach Arrow.
+        let mut refused = false;
+        for i in 0..chunk.len() {
+            if let Err(reason) = self.precheck(chunk.record(i)) {
+                if !refused {
+                    refused = true;
+                    self.passed.clear();
+                    for j in 0..i {
+                        self.passed
+                            .push(chunk.record(j), chunk.partitions[j], chunk.positions[j]);
+                    }
+                }
+                bad.push(bad_record(chunk, i, reason));
+            } else if refused {
+                self.passed
+                    .push(chunk.record(i), chunk.partitions[i], chunk.positions[i]);
+            }
+        }
+        let batch = if refused {
+            let passed = std::mem::take(&mut self.passed);
+            let r = self.decode_checked(&passed, bad);
+            self.passed = passed;
+            r?
+        } else {
+            self.decode_checked(chunk, bad)?
+        };
+        batch.map(|b| self.projected(b)).transpose()
+    }
+
+    fn decode_checked(
+        &mut self,
+        chunk: &RecordChunk,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<Option<RecordBatch>> {
+        if chunk.is_empty() {
+            return Ok(None);
+        }
         match self.decode_bytes(&chunk.buf) {
             Ok(batch) if batch.as_ref().map_or(0, |b| b.num_rows()) == chunk.len() => {
                 return Ok(batch);
@@ -158,7 +324,7 @@ impl RecordDecoder {
             Ok(_) | Err(_) => {
                 // A decoder that failed may hold partial state: start afresh,
                 // then find the bad records one by one.
-                self.inner = Self::build(&self.format, &self.schema)?;
+                self.inner = Self::build(&self.format, &self.read_schema)?;
             }
         }
         let mut good = Vec::new();
@@ -179,18 +345,18 @@ impl RecordDecoder {
                         i,
                         format!("expected one record, decoded {rows}"),
                     ));
-                    self.inner = Self::build(&self.format, &self.schema)?;
+                    self.inner = Self::build(&self.format, &self.read_schema)?;
                 }
                 Err(e) => {
                     bad.push(bad_record(chunk, i, reason(&e)));
-                    self.inner = Self::build(&self.format, &self.schema)?;
+                    self.inner = Self::build(&self.format, &self.read_schema)?;
                 }
             }
         }
         if good.is_empty() {
             return Ok(None);
         }
-        Ok(Some(concat_batches(&self.schema, &good)?))
+        Ok(Some(concat_batches(&self.read_schema, &good)?))
     }
 }
 
@@ -221,9 +387,22 @@ fn bad_record(chunk: &RecordChunk, i: usize, reason: String) -> BadRecord {
     BadRecord {
         partition: chunk.partitions[i],
         position: chunk.positions[i],
-        reason,
+        reason: truncate_reason(reason),
         record: String::from_utf8_lossy(rec).into_owned(),
     }
+}
+
+/// `reason` cut to at most [`MAX_REASON_BYTES`] (on a char boundary).
+pub fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES - 3;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
 }
 
 /// Infer a schema from sample records (all fields nullable).
@@ -347,6 +526,72 @@ mod tests {
         assert_eq!(b.num_rows(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].position, 3);
+    }
+
+    #[test]
+    fn csv_columns_are_matched_by_header_name() {
+        let mut d = RecordDecoder::new(FileFormat::Csv, schema()).unwrap();
+        // Swapped order, an extra column, the nullable `note` missing.
+        d.set_csv_header(b"amount,extra,id").unwrap();
+        let mut c = RecordChunk::default();
+        c.push(b"2.5,zzz,1", None, 2);
+        c.push(b"oops,zzz,2", None, 3);
+        c.push(b"4.5,,3", None, 4);
+        let mut bad = Vec::new();
+        let b = d.decode(&c, &mut bad).unwrap().unwrap();
+        assert_eq!(b.schema(), schema());
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].position, 3);
+        let ids = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let amounts = b.column(1).as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+        assert_eq!(ids.values(), &[1, 3]);
+        assert_eq!(amounts.values(), &[2.5, 4.5]);
+        assert_eq!(b.column(2).null_count(), 2);
+        // A required column missing from the header is an error naming it.
+        let mut d = RecordDecoder::new(FileFormat::Csv, schema()).unwrap();
+        let e = d.set_csv_header(b"amount,note").unwrap_err().to_string();
+        assert!(e.contains("no column `id`"), "{e}");
+    }
+
+    #[test]
+    fn hostile_json_records_become_dead_letters() {
+        let mut d = RecordDecoder::new(FileFormat::Jsonl, schema()).unwrap();
+        let mut c = RecordChunk::default();
+        let deep = format!("{{\"id\": 1, \"amount\": 1.0, \"note\": {}1{}}}", "[".repeat(30_000), "]".repeat(30_000));
+        c.push(br#"{"id": 1, "amount": 1.0}"#, Some(0), 10);
+        c.push(deep.as_bytes(), Some(0), 11);
+        c.push(br#"{"id": 1.9, "amount": 1.0}"#, Some(0), 12);
+        c.push(br#"{"id": "123", "amount": 1.0}"#, Some(0), 13);
+        c.push(br#"{"id": -9223372036854775809, "amount": 1.0}"#, Some(0), 14);
+        c.push(br#"{"id": 5, "amount": 1e400}"#, Some(0), 15);
+        c.push(br#"{"id": 6, "amount": 1.0}{"id": 7, "amount": 2.0}"#, Some(0), 16);
+        c.push(br#"{"id": 8, "amount": 8.0}"#, Some(0), 17);
+        let mut bad = Vec::new();
+        let b = d.decode(&c, &mut bad).unwrap().unwrap();
+        assert_eq!(b.num_rows(), 2);
+        let positions: Vec<u64> = bad.iter().map(|b| b.position).collect();
+        assert_eq!(positions, vec![11, 12, 13, 14, 15, 16]);
+        assert!(bad.iter().all(|b| b.reason.len() <= MAX_REASON_BYTES));
+        // Lenient on request: Arrow's conversions.
+        let mut d = RecordDecoder::with_spec(
+            FileFormat::Jsonl,
+            schema(),
+            &crate::json_check::lenient(),
+        )
+        .unwrap();
+        let mut c = RecordChunk::default();
+        c.push(br#"{"id": 1.9, "amount": 1.0}"#, None, 1);
+        c.push(br#"{"id": "123", "amount": 1.0}"#, None, 2);
+        let b = d.decode(&c, &mut bad).unwrap().unwrap();
+        assert_eq!(b.num_rows(), 2);
+    }
+
+    #[test]
+    fn reasons_are_truncated() {
+        let r = truncate_reason("é".repeat(2000));
+        assert!(r.len() <= MAX_REASON_BYTES && r.ends_with('…'), "{}", r.len());
+        assert_eq!(truncate_reason("short".into()), "short");
     }
 
     #[test]

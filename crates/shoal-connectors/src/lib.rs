@@ -21,6 +21,7 @@ pub mod event_time;
 pub mod file;
 pub mod format;
 pub mod generator;
+pub mod json_check;
 pub mod kafka;
 pub mod log;
 pub mod postgres;

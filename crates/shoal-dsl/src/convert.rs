@@ -38,11 +38,11 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
             if n.trim().is_empty() {
                 return Err(ctx.at_value(&["name"], "the pipeline name is empty"));
             }
-            n
+            c.safe_name(&["name"], n, "pipeline name")?
         }
         None => file
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| sanitize_name(&s.to_string_lossy()))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "pipeline".to_string()),
     };
@@ -113,6 +113,35 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
     };
     spec.warnings = c.unread(&spec);
     Ok(spec)
+}
+
+/// Whether `v` is safe as one path component: 1 to 128 of `[A-Za-z0-9_.-]`,
+/// not starting with `.`.
+pub fn is_safe_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && !v.starts_with('.')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A file stem made safe as a pipeline name (other bytes become `_`).
+fn sanitize_name(stem: &str) -> String {
+    let s: String = stem
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => s,
+    }
 }
 
 pub(crate) struct Converter<'a> {
@@ -225,6 +254,76 @@ impl Converter<'_> {
                 .with_hint("name the column the topic's records are partitioned by"));
         }
         Ok(Some(c))
+    }
+
+    /// A name that becomes part of a path (pipeline names, groups): letters,
+    /// digits, `_`, `-` and `.`, not starting with `.`, at most 128.
+    pub(crate) fn safe_name(&self, at: &[&str], v: String, what: &str) -> R<String> {
+        if is_safe_name(&v) {
+            return Ok(v);
+        }
+        Err(self
+            .err(at, format!("invalid {what} \"{}\"", v.escape_debug()))
+            .with_hint(format!(
+                "a {what} is used in file names: use 1 to 128 letters, digits, `_`, `-` and `.`, not starting with `.`"
+            )))
+    }
+
+    /// `coerce:`, `max_record_bytes:` and `max_depth:` of a source.
+    fn decode(
+        &self,
+        id: &str,
+        coerce: Option<RawCoerce>,
+        max_record_bytes: Option<Scalar>,
+        max_depth: Option<u64>,
+        schema: Option<&SchemaSpec>,
+    ) -> R<DecodeSpec> {
+        let mut d = DecodeSpec::default();
+        if let Some(v) = max_record_bytes {
+            let at = ["sources", id, "max_record_bytes"];
+            let text = match v {
+                Scalar::Str(s) => s,
+                Scalar::Int(n) => n.to_string(),
+                Scalar::Float(f) => f.to_string(),
+            };
+            let n = units::parse_size(&text).map_err(|m| self.err(&at, m))?;
+            if !(16..=(1 << 30)).contains(&n) {
+                return Err(self
+                    .err(&at, format!("max_record_bytes must be between 16 B and 1 GiB, found {n}"))
+                    .with_hint("the default is 1MiB"));
+            }
+            d.max_record_bytes = n as usize;
+        }
+        if max_depth.is_some() {
+            d.max_depth = self.range(
+                &["sources", id, "max_depth"],
+                max_depth,
+                DEFAULT_MAX_DEPTH as u64,
+                1,
+                10_000,
+            )? as usize;
+        }
+        d.coerce = match coerce {
+            None | Some(RawCoerce::All(false)) => Coerce::None,
+            Some(RawCoerce::All(true)) => Coerce::All,
+            Some(RawCoerce::Fields(fields)) => {
+                for (i, f) in fields.iter().enumerate() {
+                    if let Some(s) = schema
+                        && s.field(f).is_none()
+                    {
+                        let idx = i.to_string();
+                        return Err(self
+                            .err(
+                                &["sources", id, "coerce", idx.as_str()],
+                                format!("coerce names `{f}`, which is not in the schema"),
+                            )
+                            .with_hint("list columns of the source's `schema:`"));
+                    }
+                }
+                Coerce::Fields(fields)
+            }
+        };
+        Ok(d)
     }
 
     fn non_empty(&self, at: &[&str], v: String, what: &str) -> R<String> {
@@ -468,7 +567,15 @@ impl Converter<'_> {
                 };
                 let schema = self.schema(id, f.schema)?;
                 let event_time = self.event_time(id, f.event_time, schema.as_ref())?;
+                let decode = self.decode(
+                    id,
+                    f.coerce,
+                    f.max_record_bytes,
+                    f.max_depth,
+                    schema.as_ref(),
+                )?;
                 SourceSpec::File(FileSource {
+                    decode,
                     path,
                     format,
                     schema,
@@ -480,7 +587,7 @@ impl Converter<'_> {
             RawSource::Log(l) => {
                 let topic = self.topic(&at("topic"), l.topic)?;
                 let group = match l.group {
-                    Some(g) => self.non_empty(&at("group"), g, "the group name")?,
+                    Some(g) => self.safe_name(&at("group"), g, "group name")?,
                     None => pipeline.to_string(),
                 };
                 let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
@@ -501,7 +608,15 @@ impl Converter<'_> {
                 let schema = self.schema(id, l.schema)?;
                 let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
                 let key = self.partition_key(&at("key"), l.key, schema.as_ref())?;
+                let decode = self.decode(
+                    id,
+                    l.coerce,
+                    l.max_record_bytes,
+                    l.max_depth,
+                    schema.as_ref(),
+                )?;
                 SourceSpec::Log(LogSource {
+                    decode,
                     key,
                     topic,
                     group,
@@ -656,7 +771,7 @@ impl Converter<'_> {
             brokers: self.brokers(&at("brokers"), k.brokers)?,
             topics,
             group: match k.group {
-                Some(g) => self.non_empty(&at("group"), g, "the group name")?,
+                Some(g) => self.safe_name(&at("group"), g, "group name")?,
                 None => pipeline.to_string(),
             },
             parallelism: self.parallelism(&at("parallelism"), k.parallelism)?,

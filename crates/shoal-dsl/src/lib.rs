@@ -84,7 +84,8 @@ pub use convert::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_PARALLELISM};
 pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
-    Assignor, CheckpointSpec, DeadLetterSink, DeadLetterSpec, DedupTransform, EventTimeSpec,
+    Assignor, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RECORD_BYTES, DeadLetterSink,
+    DecodeSpec, DeadLetterSpec, DedupTransform, EventTimeSpec,
     FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile,
     GeneratorSource, KafkaSink, KafkaSource, LogIsolation, LogSink, LogSource, LookupSpec,
     ModelFormat, PipelineSpec, PostgresMode, PostgresSink, RecordFormat, SchemaSpec,

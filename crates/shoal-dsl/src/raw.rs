@@ -71,6 +71,17 @@ pub(crate) struct RawFileSource {
     pub header: Option<bool>,
     pub batch_size: Option<u64>,
     pub event_time: Option<RawEventTime>,
+    pub coerce: Option<RawCoerce>,
+    pub max_record_bytes: Option<Scalar>,
+    pub max_depth: Option<u64>,
+}
+
+/// `coerce: true | false | [field, ...]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawCoerce {
+    All(bool),
+    Fields(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +101,9 @@ pub(crate) struct RawLogSource {
     pub event_time: Option<RawEventTime>,
     pub isolation: Option<String>,
     pub key: Option<String>,
+    pub coerce: Option<RawCoerce>,
+    pub max_record_bytes: Option<Scalar>,
+    pub max_depth: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

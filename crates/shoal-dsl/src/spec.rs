@@ -353,6 +353,61 @@ pub struct FileSource {
     pub batch_size: usize,
     /// `event_time:`.
     pub event_time: Option<EventTimeSpec>,
+    /// `coerce:`, `max_record_bytes:`, `max_depth:` — how records decode.
+    pub decode: DecodeSpec,
+}
+
+/// Default `max_record_bytes:` (1 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+/// Default `max_depth:` (JSON nesting levels).
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Limits and typing of a source's record decoder. A record over a limit,
+/// or a value that does not fit its declared type exactly, becomes a dead
+/// letter with the reason; the job goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeSpec {
+    /// `max_record_bytes:` the largest record (line) read; default 1 MiB.
+    pub max_record_bytes: usize,
+    /// `max_depth:` the deepest JSON nesting of objects and arrays; default 64.
+    pub max_depth: usize,
+    /// `coerce:` which declared fields convert leniently; default none.
+    pub coerce: Coerce,
+}
+
+impl Default for DecodeSpec {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_depth: DEFAULT_MAX_DEPTH,
+            coerce: Coerce::None,
+        }
+    }
+}
+
+/// Which declared fields convert leniently (`1.9` -> 1 for an integer, the
+/// string `"123"` -> 123, out-of-range integers clamped, too-large floats ->
+/// infinity) instead of becoming dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Coerce {
+    /// `coerce: false` (the default): strict typing for every field.
+    #[default]
+    None,
+    /// `coerce: true`: lenient for every field.
+    All,
+    /// `coerce: [a, b]`: lenient for these fields only.
+    Fields(Vec<String>),
+}
+
+impl Coerce {
+    /// Whether `field` converts leniently.
+    pub fn applies(&self, field: &str) -> bool {
+        match self {
+            Coerce::None => false,
+            Coerce::All => true,
+            Coerce::Fields(f) => f.iter().any(|n| n == field),
+        }
+    }
 }
 
 /// `type: log` — a consumer-group member set on an embedded-log topic.
@@ -391,6 +446,8 @@ pub struct LogSource {
     /// that `key:` wrote it). Operators whose state is split by it keep it
     /// per partition: it restores at any parallelism.
     pub key: Option<String>,
+    /// `coerce:`, `max_record_bytes:`, `max_depth:` — how records decode.
+    pub decode: DecodeSpec,
 }
 
 /// Which records of transactional log sinks a log source reads.

@@ -6,20 +6,27 @@
 //! time; a line that does not decode goes to the dead-letter output with its
 //! line number and the reason. A file source has parallelism 1.
 //! Limitation: CSV fields with quoted newlines are not supported.
+//!
+//! Lines are read with a bound (`max_record_bytes:`): the bytes of a longer
+//! line past the bound are skipped, not buffered, and the line becomes a
+//! dead letter. With `header: true` (the default) and a declared schema, CSV
+//! columns are matched to the schema by the header's names (extra columns
+//! are ignored; a missing required column is an error naming it); with
+//! `header: false` they are taken by position.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use shoal_dsl::{FileFormat, FileSource as FileSourceSpec};
+use shoal_dsl::{DecodeSpec, FileFormat, FileSource as FileSourceSpec};
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use crate::event_time::EventTime;
-use crate::format::{RecordChunk, RecordDecoder, infer_schema};
+use crate::format::{RecordChunk, RecordDecoder, infer_schema, truncate_reason};
 use crate::schema::arrow_schema;
 
 /// The schema a file source produces: declared, or inferred from the first
@@ -34,11 +41,24 @@ pub fn file_source_schema(spec: &FileSourceSpec, base_dir: &Path) -> Result<Sche
             .map_err(|e| parquet_err(&path, e))?;
         return Ok(reader.schema().clone());
     }
+    const SAMPLE: u64 = 1 << 20;
     let mut sample = Vec::new();
     open(&path)?
-        .take(1 << 20)
+        .take(SAMPLE)
         .read_to_end(&mut sample)
         .map_err(|e| RuntimeError::io(path.display().to_string(), e))?;
+    if sample.len() as u64 == SAMPLE {
+        // Infer from whole lines only.
+        match sample.iter().rposition(|&b| b == b'\n') {
+            Some(i) => sample.truncate(i + 1),
+            None => {
+                return Err(RuntimeError::User(format!(
+                    "cannot infer a schema for {}: its first line is longer than the 1 MiB sample; declare the columns with `schema:`",
+                    path.display()
+                )));
+            }
+        }
+    }
     infer_schema(&spec.format, &sample, spec.header)
 }
 
@@ -59,6 +79,7 @@ pub struct FileSource {
     batch_size: usize,
     schema: SchemaRef,
     event_time: Option<EventTime>,
+    decode: DecodeSpec,
 }
 
 impl FileSource {
@@ -81,6 +102,7 @@ impl FileSource {
             batch_size: spec.batch_size.max(1),
             schema,
             event_time,
+            decode: spec.decode.clone(),
         })
     }
 }
@@ -95,7 +117,9 @@ impl Source for FileSource {
                 return self.run_parquet(ctx).await;
             }
             let mut reader = BufReader::with_capacity(1 << 16, open(&self.path)?);
-            let mut decoder = RecordDecoder::new(self.format.clone(), self.schema.clone())?;
+            let mut decoder =
+                RecordDecoder::with_spec(self.format.clone(), self.schema.clone(), &self.decode)?;
+            let max_line = self.decode.max_record_bytes;
             let mut chunk = RecordChunk::default();
             let mut line = Vec::with_capacity(256);
             let mut bad = Vec::new();
@@ -106,8 +130,7 @@ impl Source for FileSource {
                 let mut eof = false;
                 while chunk.len() < self.batch_size {
                     line.clear();
-                    let n = reader
-                        .read_until(b'\n', &mut line)
+                    let (n, skipped) = read_line_bounded(&mut reader, &mut line, max_line)
                         .map_err(|e| RuntimeError::io(self.path.display().to_string(), e))?;
                     if n == 0 {
                         eof = true;
@@ -115,6 +138,31 @@ impl Source for FileSource {
                     }
                     line_no += 1;
                     if skip_header && line_no == 1 {
+                        if skipped > 0 {
+                            return Err(RuntimeError::User(format!(
+                                "{}: the CSV header is over max_record_bytes ({max_line})",
+                                self.path.display()
+                            )));
+                        }
+                        decoder.set_csv_header(trim_newline(&line)).map_err(|e| {
+                            RuntimeError::User(format!("{}: {e}", self.path.display()))
+                        })?;
+                        continue;
+                    }
+                    if skipped > 0 {
+                        let reason = format!(
+                            "line {line_no}: record is longer than max_record_bytes ({max_line})"
+                        );
+                        let record = String::from_utf8_lossy(&line[..line.len().min(4096)])
+                            .into_owned();
+                        ctx.dead_letter(DeadLetter {
+                            node: self.node.clone(),
+                            partition: None,
+                            offset: Some(line_no),
+                            reason,
+                            record,
+                        })
+                        .await?;
                         continue;
                     }
                     let rec = trim_newline(&line);
@@ -137,7 +185,7 @@ impl Source for FileSource {
                         node: self.node.clone(),
                         partition: None,
                         offset: Some(b.position),
-                        reason: format!("line {}: {}", b.position, b.reason),
+                        reason: truncate_reason(format!("line {}: {}", b.position, b.reason)),
                         record: b.record,
                     })
                     .await?;
@@ -199,7 +247,78 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<Recor
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
+/// Read one line (with its `\n`) into `buf`, keeping at most `max + 2`
+/// bytes (room for `\r\n`): the rest of a longer line is read and dropped.
+/// Returns the bytes read and how many were dropped.
+fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, u64)> {
+    let keep = max.saturating_add(2);
+    let mut read = 0;
+    let mut dropped = 0u64;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok((read, dropped));
+        }
+        let (used, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let room = keep.saturating_sub(buf.len()).min(used);
+        buf.extend_from_slice(&avail[..room]);
+        dropped += (used - room) as u64;
+        r.consume(used);
+        read += used;
+        if done {
+            if dropped == 0 && trim_newline(buf).len() > max {
+                // Over the bound by the last byte or two: count them.
+                dropped = (trim_newline(buf).len() - max) as u64;
+                buf.truncate(max);
+            }
+            return Ok((read, dropped));
+        }
+    }
+}
+
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_not_buffered() {
+        let text = format!("ab\n{}\ncd\r\nxyz", "z".repeat(100));
+        let mut r = BufReader::with_capacity(8, text.as_bytes());
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            buf.clear();
+            let (n, dropped) = read_line_bounded(&mut r, &mut buf, 10).unwrap();
+            if n == 0 {
+                break;
+            }
+            lines.push((String::from_utf8(buf.clone()).unwrap(), n, dropped));
+            assert!(buf.len() <= 12);
+        }
+        assert_eq!(lines[0], ("ab\n".to_string(), 3, 0));
+        assert_eq!(lines[1].1, 101);
+        assert_eq!(lines[1].0.len() as u64 + lines[1].2, 101);
+        assert!(lines[1].2 > 0);
+        assert_eq!(lines[2], ("cd\r\n".to_string(), 4, 0));
+        assert_eq!(lines[3], ("xyz".to_string(), 3, 0));
+        // Exactly at the bound is fine; one byte over is not.
+        let mut buf = Vec::new();
+        let (_, d) = read_line_bounded(&mut "0123456789\n".as_bytes(), &mut buf, 10).unwrap();
+        assert_eq!(d, 0);
+        buf.clear();
+        let (_, d) = read_line_bounded(&mut "0123456789A\n".as_bytes(), &mut buf, 10).unwrap();
+        assert_eq!(d, 1);
+    }
 }

@@ -340,7 +340,11 @@ impl Source for LogSource {
                 dirty: false,
                 last_commit: Instant::now(),
             };
-            let mut decoder = RecordDecoder::new(FileFormat::Jsonl, self.schema.clone())?;
+            let mut decoder = RecordDecoder::with_spec(
+                FileFormat::Jsonl,
+                self.schema.clone(),
+                &self.spec.decode,
+            )?;
             let mut event_time = match &self.spec.event_time {
                 Some(et) => Some(
                     EventTime::new(et, &self.schema, partitions as usize)?
