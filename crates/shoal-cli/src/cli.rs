@@ -202,6 +202,31 @@ pub enum TopicCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check every record of a topic (length, CRC, offset sequence); exit 1 if damaged.
+    #[command(
+        after_help = "Examples:\n  shoal topic verify txns\n  shoal topic verify txns --json\n\nA torn tail of a partition's newest segment (a write cut by a crash) is\nreported but is not damage: the next writer truncates it."
+    )]
+    Verify {
+        /// The topic.
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut each damaged partition at its first damage, dropping every record from there on.
+    #[command(
+        after_help = "Examples:\n  shoal topic repair txns --truncate-after-damage\n\nRecords from the damage on are deleted and their offsets reused by the next\nappend; reset consumer groups that committed past them. Fails while another\nprocess writes the topic."
+    )]
+    Repair {
+        /// The topic.
+        name: String,
+        /// Required: confirms that records after the damage are dropped.
+        #[arg(long)]
+        truncate_after_damage: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a topic and all its records (fails while another process writes it).
     #[command(after_help = "Examples:\n  shoal topic delete txns")]
     Delete {

@@ -64,6 +64,6 @@ pub use group::{
 pub use logdir::LogDir;
 pub use producer::{Appended, Producer};
 pub use record::{Control, RecordRef, TxnTag};
-pub use storage::{PartitionInfo, RetentionReport, SegmentInfo};
+pub use storage::{Damage, PartitionInfo, Repair, RetentionReport, SegmentInfo};
 pub use topic::{TopicDescription, TopicMeta, TopicSummary};
 pub use txn::{Recovered, TransactionalProducer};

@@ -112,6 +112,24 @@ impl LogDir {
         self.inner.catalog.topic(name)?.describe()
     }
 
+    /// Scans every entry of every partition of `name`: the damage found
+    /// (torn tails of active segments are flagged as such).
+    pub fn verify_topic(&self, name: &str) -> Result<Vec<crate::Damage>> {
+        let topic = self.inner.catalog.topic(name)?;
+        let mut all = Vec::new();
+        for p in &topic.partitions {
+            all.extend(p.verify()?);
+        }
+        Ok(all)
+    }
+
+    /// Cuts each damaged partition of `name` at its first damage, dropping
+    /// everything from there on (fails while another process writes it).
+    pub fn repair_topic(&self, name: &str) -> Result<Vec<crate::Repair>> {
+        let topic = self.inner.catalog.topic(name)?;
+        topic.partitions.iter().map(|p| p.repair()).collect()
+    }
+
     /// Deletes a topic (fails if another process writes any partition).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.inner.catalog.delete(name)

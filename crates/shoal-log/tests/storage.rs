@@ -203,8 +203,12 @@ fn torn_tail_is_truncated_on_open_and_nothing_before_is_lost() {
     assert!(all.iter().all(|(o, v)| *v == value(*o)));
 }
 
+/// Issue 16: damage inside the active segment with acknowledged records
+/// after it used to be cut by the next writer with a WARN (records lost,
+/// offsets reused). Now readers and the writer report it, and only an
+/// explicit repair cuts, saying how many records it dropped.
 #[test]
-fn corrupted_crc_in_the_tail_cuts_from_there() {
+fn corrupted_crc_before_acknowledged_records_is_refused_until_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let seg;
     {
@@ -229,20 +233,84 @@ fn corrupted_crc_in_the_tail_cuts_from_there() {
     let at = entries[victim + 1] - 2; // last byte of the value
     damaged[at] ^= 0xFF;
     std::fs::write(&seg, &damaged).unwrap();
-
-    let log = open(dir.path());
-    log.open_for_write("t").unwrap();
+    let end_before = base + entries.len() as u64;
     let end = base + victim as u64;
+
+    // A reader gets an error naming the place, not an early end.
+    let reader = open(dir.path());
+    let mut buf = FetchBuffer::new();
+    let mut offset = 0;
+    let err = loop {
+        match reader.fetch("t", 0, offset, 1000, 1 << 20, &mut buf) {
+            Ok(()) if buf.is_empty() => panic!("silent end at {offset}"),
+            Ok(()) => offset = buf.iter().last().unwrap().offset + 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(offset, end);
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("crc mismatch at offset {end} (topic t, partition 0")), "{err}");
+    drop(reader);
+
+    // The writer refuses; the file is untouched.
+    let log = open(dir.path());
+    let err = log.open_for_write("t").unwrap_err();
+    assert!(err.to_string().contains("acknowledged records"), "{err}");
+    assert_eq!(std::fs::read(&seg).unwrap(), damaged);
+    let found = log.verify_topic("t").unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].torn_tail);
+    assert_eq!(found[0].offset, end);
+    drop(log);
+
+    // An explicit repair cuts there and counts what it dropped.
+    let log = open(dir.path());
+    let repairs = log.repair_topic("t").unwrap();
+    assert_eq!(repairs[0].records_dropped, end_before - end);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), entries[victim] as u64);
+    assert!(log.verify_topic("t").unwrap().is_empty());
+    log.open_for_write("t").unwrap();
     assert_eq!(log.end_offsets("t").unwrap(), [end]);
-    assert_eq!(
-        std::fs::metadata(&seg).unwrap().len(),
-        entries[victim] as u64
-    );
     let all = read_all(&log, "t", 0, 0);
     assert_eq!(all.len() as u64, end);
     assert!(all.iter().all(|(o, v)| *v == value(*o)));
     // New appends continue right after the cut.
     assert_eq!(log.append_to("t", 0, &[(None, b"new", 5)]).unwrap(), end);
+}
+
+/// Damage in the last entry only (nothing acknowledged after it) is a torn
+/// tail: cut on open, as before.
+#[test]
+fn corrupted_last_entry_is_a_torn_tail_and_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg;
+    {
+        let log = open(dir.path());
+        log.create_topic_with("t", 1, small_topic()).unwrap();
+        fill(&log, "t", 0, 150, 10);
+        seg = active_segment(dir.path(), "t", 0);
+    }
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let base = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+    let mut pos = 16usize;
+    let mut entries = Vec::new();
+    while pos < bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        entries.push(pos);
+        pos += 8 + len;
+    }
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path());
+    assert!(log.verify_topic("t").unwrap().iter().all(|d| d.torn_tail));
+    log.open_for_write("t").unwrap();
+    let end = base + entries.len() as u64 - 1;
+    assert_eq!(log.end_offsets("t").unwrap(), [end]);
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        *entries.last().unwrap() as u64
+    );
 }
 
 #[test]

@@ -12,5 +12,7 @@ pub mod index;
 pub mod partition;
 pub mod segment;
 pub(crate) mod txn_view;
+pub mod verify;
 
 pub use partition::{PartitionInfo, RetentionReport, SegmentInfo};
+pub use verify::{Damage, Repair};

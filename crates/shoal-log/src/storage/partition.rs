@@ -206,6 +206,19 @@ impl Partition {
         self.id
     }
 
+    /// Topic name.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The segments on disk now, opened afresh (for verify and repair).
+    pub(crate) fn segment_files(&self) -> Result<Vec<Segment>> {
+        list_bases(&self.dir)?
+            .into_iter()
+            .map(|b| Segment::open(&self.dir, b))
+            .collect()
+    }
+
     /// Whether this process is the partition's writer.
     pub(crate) fn is_writer(&self) -> bool {
         self.is_writer.load(Ordering::Acquire)
@@ -392,6 +405,22 @@ impl Partition {
             f.sync_all().ctx("fsync", &seg.log_path)?;
         }
         let (entries, max_ts, end) = self.build_index(seg, UNKNOWN)?;
+        if let Some(reason) = end.torn
+            && let Some((pos, offset)) = seg.entry_after(end.end_pos)?
+        {
+            // Acknowledged records follow the bad bytes: never drop them
+            // silently (issue 16).
+            return Err(Error::Corrupt {
+                path: seg.log_path.clone(),
+                position: end.end_pos,
+                reason: format!(
+                    "{reason} at offset {} of topic {} partition {}, before acknowledged records (offset {offset} at byte {pos}); \
+                     the partition is not opened for writing: `shoal topic verify {}` shows the damage, \
+                     `shoal topic repair {} --truncate-after-damage` drops everything from it on",
+                    end.next_offset, self.topic, self.id, self.topic, self.topic
+                ),
+            });
+        }
         if let Some(reason) = end.torn {
             let disk = seg.disk_len()?;
             tracing::warn!(
@@ -854,24 +883,44 @@ impl Partition {
                         next_offset,
                     } => {
                         if !writer && last {
-                            // Another process is mid-write: end for now.
-                            out.set_bounds(Some(start), Some(next_offset));
-                            return Ok(());
+                            seg.refresh_index()?;
+                            if seg.entry_after(position)?.is_none() {
+                                // Another process is mid-write: end for now.
+                                out.set_bounds(Some(start), Some(next_offset));
+                                return Ok(());
+                            }
+                            // Valid records follow: damage, reported below.
+                            return Err(self.damaged(seg, position, reason, next_offset));
                         }
                         if !writer && !refreshed {
                             self.refresh_view()?;
                             refreshed = true;
                             continue 'outer;
                         }
-                        return Err(Error::Corrupt {
-                            path: seg.log_path.clone(),
-                            position,
-                            reason: reason.to_owned(),
-                        });
+                        return Err(self.damaged(seg, position, reason, next_offset));
                     }
                 }
             }
             return Ok(());
+        }
+    }
+
+    /// The error for damage at byte `position` of `seg`, where offset
+    /// `offset` was expected.
+    fn damaged(&self, seg: &Segment, position: u64, reason: &str, offset: u64) -> Error {
+        Error::Corrupt {
+            path: seg.log_path.clone(),
+            position,
+            reason: format!(
+                "{reason} at offset {offset} (topic {}, partition {}, segment {}); see `shoal topic verify {}`",
+                self.topic,
+                self.id,
+                seg.log_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                self.topic
+            ),
         }
     }
 

@@ -361,6 +361,34 @@ impl Segment {
             .is_none_or(|e| offset >= self.base_offset + e.rel_offset as u64)
     }
 
+    /// A valid entry that the sparse index places after byte `pos`: its
+    /// position and offset. An invalid entry followed by one is damage, not
+    /// a torn tail (a torn write is always the last thing in the file, and
+    /// the index only names entries the writer appended and acknowledged).
+    pub(crate) fn entry_after(&self, pos: u64) -> Result<Option<(u64, u64)>> {
+        let idx = self.index_entries();
+        for e in idx.iter().filter(|e| e.position as u64 > pos) {
+            let at = e.position as u64;
+            let mut head = [0u8; crate::record::ENTRY_HEADER];
+            if read_full_at(&self.file, &mut head, at, &self.log_path)? < head.len() {
+                continue;
+            }
+            let body = (u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) & !(1 << 31))
+                as usize;
+            if body > crate::record::MAX_BODY {
+                continue;
+            }
+            let mut buf = vec![0u8; crate::record::ENTRY_HEADER + body];
+            let n = read_full_at(&self.file, &mut buf, at, &self.log_path)?;
+            if let Decoded::Entry(m) = decode(&buf[..n])
+                && m.offset == self.base_offset + e.rel_offset as u64
+            {
+                return Ok(Some((at, m.offset)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads entries sequentially from `start_pos` (whose entry must carry
     /// `start_offset`) up to `limit` bytes or end of file, calling `f(pos,
     /// meta)` for each valid entry. Stops at the first invalid or incomplete
