@@ -66,13 +66,24 @@ pub fn produce(
     let mut line_no = 0u64;
     loop {
         line.clear();
-        let n = input
+        // Bounded: a line without an end (`/dev/zero`) is not buffered whole.
+        let n = std::io::Read::take(&mut input, MAX_LINE_BYTES + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| anyhow::anyhow!("reading {source}: {e}"))?;
         if n == 0 {
             break;
         }
         line_no += 1;
+        if line.len() as u64 > MAX_LINE_BYTES {
+            out.flush()?;
+            return Err(Failure::BadInput(format!(
+                "error: {source}, line {line_no}: longer than {} MiB, the largest record `shoal produce` takes\n  \
+                 {} records (from the lines before line {line_no}) were produced to {topic}; \
+                 nothing from line {line_no} on",
+                MAX_LINE_BYTES >> 20,
+                out.produced
+            )));
+        }
         let mut text = line.trim_ascii();
         if line_no == 1 {
             text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
@@ -109,6 +120,9 @@ pub fn produce(
     }
     Ok(())
 }
+
+/// The longest input line taken (one record), in bytes.
+const MAX_LINE_BYTES: u64 = 16 << 20;
 
 /// Checks that `line` is a JSON object and returns its key, if `field` is given.
 fn record_key(line: &[u8], field: Option<&str>) -> Result<Option<String>, String> {
