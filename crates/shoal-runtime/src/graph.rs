@@ -433,12 +433,12 @@ impl JobGraph {
                             let mut op = f(instance).map_err(|e| e.in_operator(&id))?;
                             let states = restored(&id);
                             if !states.is_empty() {
-                                let ctx = crate::state::StateContext {
-                                    dir: checkpoint_dir.clone().unwrap_or_default(),
-                                    node: id.clone(),
+                                let ctx = crate::state::StateContext::new(
+                                    checkpoint_dir.clone().unwrap_or_default(),
+                                    id.clone(),
                                     instance,
-                                    checkpoint: opts.restore.as_ref().map_or(0, |m| m.id),
-                                };
+                                    opts.restore.as_ref().map_or(0, |m| m.id),
+                                );
                                 op.restore_at(&states, instance, &ctx)
                                     .map_err(|e| e.in_operator(&id))?;
                             }

@@ -49,35 +49,25 @@ pub trait Operator: Send + 'static {
     }
 
     /// A checkpoint barrier passed: return the operator's state (`Null`
-    /// when stateless). Called between batches, after alignment.
-    fn snapshot(&mut self) -> Result<serde_json::Value> {
+    /// when stateless). Called between batches, after alignment, with the
+    /// checkpoint's directory: operators with a
+    /// [`KeyedState`](crate::state::KeyedState) hand its files to `ctx` and
+    /// return the reference; what they return directly lands in the
+    /// manifest, so it must stay small (watermarks, references).
+    fn snapshot_at(&mut self, _ctx: &StateContext) -> Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
 
-    /// Restore the state [`Operator::snapshot`] returned; `states` holds
-    /// every instance's (index = instance). Keyed state is partitioned by the
-    /// same hash as the input, so an instance keeps the keys it had.
-    fn restore(&mut self, _states: &[serde_json::Value], _instance: usize) -> Result<()> {
-        Ok(())
-    }
-
-    /// [`Operator::snapshot`] with the checkpoint's directory: operators
-    /// with a [`KeyedState`](crate::state::KeyedState) write its files
-    /// there and return the reference. Defaults to [`Operator::snapshot`].
-    fn snapshot_at(&mut self, _ctx: &StateContext) -> Result<serde_json::Value> {
-        self.snapshot()
-    }
-
-    /// [`Operator::restore`] with the checkpoint's directory (to read the
-    /// files a [`KeyedState`](crate::state::KeyedState) reference names).
-    /// Defaults to [`Operator::restore`].
+    /// Restore the state [`Operator::snapshot_at`] returned; `states` holds
+    /// every instance's (index = instance) of the restored checkpoint, `ctx`
+    /// the directory the references are relative to.
     fn restore_at(
         &mut self,
-        states: &[serde_json::Value],
-        instance: usize,
+        _states: &[serde_json::Value],
+        _instance: usize,
         _ctx: &StateContext,
     ) -> Result<()> {
-        self.restore(states, instance)
+        Ok(())
     }
 }
 

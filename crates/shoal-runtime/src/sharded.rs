@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Result, RuntimeError};
 use crate::operator::{Collector, Operator};
 use crate::shard::{ShardId, ShardRegistry, writer_id};
-use crate::state::StateContext;
+use crate::state::{StateContext, StateWrites};
 
 /// Builds an inner operator (the node's factory, for this instance).
 pub(crate) type OperatorFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Operator>> + Send + Sync>;
@@ -56,12 +56,12 @@ impl Sharded {
     }
 
     fn ctx(&self, shard: ShardId, checkpoint: u64) -> StateContext {
-        StateContext {
-            dir: self.store.clone(),
-            node: format!("{}/p{shard}/{}", self.node, writer_id()),
-            instance: 0,
+        StateContext::new(
+            self.store.clone(),
+            format!("{}/p{shard}/{}", self.node, writer_id()),
+            0,
             checkpoint,
-        }
+        )
     }
 
     fn mine(&self, shard: ShardId) -> bool {
@@ -180,12 +180,16 @@ impl Sharded {
     /// references for the sink, then drop the shards this process no longer
     /// owns (their last state is now in the store). Returns the manifest's
     /// entry: `{"shards": {"<partition>": reference}}`.
-    pub(crate) fn snapshot(&mut self, id: u64) -> Result<Value> {
+    /// The shards' files are queued on `writes`.
+    pub(crate) fn snapshot(&mut self, id: u64, writes: &StateWrites) -> Result<Value> {
         self.sync()?;
         let mut refs = Map::new();
         let keys: Vec<ShardId> = self.shards.keys().copied().collect();
         for s in keys {
-            let ctx = self.ctx(s, id);
+            let ctx = StateContext {
+                writes: Some(writes.clone()),
+                ..self.ctx(s, id)
+            };
             let op = self.shards.get_mut(&s).expect("present");
             let v = op.snapshot_at(&ctx)?;
             self.registry.record(id, s, &self.node, v.clone());

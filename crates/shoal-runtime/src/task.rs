@@ -17,6 +17,7 @@ use crate::shard::ShardId;
 use crate::sharded::Sharded;
 use crate::sink::Sink;
 use crate::source::{Source, SourceContext};
+use crate::state::{StateContext, StateWrites};
 
 fn upstream_failed(node: &str) -> RuntimeError {
     RuntimeError::Internal(format!(
@@ -93,21 +94,23 @@ impl OperatorTask {
         }
     }
 
+    /// The operator's state at barrier `id`; its files are queued on
+    /// `writes` (see [`StateWrites`]).
     fn snapshot(
         &mut self,
         node: &str,
         id: u64,
         checkpoint: Option<&CheckpointLink>,
+        writes: &StateWrites,
     ) -> Result<serde_json::Value> {
         match (self, checkpoint) {
-            (OperatorTask::One(op), Some(link)) => op.snapshot_at(&crate::state::StateContext {
-                dir: link.dir.clone(),
-                node: node.to_string(),
-                instance: link.instance,
-                checkpoint: id,
+            (OperatorTask::One(op), Some(link)) => op.snapshot_at(&StateContext {
+                writes: Some(writes.clone()),
+                ..StateContext::new(link.dir.clone(), node, link.instance, id)
             }),
-            (OperatorTask::One(op), None) => op.snapshot(),
-            (OperatorTask::Sharded(s), _) => s.snapshot(id),
+            // Barriers flow only in checkpointed runs.
+            (OperatorTask::One(_), None) => Ok(serde_json::Value::Null),
+            (OperatorTask::Sharded(s), _) => s.snapshot(id, writes),
         }
     }
 }
@@ -125,6 +128,7 @@ pub(crate) async fn run_operator(
     let span = tracing::info_span!("operator", operator = %node);
     async {
         let mut out = Collector::default();
+        let writes = StateWrites::default();
         let mut forwarded = i64::MIN;
         let mut drained = false;
         let mut state_entries: i64 = 0;
@@ -167,7 +171,9 @@ pub(crate) async fn run_operator(
                 }
                 InputEvent::Idle => output.broadcast(Message::Idle).await?,
                 InputEvent::Barrier(id) => {
-                    let state = op.snapshot(&node, id, checkpoint.as_ref())?;
+                    let state = op.snapshot(&node, id, checkpoint.as_ref(), &writes)?;
+                    // The state files are durable before the ack.
+                    writes.flush().await?;
                     // The letters this epoch covers are durable before the ack.
                     dead.barrier(id).await?;
                     if let Some(link) = &checkpoint {

@@ -1,7 +1,7 @@
 //! Operator state that lives in Arrow structures — window panes, interval
 //! join chunks — checkpointed through the runtime's keyed state: each unit
 //! (a pane, a chunk) is one entry of a `ValueState` keyed by its id, holding
-//! the unit as an Arrow IPC blob. A checkpoint writes only the units that
+//! the unit as an Arrow IPC blob (bytes in the state file). A checkpoint writes only the units that
 //! are new or changed since the previous one and removes the dropped ones,
 //! so the keyed state's delta files stay small while most units are
 //! unchanged (closed panes, buffered chunks).
@@ -18,7 +18,7 @@ use serde_json::Value;
 use shoal_runtime::Result as RtResult;
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 
-use crate::codec::{decode, encode};
+use crate::codec::{Blob, decode, encode};
 
 /// The checkpoint image of an operator's units; see the module docs.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub(crate) struct BlobState {
     /// several: `<node>.<part>`).
     part: &'static str,
     keyed: KeyedState,
-    blobs: StateHandle<ValueState<String, String>>,
+    blobs: StateHandle<ValueState<String, Blob>>,
     /// Ids in the table as of the last checkpoint.
     present: HashSet<String>,
 }
@@ -90,10 +90,10 @@ impl BlobState {
         &mut self,
         reference: &Value,
         dir: &Path,
-    ) -> RtResult<Vec<(String, String)>> {
+    ) -> RtResult<Vec<(String, Blob)>> {
         *self = Self::new(self.part);
         self.keyed.restore(reference, dir)?;
-        let units: Vec<(String, String)> = self
+        let units: Vec<(String, Blob)> = self
             .keyed
             .get(self.blobs)
             .iter()
@@ -105,6 +105,6 @@ impl BlobState {
 }
 
 /// A unit's batch from its blob.
-pub(crate) fn unit_batch(blob: &str, schema: &SchemaRef) -> RtResult<RecordBatch> {
+pub(crate) fn unit_batch(blob: &Blob, schema: &SchemaRef) -> RtResult<RecordBatch> {
     decode(blob, schema)
 }

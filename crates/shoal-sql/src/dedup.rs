@@ -22,7 +22,6 @@ use arrow::row::{RowConverter, SortField};
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 use shoal_runtime::{Collector, Operator, Result as RtResult};
 
-use crate::codec::{decode, encode};
 use crate::error::{Result, SqlError};
 
 /// A compiled `dedup` transform.
@@ -31,8 +30,6 @@ pub struct DedupSpec {
     keys: Vec<usize>,
     time: usize,
     within_ms: i64,
-    /// Key columns, then `__kept_ts` (snapshots).
-    state_schema: SchemaRef,
 }
 
 impl DedupSpec {
@@ -67,16 +64,10 @@ impl DedupSpec {
         if within_ms <= 0 {
             return Err(SqlError::new("`within` must be at least 1ms"));
         }
-        let mut fields: Vec<Field> = keys
-            .iter()
-            .map(|i| schema.field(*i).clone().with_nullable(true))
-            .collect();
-        fields.push(Field::new("__kept_ts", DataType::Int64, false));
         Ok(Self {
             keys,
             time,
             within_ms,
-            state_schema: Arc::new(Schema::new(fields)),
         })
     }
 
@@ -250,56 +241,6 @@ impl Operator for DedupOperator {
         Ok(())
     }
 
-    fn snapshot(&mut self) -> RtResult<serde_json::Value> {
-        let (keys, ts): (Vec<&[u8]>, Vec<i64>) = self
-            .state
-            .keyed
-            .get(self.state.kept)
-            .iter()
-            .map(|(k, t)| (k.as_slice(), *t))
-            .unzip();
-        let parser = self.converter.parser();
-        let rows = keys.iter().map(|k| parser.parse(k));
-        let mut cols = self.converter.convert_rows(rows)?;
-        cols.push(Arc::new(Int64Array::from(ts)));
-        let batch = RecordBatch::try_new_with_options(
-            self.spec.state_schema.clone(),
-            cols,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(keys.len())),
-        )?;
-        Ok(serde_json::json!({
-            "watermark": self.state.watermark,
-            "kept": encode(&batch)?,
-        }))
-    }
-
-    fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
-        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
-            return Ok(());
-        };
-        let bad = || shoal_runtime::RuntimeError::User("dedup state is malformed".into());
-        self.state.watermark = mine["watermark"].as_i64().ok_or_else(bad)?;
-        let batch = decode(
-            mine["kept"].as_str().ok_or_else(bad)?,
-            &self.spec.state_schema,
-        )?;
-        let n = self.spec.keys.len();
-        let rows = self.converter.convert_columns(&batch.columns()[..n])?;
-        let ts = batch
-            .column(n)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(bad)?;
-        let watermark = self.state.watermark;
-        self.state = DedupState::new();
-        self.state.watermark = watermark;
-        let kept = self.state.keyed.table(self.state.kept);
-        for (r, t) in rows.iter().zip(ts.values()) {
-            kept.insert(r.as_ref().to_vec(), *t);
-        }
-        Ok(())
-    }
-
     /// In a checkpoint the kept keys go to the keyed-state files (only the
     /// keys kept or expired since the previous checkpoint are written).
     fn snapshot_at(&mut self, ctx: &StateContext) -> RtResult<serde_json::Value> {
@@ -316,13 +257,13 @@ impl Operator for DedupOperator {
         instance: usize,
         ctx: &StateContext,
     ) -> RtResult<()> {
-        let Some(mine) = states
-            .get(instance)
-            .filter(|v| v.get("keyed_state").is_some())
-        else {
-            return self.restore(states, instance);
+        let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
+            return Ok(());
         };
         let bad = || shoal_runtime::RuntimeError::User("dedup state is malformed".into());
+        if mine.get("keyed_state").is_none() {
+            return Err(bad());
+        }
         self.state = DedupState::new();
         self.state.watermark = mine["watermark"].as_i64().ok_or_else(bad)?;
         let reference = serde_json::json!({ "keyed_state": mine["keyed_state"].clone() });
@@ -455,12 +396,7 @@ mod tests {
     fn checkpoints_write_only_changed_keys_and_restore_from_the_files() {
         let dir = std::env::temp_dir().join(format!("shoal-dedup-keyed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let ctx = |checkpoint| StateContext {
-            dir: dir.clone(),
-            node: "dedup".into(),
-            instance: 0,
-            checkpoint,
-        };
+        let ctx = |checkpoint| StateContext::new(&dir, "dedup", 0, checkpoint);
         let mut d = op();
         let mut out = Collector::default();
         d.process_batch(0, batch(&[("a", 1_000), ("b", 1_000)]), &mut out)
@@ -472,9 +408,10 @@ mod tests {
         let snap = d.snapshot_at(&ctx(2)).unwrap();
         let files = snap["keyed_state"]["files"].as_array().unwrap().clone();
         assert_eq!(files.len(), 2);
-        let delta = std::fs::read_to_string(dir.join(files[1].as_str().unwrap())).unwrap();
-        let entries = delta.lines().filter(|l| l.starts_with("{\"s\":")).count();
-        assert_eq!(entries, 1, "only c changed: {delta}");
+        let delta = std::fs::read(dir.join(files[1].as_str().unwrap())).unwrap();
+        let trailer = &delta[delta.len() - 16..];
+        let entries = u64::from_le_bytes(trailer[..8].try_into().unwrap());
+        assert_eq!(entries, 1, "only c changed");
 
         let mut restored = op();
         restored.restore_at(&[snap], 0, &ctx(2)).unwrap();
@@ -498,11 +435,13 @@ mod tests {
         d.process_batch(0, batch(&[("a", 1_000), ("b", 1_000)]), &mut out)
             .unwrap();
         d.on_watermark(900, &mut out).unwrap();
-        let snap = d.snapshot().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = StateContext::new(dir.path(), "dedup", 0, 1);
+        let snap = d.snapshot_at(&ctx).unwrap();
         let text = serde_json::to_string(&snap).unwrap();
         let mut restored = op();
         restored
-            .restore(&[serde_json::from_str(&text).unwrap()], 0)
+            .restore_at(&[serde_json::from_str(&text).unwrap()], 0, &ctx)
             .unwrap();
         assert_eq!(restored.state_keys(), 2);
         let mut out2 = Collector::default();

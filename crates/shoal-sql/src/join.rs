@@ -31,7 +31,6 @@ use datafusion::prelude::SessionContext;
 use shoal_runtime::{Result as RtResult, RuntimeError};
 
 use crate::blob_state::{BlobState, Unit, unit_batch};
-use crate::codec::{decode, encode};
 use crate::error::{Result, SqlError};
 use crate::late::Rejection;
 use crate::window::functions::interval_ms;
@@ -503,17 +502,6 @@ impl IntervalJoinState {
         self.next_sweep = watermark.saturating_add(span / 8);
     }
 
-    /// The state as JSON (each side's rows as base64 Arrow IPC).
-    pub(crate) fn snapshot(&self, spec: &IntervalJoinSpec) -> RtResult<serde_json::Value> {
-        let mut sides = Vec::new();
-        for (side, buf) in self.buffers.iter().enumerate() {
-            let batches: Vec<RecordBatch> = buf.chunks.iter().map(|(b, _)| b.clone()).collect();
-            let all = arrow::compute::concat_batches(&spec.sides[side].schema, &batches)?;
-            sides.push(serde_json::Value::String(encode(&all)?));
-        }
-        Ok(serde_json::json!({ "watermark": self.watermark, "sides": sides }))
-    }
-
     /// A checkpoint through the keyed state: each buffered chunk is one
     /// unit (`<side>:<chunk id>`); chunks never change, so a checkpoint
     /// writes only the chunks buffered since the previous one. Returns
@@ -570,21 +558,6 @@ impl IntervalJoinState {
         for (side, _, blob) in chunks {
             let batch = unit_batch(&blob, &spec.sides[side].schema)?;
             state.process(spec, side, batch, &mut Vec::new())?;
-        }
-        state.watermark = v["watermark"].as_i64().ok_or_else(bad)?;
-        Ok(state)
-    }
-
-    /// State from [`IntervalJoinState::snapshot`]'s JSON.
-    pub(crate) fn restore(spec: &IntervalJoinSpec, v: &serde_json::Value) -> RtResult<Self> {
-        let bad = || RuntimeError::User("interval-join state is malformed".into());
-        let mut state = Self::new(spec)?;
-        let sides = v["sides"].as_array().ok_or_else(bad)?;
-        for (side, text) in sides.iter().enumerate().take(2) {
-            let batch = decode(text.as_str().ok_or_else(bad)?, &spec.sides[side].schema)?;
-            if batch.num_rows() > 0 {
-                state.process(spec, side, batch, &mut Vec::new())?;
-            }
         }
         state.watermark = v["watermark"].as_i64().ok_or_else(bad)?;
         Ok(state)

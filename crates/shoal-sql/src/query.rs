@@ -732,13 +732,13 @@ impl QueryOperator {
         Ok(())
     }
 
-    /// Restore from `snapshot` (JSON) or `snapshot_at` (keyed-state
-    /// references, read from the checkpoint directory `dir`).
+    /// Restore from [`Operator::snapshot_at`]'s references, read from the
+    /// checkpoint directory `dir`.
     fn restore_from(
         &mut self,
         states: &[serde_json::Value],
         instance: usize,
-        dir: Option<&std::path::Path>,
+        dir: &std::path::Path,
     ) -> RtResult<()> {
         let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
             return Ok(());
@@ -751,52 +751,40 @@ impl QueryOperator {
         if !mine.is_object() {
             return Err(changed());
         }
-        // A part with a keyed-state reference is read from its files.
-        let keyed = |v: &serde_json::Value| match (v.get("keyed_state"), dir) {
-            (None, _) => Ok(None),
-            (Some(_), Some(dir)) => Ok(Some(dir)),
-            (Some(_), None) => Err(shoal_runtime::RuntimeError::Internal(
-                "keyed sql state restored without its checkpoint directory".into(),
-            )),
-        };
-        if let Some(o) = mine.get("over").filter(|o| !o.is_null()) {
-            let (_, spec) = self.query.over().ok_or_else(changed)?;
-            match keyed(o)? {
-                Some(dir) => {
-                    let reference = serde_json::json!({ "keyed_state": o["keyed_state"].clone() });
-                    self.state.restore_at(spec, &reference, o, dir)?;
+        // Every part holds a keyed-state reference.
+        let part = |name: &str| -> RtResult<Option<&serde_json::Value>> {
+            match mine.get(name).filter(|v| !v.is_null()) {
+                Some(v) if v.get("keyed_state").is_none() => {
+                    Err(shoal_runtime::RuntimeError::User(format!(
+                        "the checkpoint's sql state has no keyed-state reference for its {name} part"
+                    )))
                 }
-                None => self.state.restore(spec, o)?,
+                other => Ok(other),
             }
+        };
+        if let Some(o) = part("over")? {
+            let (_, spec) = self.query.over().ok_or_else(changed)?;
+            self.state.restore_at(spec, o, dir)?;
         }
-        if let Some(w) = mine.get("window").filter(|w| !w.is_null()) {
+        if let Some(w) = part("window")? {
             let (_, spec) = self.query.window_stage().ok_or_else(changed)?;
-            self.window = Some(match keyed(w)? {
-                Some(dir) => WindowAggState::restore_at(spec, w, &mut self.window_image, dir)?,
-                None => WindowAggState::restore(spec, w)?,
-            });
+            self.window = Some(WindowAggState::restore_at(
+                spec,
+                w,
+                &mut self.window_image,
+                dir,
+            )?);
         }
-        if let Some(j) = mine.get("join").filter(|j| !j.is_null()) {
+        if let Some(j) = part("join")? {
             let (_, _, spec) = self.query.join_stage().ok_or_else(changed)?;
-            self.join = Some(match keyed(j)? {
-                Some(dir) => IntervalJoinState::restore_at(spec, j, &mut self.join_image, dir)?,
-                None => IntervalJoinState::restore(spec, j)?,
-            });
+            self.join = Some(IntervalJoinState::restore_at(
+                spec,
+                j,
+                &mut self.join_image,
+                dir,
+            )?);
         }
         Ok(())
-    }
-
-    /// The operator's state with `over` as the OVER stage's part.
-    fn snapshot_with(&mut self, over: serde_json::Value) -> RtResult<serde_json::Value> {
-        let window = match (self.query.window_stage(), &mut self.window) {
-            (Some((_, spec)), Some(w)) => w.snapshot(spec)?,
-            _ => serde_json::Value::Null,
-        };
-        let join = match (self.query.join_stage(), &self.join) {
-            (Some((_, _, spec)), Some(j)) => j.snapshot(spec)?,
-            _ => serde_json::Value::Null,
-        };
-        Ok(serde_json::json!({ "over": over, "window": window, "join": join }))
     }
 
     /// Keys held in state.
@@ -914,17 +902,6 @@ impl Operator for QueryOperator {
         self.on_watermark(i64::MAX, out)
     }
 
-    fn snapshot(&mut self) -> RtResult<serde_json::Value> {
-        if !self.query.is_stateful() {
-            return Ok(serde_json::Value::Null);
-        }
-        let over = match self.query.over() {
-            Some(_) => self.state.snapshot()?,
-            None => serde_json::Value::Null,
-        };
-        self.snapshot_with(over)
-    }
-
     /// In a checkpoint all state goes through the runtime's keyed state:
     /// the OVER stage's per-key values, window panes and join chunks (as
     /// Arrow IPC units, only the changed ones written); each part's
@@ -938,11 +915,7 @@ impl Operator for QueryOperator {
             return Ok(Value::Null);
         }
         let over = match self.query.over() {
-            Some(_) => {
-                let (reference, mut buffered) = self.state.snapshot_at(ctx)?;
-                buffered["keyed_state"] = reference["keyed_state"].clone();
-                buffered
-            }
+            Some(_) => self.state.snapshot_at(ctx)?,
             None => Value::Null,
         };
         let window = match (self.query.window_stage(), &mut self.window) {
@@ -962,11 +935,7 @@ impl Operator for QueryOperator {
         instance: usize,
         ctx: &shoal_runtime::state::StateContext,
     ) -> RtResult<()> {
-        self.restore_from(states, instance, Some(&ctx.dir))
-    }
-
-    fn restore(&mut self, states: &[serde_json::Value], instance: usize) -> RtResult<()> {
-        self.restore_from(states, instance, None)
+        self.restore_from(states, instance, &ctx.dir)
     }
 }
 
@@ -1099,10 +1068,12 @@ mod tests {
         let mut op = QueryOperator::new(q.clone()).with_node("sql");
         let mut out = Collector::default();
         op.process_batch(0, batch.clone(), &mut out).unwrap();
-        let snap = op.snapshot().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shoal_runtime::state::StateContext::new(dir.path(), "sql", 0, 1);
+        let snap = op.snapshot_at(&ctx).unwrap();
         // A fresh instance restored from the snapshot continues the counts.
         let mut restored = QueryOperator::new(q).with_node("sql");
-        restored.restore(&[snap], 0).unwrap();
+        restored.restore_at(&[snap], 0, &ctx).unwrap();
         assert_eq!(restored.state_keys(), 2);
         let mut out2 = Collector::default();
         restored.process_batch(0, batch, &mut out2).unwrap();
@@ -1129,12 +1100,7 @@ mod tests {
         .unwrap();
         let dir = std::env::temp_dir().join(format!("shoal-over-keyed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let ctx = |checkpoint| StateContext {
-            dir: dir.clone(),
-            node: "features".into(),
-            instance: 0,
-            checkpoint,
-        };
+        let ctx = |checkpoint| StateContext::new(&dir, "features", 0, checkpoint);
         let mut op = QueryOperator::new(q.clone()).with_node("features");
         let mut out = Collector::default();
         op.process_batch(0, batch.clone(), &mut out).unwrap();
@@ -1148,7 +1114,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(files(&first).len(), 1);
-        assert!(files(&first)[0].ends_with(".full.jsonl"), "{first}");
+        assert!(files(&first)[0].ends_with(".full.ks"), "{first}");
         // Only the FR key changes before the next checkpoint.
         let fr = batch.slice(1, 1);
         assert_eq!(
@@ -1163,12 +1129,13 @@ mod tests {
         let second = op.snapshot_at(&ctx(2)).unwrap();
         let chain = files(&second);
         assert_eq!(chain.len(), 2);
-        assert!(chain[1].ends_with(".delta.jsonl"));
-        let delta = std::fs::read_to_string(dir.join(&chain[1])).unwrap();
-        // A header line, the entries, an end line.
-        let entries: Vec<&str> = delta.lines().filter(|l| l.starts_with("{\"s\":")).collect();
-        assert_eq!(entries.len(), 1, "one changed key: {delta}");
-        assert!(entries[0].contains("FR"), "{delta}");
+        assert!(chain[1].ends_with(".delta.ks"));
+        let delta = dir.join(&chain[1]);
+        let entries = shoal_runtime::state::file_entries(&delta).unwrap();
+        assert_eq!(entries, 1, "one changed key");
+        let bytes = std::fs::read(&delta).unwrap();
+        assert!(bytes.windows(2).any(|w| w == b"FR"));
+        assert!(!bytes.windows(2).any(|w| w == b"US"));
         assert!(shoal_runtime::state::state_size(&second) > 0);
 
         // Restore from the files into a fresh operator and continue alike.
@@ -1264,9 +1231,11 @@ mod tests {
         // Rows before 2m are released; rows at 2m wait for their peers.
         op.on_watermark(2 * MIN + 1, &mut out).unwrap();
         // A checkpoint here, restored into a fresh operator, continues alike.
-        let snap = op.snapshot().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shoal_runtime::state::StateContext::new(dir.path(), "rolling", 0, 1);
+        let snap = op.snapshot_at(&ctx).unwrap();
         let mut op = QueryOperator::new(q).with_node("rolling");
-        op.restore(&[snap], 0).unwrap();
+        op.restore_at(&[snap], 0, &ctx).unwrap();
         // A row at or before the watermark is late: dead-lettered.
         let (_, _, late) = ts_input(&[(1, 10, 99.0, MIN)]);
         op.process_batch(0, late, &mut out).unwrap();

@@ -92,8 +92,8 @@ fn run_stream(sql: &str, batches: &[RecordBatch], mode: Restore) -> Vec<RecordBa
 /// How a run checkpoints and restores halfway.
 #[derive(Clone, Copy, Debug)]
 enum Restore {
-    /// `Operator::snapshot` / `restore` (state as JSON).
-    Json,
+    /// One checkpoint half-way (a full snapshot file), restored at once.
+    Once,
     /// `Operator::snapshot_at` / `restore_at`: the runtime's keyed-state
     /// files, two checkpoints (a full file, then a delta) before restoring.
     Keyed,
@@ -112,12 +112,7 @@ impl CheckpointDir {
     }
 
     fn ctx(&self, checkpoint: u64) -> StateContext {
-        StateContext {
-            dir: self.0.clone(),
-            node: "q".into(),
-            instance: 0,
-            checkpoint,
-        }
+        StateContext::new(&self.0, "q", 0, checkpoint)
     }
 }
 
@@ -138,12 +133,12 @@ fn checkpoint_step(
     dir: &CheckpointDir,
 ) {
     match mode {
-        Restore::Json if i == steps / 2 => {
-            let snap = op.snapshot().unwrap();
+        Restore::Once if i == steps / 2 => {
+            let snap = op.snapshot_at(&dir.ctx(1)).unwrap();
             let snap: serde_json::Value =
                 serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
             *op = QueryOperator::new(q.clone());
-            op.restore(&[snap], 0).unwrap();
+            op.restore_at(&[snap], 0, &dir.ctx(1)).unwrap();
         }
         Restore::Keyed if i == steps / 3 => {
             op.snapshot_at(&dir.ctx(1)).unwrap();
@@ -287,7 +282,7 @@ fn same(a: &Cell, b: &Cell) -> bool {
 fn check(name: &str, stream_sql: &str, batch_sql: &str, seed: u64) {
     let input = input(seed, 3_000);
     let expected = rows(&run_batch(batch_sql, &input));
-    for mode in [Restore::Json, Restore::Keyed] {
+    for mode in [Restore::Once, Restore::Keyed] {
         let streamed = rows(&run_stream(stream_sql, &input, mode));
         compare(
             &format!("{name} ({mode:?} restore)"),
@@ -717,7 +712,7 @@ fn interval_joins_match_batch_queries() {
     let b = input(seed + 1_000, 2_000);
     for (name, sql) in join_cases() {
         let expected = rows(&run_join_batch(sql, &a, &b));
-        for mode in [Restore::Json, Restore::Keyed] {
+        for mode in [Restore::Once, Restore::Keyed] {
             let streamed = rows(&run_join_stream(sql, &a, &b, mode));
             compare(
                 &format!("{name} ({mode:?} restore)"),
@@ -903,7 +898,7 @@ fn lookup_joins_match_batch_queries() {
         .build()
         .unwrap();
     for (name, sql) in lookup_cases() {
-        let streamed = run_stream_with(sql, &input, std::slice::from_ref(&table), Restore::Json);
+        let streamed = run_stream_with(sql, &input, std::slice::from_ref(&table), Restore::Once);
         // Batch: the same rows, the CSV through DataFusion's own reader.
         let batch_sql = sql;
         let expected = rt.block_on(async {

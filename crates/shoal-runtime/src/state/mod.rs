@@ -17,7 +17,7 @@
 //! # Snapshots on disk
 //!
 //! At checkpoint `n`, instance `i` of node `op` writes
-//! `CHECKPOINT_DIR/state/op/i/<n, 20 digits>.full.jsonl` or `….delta.jsonl`
+//! `CHECKPOINT_DIR/state/op/i/<n, 20 digits>.full.ks` or `….delta.ks`
 //! (the format is in [`format`], version [`STATE_FORMAT_VERSION`]): a
 //! *delta* holds only the entries changed or removed since the previous
 //! file, a *full* file every entry. Every `full_every` snapshots (default
@@ -25,7 +25,7 @@
 //! a new chain. What goes into the manifest is a small reference:
 //!
 //! ```json
-//! {"keyed_state": {"version": 1, "files": ["state/op/0/…0012.full.jsonl", "state/op/0/…0013.delta.jsonl"],
+//! {"keyed_state": {"version": 2, "files": ["state/op/0/…0012.full.ks", "state/op/0/…0013.delta.ks"],
 //!                  "bytes": 48211, "keys": 1024, "written_bytes": 911, "snapshot_ms": 0.4}}
 //! ```
 //!
@@ -46,6 +46,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -73,6 +74,65 @@ pub struct StateContext {
     pub instance: usize,
     /// The checkpoint being taken (or restored).
     pub checkpoint: u64,
+    /// Where snapshot files are handed for writing: `None` writes them at
+    /// once on the calling thread (tests, tools); the runtime passes a
+    /// queue that it writes on a blocking thread before it acknowledges
+    /// the barrier ([`StateWrites`]).
+    pub writes: Option<StateWrites>,
+}
+
+impl StateContext {
+    /// A context that writes snapshot files at once.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        node: impl Into<String>,
+        instance: usize,
+        checkpoint: u64,
+    ) -> Self {
+        Self {
+            dir: dir.into(),
+            node: node.into(),
+            instance,
+            checkpoint,
+            writes: None,
+        }
+    }
+
+    fn write(&self, path: PathBuf, bytes: Vec<u8>) -> Result<()> {
+        match &self.writes {
+            Some(w) => {
+                w.0.lock().expect("state writes lock").push((path, bytes));
+                Ok(())
+            }
+            None => format::write_atomically(&path, &bytes),
+        }
+    }
+}
+
+/// Snapshot files encoded by a task at a barrier, waiting to be written.
+/// The encoding (walking the changed entries) happens on the task, which
+/// owns the tables; the file system work (write, fsync, rename) happens in
+/// [`StateWrites::flush`] on tokio's blocking pool, so a checkpoint never
+/// blocks a runtime worker thread on the disk.
+#[derive(Debug, Clone, Default)]
+pub struct StateWrites(Arc<Mutex<Vec<(PathBuf, Vec<u8>)>>>);
+
+impl StateWrites {
+    /// Writes every queued file durably (each atomically, see
+    /// [`format`]); returns when all are on disk.
+    pub async fn flush(&self) -> Result<()> {
+        let files = std::mem::take(&mut *self.0.lock().expect("state writes lock"));
+        if files.is_empty() {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .try_for_each(|(path, bytes)| format::write_atomically(path, bytes))
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("state writer: {e}")))?
+    }
 }
 
 /// A typed reference to a table of a [`KeyedState`].
@@ -184,13 +244,14 @@ impl KeyedState {
         self.tables.iter().map(|(_, t)| t.keys()).sum()
     }
 
-    /// Writes this checkpoint's file (a delta, or a full one every
-    /// `full_every`) and returns the reference for the manifest.
+    /// Encodes this checkpoint's file (a delta, or a full one every
+    /// `full_every`), hands it to `ctx` for writing and returns the
+    /// reference for the manifest.
     pub fn snapshot(&mut self, ctx: &StateContext) -> Result<Value> {
         let started = Instant::now();
         let full = self.chain.is_empty() || self.chain.len() as u64 >= self.full_every;
         let rel = format!(
-            "{STATE_DIR}/{}/{}/{:020}.{}.jsonl",
+            "{STATE_DIR}/{}/{}/{:020}.{}.ks",
             ctx.node,
             ctx.instance,
             ctx.checkpoint,
@@ -202,14 +263,19 @@ impl KeyedState {
             .map(|(n, t)| (n.clone(), t.kind().name().to_owned()))
             .collect();
         let header = format::Header::new(full, ctx.checkpoint, &ctx.node, ctx.instance, kinds);
-        let tables = &mut self.tables;
-        let size = format::write_file(&ctx.dir.join(&rel), &header, |w| {
-            let mut n = 0;
-            for (name, t) in tables.iter_mut() {
-                n += t.write(name, full, w)?;
-            }
-            Ok(n)
-        })?;
+        let mut image = format::FileImage::new(&header)?;
+        let mut entries = 0;
+        for (name, t) in self.tables.iter_mut() {
+            let index = header
+                .tables
+                .keys()
+                .position(|n| n == name)
+                .expect("own table") as u32;
+            entries += t.write(index, full, image.body())?;
+        }
+        let bytes = image.finish(entries);
+        let size = bytes.len() as u64;
+        ctx.write(ctx.dir.join(&rel), bytes)?;
         if full {
             self.chain.clear();
         }
@@ -230,7 +296,8 @@ impl KeyedState {
 
     /// Restores from the reference [`KeyedState::snapshot`] returned
     /// (`Null` = nothing to restore): replays its files into the registered
-    /// tables. The next snapshot continues the same chain.
+    /// tables. The next snapshot continues the same chain. References and
+    /// files of format version 1 are read too.
     pub fn restore(&mut self, state: &Value, dir: &Path) -> Result<()> {
         if state.is_null() {
             return Ok(());
@@ -242,9 +309,9 @@ impl KeyedState {
             )));
         }
         let version = r["version"].as_u64().unwrap_or(0);
-        if version != u64::from(STATE_FORMAT_VERSION) {
+        if version == 0 || version > u64::from(STATE_FORMAT_VERSION) {
             return Err(RuntimeError::User(format!(
-                "keyed state has format version {version}, but this build reads version \
+                "keyed state has format version {version}, but this build reads versions 1 to \
                  {STATE_FORMAT_VERSION} (written by a newer Shoal? restore with that version)"
             )));
         }
@@ -259,36 +326,81 @@ impl KeyedState {
         self.chain.clear();
         for (i, rel) in files.iter().enumerate() {
             let path = dir.join(rel);
-            let tables = &mut self.tables;
-            let header = format::read_file(&path, |line| {
-                let t = tables
-                    .iter_mut()
-                    .find(|(n, _)| *n == line.s)
-                    .ok_or_else(|| {
-                        RuntimeError::User(format!(
-                            "keyed state file {} has table {:?}, which this operator does not register",
-                            path.display(),
-                            line.s
-                        ))
-                    })?;
-                t.1.apply(line)
-            })?;
-            for (name, kind) in &header.tables {
-                if let Some((_, t)) = self.tables.iter().find(|(n, _)| n == name)
-                    && t.kind().name() != kind
-                {
-                    return Err(RuntimeError::User(format!(
-                        "keyed state file {}: table {name:?} was a {kind} state, the operator registers a {} state",
-                        path.display(),
-                        t.kind().name()
-                    )));
-                }
-            }
+            format::read_file(&path, |header, entries| self.apply(header, entries))?;
             self.chain
                 .push(((*rel).to_owned(), sizes.get(i).copied().unwrap_or(0)));
         }
         Ok(())
     }
+
+    /// Replays one file's entries into the tables.
+    fn apply(&mut self, header: &format::Header, entries: format::Entries<'_>) -> Result<()> {
+        // Header table number → this operator's table.
+        let mut by_index = Vec::with_capacity(header.tables.len());
+        for (name, kind) in &header.tables {
+            let found = self.tables.iter().position(|(n, _)| n == name);
+            if let Some(i) = found
+                && self.tables[i].1.kind().name() != kind
+            {
+                return Err(RuntimeError::User(format!(
+                    "table {name:?} was a {kind} state, the operator registers a {} state",
+                    self.tables[i].1.kind().name()
+                )));
+            }
+            by_index.push((name, found));
+        }
+        let table = |name: &str, found: Option<usize>| {
+            found.ok_or_else(|| {
+                RuntimeError::User(format!(
+                    "the file has table {name:?}, which this operator does not register"
+                ))
+            })
+        };
+        match entries {
+            format::Entries::Binary(mut body, count) => {
+                let mut n = 0u64;
+                while !body.is_empty() {
+                    let (index, rest): (u32, _) = format::take(body, "table number")?;
+                    let (&op, rest) = rest.split_first().ok_or_else(|| {
+                        RuntimeError::User("an entry ends after its table number".into())
+                    })?;
+                    let &(name, found) = by_index.get(index as usize).ok_or_else(|| {
+                        RuntimeError::User(format!("an entry names table number {index}"))
+                    })?;
+                    let i = table(name, found)?;
+                    body = self.tables[i].1.apply(op, rest)?;
+                    n += 1;
+                }
+                if n != count {
+                    return Err(RuntimeError::User(format!(
+                        "the trailer says {count} entries, found {n}"
+                    )));
+                }
+            }
+            format::Entries::Lines(lines) => {
+                for line in lines {
+                    let found = self.tables.iter().position(|(n, _)| *n == line.s);
+                    let i = table(&line.s, found)?;
+                    self.tables[i].1.apply_v1(line)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The number of entries in the snapshot file at `path` (from its
+/// trailer; the file is checked as on restore).
+pub fn file_entries(path: &Path) -> Result<u64> {
+    let mut n = 0;
+    format::read_file(path, |_, entries| {
+        n = match entries {
+            format::Entries::Binary(_, count) => count,
+            format::Entries::Lines(lines) => lines.len() as u64,
+        };
+        Ok(())
+    })?;
+    Ok(n)
 }
 
 /// Size of an instance's state as the checkpoint reports it: the bytes of
@@ -382,7 +494,7 @@ pub fn prune_files_where<'a>(
             let id = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                // `<id>.<kind>.jsonl`, or `.<id>.….tmp` while being written.
+                // `<id>.<kind>.ks` (`.jsonl` in format 1), or `.<id>.….tmp` while being written.
                 .and_then(|n| n.trim_start_matches('.').split('.').next())
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(id) = id

@@ -7,13 +7,12 @@ use std::any::Any;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::io::Write;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::format::{Line, write_line};
+use super::format::{Line, OP_PUT, OP_REMOVE, put, take};
 use crate::error::{Result, RuntimeError};
 
 /// What a key type needs: hashable, cloneable, serializable.
@@ -62,25 +61,31 @@ impl<V> Slot<V> {
 /// The object-safe side of a table: snapshot writing and restore.
 pub(crate) trait Table: Send {
     fn kind(&self) -> StateKind;
-    /// Writes every entry (`full`) or the changed ones, and forgets the
-    /// changes. Returns the number of lines written.
-    fn write(&mut self, table: &str, full: bool, w: &mut dyn Write) -> Result<u64>;
-    /// Applies one line read from a snapshot file.
-    fn apply(&mut self, line: Line) -> Result<()>;
+    /// Appends every entry (`full`) or the changed ones to `out` as
+    /// entries of table number `table` (see [`super::format`]), and forgets
+    /// the changes. Returns the number of entries written.
+    fn write(&mut self, table: u32, full: bool, out: &mut Vec<u8>) -> Result<u64>;
+    /// Applies one entry of a snapshot file: `op`, then `input` starts with
+    /// the entry's key. Returns the input after the entry.
+    fn apply<'a>(&mut self, op: u8, input: &'a [u8]) -> Result<&'a [u8]>;
+    /// Applies one entry of a version 1 (JSON lines) file.
+    fn apply_v1(&mut self, line: Line) -> Result<()>;
     /// Keys held.
     fn keys(&self) -> usize;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn as_any(&self) -> &dyn Any;
 }
 
-fn decode<T: DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+fn decode_v1<T: DeserializeOwned>(v: Value, what: &str) -> Result<T> {
     serde_json::from_value(v)
         .map_err(|e| RuntimeError::User(format!("keyed state: cannot read a {what}: {e}")))
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Value> {
-    serde_json::to_value(v)
-        .map_err(|e| RuntimeError::Internal(format!("keyed state: cannot encode: {e}")))
+/// Starts an entry: table number and operation.
+fn entry(out: &mut Vec<u8>, table: u32, op: u8) -> Result<()> {
+    put(out, &table)?;
+    out.push(op);
+    Ok(())
 }
 
 // ---- value ---------------------------------------------------------------
@@ -175,17 +180,20 @@ impl<K: StateKey, V: StateValue> Table for ValueState<K, V> {
         StateKind::Value
     }
 
-    fn write(&mut self, table: &str, full: bool, w: &mut dyn Write) -> Result<u64> {
+    fn write(&mut self, table: u32, full: bool, out: &mut Vec<u8>) -> Result<u64> {
         let mut n = 0;
         for k in self.removed.drain(..) {
             if !full && !self.map.contains_key(&k) {
-                write_line(w, &Line::remove(table, encode(&k)?, None))?;
+                entry(out, table, OP_REMOVE)?;
+                put(out, &k)?;
                 n += 1;
             }
         }
         for (k, s) in self.map.iter_mut() {
             if full || s.dirty {
-                write_line(w, &Line::put(table, encode(k)?, None, encode(&s.value)?))?;
+                entry(out, table, OP_PUT)?;
+                put(out, k)?;
+                put(out, &s.value)?;
                 n += 1;
             }
             s.dirty = false;
@@ -193,11 +201,29 @@ impl<K: StateKey, V: StateValue> Table for ValueState<K, V> {
         Ok(n)
     }
 
-    fn apply(&mut self, line: Line) -> Result<()> {
-        let key: K = decode(line.k, "key")?;
+    fn apply<'a>(&mut self, op: u8, input: &'a [u8]) -> Result<&'a [u8]> {
+        let (key, rest): (K, _) = take(input, "key")?;
+        if op == OP_PUT {
+            let (value, rest): (V, _) = take(rest, "value")?;
+            self.map.insert(
+                key,
+                Slot {
+                    value,
+                    dirty: false,
+                },
+            );
+            Ok(rest)
+        } else {
+            self.map.remove(&key);
+            Ok(rest)
+        }
+    }
+
+    fn apply_v1(&mut self, line: Line) -> Result<()> {
+        let key: K = decode_v1(line.k, "key")?;
         match line.v {
             Some(v) => {
-                let value: V = decode(v, "value")?;
+                let value: V = decode_v1(v, "value")?;
                 self.map.insert(
                     key,
                     Slot {
@@ -323,24 +349,24 @@ impl<K: StateKey, M: StateKey, V: StateValue> Table for MapState<K, M, V> {
         StateKind::Map
     }
 
-    fn write(&mut self, table: &str, full: bool, w: &mut dyn Write) -> Result<u64> {
+    fn write(&mut self, table: u32, full: bool, out: &mut Vec<u8>) -> Result<u64> {
         let mut n = 0;
         for (k, m) in self.removed.drain(..) {
             let present = self.map.get(&k).is_some_and(|inner| inner.contains_key(&m));
             if !full && !present {
-                write_line(w, &Line::remove(table, encode(&k)?, Some(encode(&m)?)))?;
+                entry(out, table, OP_REMOVE)?;
+                put(out, &k)?;
+                put(out, &m)?;
                 n += 1;
             }
         }
         for (k, inner) in self.map.iter_mut() {
-            let mut key = None;
             for (m, s) in inner.iter_mut() {
                 if full || s.dirty {
-                    if key.is_none() {
-                        key = Some(encode(k)?);
-                    }
-                    let k = key.clone().expect("encoded");
-                    write_line(w, &Line::put(table, k, Some(encode(m)?), encode(&s.value)?))?;
+                    entry(out, table, OP_PUT)?;
+                    put(out, k)?;
+                    put(out, m)?;
+                    put(out, &s.value)?;
                     n += 1;
                 }
                 s.dirty = false;
@@ -349,9 +375,32 @@ impl<K: StateKey, M: StateKey, V: StateValue> Table for MapState<K, M, V> {
         Ok(n)
     }
 
-    fn apply(&mut self, line: Line) -> Result<()> {
-        let key: K = decode(line.k, "key")?;
-        let entry: M = decode(
+    fn apply<'a>(&mut self, op: u8, input: &'a [u8]) -> Result<&'a [u8]> {
+        let (key, rest): (K, _) = take(input, "key")?;
+        let (m, rest): (M, _) = take(rest, "map key")?;
+        if op == OP_PUT {
+            let (value, rest): (V, _) = take(rest, "value")?;
+            self.map.entry(key).or_default().insert(
+                m,
+                Slot {
+                    value,
+                    dirty: false,
+                },
+            );
+            return Ok(rest);
+        }
+        if let Some(inner) = self.map.get_mut(&key) {
+            inner.remove(&m);
+            if inner.is_empty() {
+                self.map.remove(&key);
+            }
+        }
+        Ok(rest)
+    }
+
+    fn apply_v1(&mut self, line: Line) -> Result<()> {
+        let key: K = decode_v1(line.k, "key")?;
+        let entry: M = decode_v1(
             line.m.ok_or_else(|| {
                 RuntimeError::User("keyed state: a map state line has no map key".into())
             })?,
@@ -359,7 +408,7 @@ impl<K: StateKey, M: StateKey, V: StateValue> Table for MapState<K, M, V> {
         )?;
         match line.v {
             Some(v) => {
-                let value: V = decode(v, "value")?;
+                let value: V = decode_v1(v, "value")?;
                 self.map.entry(key).or_default().insert(
                     entry,
                     Slot {
@@ -461,12 +510,16 @@ impl<K: StateKey, V: StateValue> Table for ListState<K, V> {
         StateKind::List
     }
 
-    fn write(&mut self, table: &str, full: bool, w: &mut dyn Write) -> Result<u64> {
-        self.inner.write(table, full, w)
+    fn write(&mut self, table: u32, full: bool, out: &mut Vec<u8>) -> Result<u64> {
+        self.inner.write(table, full, out)
     }
 
-    fn apply(&mut self, line: Line) -> Result<()> {
-        self.inner.apply(line)
+    fn apply<'a>(&mut self, op: u8, input: &'a [u8]) -> Result<&'a [u8]> {
+        self.inner.apply(op, input)
+    }
+
+    fn apply_v1(&mut self, line: Line) -> Result<()> {
+        self.inner.apply_v1(line)
     }
 
     fn keys(&self) -> usize {

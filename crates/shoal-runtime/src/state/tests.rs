@@ -152,12 +152,7 @@ fn run(op: &mut CountDistinct, rows: &[(i64, &str)]) -> Vec<(i64, u64, u64)> {
 }
 
 fn ctx(dir: &Path, checkpoint: u64) -> StateContext {
-    StateContext {
-        dir: dir.to_owned(),
-        node: "count".into(),
-        instance: 0,
-        checkpoint,
-    }
+    StateContext::new(dir, "count", 0, checkpoint)
 }
 
 /// Deterministic rows for round `r`: 50 keys, items from a small alphabet.
@@ -213,10 +208,10 @@ fn deltas_hold_only_changes_and_a_full_snapshot_compacts_the_chain() {
     let first = op.snapshot_at(&ctx(dir.path(), 1)).unwrap();
     let r = &first["keyed_state"];
     assert_eq!(r["files"].as_array().unwrap().len(), 1);
-    assert!(r["files"][0].as_str().unwrap().ends_with("1.full.jsonl"));
+    assert!(r["files"][0].as_str().unwrap().ends_with("1.full.ks"));
     assert_eq!(r["keys"].as_u64().unwrap(), op.state.keys() as u64);
-    // One row changes one key in each table: the delta has 3 lines (count,
-    // one map entry, the list) plus header and trailer.
+    // One row changes one key in each table: the delta has 3 entries
+    // (count, one map entry, the list).
     run(&mut op, &[(7, "zzz")]);
     let second = op.snapshot_at(&ctx(dir.path(), 2)).unwrap();
     let files: Vec<&str> = second["keyed_state"]["files"]
@@ -226,11 +221,14 @@ fn deltas_hold_only_changes_and_a_full_snapshot_compacts_the_chain() {
         .map(|f| f.as_str().unwrap())
         .collect();
     assert_eq!(files.len(), 2);
-    assert!(files[1].ends_with("2.delta.jsonl"));
-    let delta = std::fs::read_to_string(dir.path().join(files[1])).unwrap();
-    assert_eq!(delta.lines().count(), 3 + 2, "{delta}");
+    assert!(files[1].ends_with("2.delta.ks"));
+    let delta = std::fs::read(dir.path().join(files[1])).unwrap();
+    assert_eq!(entries_in(&delta), 3);
+    let full = std::fs::read(dir.path().join(r["files"][0].as_str().unwrap())).unwrap();
+    assert!(entries_in(&full) > 10 * 3, "{}", entries_in(&full));
     let written = second["keyed_state"]["written_bytes"].as_u64().unwrap();
-    assert!(written < first["keyed_state"]["written_bytes"].as_u64().unwrap() / 4);
+    assert_eq!(written, delta.len() as u64);
+    assert!(written < first["keyed_state"]["written_bytes"].as_u64().unwrap() / 2);
     assert_eq!(
         second["keyed_state"]["bytes"].as_u64().unwrap(),
         first["keyed_state"]["bytes"].as_u64().unwrap() + written
@@ -242,7 +240,7 @@ fn deltas_hold_only_changes_and_a_full_snapshot_compacts_the_chain() {
     let fourth = op.snapshot_at(&ctx(dir.path(), 4)).unwrap();
     let files = fourth["keyed_state"]["files"].as_array().unwrap();
     assert_eq!(files.len(), 1);
-    assert!(files[0].as_str().unwrap().ends_with("4.full.jsonl"));
+    assert!(files[0].as_str().unwrap().ends_with("4.full.ks"));
 
     // Pruning with only checkpoint 4 kept deletes files 1–3, not 4.
     let deleted = prune_files(dir.path(), std::iter::once(&fourth), 4).unwrap();
@@ -261,47 +259,99 @@ fn deltas_hold_only_changes_and_a_full_snapshot_compacts_the_chain() {
     );
 }
 
+/// The entry count in a file's trailer.
+fn entries_in(file: &[u8]) -> u64 {
+    let t = &file[file.len() - 16..];
+    assert_eq!(&t[12..], b"END!");
+    u64::from_le_bytes(t[..8].try_into().unwrap())
+}
+
 #[test]
 fn unknown_versions_and_damaged_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut op = CountDistinct::new(10);
     run(&mut op, &rows(1));
     let state = op.snapshot_at(&ctx(dir.path(), 1)).unwrap();
+    let restore = |state: &Value| {
+        CountDistinct::new(10)
+            .restore_at(std::slice::from_ref(state), 0, &ctx(dir.path(), 1))
+            .unwrap_err()
+            .to_string()
+    };
     // A reference of a newer version.
     let mut newer = state.clone();
-    newer["keyed_state"]["version"] = 2.into();
-    let err = CountDistinct::new(10)
-        .restore_at(&[newer], 0, &ctx(dir.path(), 1))
-        .unwrap_err()
-        .to_string();
+    newer["keyed_state"]["version"] = 3.into();
+    let err = restore(&newer);
     assert!(
-        err.contains("format version 2") && err.contains("reads version 1"),
+        err.contains("format version 3") && err.contains("reads versions 1 to 2"),
         "{err}"
     );
     // A file of a newer version.
     let file = dir
         .path()
         .join(state["keyed_state"]["files"][0].as_str().unwrap());
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replacen("\"version\":1", "\"version\":7", 1)).unwrap();
-    let err = CountDistinct::new(10)
-        .restore_at(std::slice::from_ref(&state), 0, &ctx(dir.path(), 1))
-        .unwrap_err()
-        .to_string();
+    let bytes = std::fs::read(&file).unwrap();
+    let mut v7 = bytes.clone();
+    v7[7] = 7;
+    std::fs::write(&file, &v7).unwrap();
+    let err = restore(&state);
     assert!(err.contains("format version 7"), "{err}");
     // A truncated file (no trailer).
-    let lines: Vec<&str> = text.lines().collect();
-    std::fs::write(&file, lines[..lines.len() - 1].join("\n")).unwrap();
-    let err = CountDistinct::new(10)
-        .restore_at(std::slice::from_ref(&state), 0, &ctx(dir.path(), 1))
-        .unwrap_err()
-        .to_string();
+    std::fs::write(&file, &bytes[..bytes.len() - 16]).unwrap();
+    let err = restore(&state);
     assert!(err.contains("truncated"), "{err}");
+    // A damaged byte among the entries.
+    let mut damaged = bytes.clone();
+    let at = bytes.len() - 40;
+    damaged[at] ^= 0x55;
+    std::fs::write(&file, &damaged).unwrap();
+    let err = restore(&state);
+    assert!(err.contains("checksum mismatch"), "{err}");
     // A table the operator does not register.
-    std::fs::write(&file, text.replace("\"s\":\"items\"", "\"s\":\"other\"")).unwrap();
-    let err = CountDistinct::new(10)
-        .restore_at(std::slice::from_ref(&state), 0, &ctx(dir.path(), 1))
-        .unwrap_err()
-        .to_string();
+    let renamed = String::from_utf8_lossy(&bytes).replace("\"items\"", "\"other\"");
+    let mut other = bytes.clone();
+    let at = bytes.windows(7).position(|w| w == b"\"items\"").unwrap();
+    other[at..at + 7].copy_from_slice(b"\"other\"");
+    assert!(renamed.contains("other"));
+    std::fs::write(&file, &other).unwrap();
+    let err = restore(&state);
     assert!(err.contains("\"other\""), "{err}");
+}
+
+/// A state written by the previous format (version 1, JSON lines) is read:
+/// a job upgraded from that Shoal keeps its state.
+#[test]
+fn files_of_format_version_1_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let rel = "state/count/0/00000000000000000001.full.jsonl";
+    std::fs::create_dir_all(dir.path().join("state/count/0")).unwrap();
+    std::fs::write(
+        dir.path().join(rel),
+        concat!(
+            r#"{"format":"shoal-keyed-state","version":1,"kind":"full","checkpoint":1,"node":"count","instance":0,"tables":{"counts":"value","items":"map","recent":"list"}}"#,
+            "\n",
+            r#"{"s":"counts","k":7,"v":3}"#,
+            "\n",
+            r#"{"s":"items","k":7,"m":"a","v":2}"#,
+            "\n",
+            r#"{"s":"items","k":7,"m":"b","v":1}"#,
+            "\n",
+            r#"{"s":"recent","k":7,"v":["a","b","a"]}"#,
+            "\n",
+            r#"{"end":true,"lines":4}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let reference =
+        serde_json::json!({"keyed_state": {"version": 1, "files": [rel], "sizes": [1]}});
+    let mut op = CountDistinct::new(10);
+    op.restore_at(&[reference], 0, &ctx(dir.path(), 1)).unwrap();
+    assert_eq!(op.state.get(op.counts).get(&7), Some(&3));
+    assert_eq!(op.state.get(op.items).get(&7, "a"), Some(&2));
+    assert_eq!(op.state.get(op.recent).get(&7), ["a", "b", "a"]);
+    // The next row continues from it; the next snapshot is version 2.
+    assert_eq!(run(&mut op, &[(7, "c")]), vec![(7, 4, 3)]);
+    let next = op.snapshot_at(&ctx(dir.path(), 2)).unwrap();
+    assert_eq!(next["keyed_state"]["version"], 2);
 }

@@ -28,13 +28,55 @@ impl Val {
 }
 
 /// A value kept by MIN/MAX: integers stay integers (an `i64` above 2^53
-/// has no exact `f64`). Untagged, so state written when values were kept
-/// as `f64` still reads (as [`Num::F`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// has no exact `f64`). In binary state files it is a tagged enum; in JSON
+/// (format-1 state files) a bare number, so state written when values were
+/// kept as `f64` still reads (as [`Num::F`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Num {
     I(i64),
     F(f64),
+}
+
+/// [`Num`]'s binary form.
+#[derive(Serialize, Deserialize)]
+enum Tagged {
+    I(i64),
+    F(f64),
+}
+
+/// [`Num`]'s JSON form.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    I(i64),
+    F(f64),
+}
+
+impl Serialize for Num {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (*self, s.is_human_readable()) {
+            (Num::I(x), true) => Untagged::I(x).serialize(s),
+            (Num::F(x), true) => Untagged::F(x).serialize(s),
+            (Num::I(x), false) => Tagged::I(x).serialize(s),
+            (Num::F(x), false) => Tagged::F(x).serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(if d.is_human_readable() {
+            match Untagged::deserialize(d)? {
+                Untagged::I(x) => Num::I(x),
+                Untagged::F(x) => Num::F(x),
+            }
+        } else {
+            match Tagged::deserialize(d)? {
+                Tagged::I(x) => Num::I(x),
+                Tagged::F(x) => Num::F(x),
+            }
+        })
+    }
 }
 
 impl Num {
@@ -300,6 +342,12 @@ mod tests {
         let old: Acc = serde_json::from_value(old).unwrap();
         assert_eq!(old.value(Function::Max, true), Val::I(5));
         let new: Acc = serde_json::from_value(serde_json::to_value(&max).unwrap()).unwrap();
+        assert_eq!(
+            new.value(Function::Max, true),
+            Val::I(9_007_199_254_740_995)
+        );
+        // And through the binary state format.
+        let new: Acc = postcard::from_bytes(&postcard::to_stdvec(&max).unwrap()).unwrap();
         assert_eq!(
             new.value(Function::Max, true),
             Val::I(9_007_199_254_740_995)

@@ -52,6 +52,7 @@ use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 use shoal_runtime::{DeadLetter, Result as RtResult, RuntimeError};
 
+use crate::codec::{Blob, decode, encode_all};
 use crate::error::{Result, SqlError};
 use accumulator::{Function, Val};
 use frame::Frame;
@@ -518,6 +519,7 @@ impl OverSpec {
             strs,
             nulls,
             rows: retained,
+            ..
         } = tables.as_mut().expect("created above");
         out.resize_with(n, Vec::new);
         for o in out.iter_mut() {
@@ -704,6 +706,9 @@ struct OverTables {
     strs: StateHandle<ValueState<String, KeyState>>,
     /// The NULL key (one partition of its own).
     nulls: StateHandle<ValueState<(), KeyState>>,
+    /// Rows waiting for the watermark, as one Arrow IPC blob (key 0), put
+    /// in only while a snapshot is taken.
+    pending: StateHandle<ValueState<u8, Blob>>,
     /// Rows retained over all keys (kept up to date, for the state metric).
     rows: usize,
 }
@@ -714,11 +719,13 @@ impl OverTables {
         let ints = keyed.value("over_int_keys");
         let strs = keyed.value("over_str_keys");
         let nulls = keyed.value("over_null_key");
+        let pending = keyed.value("over_pending_rows");
         Self {
             keyed,
             ints,
             strs,
             nulls,
+            pending,
             rows: 0,
         }
     }
@@ -784,110 +791,74 @@ impl OverState {
             + self.tables.as_ref().map_or(0, |t| t.rows)
     }
 
-    /// The buffered rows and event time as JSON lines: `{watermark, pending}`.
-    fn buffered(&self) -> RtResult<serde_json::Value> {
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-            for p in &self.pending {
-                w.write(&p.batch)?;
-            }
-            w.finish()?;
+    /// A checkpoint: the per-key state and the rows waiting for the
+    /// watermark go to the keyed-state files of the checkpoint (a delta of
+    /// the changed keys); returns `{"watermark", "keyed_state"}`.
+    pub(crate) fn snapshot_at(&mut self, ctx: &StateContext) -> RtResult<serde_json::Value> {
+        let waiting = match self.pending.as_slice() {
+            [] => None,
+            some => Some(encode_all(some.iter().map(|p| &p.batch))?),
+        };
+        let t = self.tables();
+        if let Some(blob) = waiting {
+            t.keyed.table(t.pending).insert(0, blob);
         }
+        let reference = t.keyed.snapshot(ctx)?;
+        // Held in `pending` only; the next snapshot writes them again (or
+        // their removal).
+        t.keyed.table(t.pending).remove(&0);
         Ok(serde_json::json!({
             "watermark": self.finite_watermark,
-            "pending": String::from_utf8_lossy(&buf),
+            "keyed_state": reference["keyed_state"].clone(),
         }))
     }
 
-    /// A checkpoint: the per-key state goes to the keyed-state files of
-    /// the checkpoint (`{"keyed_state": …}`, a delta of the changed keys),
-    /// the buffered rows into the returned `{watermark, pending}`.
-    pub(crate) fn snapshot_at(
-        &mut self,
-        ctx: &StateContext,
-    ) -> RtResult<(serde_json::Value, serde_json::Value)> {
-        let reference = self.tables().keyed.snapshot(ctx)?;
-        Ok((reference, self.buffered()?))
-    }
-
-    /// Restore from [`OverState::snapshot_at`]'s two parts.
+    /// Restore from [`OverState::snapshot_at`]'s reference.
     pub(crate) fn restore_at(
         &mut self,
         spec: &OverSpec,
-        reference: &serde_json::Value,
-        buffered: &serde_json::Value,
+        v: &serde_json::Value,
         dir: &std::path::Path,
     ) -> RtResult<()> {
         *self = OverState::default();
         let t = self.tables();
-        t.keyed.restore(reference, dir)?;
+        let reference = serde_json::json!({ "keyed_state": v["keyed_state"].clone() });
+        t.keyed.restore(&reference, dir)?;
+        let waiting = t.keyed.table(t.pending).remove(&0);
         t.count_rows();
-        self.restore_buffered(spec, buffered)
+        self.restore_buffered(spec, v, waiting)
     }
 
-    /// The state as JSON: `{watermark, pending (JSON lines), ints: [[key,
-    /// state]…], strs: [[key, state]…], null: state of the NULL key}`.
-    pub(crate) fn snapshot(&mut self) -> RtResult<serde_json::Value> {
-        let mut v = self.buffered()?;
-        let ser = |e: serde_json::Error| RuntimeError::Internal(format!("OVER state: {e}"));
-        let t = self.tables();
-        let ints: Vec<_> = t.keyed.get(t.ints).iter().collect();
-        let strs: Vec<_> = t.keyed.get(t.strs).iter().collect();
-        v["ints"] = serde_json::to_value(ints).map_err(ser)?;
-        v["strs"] = serde_json::to_value(strs).map_err(ser)?;
-        if let Some(null) = t.keyed.get(t.nulls).get(&()) {
-            v["null"] = serde_json::to_value(null).map_err(ser)?;
-        }
-        Ok(v)
-    }
-
-    /// Restore from [`OverState::snapshot`]; `spec` gives the buffered rows'
-    /// schema.
-    pub(crate) fn restore(&mut self, spec: &OverSpec, v: &serde_json::Value) -> RtResult<()> {
-        let bad = |why: String| {
-            RuntimeError::User(format!(
-                "OVER window state is not in the expected shape ({why}); was the query changed?"
-            ))
-        };
-        let ints: Vec<(i64, KeyState)> =
-            serde_json::from_value(v["ints"].clone()).map_err(|e| bad(e.to_string()))?;
-        let strs: Vec<(String, KeyState)> =
-            serde_json::from_value(v["strs"].clone()).map_err(|e| bad(e.to_string()))?;
-        let null: Option<KeyState> =
-            serde_json::from_value(v["null"].clone()).map_err(|e| bad(e.to_string()))?;
-        *self = OverState::default();
-        let t = self.tables();
-        for (k, state) in ints {
-            t.keyed.table(t.ints).insert(k, state);
-        }
-        for (k, state) in strs {
-            t.keyed.table(t.strs).insert(k, state);
-        }
-        if let Some(state) = null {
-            t.keyed.table(t.nulls).insert((), state);
-        }
-        t.count_rows();
-        self.restore_buffered(spec, v)
-    }
-
-    /// Restore the `{watermark, pending}` part of a snapshot.
-    fn restore_buffered(&mut self, spec: &OverSpec, v: &serde_json::Value) -> RtResult<()> {
+    /// Restore the watermark and the rows waiting for it: `waiting` from
+    /// the keyed state, or (a checkpoint of Shoal before state format 2)
+    /// the JSON lines in the reference's `pending`.
+    fn restore_buffered(
+        &mut self,
+        spec: &OverSpec,
+        v: &serde_json::Value,
+        waiting: Option<Blob>,
+    ) -> RtResult<()> {
         self.watermark = v["watermark"].as_i64().unwrap_or(i64::MIN);
         self.finite_watermark = self.watermark;
         self.pending.clear();
+        let mut batches = Vec::new();
+        if let Some(blob) = waiting {
+            batches.push(decode(&blob, &spec.input_schema)?);
+        }
         let text = v["pending"].as_str().unwrap_or("");
         if !text.is_empty() {
             let reader = arrow::json::ReaderBuilder::new(spec.input_schema.clone())
                 .build(std::io::Cursor::new(text.as_bytes()))?;
             for batch in reader {
-                let batch = batch?;
-                if let Some(et) = spec.event_time {
-                    let ts = event_times(&batch, et)?;
-                    let min = arrow::compute::min(&ts).unwrap_or(i64::MAX);
-                    let max = arrow::compute::max(&ts).unwrap_or(i64::MIN);
-                    self.pending.push(Pending { batch, min, max });
-                }
+                batches.push(batch?);
+            }
+        }
+        if let Some(et) = spec.event_time {
+            for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+                let ts = event_times(&batch, et)?;
+                let min = arrow::compute::min(&ts).unwrap_or(i64::MAX);
+                let max = arrow::compute::max(&ts).unwrap_or(i64::MIN);
+                self.pending.push(Pending { batch, min, max });
             }
         }
         Ok(())

@@ -324,27 +324,15 @@ fn the_null_key_survives_a_checkpoint() {
     let q = crate::compile_query(sql, &[("t".into(), schema)]).unwrap();
     let dir = std::env::temp_dir().join(format!("shoal-over-null-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let ctx = StateContext {
-        dir: dir.clone(),
-        node: "t".into(),
-        instance: 0,
-        checkpoint: 1,
-    };
+    let ctx = StateContext::new(&dir, "t", 0, 1);
     let mut op = crate::QueryOperator::new(q.clone());
     let mut out = Collector::default();
     op.process_batch(0, rows.clone(), &mut out).unwrap();
     let snap = op.snapshot_at(&ctx).unwrap();
-    let json = op.snapshot().unwrap();
-    for (how, mut restored) in [
-        ("keyed state", crate::QueryOperator::new(q.clone())),
-        ("json", crate::QueryOperator::new(q.clone())),
-    ] {
-        match how {
-            "json" => restored.restore(std::slice::from_ref(&json), 0).unwrap(),
-            _ => restored
-                .restore_at(std::slice::from_ref(&snap), 0, &ctx)
-                .unwrap(),
-        }
+    for (how, mut restored) in [("keyed state", crate::QueryOperator::new(q.clone()))] {
+        restored
+            .restore_at(std::slice::from_ref(&snap), 0, &ctx)
+            .unwrap();
         assert_eq!(restored.state_keys(), 2, "{how}");
         let mut out = Collector::default();
         restored.process_batch(0, rows.clone(), &mut out).unwrap();

@@ -3,7 +3,7 @@
 //! intermediate state, shared by every window that covers them), and the
 //! buffered rows of open sessions.
 //!
-//! Everything is snapshotted as Arrow IPC (base64 in the checkpoint's JSON),
+//! Everything is snapshotted as Arrow IPC (blobs in the keyed-state files),
 //! so any aggregate's intermediate state — including `COUNT(DISTINCT)` sets
 //! and percentile digests — round-trips exactly.
 
@@ -16,7 +16,6 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use shoal_runtime::{Result as RtResult, RuntimeError};
 
 use crate::blob_state::{BlobState, Unit, unit_batch};
-use crate::codec::{decode, encode};
 use crate::window::spec::WindowAggSpec;
 
 /// Group ids for the rows of one pane or window.
@@ -272,67 +271,6 @@ impl WindowAggState {
                 _ => return Err(bad()),
             };
             state.panes.insert(start, pane);
-        }
-        Ok(state)
-    }
-
-    /// The state as JSON. Live panes are frozen for the snapshot and
-    /// rebuilt from it, so the operator continues with identical state.
-    pub(crate) fn snapshot(&mut self, spec: &WindowAggSpec) -> RtResult<serde_json::Value> {
-        let mut panes = Vec::with_capacity(self.panes.len());
-        for (start, pane) in self.panes.iter_mut() {
-            let (live, frozen) = match pane {
-                Pane::Live(l) => {
-                    let frozen = l.freeze(spec)?;
-                    *l = LivePane::from_frozen(spec, &frozen)?;
-                    (true, frozen)
-                }
-                Pane::Frozen(b) => (false, b.clone()),
-            };
-            panes.push(serde_json::json!({
-                "start": start,
-                "live": live,
-                "state": encode(&frozen)?,
-            }));
-        }
-        let session = if self.session_rows.is_empty() {
-            serde_json::Value::Null
-        } else {
-            let all = arrow::compute::concat_batches(&spec.rows_schema, &self.session_rows)?;
-            let v = serde_json::Value::String(encode(&all)?);
-            self.session_rows = vec![all];
-            v
-        };
-        Ok(serde_json::json!({
-            "watermark": self.finite_watermark,
-            "panes": panes,
-            "session_rows": session,
-        }))
-    }
-
-    /// State from [`WindowAggState::snapshot`]'s JSON.
-    pub(crate) fn restore(spec: &WindowAggSpec, v: &serde_json::Value) -> RtResult<Self> {
-        let bad = || RuntimeError::User("window-aggregate state is malformed".into());
-        let watermark = v["watermark"].as_i64().ok_or_else(bad)?;
-        let mut state = Self {
-            watermark,
-            finite_watermark: watermark,
-            ..Self::default()
-        };
-        for p in v["panes"].as_array().ok_or_else(bad)? {
-            let start = p["start"].as_i64().ok_or_else(bad)?;
-            let frozen = decode(p["state"].as_str().ok_or_else(bad)?, &spec.state_schema)?;
-            let pane = if p["live"].as_bool().ok_or_else(bad)? {
-                Pane::Live(LivePane::from_frozen(spec, &frozen)?)
-            } else {
-                Pane::Frozen(frozen)
-            };
-            state.panes.insert(start, pane);
-        }
-        if let Some(s) = v["session_rows"].as_str() {
-            let rows = decode(s, &spec.rows_schema)?;
-            state.session_min_ts = min_event_time(&rows);
-            state.session_rows.push(rows);
         }
         Ok(state)
     }
