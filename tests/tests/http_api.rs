@@ -69,9 +69,19 @@ fn produce(d: &Path) {
 /// A running `shoal run`, the HTTP address it printed, and a thread
 /// collecting the rest of its stderr.
 struct Run {
-    child: Child,
+    child: Option<Child>,
     addr: String,
-    stderr: std::thread::JoinHandle<Vec<String>>,
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Drop for Run {
+    /// A failed test leaves no job running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Run {
@@ -98,16 +108,16 @@ impl Run {
             .expect("HTTP address printed");
         let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
         Self {
-            child,
+            child: Some(child),
             addr,
-            stderr,
+            stderr: Some(stderr),
         }
     }
 
     /// Waits for the exit; returns the code, stdout and stderr.
-    fn finish(self) -> (Option<i32>, String, String) {
-        let out = self.child.wait_with_output().unwrap();
-        let stderr = self.stderr.join().unwrap().join("\n");
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap().join("\n");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
