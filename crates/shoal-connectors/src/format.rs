@@ -281,6 +281,7 @@ impl RecordDecoder {
             return Ok(None);
         }
         // Records refused by the check never reach Arrow.
+        let first_bad = bad.len();
         let mut refused = false;
         for i in 0..chunk.len() {
             if let Err(reason) = self.precheck(chunk.record(i)) {
@@ -302,6 +303,8 @@ impl RecordDecoder {
             let passed = std::mem::take(&mut self.passed);
             let r = self.decode_checked(&passed, bad);
             self.passed = passed;
+            // Letters in record order, whichever check found them.
+            bad[first_bad..].sort_by_key(|b| b.position);
             r?
         } else {
             self.decode_checked(chunk, bad)?

@@ -460,8 +460,19 @@ impl Scanner<'_> {
     /// The value of a declared field: its kind and, unless lenient, its range.
     fn declared(&mut self, name: &str, dt: &DataType, e: Expect) -> Result<(), String> {
         let found = self.kind_here();
-        let mismatch =
-            |_: &Self| format!("field `{name}`: expected {}, found {found}", e.name(dt));
+        let start = self.i;
+        // The message quotes the start of the value (skipped to its end,
+        // within the depth bound).
+        let mismatch = |s: &mut Self| {
+            let _ = s.skip_value(1);
+            let end = s.i.max(start + 1).min(s.b.len());
+            let text = String::from_utf8_lossy(&s.b[start..end]);
+            format!(
+                "field `{name}`: expected {}, found {found} ({})",
+                e.name(dt),
+                clip(&text)
+            )
+        };
         match self.peek() {
             Some(b'n') => return self.literal(b"null"),
             Some(b'{' | b'[') => {
