@@ -12,12 +12,11 @@
 //! Records before the watermark (or without an event time) are late: they go
 //! to the dead-letter output with reason `late`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
 use shoal_runtime::{Collector, Operator, Result as RtResult};
@@ -275,6 +274,8 @@ impl Operator for DedupOperator {
 mod tests {
     use super::*;
     use arrow::array::{StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
