@@ -378,3 +378,19 @@ fn inferring_from_a_huge_first_line_says_so() {
     assert!(err.contains("first line is longer than the 1 MiB sample"), "{err}");
     assert!(!err.contains("EOF while parsing"), "{err}");
 }
+
+/// `shoal checkpoints` on a checkpoints path it cannot list said "no
+/// checkpoints" with exit 0.
+#[test]
+fn checkpoints_on_an_unlistable_dir_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("shoal-data")).unwrap();
+    std::fs::write(d.join("shoal-data/checkpoints"), "not a directory").unwrap();
+    let out = shoal(d, &["checkpoints"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot list checkpoints"), "{err}");
+    std::fs::remove_file(d.join("shoal-data/checkpoints")).unwrap();
+    shoal_ok(d, &["checkpoints"]);
+}

@@ -13,13 +13,21 @@ pub fn list(dir: Option<PathBuf>, data_dir: Option<PathBuf>, json: bool) -> CliR
             let root = data_dir
                 .unwrap_or_else(|| PathBuf::from("shoal-data"))
                 .join("checkpoints");
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-                .map(|e| {
-                    e.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_dir())
-                        .collect()
-                })
-                .unwrap_or_default();
+            // A missing directory holds no checkpoints; an unreadable one is
+            // an error, not "no checkpoints" (issue 16).
+            let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&root) {
+                Ok(e) => e
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => {
+                    return Err(crate::exit::Failure::Runtime(anyhow::anyhow!(
+                        "cannot list checkpoints in {}: {e}",
+                        root.display()
+                    )));
+                }
+            };
             dirs.sort();
             dirs
         }
