@@ -54,13 +54,22 @@ fn hostile_input() -> (String, usize, Vec<(i64, &'static str)>) {
     let bad: Vec<(String, &'static str)> = vec![
         (deep("note"), "field `note`: expected utf8, found an array"),
         (deep("other"), "nested deeper than max_depth (64)"),
-        (r#"{"id": 1.9, "amount": 1.0}"#.into(), "field `id`: 1.9 is not an integer"),
-        (r#"{"id": "123", "amount": 1.0}"#.into(), "field `id`: expected int64, found a string"),
+        (
+            r#"{"id": 1.9, "amount": 1.0}"#.into(),
+            "field `id`: 1.9 is not an integer",
+        ),
+        (
+            r#"{"id": "123", "amount": 1.0}"#.into(),
+            "field `id`: expected int64, found a string",
+        ),
         (
             r#"{"id": -9223372036854775809, "amount": 1.0}"#.into(),
             "out of range for int64",
         ),
-        (r#"{"id": 2, "amount": 1e400}"#.into(), "field `amount`: 1e400 is out of range for float64"),
+        (
+            r#"{"id": 2, "amount": 1e400}"#.into(),
+            "field `amount`: 1e400 is out of range for float64",
+        ),
         (
             r#"{"id": 3, "amount": 1.0}{"id": 4, "amount": 2.0}"#.into(),
             "unexpected data after the JSON object",
@@ -79,7 +88,10 @@ fn hostile_input() -> (String, usize, Vec<(i64, &'static str)>) {
     let mut text = lines.join("\n");
     text.push('\n');
     let big_line = lines.len() as i64 + 1;
-    text.push_str(&format!(r#"{{"id": 7, "note": "{}"}}"#, "x".repeat(3 << 20)));
+    text.push_str(&format!(
+        r#"{{"id": 7, "note": "{}"}}"#,
+        "x".repeat(3 << 20)
+    ));
     expected.push((big_line, "longer than max_record_bytes (1048576)"));
     (text, 1000, expected)
 }
@@ -101,8 +113,15 @@ fn hostile_json_records_become_dead_letters_and_the_job_goes_on() {
     assert_eq!(dead.len(), expected.len(), "{dead:#?}");
     for ((line, reason), (want_line, want)) in dead.iter().zip(&expected) {
         assert_eq!(line, want_line, "{reason}");
-        assert!(reason.contains(want), "line {line}: {reason} (wanted {want})");
-        assert!(reason.len() <= 1024, "reason not truncated: {} bytes", reason.len());
+        assert!(
+            reason.contains(want),
+            "line {line}: {reason} (wanted {want})"
+        );
+        assert!(
+            reason.len() <= 1024,
+            "reason not truncated: {} bytes",
+            reason.len()
+        );
     }
 }
 
@@ -135,7 +154,11 @@ fn coerce_restores_lenient_typing_per_field() {
     let dead = reasons(&dead_letters(d));
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, 3);
-    assert!(dead[0].1.contains("field `amount`: expected float64, found a string"));
+    assert!(
+        dead[0]
+            .1
+            .contains("field `amount`: expected float64, found a string")
+    );
 }
 
 #[test]
@@ -156,7 +179,13 @@ fn csv_columns_follow_the_header() {
         .collect();
     rows.sort();
     assert_eq!(rows, vec![(10, 1), (20, 2)]);
-    assert_eq!(reasons(&dead_letters(d)).iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        reasons(&dead_letters(d))
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        vec![4]
+    );
 
     // A required column the header lacks: a clear error, nothing written.
     std::fs::remove_dir_all(d.join("out")).unwrap();
@@ -256,8 +285,15 @@ fn damage_in_the_active_segment_is_reported_never_truncated_silently() {
     // A reader: an error naming where, not a silent early end.
     let out = shoal(d, &["consume", "t"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "consume exited 0 after {} records", stdout_lines(&out));
-    assert!(err.contains("corrupt data") && err.contains("topic t, partition 0"), "{err}");
+    assert!(
+        !out.status.success(),
+        "consume exited 0 after {} records",
+        stdout_lines(&out)
+    );
+    assert!(
+        err.contains("corrupt data") && err.contains("topic t, partition 0"),
+        "{err}"
+    );
     let good_before = stdout_lines(&out);
     assert!(good_before < N);
 
@@ -275,12 +311,19 @@ fn damage_in_the_active_segment_is_reported_never_truncated_silently() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "produce wrote past damage");
     assert!(err.contains("acknowledged records"), "{err}");
-    assert_eq!(std::fs::read(&logs[0]).unwrap(), bytes, "the segment was changed");
+    assert_eq!(
+        std::fs::read(&logs[0]).unwrap(),
+        bytes,
+        "the segment was changed"
+    );
 
     // Repair is explicit and counts what it drops.
     let out = shoal(d, &["topic", "repair", "t"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = shoal_ok(d, &["topic", "repair", "t", "--truncate-after-damage", "--json"]);
+    let out = shoal_ok(
+        d,
+        &["topic", "repair", "t", "--truncate-after-damage", "--json"],
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         r[0]["records_dropped"].as_u64().unwrap() as usize,
@@ -319,15 +362,27 @@ fn one_process_per_checkpoint_dir() {
         .unwrap();
     let lock = d.join("shoal-data/checkpoints/locked/.lock");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(&lock).unwrap_or_default().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "first run never locked");
+    while std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first run never locked"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = shoal(d, &["run", "--no-progress", "p.yaml"]);
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("pid {} on host", first.id())), "{err}");
-    assert!(first.try_wait().unwrap().is_none(), "the first run was disturbed");
+    assert!(
+        err.contains(&format!("pid {} on host", first.id())),
+        "{err}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run was disturbed"
+    );
     // Let it take a checkpoint or two, then kill -9.
     std::thread::sleep(std::time::Duration::from_millis(1200));
     first.kill().unwrap();
@@ -375,7 +430,10 @@ fn inferring_from_a_huge_first_line_says_so() {
     let out = shoal(d, &["run", "--no-progress", "p.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("first line is longer than the 1 MiB sample"), "{err}");
+    assert!(
+        err.contains("first line is longer than the 1 MiB sample"),
+        "{err}"
+    );
     assert!(!err.contains("EOF while parsing"), "{err}");
 }
 

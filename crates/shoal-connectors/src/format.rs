@@ -154,8 +154,8 @@ impl RecordDecoder {
                 }
             }
         }
-        let identity = names.len() == project.len()
-            && project.iter().enumerate().all(|(i, p)| *p == Some(i));
+        let identity =
+            names.len() == project.len() && project.iter().enumerate().all(|(i, p)| *p == Some(i));
         if identity {
             return Ok(());
         }
@@ -245,14 +245,13 @@ impl RecordDecoder {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(ArrowError::JsonError(format!("the decoder panicked: {msg}")))
+            Err(ArrowError::JsonError(format!(
+                "the decoder panicked: {msg}"
+            )))
         })
     }
 
-    fn decode_raw(
-        &mut self,
-        bytes: &[u8],
-    ) -> std::result::Result<Option<RecordBatch>, ArrowError> {
+    fn decode_raw(&mut self, bytes: &[u8]) -> std::result::Result<Option<RecordBatch>, ArrowError> {
         let mut rest = bytes;
         while !rest.is_empty() {
             let n = match &mut self.inner {
@@ -546,8 +545,16 @@ mod tests {
         assert_eq!(b.num_rows(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].position, 3);
-        let ids = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
-        let amounts = b.column(1).as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        let amounts = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
         assert_eq!(ids.values(), &[1, 3]);
         assert_eq!(amounts.values(), &[2.5, 4.5]);
         assert_eq!(b.column(2).null_count(), 2);
@@ -561,14 +568,26 @@ mod tests {
     fn hostile_json_records_become_dead_letters() {
         let mut d = RecordDecoder::new(FileFormat::Jsonl, schema()).unwrap();
         let mut c = RecordChunk::default();
-        let deep = format!("{{\"id\": 1, \"amount\": 1.0, \"note\": {}1{}}}", "[".repeat(30_000), "]".repeat(30_000));
+        let deep = format!(
+            "{{\"id\": 1, \"amount\": 1.0, \"note\": {}1{}}}",
+            "[".repeat(30_000),
+            "]".repeat(30_000)
+        );
         c.push(br#"{"id": 1, "amount": 1.0}"#, Some(0), 10);
         c.push(deep.as_bytes(), Some(0), 11);
         c.push(br#"{"id": 1.9, "amount": 1.0}"#, Some(0), 12);
         c.push(br#"{"id": "123", "amount": 1.0}"#, Some(0), 13);
-        c.push(br#"{"id": -9223372036854775809, "amount": 1.0}"#, Some(0), 14);
+        c.push(
+            br#"{"id": -9223372036854775809, "amount": 1.0}"#,
+            Some(0),
+            14,
+        );
         c.push(br#"{"id": 5, "amount": 1e400}"#, Some(0), 15);
-        c.push(br#"{"id": 6, "amount": 1.0}{"id": 7, "amount": 2.0}"#, Some(0), 16);
+        c.push(
+            br#"{"id": 6, "amount": 1.0}{"id": 7, "amount": 2.0}"#,
+            Some(0),
+            16,
+        );
         c.push(br#"{"id": 8, "amount": 8.0}"#, Some(0), 17);
         let mut bad = Vec::new();
         let b = d.decode(&c, &mut bad).unwrap().unwrap();
@@ -577,12 +596,9 @@ mod tests {
         assert_eq!(positions, vec![11, 12, 13, 14, 15, 16]);
         assert!(bad.iter().all(|b| b.reason.len() <= MAX_REASON_BYTES));
         // Lenient on request: Arrow's conversions.
-        let mut d = RecordDecoder::with_spec(
-            FileFormat::Jsonl,
-            schema(),
-            &crate::json_check::lenient(),
-        )
-        .unwrap();
+        let mut d =
+            RecordDecoder::with_spec(FileFormat::Jsonl, schema(), &crate::json_check::lenient())
+                .unwrap();
         let mut c = RecordChunk::default();
         c.push(br#"{"id": 1.9, "amount": 1.0}"#, None, 1);
         c.push(br#"{"id": "123", "amount": 1.0}"#, None, 2);
@@ -593,7 +609,11 @@ mod tests {
     #[test]
     fn reasons_are_truncated() {
         let r = truncate_reason("é".repeat(2000));
-        assert!(r.len() <= MAX_REASON_BYTES && r.ends_with('…'), "{}", r.len());
+        assert!(
+            r.len() <= MAX_REASON_BYTES && r.ends_with('…'),
+            "{}",
+            r.len()
+        );
         assert_eq!(truncate_reason("short".into()), "short");
     }
 

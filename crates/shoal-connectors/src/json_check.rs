@@ -21,11 +21,19 @@ use shoal_dsl::{Coerce, DecodeSpec};
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
     Str,
-    Int { min: i64, max: i64 },
-    Float { max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        max: f64,
+    },
     Bool,
     /// Timestamps and dates: an integer in range, or a string Arrow parses.
-    IntOrStr { min: i64, max: i64 },
+    IntOrStr {
+        min: i64,
+        max: i64,
+    },
     /// Lenient (`coerce:`) or a type without a strict rule: any scalar.
     Any,
 }
@@ -561,11 +569,7 @@ mod tests {
             Field::new("f32", DataType::Float32, true),
             Field::new("s", DataType::Utf8, true),
             Field::new("ok", DataType::Boolean, true),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                true,
-            ),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         ]))
     }
 
@@ -590,13 +594,19 @@ mod tests {
         let c = check();
         let cases = [
             (r#"{"id": 1.9}"#, "field `id`: 1.9 is not an integer"),
-            (r#"{"id": "123"}"#, "field `id`: expected int64, found a string"),
+            (
+                r#"{"id": "123"}"#,
+                "field `id`: expected int64, found a string",
+            ),
             (
                 r#"{"id": -9223372036854775809}"#,
                 "field `id`: -9223372036854775809 is out of range for int64",
             ),
             (r#"{"small": 2147483648}"#, "out of range for int32"),
-            (r#"{"amount": 1e400}"#, "field `amount`: 1e400 is out of range for float64"),
+            (
+                r#"{"amount": 1e400}"#,
+                "field `amount`: 1e400 is out of range for float64",
+            ),
             (r#"{"f32": 1e39}"#, "out of range for float32"),
             (r#"{"s": 5}"#, "field `s`: expected utf8, found a number"),
             (r#"{"ok": "yes"}"#, "expected boolean, found a string"),
@@ -613,7 +623,10 @@ mod tests {
     fn refuses_bad_shapes() {
         let c = check();
         let cases = [
-            (r#"{"id": 1}{"id": 2}"#, "unexpected data after the JSON object"),
+            (
+                r#"{"id": 1}{"id": 2}"#,
+                "unexpected data after the JSON object",
+            ),
             (r#"{"id": 1,"#, "incomplete JSON"),
             (r#""amount": 2}"#, "expected a JSON object, found a string"),
             (r#"[1]"#, "expected a JSON object, found an array"),
@@ -639,16 +652,15 @@ mod tests {
         let e = c.check(undeclared(30_000).as_bytes()).unwrap_err();
         assert!(e.contains("max_depth"), "{e}");
         let e = c.check(deep(30_000).as_bytes()).unwrap_err();
-        assert!(e.contains("field `s`: expected utf8, found an array"), "{e}");
+        assert!(
+            e.contains("field `s`: expected utf8, found an array"),
+            "{e}"
+        );
         let big = format!("{{\"s\": \"{}\"}}", "a".repeat(1 << 20));
         let e = c.check(big.as_bytes()).unwrap_err();
         assert!(e.contains("over max_record_bytes (1048576)"), "{e}");
         // Mixed object/array nesting past 64 levels closes correctly.
-        let mixed = format!(
-            "{{\"x\": {}1{}}}",
-            "{\"a\":[".repeat(40),
-            "]}".repeat(40)
-        );
+        let mixed = format!("{{\"x\": {}1{}}}", "{\"a\":[".repeat(40), "]}".repeat(40));
         let roomy = JsonCheck::new(
             &Schema::empty(),
             &DecodeSpec {

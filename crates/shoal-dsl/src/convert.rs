@@ -289,7 +289,10 @@ impl Converter<'_> {
             let n = units::parse_size(&text).map_err(|m| self.err(&at, m))?;
             if !(16..=(1 << 30)).contains(&n) {
                 return Err(self
-                    .err(&at, format!("max_record_bytes must be between 16 B and 1 GiB, found {n}"))
+                    .err(
+                        &at,
+                        format!("max_record_bytes must be between 16 B and 1 GiB, found {n}"),
+                    )
                     .with_hint("the default is 1MiB"));
             }
             d.max_record_bytes = n as usize;

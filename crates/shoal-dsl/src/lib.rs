@@ -85,11 +85,11 @@ pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
     Assignor, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RECORD_BYTES, DeadLetterSink,
-    DecodeSpec, DeadLetterSpec, DedupTransform, EventTimeSpec,
-    FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile,
-    GeneratorSource, KafkaSink, KafkaSource, LogIsolation, LogSink, LogSource, LookupSpec,
-    ModelFormat, PipelineSpec, PostgresMode, PostgresSink, RecordFormat, SchemaSpec,
-    ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
+    DeadLetterSpec, DecodeSpec, DedupTransform, EventTimeSpec, FieldSpec, FieldType, FileFormat,
+    FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource, KafkaSink,
+    KafkaSource, LogIsolation, LogSink, LogSource, LookupSpec, ModelFormat, PipelineSpec,
+    PostgresMode, PostgresSink, RecordFormat, SchemaSpec, ScoreTransform, SinkSpec, SourceSpec,
+    SqlTransform, StartFrom, StdoutSink, TransformSpec,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

@@ -249,7 +249,12 @@ fn corrupted_crc_before_acknowledged_records_is_refused_until_repaired() {
     };
     assert_eq!(offset, end);
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("crc mismatch at offset {end} (topic t, partition 0")), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "crc mismatch at offset {end} (topic t, partition 0"
+        )),
+        "{err}"
+    );
     drop(reader);
 
     // The writer refuses; the file is untouched.
@@ -267,7 +272,10 @@ fn corrupted_crc_before_acknowledged_records_is_refused_until_repaired() {
     let log = open(dir.path());
     let repairs = log.repair_topic("t").unwrap();
     assert_eq!(repairs[0].records_dropped, end_before - end);
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), entries[victim] as u64);
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        entries[victim] as u64
+    );
     assert!(log.verify_topic("t").unwrap().is_empty());
     log.open_for_write("t").unwrap();
     assert_eq!(log.end_offsets("t").unwrap(), [end]);

@@ -115,7 +115,11 @@ mod tests {
         let first = RunLock::acquire(&dir).unwrap();
         let e = RunLock::acquire(&dir).unwrap_err().to_string();
         assert!(
-            e.contains(&format!("pid {} on host {}", std::process::id(), hostname())),
+            e.contains(&format!(
+                "pid {} on host {}",
+                std::process::id(),
+                hostname()
+            )),
             "{e}"
         );
         drop(first);

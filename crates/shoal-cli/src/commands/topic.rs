@@ -168,7 +168,13 @@ fn repair(name: &str, data_dir: Option<PathBuf>, confirmed: bool, json: bool) ->
             any = true;
             println!(
                 "partition {}: cut {} at byte {} (offset {}, {}): dropped {} records, deleted {} later segment(s)",
-                r.partition, d.segment, d.position, d.offset, d.reason, r.records_dropped, r.segments_deleted
+                r.partition,
+                d.segment,
+                d.position,
+                d.offset,
+                d.reason,
+                r.records_dropped,
+                r.segments_deleted
             );
         }
     }

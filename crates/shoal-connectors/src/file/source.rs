@@ -153,8 +153,8 @@ impl Source for FileSource {
                         let reason = format!(
                             "line {line_no}: record is longer than max_record_bytes ({max_line})"
                         );
-                        let record = String::from_utf8_lossy(&line[..line.len().min(4096)])
-                            .into_owned();
+                        let record =
+                            String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned();
                         ctx.dead_letter(DeadLetter {
                             node: self.node.clone(),
                             partition: None,
@@ -250,7 +250,11 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<Recor
 /// Read one line (with its `\n`) into `buf`, keeping at most `max + 2`
 /// bytes (room for `\r\n`): the rest of a longer line is read and dropped.
 /// Returns the bytes read and how many were dropped.
-fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, u64)> {
+fn read_line_bounded<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, u64)> {
     let keep = max.saturating_add(2);
     let mut read = 0;
     let mut dropped = 0u64;

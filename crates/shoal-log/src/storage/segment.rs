@@ -373,8 +373,8 @@ impl Segment {
             if read_full_at(&self.file, &mut head, at, &self.log_path)? < head.len() {
                 continue;
             }
-            let body = (u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) & !(1 << 31))
-                as usize;
+            let body =
+                (u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) & !(1 << 31)) as usize;
             if body > crate::record::MAX_BODY {
                 continue;
             }
