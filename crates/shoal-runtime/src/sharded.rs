@@ -98,7 +98,15 @@ impl Sharded {
         let mut op = (self.factory)(self.instance)?;
         if let Some(reference) = self.registry.take_restore(shard, &self.node) {
             tracing::info!(operator = %self.node, partition = shard, "restoring the partition's state");
-            op.restore_at(&[reference], 0, &self.ctx(shard, 0))?;
+            let ctx = self.ctx(shard, 0);
+            let started = std::time::Instant::now();
+            off_worker(|| op.restore_at(&[reference], 0, &ctx))?;
+            tracing::info!(
+                operator = %self.node,
+                partition = shard,
+                ms = started.elapsed().as_millis() as u64,
+                "partition's state restored"
+            );
         }
         self.shards.insert(shard, op);
         if let Some((_, _, n)) = self
@@ -210,6 +218,19 @@ impl Sharded {
             }
         }
         Ok(json!({ "shards": refs }))
+    }
+}
+
+/// Runs `f` (reading and decoding a shard's files: seconds for a million
+/// keys) so that it does not hold up the other tasks of this tokio worker:
+/// on a multi-thread runtime through `block_in_place`, which hands the
+/// worker's queue to another thread; elsewhere (a current-thread runtime in
+/// tests, no runtime) directly.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
