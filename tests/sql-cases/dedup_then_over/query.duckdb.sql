@@ -1,0 +1,8 @@
+-- chain dedup -> OVER: a running count per key over the kept rows (RANGE 30 minutes)
+WITH o AS (
+  SELECT *, CASE WHEN ts - LAG(ts) OVER (PARTITION BY k ORDER BY ts) < 120000 THEN 0 ELSE 1 END AS starts FROM src),
+c AS (SELECT *, SUM(starts) OVER (PARTITION BY k ORDER BY ts ROWS UNBOUNDED PRECEDING) AS cluster FROM o),
+kept AS (SELECT * FROM c QUALIFY ROW_NUMBER() OVER (PARTITION BY k, cluster ORDER BY id) = 1)
+SELECT id, COUNT(*) OVER w AS n_30m, SUM(v) OVER w AS s_30m
+FROM kept
+WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN 1800000 PRECEDING AND CURRENT ROW)

@@ -1,0 +1,5 @@
+-- OVER RANGE 1 minute per int64 key: COUNT/SUM/MIN/MAX/AVG, out-of-order input, batches of 64
+SELECT id, COUNT(*) OVER w AS n, COUNT(v) OVER w AS nv, SUM(v) OVER w AS s, MIN(v) OVER w AS lo, MAX(v) OVER w AS hi, AVG(v) OVER w AS a
+FROM src
+WINDOW w AS (PARTITION BY k ORDER BY ts
+             RANGE BETWEEN 60000 PRECEDING AND CURRENT ROW)

@@ -1,0 +1,7 @@
+-- session boundary rule: rows exactly gap (10 s) apart start a new session, gap - 1 ms apart stay in one
+WITH o AS (
+  SELECT *, CASE WHEN ts - LAG(ts) OVER (PARTITION BY k ORDER BY ts) < 10000 THEN 0 ELSE 1 END AS starts
+  FROM src),
+s AS (SELECT *, SUM(starts) OVER (PARTITION BY k ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM o)
+SELECT k, MIN(ts) AS ws, MAX(ts) + 10000 AS we, COUNT(*) AS n, SUM(v) AS s
+FROM s GROUP BY k, sid
