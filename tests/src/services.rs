@@ -1,5 +1,6 @@
-//! The external services of the Kafka and Postgres tests: a Kafka-protocol
-//! broker (`SHOAL_KAFKA_BROKERS`) and PostgreSQL (`SHOAL_POSTGRES_URL`),
+//! The external services of the Kafka, Postgres and object-store tests: a
+//! Kafka-protocol broker (`SHOAL_KAFKA_BROKERS`), PostgreSQL
+//! (`SHOAL_POSTGRES_URL`) and an S3-compatible server (`SHOAL_S3_BUCKET`),
 //! started by `scripts/services.sh start` (which `.ci/run` runs).
 //!
 //! Outside CI a test whose service is not configured prints a loud SKIPPED
@@ -40,6 +41,13 @@ pub fn kafka_brokers() -> Option<String> {
 /// The Postgres URL, or `None` (test skipped) outside CI without Postgres.
 pub fn postgres_url() -> Option<String> {
     service("SHOAL_POSTGRES_URL", "PostgreSQL")
+}
+
+/// The S3 bucket of the object-store tests (`SHOAL_S3_BUCKET`, with the
+/// `AWS_*` variables `scripts/services.sh` exports), or `None` (test
+/// skipped) outside CI without one.
+pub fn s3_bucket() -> Option<String> {
+    service("SHOAL_S3_BUCKET", "an S3-compatible server")
 }
 
 /// A name no earlier test run used (topics live as long as the broker).

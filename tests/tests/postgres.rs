@@ -217,3 +217,93 @@ fn an_existing_table_whose_columns_do_not_fit_is_an_error_before_the_run() {
         "{err}"
     );
 }
+
+/// Rows Postgres refuses (a NULL for a NOT NULL column, a NUL byte in
+/// text, a CHECK violation) go to the dead letters with the reason and to
+/// `shoal_rejected`; every other row is written, the job goes on, and the
+/// text `\N` is stored as those two characters, not as NULL.
+#[test]
+fn rows_postgres_rejects_are_dead_letters_and_the_rest_is_written() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let table = unique("pg_rej").replace('-', "_");
+    pg(
+        &url,
+        &format!(
+            "CREATE TABLE {table} (id bigint NOT NULL, note text NOT NULL, v bigint CHECK (v < 1000))"
+        ),
+    );
+    let dir = workdir();
+    let d = dir.path();
+    let n = 5_000;
+    let mut input = String::new();
+    let mut bad = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let (note, v) = if i % 500 == 7 {
+            bad.insert(i, "null value");
+            ("null".to_string(), i % 1000)
+        } else if i % 700 == 3 {
+            bad.insert(i, "0x00");
+            ("\"a\\u0000b\"".to_string(), i % 1000)
+        } else if i % 900 == 5 {
+            bad.insert(i, "check constraint");
+            (format!("\"n{i}\""), 5000)
+        } else if i == 42 {
+            ("\"\\\\N\"".to_string(), 42)
+        } else {
+            (format!("\"n{i}\\tx\\\\y\""), i % 1000)
+        };
+        input.push_str(&format!("{{\"id\":{i},\"note\":{note},\"v\":{v}}}\n"));
+    }
+    std::fs::write(d.join("in.jsonl"), input).unwrap();
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\ncheckpoint: {{ interval: 100ms }}\nsources:\n  in:\n    type: file\n    path: in.jsonl\n    batch_size: 700\n    schema: {{ id: int64, note: utf8?, v: int64 }}\nsinks:\n  db: {{ type: postgres, inputs: [in], url: \"{url}\", table: {table} }}\ndead_letter: {{ type: file, path: out/dead }}\n"
+        ),
+    )
+    .unwrap();
+    shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+    let good = n - bad.len() as i64;
+    assert_eq!(count(&url, &format!("SELECT count(*) FROM {table}")), good);
+    assert_eq!(
+        count(&url, &format!("SELECT count(DISTINCT id) FROM {table}")),
+        good
+    );
+    // `\N` is text, not NULL; tabs and backslashes survive.
+    let row = pg(&url, &format!("SELECT note FROM {table} WHERE id = 42"));
+    assert_eq!(row, vec![vec![Some("\\N".to_string())]]);
+    let row = pg(&url, &format!("SELECT note FROM {table} WHERE id = 43"));
+    assert_eq!(row, vec![vec![Some("n43\tx\\y".to_string())]]);
+    // Each rejected row once in the dead letters, with its reason and record.
+    let dead: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.join("out/dead/dead-letters.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let mut got = std::collections::BTreeMap::new();
+    for l in &dead {
+        assert_eq!(l["node"], "db", "{l}");
+        let rec: serde_json::Value = serde_json::from_str(l["record"].as_str().unwrap()).unwrap();
+        let id = rec["id"].as_i64().unwrap();
+        let reason = l["reason"].as_str().unwrap().to_string();
+        assert!(got.insert(id, reason).is_none(), "{id} twice");
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        bad.keys().collect::<Vec<_>>()
+    );
+    for (id, want) in &bad {
+        assert!(got[id].contains(want), "row {id}: {}", got[id]);
+    }
+    // The same rows in shoal_rejected, written with their epochs.
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT count(*) FROM shoal_rejected WHERE pipeline = '{table}'")
+        ),
+        bad.len() as i64
+    );
+}

@@ -16,7 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_tests::chaos::{Rng, for_each_seed};
-use shoal_tests::services::{Feed, create_topic, kafka_brokers, pg, postgres_url, unique};
+use shoal_tests::services::{
+    Feed, create_topic, kafka_brokers, pg, postgres_url, s3_bucket, unique,
+};
 use shoal_tests::{shoal_bin, workdir};
 
 const CARDS: i64 = 37;
@@ -49,7 +51,7 @@ fn yaml(
     group: &str,
     url: &str,
     table: &str,
-    store: &Path,
+    store: &str,
     stop: bool,
 ) -> String {
     format!(
@@ -85,8 +87,7 @@ transforms:
       WINDOW w AS (PARTITION BY card ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 sinks:
   db: {{ type: postgres, inputs: [running], url: \"{url}\", table: {table} }}
-",
-        store = store.display()
+"
     )
 }
 
@@ -161,117 +162,136 @@ fn check_running(url: &str, table: &str, n: i64) {
 }
 
 /// A runs alone; B joins; A is killed; C joins; B and C are killed while
-/// input keeps arriving; D finishes alone with `stop_at_end`.
+/// input keeps arriving; D finishes alone with `stop_at_end`. The state
+/// store is a directory all processes share.
 #[test]
 fn stateful_partitions_follow_processes_that_come_and_go() {
+    come_and_go(
+        "stateful_partitions_follow_processes_that_come_and_go",
+        0x5ad_c0de,
+        |d| d.join("store").display().to_string(),
+    );
+}
+
+/// The same through an S3-compatible object store (moto's server in CI):
+/// the processes share a bucket prefix instead of a directory.
+#[test]
+fn stateful_partitions_follow_processes_through_an_object_store() {
+    let Some(bucket) = s3_bucket() else {
+        return;
+    };
+    come_and_go(
+        "stateful_partitions_follow_processes_through_an_object_store",
+        0x53_5707e,
+        move |_| format!("s3://{bucket}/{}", unique("moves")),
+    );
+}
+
+/// The processes-come-and-go scenario with the state store `store(dir)`.
+fn come_and_go(name: &str, base_seed: u64, store: impl Fn(&Path) -> String) {
     let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
         return;
     };
-    for_each_seed(
-        "stateful_partitions_follow_processes_that_come_and_go",
-        0x5ad_c0de,
-        workdir,
-        |d, seed| {
-            let mut rng = Rng::new(seed);
-            let topic = unique("moves");
-            create_topic(&brokers, &topic, 8);
-            let group = unique("g-moves");
-            let table = unique("moves").replace('-', "_");
-            pg(
-                &url,
-                &format!(
-                    "CREATE TABLE {table} (id bigint NOT NULL, card bigint NOT NULL, n bigint NOT NULL, total double precision)"
-                ),
-            );
-            let store = d.join("store");
-            std::fs::write(
-                d.join("run.yaml"),
-                yaml(&brokers, &topic, &group, &url, &table, &store, false),
-            )
-            .unwrap();
-            std::fs::write(
-                d.join("finish.yaml"),
-                yaml(&brokers, &topic, &group, &url, &table, &store, true),
-            )
-            .unwrap();
-            // Input keeps arriving while the processes come and go.
-            let feeder = {
-                let (brokers, topic) = (brokers.clone(), topic.clone());
-                std::thread::spawn(move || {
-                    let feed = Feed::new(&brokers, &topic);
-                    let mut i = 0;
-                    while i < RECORDS {
-                        feed.send(&records(i, i + CHUNK));
-                        i += CHUNK;
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
-                })
-            };
-            let mut history = Vec::new();
-            let pause = |rng: &mut Rng, what: &str, history: &mut Vec<String>| {
-                let ms = 1500 + rng.next_u64() % 3000;
-                std::thread::sleep(Duration::from_millis(ms));
-                history.push(format!(
-                    "{what} after {ms} ms ({} rows)",
-                    count(&url, &table)
-                ));
-            };
-            let mut a = start(d, "a", "run.yaml");
-            wait_rows(&url, &table, 200);
-            pause(&mut rng, "start b", &mut history);
-            let mut b = start(d, "b", "run.yaml");
-            wait_assigned(d, "b");
-            pause(&mut rng, "kill a", &mut history);
-            kill(&mut a);
-            pause(&mut rng, "start c", &mut history);
-            let mut c = start(d, "c", "run.yaml");
-            wait_assigned(d, "c");
-            pause(&mut rng, "kill b", &mut history);
-            kill(&mut b);
-            pause(&mut rng, "kill c", &mut history);
-            kill(&mut c);
-            feeder.join().unwrap();
-            // D finishes alone. `stop_at_end` may stop before the dead
-            // members' partitions came to it (or on tansu's stale high
-            // watermark); every run resumes after the committed output, so
-            // it runs again until the output is complete.
-            for run in 0..6 {
-                let out = Command::new(shoal_bin())
-                    .args(["run", "--no-progress", "finish.yaml"])
-                    .current_dir(d)
-                    .env("SHOAL_DATA_DIR", d.join("data-d"))
-                    .env_remove("RUST_LOG")
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "d failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let rows = count(&url, &table);
-                history.push(format!("d run {run}: {rows} rows"));
-                if rows >= RECORDS {
-                    break;
+    for_each_seed(name, base_seed, workdir, |d, seed| {
+        let mut rng = Rng::new(seed);
+        let topic = unique("moves");
+        create_topic(&brokers, &topic, 8);
+        let group = unique("g-moves");
+        let table = unique("moves").replace('-', "_");
+        pg(
+            &url,
+            &format!(
+                "CREATE TABLE {table} (id bigint NOT NULL, card bigint NOT NULL, n bigint NOT NULL, total double precision)"
+            ),
+        );
+        let store = store(d);
+        std::fs::write(
+            d.join("run.yaml"),
+            yaml(&brokers, &topic, &group, &url, &table, &store, false),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("finish.yaml"),
+            yaml(&brokers, &topic, &group, &url, &table, &store, true),
+        )
+        .unwrap();
+        // Input keeps arriving while the processes come and go.
+        let feeder = {
+            let (brokers, topic) = (brokers.clone(), topic.clone());
+            std::thread::spawn(move || {
+                let feed = Feed::new(&brokers, &topic);
+                let mut i = 0;
+                while i < RECORDS {
+                    feed.send(&records(i, i + CHUNK));
+                    i += CHUNK;
+                    std::thread::sleep(Duration::from_millis(250));
                 }
-            }
-            println!("seed {seed}: {}", history.join("; "));
-            // Every process restored partitions from committed references.
-            let logs: String = ["a", "b", "c"]
-                .iter()
-                .map(|p| std::fs::read_to_string(d.join(format!("{p}.log"))).unwrap_or_default())
-                .collect();
-            for p in ["a", "b", "c"] {
-                let _ = std::fs::copy(d.join(format!("{p}.log")), format!("/tmp/moves-{p}.log"));
-            }
-            check_running(&url, &table, RECORDS);
-            let tail: Vec<&str> = logs.lines().filter(|l| l.contains("partition")).collect();
+            })
+        };
+        let mut history = Vec::new();
+        let pause = |rng: &mut Rng, what: &str, history: &mut Vec<String>| {
+            let ms = 1500 + rng.next_u64() % 3000;
+            std::thread::sleep(Duration::from_millis(ms));
+            history.push(format!(
+                "{what} after {ms} ms ({} rows)",
+                count(&url, &table)
+            ));
+        };
+        let mut a = start(d, "a", "run.yaml");
+        wait_rows(&url, &table, 200);
+        pause(&mut rng, "start b", &mut history);
+        let mut b = start(d, "b", "run.yaml");
+        wait_assigned(d, "b");
+        pause(&mut rng, "kill a", &mut history);
+        kill(&mut a);
+        pause(&mut rng, "start c", &mut history);
+        let mut c = start(d, "c", "run.yaml");
+        wait_assigned(d, "c");
+        pause(&mut rng, "kill b", &mut history);
+        kill(&mut b);
+        pause(&mut rng, "kill c", &mut history);
+        kill(&mut c);
+        feeder.join().unwrap();
+        // D finishes alone. `stop_at_end` may stop before the dead
+        // members' partitions came to it (or on tansu's stale high
+        // watermark); every run resumes after the committed output, so
+        // it runs again until the output is complete.
+        for run in 0..6 {
+            let out = Command::new(shoal_bin())
+                .args(["run", "--no-progress", "finish.yaml"])
+                .current_dir(d)
+                .env("SHOAL_DATA_DIR", d.join("data-d"))
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
             assert!(
-                logs.contains("restoring the partition's state"),
-                "no partition state moved: {history:?}\n{}",
-                tail[tail.len().saturating_sub(40)..].join("\n")
+                out.status.success(),
+                "d failed: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
-        },
-    );
+            let rows = count(&url, &table);
+            history.push(format!("d run {run}: {rows} rows"));
+            if rows >= RECORDS {
+                break;
+            }
+        }
+        println!("seed {seed}: {}", history.join("; "));
+        // Every process restored partitions from committed references.
+        let logs: String = ["a", "b", "c"]
+            .iter()
+            .map(|p| std::fs::read_to_string(d.join(format!("{p}.log"))).unwrap_or_default())
+            .collect();
+        for p in ["a", "b", "c"] {
+            let _ = std::fs::copy(d.join(format!("{p}.log")), format!("/tmp/moves-{p}.log"));
+        }
+        check_running(&url, &table, RECORDS);
+        let tail: Vec<&str> = logs.lines().filter(|l| l.contains("partition")).collect();
+        assert!(
+            logs.contains("restoring the partition's state"),
+            "no partition state moved: {history:?}\n{}",
+            tail[tail.len().saturating_sub(40)..].join("\n")
+        );
+    });
 }
 
 fn rescale_yaml(

@@ -179,6 +179,27 @@ impl Converter<'_> {
         Ok(PathBuf::from(p))
     }
 
+    /// `checkpoint.store`: a directory, or a URL of a supported scheme.
+    fn store(&self, s: String) -> R<PathBuf> {
+        let at = &["checkpoint", "store"];
+        if let Some((scheme, rest)) = s.split_once("://")
+            && !scheme.is_empty()
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            if !["file", "s3", "s3a"].contains(&scheme) {
+                return Err(self
+                    .err(at, format!("unsupported state store scheme {scheme:?}"))
+                    .with_hint("a directory (shared by the job's processes), file:///path or s3://bucket/prefix"));
+            }
+            if scheme != "file" && rest.split('/').next().is_none_or(str::is_empty) {
+                return Err(self
+                    .err(at, "the state store URL names no bucket")
+                    .with_hint("write s3://bucket/prefix"));
+            }
+        }
+        self.path(at, s)
+    }
+
     fn range(&self, at: &[&str], v: Option<u64>, default: u64, min: u64, max: u64) -> R<u64> {
         let v = v.unwrap_or(default);
         if v < min || v > max {
@@ -367,7 +388,7 @@ impl Converter<'_> {
             None => data_dir.map(|d| d.join("checkpoints")),
         };
         cp.store = match raw.store {
-            Some(d) => Some(self.path(&["checkpoint", "store"], d)?),
+            Some(d) => Some(self.store(d)?),
             None => None,
         };
         Ok(cp)

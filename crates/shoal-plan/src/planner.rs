@@ -83,6 +83,13 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
     shard_state(spec, &mut nodes)?;
     let (dead_letter, dead_letter_builder) =
         crate::build::dead_letter(spec, &opts.base_dir, &data_dir);
+    let store = match spec.checkpoint.as_ref().and_then(|c| c.store.as_ref()) {
+        Some(s) => Some(
+            shoal_runtime::state::StateStore::parse(&s.to_string_lossy(), &opts.base_dir)
+                .map_err(|e| spec.error_at(&["checkpoint", "store"], e.to_string(), None))?,
+        ),
+        None => None,
+    };
     let checkpoint = spec
         .checkpoint
         .as_ref()
@@ -94,7 +101,7 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
             },
             keep: c.keep,
             timeout: c.timeout,
-            store: c.store.as_ref().map(|d| resolve(&opts.base_dir, d)),
+            store: store.clone(),
             // Kafka sources are the ones whose processes share a job.
             store_shared: nodes.iter().any(|n| matches!(n.builder, Builder::Kafka(_))),
         });

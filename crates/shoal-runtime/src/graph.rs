@@ -417,7 +417,7 @@ impl JobGraph {
                                 node.parallelism,
                                 f.clone(),
                                 registry.clone(),
-                                config.store_dir(),
+                                config.state_store(),
                             );
                             Box::pin(task::run_operator(
                                 id.clone(),
@@ -480,6 +480,7 @@ impl JobGraph {
                                 sink,
                                 gate,
                                 node_metrics.clone(),
+                                dead.clone(),
                                 checkpoint,
                             ))
                         }

@@ -3,7 +3,6 @@
 //! restored on its own (see [`crate::shard`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -12,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Result, RuntimeError};
 use crate::operator::{Collector, Operator};
 use crate::shard::{ShardId, ShardRegistry, writer_id};
-use crate::state::{StateContext, StateWrites};
+use crate::state::{StateContext, StateStore, StateWrites};
 
 /// Builds an inner operator (the node's factory, for this instance).
 pub(crate) type OperatorFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Operator>> + Send + Sync>;
@@ -25,8 +24,8 @@ pub(crate) struct Sharded {
     pub parallelism: usize,
     pub factory: OperatorFactory,
     pub registry: Arc<ShardRegistry>,
-    /// The state store directory.
-    pub store: PathBuf,
+    /// The state store.
+    pub store: StateStore,
     shards: BTreeMap<ShardId, Box<dyn Operator>>,
     seen_generation: u64,
     /// Per shard, the assignment (count) it was last loaded for.
@@ -40,7 +39,7 @@ impl Sharded {
         parallelism: usize,
         factory: OperatorFactory,
         registry: Arc<ShardRegistry>,
-        store: PathBuf,
+        store: StateStore,
     ) -> Self {
         Self {
             node,

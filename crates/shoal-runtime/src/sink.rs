@@ -2,6 +2,7 @@
 
 use arrow::record_batch::RecordBatch;
 
+use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 
 /// Writes batches to the outside world. One instance per parallel task.
@@ -35,6 +36,13 @@ pub trait Sink: Send + 'static {
     /// End of input (runs without checkpoints): flush and make everything
     /// written visible.
     fn finish(&mut self) -> Result<()>;
+
+    /// Records this sink refused since the last call (rows a database
+    /// rejected), for the pipeline's dead-letter output. The sink task asks
+    /// after every call that writes to the outside world.
+    fn take_rejected(&mut self) -> Vec<DeadLetter> {
+        Vec::new()
+    }
 
     /// Start of a checkpointed run: commit the epochs staged by an earlier
     /// run up to `committed` (the newest completed checkpoint, `None` when

@@ -106,7 +106,7 @@ impl OperatorTask {
         match (self, checkpoint) {
             (OperatorTask::One(op), Some(link)) => op.snapshot_at(&StateContext {
                 writes: Some(writes.clone()),
-                ..StateContext::new(link.dir.clone(), node, link.instance, id)
+                ..StateContext::new(link.dir.as_path(), node, link.instance, id)
             }),
             // Barriers flow only in checkpointed runs.
             (OperatorTask::One(_), None) => Ok(serde_json::Value::Null),
@@ -229,6 +229,7 @@ pub(crate) async fn run_sink(
     mut sink: Box<dyn Sink>,
     mut gate: InputGate,
     metrics: Arc<NodeMetrics>,
+    mut dead: DeadLetters,
     checkpoint: Option<(
         CheckpointLink,
         tokio::sync::mpsc::UnboundedReceiver<u64>,
@@ -236,6 +237,13 @@ pub(crate) async fn run_sink(
     )>,
 ) -> Result<()> {
     let span = tracing::info_span!("sink", operator = %node);
+    // Rows the sink refused go to the dead letters.
+    async fn reject(sink: &mut Box<dyn Sink>, dead: &mut DeadLetters) -> Result<()> {
+        for letter in sink.take_rejected() {
+            dead.send(letter).await?;
+        }
+        Ok(())
+    }
     let (link, mut completed, mark) = match checkpoint {
         Some((l, c, m)) => (Some(l), Some(c), Some(m)),
         None => (None, None, None),
@@ -253,6 +261,7 @@ pub(crate) async fn run_sink(
                     biased;
                     Some(id) = c.recv() => {
                         sink.commit(id)?;
+                        reject(&mut sink, &mut dead).await?;
                         committed(id);
                         continue;
                     }
@@ -277,6 +286,8 @@ pub(crate) async fn run_sink(
                 InputEvent::EndOfData => sink.end_of_data()?,
                 InputEvent::Barrier(id) => {
                     sink.pre_commit(id)?;
+                    reject(&mut sink, &mut dead).await?;
+                    dead.barrier(id).await?;
                     if let Some(link) = &link {
                         link.ack(id, serde_json::Value::Null);
                     }
@@ -284,12 +295,14 @@ pub(crate) async fn run_sink(
                 InputEvent::End => {
                     let Some(c) = &mut completed else {
                         sink.finish()?;
+                        reject(&mut sink, &mut dead).await?;
                         return Ok(());
                     };
                     // Checkpointed: everything was staged at the final barrier;
                     // commit each epoch the coordinator completes, and nothing else.
                     while let Some(id) = c.recv().await {
                         sink.commit(id)?;
+                        reject(&mut sink, &mut dead).await?;
                         committed(id);
                     }
                     return Ok(());

@@ -9,8 +9,8 @@
 //! The operator keeps its units in memory in its own structures (Arrow
 //! accumulators and batches); this is their checkpoint image.
 
+use shoal_runtime::state::StateStore;
 use std::collections::HashSet;
-use std::path::Path;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -89,7 +89,7 @@ impl BlobState {
     pub(crate) fn restore(
         &mut self,
         reference: &Value,
-        dir: &Path,
+        dir: &StateStore,
     ) -> RtResult<Vec<(String, Blob)>> {
         *self = Self::new(self.part);
         self.keyed.restore(reference, dir)?;

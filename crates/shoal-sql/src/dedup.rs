@@ -266,7 +266,7 @@ impl Operator for DedupOperator {
         self.state = DedupState::new();
         self.state.watermark = mine["watermark"].as_i64().ok_or_else(bad)?;
         let reference = serde_json::json!({ "keyed_state": mine["keyed_state"].clone() });
-        self.state.keyed.restore(&reference, &ctx.dir)
+        self.state.keyed.restore(&reference, &ctx.store)
     }
 }
 
@@ -409,9 +409,8 @@ mod tests {
         let snap = d.snapshot_at(&ctx(2)).unwrap();
         let files = snap["keyed_state"]["files"].as_array().unwrap().clone();
         assert_eq!(files.len(), 2);
-        let delta = std::fs::read(dir.join(files[1].as_str().unwrap())).unwrap();
-        let trailer = &delta[delta.len() - 16..];
-        let entries = u64::from_le_bytes(trailer[..8].try_into().unwrap());
+        let delta = dir.join(files[1].as_str().unwrap());
+        let entries = shoal_runtime::state::file_entries(&delta).unwrap();
         assert_eq!(entries, 1, "only c changed");
 
         let mut restored = op();

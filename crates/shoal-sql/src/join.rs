@@ -534,7 +534,7 @@ impl IntervalJoinState {
         spec: &IntervalJoinSpec,
         v: &serde_json::Value,
         image: &mut BlobState,
-        dir: &std::path::Path,
+        dir: &shoal_runtime::state::StateStore,
     ) -> RtResult<Self> {
         let bad = || RuntimeError::User("interval-join state is malformed".into());
         let mut state = Self::new(spec)?;

@@ -738,7 +738,7 @@ impl QueryOperator {
         &mut self,
         states: &[serde_json::Value],
         instance: usize,
-        dir: &std::path::Path,
+        dir: &shoal_runtime::state::StateStore,
     ) -> RtResult<()> {
         let Some(mine) = states.get(instance).filter(|v| !v.is_null()) else {
             return Ok(());
@@ -935,7 +935,7 @@ impl Operator for QueryOperator {
         instance: usize,
         ctx: &shoal_runtime::state::StateContext,
     ) -> RtResult<()> {
-        self.restore_from(states, instance, &ctx.dir)
+        self.restore_from(states, instance, &ctx.store)
     }
 }
 

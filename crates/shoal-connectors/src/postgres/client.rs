@@ -125,6 +125,17 @@ pub(crate) const EPOCHS_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_epochs (
     committed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (pipeline, sink, task))";
 
+/// `shoal_rejected` DDL: rows Postgres refused (see the sink's docs),
+/// written in the transaction of their epoch.
+pub(crate) const REJECTED_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_rejected (
+    pipeline text NOT NULL,
+    sink text NOT NULL,
+    task text NOT NULL,
+    epoch bigint NOT NULL,
+    reason text NOT NULL,
+    record text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now())";
+
 /// Run DDL that several processes may run at once (`CREATE ... IF NOT
 /// EXISTS` can still collide in the catalog): retry a few times.
 pub(crate) fn ensure(client: &PgClient, ddl: &'static str) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The `postgres` sink, through `tokio-postgres` (plain TCP, no TLS).
 //!
-//! * [`PostgresSink`] writes each epoch's rows (`COPY ... FROM STDIN` in CSV)
+//! * [`PostgresSink`] writes each epoch's rows (`COPY ... FROM STDIN` in text format)
 //!   and a `(pipeline, sink, task) → epoch` marker in `shoal_epochs` in one
 //!   transaction; an epoch already recorded there is skipped, so replaying a
 //!   commit is a no-op. With a Kafka source the same transaction upserts the
@@ -21,10 +21,11 @@
 //! | Date32 | `date` | |
 
 mod client;
+mod copy_text;
 mod sink;
 
 pub use client::{PgClient, PostgresPositions};
-pub use sink::{PostgresSink, PostgresSinkTask, check_table};
+pub use sink::{PostgresSink, PostgresSinkTask, RETRY_FOR, check_table};
 
 use arrow::datatypes::{DataType, Schema};
 use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};

@@ -11,18 +11,46 @@
 //!   before the checkpoint is durable — at-least-once (a crash between the
 //!   two replays that epoch).
 //! * Without checkpoints: at the end of input.
+//!
+//! Rows go as `COPY … FROM STDIN` in text format ([`super::copy_text`]).
+//!
+//! # Rows Postgres rejects
+//!
+//! A COPY that fails on its data (SQLSTATE class 22, data exception, or 23,
+//! integrity constraint violation: a NULL for a `NOT NULL` column, a NUL
+//! byte in text, a value out of range) is rolled back to a savepoint and the
+//! epoch's rows are split in halves until each rejected row is alone; every
+//! other row is written. In the same transaction each rejected row is
+//! recorded in `shoal_rejected` (pipeline, sink, task, epoch, reason, the
+//! row as JSON), so the database holds exactly the epoch's rows minus the
+//! rejected ones plus their record, whatever crashes. The rows also go to
+//! the pipeline's dead-letter output with the reason. The epoch, its
+//! marker and its offsets commit as usual: a bad row never stops the job.
+//!
+//! # Outages
+//!
+//! A failure of the connection (the server stopped or restarted, the
+//! network dropped; not an error the server reports about the data) is
+//! retried: the sink reconnects with backoff (0.2 s doubling to 5 s) and
+//! runs the epoch's whole transaction again, for up to [`RETRY_FOR`]. A
+//! transaction whose commit reached the server before the connection
+//! broke is recognised by its marker and not written twice. Past that time
+//! the job fails; nothing of the epoch is committed.
 
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::SinkExt;
 use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};
-use shoal_runtime::{Result, RuntimeError, Sink};
+use shoal_runtime::{DeadLetter, Result, RuntimeError, Sink};
+use tokio_postgres::{Client, Transaction};
 
-use super::client::{EPOCHS_DDL, OFFSETS_DDL, PgClient, ensure, pg_err};
-use super::{pg_type, quote_ident};
+use super::client::{EPOCHS_DDL, OFFSETS_DDL, PgClient, REJECTED_DDL, ensure, pg_err};
+use super::{copy_text, pg_type, quote_ident};
 use crate::kafka::OffsetLedger;
 use shoal_runtime::shard::ShardRegistry;
 
@@ -44,18 +72,95 @@ pub struct PostgresSinkTask {
     pub checkpointing: bool,
 }
 
+/// How long the sink retries an epoch whose connection failed (see the
+/// module docs) before the job fails.
+pub const RETRY_FOR: Duration = Duration::from_secs(120);
+
 /// One Postgres sink instance.
 pub struct PostgresSink {
     client: PgClient,
     spec: PostgresSinkSpec,
     task: PostgresSinkTask,
     columns: Vec<String>,
-    /// CSV of the rows of each epoch not yet written, oldest first.
-    pending: Vec<(u64, Vec<u8>)>,
+    /// The rows of each epoch not yet written, oldest first.
+    pending: Vec<(u64, Vec<RecordBatch>)>,
     epoch: u64,
+    /// Rows Postgres rejected, for the dead-letter output.
+    rejected: Vec<DeadLetter>,
 }
 
-const NULL: &str = "\\N";
+/// Connect to the sink's database (and create the session's staging table
+/// of an upsert).
+fn open(spec: &PostgresSinkSpec) -> Result<PgClient> {
+    let client = PgClient::connect(&spec.url)?;
+    if spec.mode == PostgresMode::Upsert {
+        let t = quote_ident(&spec.table);
+        client.batch(format!(
+            "CREATE TEMP TABLE shoal_stage (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+             ALTER TABLE shoal_stage ADD COLUMN shoal_seq bigserial"
+        ))?;
+    }
+    Ok(client)
+}
+
+/// Everything the transaction of one epoch writes, kept for a retry.
+struct EpochWrite {
+    /// The rows, in COPY text format.
+    rows: Vec<u8>,
+    /// The same rows as batches (a rejected row's record).
+    batches: Vec<RecordBatch>,
+    copy: String,
+    upsert: Option<String>,
+    pipeline: String,
+    sink: String,
+    task: String,
+    epoch: i64,
+    /// Record the epoch in `shoal_epochs` (checkpointed runs).
+    marked: bool,
+    group: Option<String>,
+    offsets: Vec<((String, i32), i64)>,
+    states: Vec<Option<String>>,
+    topic: Option<String>,
+    state_only: Vec<(i32, String)>,
+}
+
+/// What the transaction did.
+enum Written {
+    /// The epoch was recorded already.
+    Skipped,
+    /// Written; these rows (index, reason, record) were rejected.
+    Rows(Vec<(usize, String, String)>),
+}
+
+/// A failed transaction: is it worth running again on a new connection?
+struct Failure {
+    retry: bool,
+    error: RuntimeError,
+}
+
+fn fail(context: &str, e: tokio_postgres::Error) -> Failure {
+    let retry = match e.code() {
+        // No answer from the server about this statement: the connection.
+        None => true,
+        // Connection exceptions, the server shutting down or starting up,
+        // serialization failures and deadlocks.
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+        }
+    };
+    Failure {
+        retry,
+        error: pg_err(context, e),
+    }
+}
+
+/// Whether Postgres rejected the rows themselves (data exception,
+/// integrity constraint violation).
+fn rejects_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
 
 impl PostgresSink {
     /// Connect, create the marker tables (and the target table when missing
@@ -63,14 +168,9 @@ impl PostgresSink {
     pub fn new(spec: PostgresSinkSpec, schema: SchemaRef, task: PostgresSinkTask) -> Result<Self> {
         let client = PgClient::connect(&spec.url)?;
         prepare(&client, &spec, &schema, task.ledger.is_some())?;
+        drop(client);
+        let client = open(&spec)?;
         let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-        if spec.mode == PostgresMode::Upsert {
-            let t = quote_ident(&spec.table);
-            client.batch(format!(
-                "CREATE TEMP TABLE shoal_stage (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-                 ALTER TABLE shoal_stage ADD COLUMN shoal_seq bigserial"
-            ))?;
-        }
         Ok(Self {
             client,
             spec,
@@ -78,18 +178,21 @@ impl PostgresSink {
             columns,
             pending: Vec::new(),
             epoch: 1,
+            rejected: Vec::new(),
         })
     }
 
     fn write_through(&mut self, epoch: u64) -> Result<()> {
         let n = self.pending.partition_point(|(e, _)| *e <= epoch);
-        let mut csv = Vec::new();
-        for (_, c) in self.pending.drain(..n) {
-            if csv.is_empty() {
-                csv = c;
-            } else {
-                csv.extend_from_slice(&c);
-            }
+        let batches: Vec<RecordBatch> = self
+            .pending
+            .drain(..n)
+            .flat_map(|(_, b)| b)
+            .filter(|b| b.num_rows() > 0)
+            .collect();
+        let mut rows = Vec::new();
+        for b in &batches {
+            copy_text::encode(b, &mut rows)?;
         }
         let offsets = match &self.task.ledger {
             Some(l) => l.take_upto(epoch),
@@ -134,8 +237,7 @@ impl PostgresSink {
             PostgresMode::Insert => table.clone(),
             PostgresMode::Upsert => "shoal_stage".to_string(),
         };
-        let copy =
-            format!("COPY {copy_target} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')");
+        let copy = format!("COPY {copy_target} ({cols}) FROM STDIN");
         let upsert = (self.spec.mode == PostgresMode::Upsert).then(|| {
             let keys = self
                 .spec
@@ -160,94 +262,77 @@ impl PostgresSink {
                  ORDER BY {keys}, shoal_seq DESC ON CONFLICT ({keys}) DO {action}"
             )
         });
-        let (pipeline, sink, task) = (
-            self.task.pipeline.clone(),
-            self.task.sink.clone(),
-            self.task.task.clone(),
-        );
-        let epoch_i = epoch as i64;
-        // Without checkpoints every run starts at epoch 1: no marker then.
-        let marked = self.task.checkpointing;
-        let written = self.client.run(move |rt, c| {
-            rt.block_on(async move {
-                let tx = c.transaction().await.map_err(|e| pg_err("begin", e))?;
-                let done: Option<i64> = tx
-                    .query_opt(
-                        "SELECT epoch FROM shoal_epochs WHERE pipeline = $1 AND sink = $2 AND task = $3 FOR UPDATE",
-                        &[&pipeline, &sink, &task],
-                    )
-                    .await
-                    .map_err(|e| pg_err("read shoal_epochs", e))?
-                    .map(|r| r.get(0));
-                if marked && done.is_some_and(|d| d >= epoch_i) {
-                    // Already recorded: replaying its commit is a no-op.
-                    return Ok(false);
+        let w = Arc::new(EpochWrite {
+            rows,
+            batches,
+            copy,
+            upsert,
+            pipeline: self.task.pipeline.clone(),
+            sink: self.task.sink.clone(),
+            task: self.task.task.clone(),
+            epoch: epoch as i64,
+            // Without checkpoints every run starts at epoch 1: no marker then.
+            marked: self.task.checkpointing,
+            group,
+            offsets,
+            states,
+            topic,
+            state_only,
+        });
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        let written = loop {
+            let attempt = w.clone();
+            let outcome = self
+                .client
+                .run(move |rt, c| Ok(rt.block_on(write_epoch(c, &attempt))));
+            let failure = match outcome {
+                Ok(Ok(written)) => break written,
+                Ok(Err(f)) => f,
+                // The connection's thread is gone.
+                Err(error) => Failure { retry: true, error },
+            };
+            if !failure.retry {
+                return Err(failure.error);
+            }
+            if started.elapsed() >= RETRY_FOR {
+                return Err(RuntimeError::External(format!(
+                    "{} (retried for {} s; nothing of epoch {epoch} was committed)",
+                    failure.error,
+                    RETRY_FOR.as_secs()
+                )));
+            }
+            tracing::warn!(sink = %self.task.sink, epoch, error = %failure.error,
+                retry_in_ms = backoff.as_millis() as u64, "postgres unavailable; retrying the epoch");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            match open(&self.spec) {
+                Ok(c) => {
+                    tracing::info!(sink = %self.task.sink, "postgres reconnected");
+                    self.client = c;
                 }
-                if !csv.is_empty() {
-                    let sink = tx
-                        .copy_in::<_, Bytes>(&copy)
-                        .await
-                        .map_err(|e| pg_err("copy", e))?;
-                    futures::pin_mut!(sink);
-                    sink.send(Bytes::from(csv))
-                        .await
-                        .map_err(|e| pg_err("copy rows", e))?;
-                    sink.finish().await.map_err(|e| pg_err("copy rows", e))?;
-                    if let Some(upsert) = &upsert {
-                        tx.execute(upsert.as_str(), &[])
-                            .await
-                            .map_err(|e| pg_err("upsert", e))?;
-                    }
+                Err(e) => {
+                    tracing::warn!(sink = %self.task.sink, error = %e, "postgres reconnect failed")
                 }
-                if marked {
-                    tx.execute(
-                        "INSERT INTO shoal_epochs (pipeline, sink, task, epoch) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (pipeline, sink, task) DO UPDATE SET epoch = EXCLUDED.epoch, committed_at = now()",
-                        &[&pipeline, &sink, &task, &epoch_i],
-                    )
-                    .await
-                    .map_err(|e| pg_err("record epoch", e))?;
-                }
-                if let (Some(group), false) = (&group, offsets.is_empty()) {
-                    let topics: Vec<&str> = offsets.iter().map(|((t, _), _)| t.as_str()).collect();
-                    let parts: Vec<i32> = offsets.iter().map(|((_, p), _)| *p).collect();
-                    let next: Vec<i64> = offsets.iter().map(|(_, o)| *o).collect();
-                    tx.execute(
-                        "INSERT INTO shoal_offsets (consumer_group, topic, partition, next_offset, state)
-                         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[])
-                         ON CONFLICT (consumer_group, topic, partition)
-                         DO UPDATE SET next_offset = EXCLUDED.next_offset,
-                                       state = CASE WHEN EXCLUDED.state IS NULL THEN shoal_offsets.state
-                                                    ELSE (COALESCE(shoal_offsets.state::jsonb, '{}'::jsonb)
-                                                          || EXCLUDED.state::jsonb)::text END,
-                                       updated_at = now()",
-                        &[group, &topics, &parts, &next, &states],
-                    )
-                    .await
-                    .map_err(|e| pg_err("record offsets", e))?;
-                }
-                if let (Some(group), Some(topic), false) = (&group, &topic, state_only.is_empty()) {
-                    // Shards whose state changed while their offsets did not
-                    // (windows fired by time alone).
-                    let parts: Vec<i32> = state_only.iter().map(|(p, _)| *p).collect();
-                    let st: Vec<&str> = state_only.iter().map(|(_, s)| s.as_str()).collect();
-                    tx.execute(
-                        "UPDATE shoal_offsets o
-                         SET state = (COALESCE(o.state::jsonb, '{}'::jsonb) || u.state::jsonb)::text,
-                             updated_at = now()
-                         FROM unnest($3::int[], $4::text[]) AS u(partition, state)
-                         WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.partition",
-                        &[group, topic, &parts, &st],
-                    )
-                    .await
-                    .map_err(|e| pg_err("record state references", e))?;
-                }
-                tx.commit().await.map_err(|e| pg_err("commit", e))?;
-                Ok(true)
-            })
-        })?;
-        if !written {
-            tracing::info!(sink = %self.task.sink, epoch, "epoch already recorded; skipped");
+            }
+        };
+        match written {
+            Written::Skipped => {
+                tracing::info!(sink = %self.task.sink, epoch, "epoch already recorded; skipped")
+            }
+            Written::Rows(rejected) if !rejected.is_empty() => {
+                tracing::warn!(sink = %self.task.sink, epoch, rows = rejected.len(),
+                    "postgres rejected rows; recorded in shoal_rejected and sent to the dead letters");
+                self.rejected
+                    .extend(rejected.into_iter().map(|(_, reason, record)| DeadLetter {
+                        node: self.task.sink.clone(),
+                        partition: None,
+                        offset: None,
+                        reason,
+                        record,
+                    }));
+            }
+            Written::Rows(_) => {}
         }
         if let Some(l) = &self.task.ledger {
             l.mark_committed(epoch);
@@ -282,6 +367,7 @@ fn prepare(
     offsets: bool,
 ) -> Result<()> {
     ensure(client, EPOCHS_DDL)?;
+    ensure(client, REJECTED_DDL)?;
     if offsets {
         ensure(client, OFFSETS_DDL)?;
     }
@@ -414,14 +500,16 @@ impl Sink for PostgresSink {
         if self.pending.last().is_none_or(|(e, _)| *e != epoch) {
             self.pending.push((epoch, Vec::new()));
         }
-        let buf = &mut self.pending.last_mut().expect("just pushed").1;
-        let mut w = arrow::csv::WriterBuilder::new()
-            .with_header(false)
-            .with_null(NULL.to_string())
-            .build(buf);
-        w.write(batch)
-            .map_err(|e| RuntimeError::User(format!("postgres sink: encode rows: {e}")))?;
+        self.pending
+            .last_mut()
+            .expect("just pushed")
+            .1
+            .push(batch.clone());
         Ok(())
+    }
+
+    fn take_rejected(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.rejected)
     }
 
     fn pre_commit(&mut self, epoch: u64) -> Result<()> {
@@ -483,4 +571,169 @@ impl Sink for PostgresSink {
         self.epoch = epoch + 1;
         self.write_through(epoch)
     }
+}
+
+/// The transaction of one epoch (see the module docs).
+async fn write_epoch(c: &mut Client, w: &EpochWrite) -> std::result::Result<Written, Failure> {
+    let tx = c.transaction().await.map_err(|e| fail("begin", e))?;
+    let done: Option<i64> = tx
+        .query_opt(
+            "SELECT epoch FROM shoal_epochs WHERE pipeline = $1 AND sink = $2 AND task = $3 FOR UPDATE",
+            &[&w.pipeline, &w.sink, &w.task],
+        )
+        .await
+        .map_err(|e| fail("read shoal_epochs", e))?
+        .map(|r| r.get(0));
+    if w.marked && done.is_some_and(|d| d >= w.epoch) {
+        // Already recorded: replaying its commit is a no-op.
+        return Ok(Written::Skipped);
+    }
+    let mut rejected = Vec::new();
+    if !w.rows.is_empty() {
+        rejected = copy_rows(&tx, &w.copy, &w.rows).await?;
+        if let Some(upsert) = &w.upsert {
+            tx.execute(upsert.as_str(), &[])
+                .await
+                .map_err(|e| fail("upsert", e))?;
+        }
+    }
+    let rejected: Vec<(usize, String, String)> = rejected
+        .into_iter()
+        .map(|(i, reason)| (i, reason, row_json(&w.batches, i)))
+        .collect();
+    if !rejected.is_empty() {
+        let reasons: Vec<&str> = rejected.iter().map(|(_, r, _)| r.as_str()).collect();
+        let records: Vec<&str> = rejected.iter().map(|(_, _, j)| j.as_str()).collect();
+        tx.execute(
+            "INSERT INTO shoal_rejected (pipeline, sink, task, epoch, reason, record)
+             SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[])",
+            &[&w.pipeline, &w.sink, &w.task, &w.epoch, &reasons, &records],
+        )
+        .await
+        .map_err(|e| fail("record rejected rows", e))?;
+    }
+    if w.marked {
+        tx.execute(
+            "INSERT INTO shoal_epochs (pipeline, sink, task, epoch) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pipeline, sink, task) DO UPDATE SET epoch = EXCLUDED.epoch, committed_at = now()",
+            &[&w.pipeline, &w.sink, &w.task, &w.epoch],
+        )
+        .await
+        .map_err(|e| fail("record epoch", e))?;
+    }
+    if let (Some(group), false) = (&w.group, w.offsets.is_empty()) {
+        let topics: Vec<&str> = w.offsets.iter().map(|((t, _), _)| t.as_str()).collect();
+        let parts: Vec<i32> = w.offsets.iter().map(|((_, p), _)| *p).collect();
+        let next: Vec<i64> = w.offsets.iter().map(|(_, o)| *o).collect();
+        tx.execute(
+            "INSERT INTO shoal_offsets (consumer_group, topic, partition, next_offset, state)
+             SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[])
+             ON CONFLICT (consumer_group, topic, partition)
+             DO UPDATE SET next_offset = EXCLUDED.next_offset,
+                           state = CASE WHEN EXCLUDED.state IS NULL THEN shoal_offsets.state
+                                        ELSE (COALESCE(shoal_offsets.state::jsonb, '{}'::jsonb)
+                                              || EXCLUDED.state::jsonb)::text END,
+                           updated_at = now()",
+            &[group, &topics, &parts, &next, &w.states],
+        )
+        .await
+        .map_err(|e| fail("record offsets", e))?;
+    }
+    if let (Some(group), Some(topic), false) = (&w.group, &w.topic, w.state_only.is_empty()) {
+        // Shards whose state changed while their offsets did not
+        // (windows fired by time alone).
+        let parts: Vec<i32> = w.state_only.iter().map(|(p, _)| *p).collect();
+        let st: Vec<&str> = w.state_only.iter().map(|(_, s)| s.as_str()).collect();
+        tx.execute(
+            "UPDATE shoal_offsets o
+             SET state = (COALESCE(o.state::jsonb, '{}'::jsonb) || u.state::jsonb)::text,
+                 updated_at = now()
+             FROM unnest($3::int[], $4::text[]) AS u(partition, state)
+             WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.partition",
+            &[group, topic, &parts, &st],
+        )
+        .await
+        .map_err(|e| fail("record state references", e))?;
+    }
+    tx.commit().await.map_err(|e| fail("commit", e))?;
+    Ok(Written::Rows(rejected))
+}
+
+/// COPYs `rows` (text format, one line per row); rows Postgres rejects are
+/// isolated by halving under a savepoint and left out. Returns the rejected
+/// rows' indexes with the reason.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    copy: &str,
+    rows: &[u8],
+) -> std::result::Result<Vec<(usize, String)>, Failure> {
+    let lines = copy_text::rows(rows);
+    let mut rejected = Vec::new();
+    // Row ranges still to write, the next one last.
+    let mut todo: Vec<Range<usize>> = vec![0..lines.len()];
+    while let Some(r) = todo.pop() {
+        if r.is_empty() {
+            continue;
+        }
+        let bytes = &rows[lines[r.start].start..lines[r.end - 1].end];
+        tx.batch_execute("SAVEPOINT shoal_rows")
+            .await
+            .map_err(|e| fail("savepoint", e))?;
+        match copy_once(tx, copy, bytes).await {
+            Ok(()) => tx
+                .batch_execute("RELEASE SAVEPOINT shoal_rows")
+                .await
+                .map_err(|e| fail("release savepoint", e))?,
+            Err(e) if rejects_data(&e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT shoal_rows")
+                    .await
+                    .map_err(|e| fail("rollback to savepoint", e))?;
+                if r.len() == 1 {
+                    let reason = match e.as_db_error() {
+                        Some(db) => format!(
+                            "rejected by postgres: {} (SQLSTATE {})",
+                            db.message(),
+                            db.code().code()
+                        ),
+                        None => format!("rejected by postgres: {e}"),
+                    };
+                    rejected.push((r.start, reason));
+                } else {
+                    let mid = r.start + r.len() / 2;
+                    todo.push(mid..r.end);
+                    todo.push(r.start..mid);
+                }
+            }
+            Err(e) => return Err(fail("copy rows", e)),
+        }
+    }
+    Ok(rejected)
+}
+
+async fn copy_once(
+    tx: &Transaction<'_>,
+    copy: &str,
+    bytes: &[u8],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, Bytes>(copy).await?;
+    futures::pin_mut!(sink);
+    sink.send(Bytes::copy_from_slice(bytes)).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
+/// Row `i` of the concatenated `batches`, as a JSON object.
+fn row_json(batches: &[RecordBatch], mut i: usize) -> String {
+    for b in batches {
+        if i < b.num_rows() {
+            let mut out = Vec::new();
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+            if w.write(&b.slice(i, 1)).and_then(|_| w.finish()).is_err() {
+                return String::new();
+            }
+            return String::from_utf8_lossy(&out).trim_end().to_owned();
+        }
+        i -= b.num_rows();
+    }
+    String::new()
 }

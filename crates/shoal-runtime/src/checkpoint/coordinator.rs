@@ -150,7 +150,7 @@ impl Coordinator {
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::after_manifest(id, last, &self.metrics, sinks_committed);
             let floor = sinks_committed();
-            let store = self.config.store_dir();
+            let store = self.config.state_store();
             Manifest::prune_with_store(
                 &self.config.dir,
                 self.config.keep,

@@ -243,7 +243,7 @@ impl Manifest {
         dir: &Path,
         keep: usize,
         floor: u64,
-        store: Option<(&Path, bool)>,
+        store: Option<(&crate::state::StateStore, bool)>,
     ) -> Result<()> {
         let files = Self::list(dir)?;
         let n = files.len().saturating_sub(keep.max(1));
@@ -254,7 +254,12 @@ impl Manifest {
         for f in &files[..n] {
             fs::remove_file(f).map_err(|e| io("remove", f, e))?;
         }
-        let store = store.filter(|(d, _)| d.join(crate::state::STATE_DIR).is_dir());
+        // A directory store without state files has nothing to prune (an
+        // object store is listed: it has no directories to look at).
+        let store = store.filter(|(s, _)| {
+            s.dir()
+                .is_none_or(|d| d.join(crate::state::STATE_DIR).is_dir())
+        });
         if !dir.join(crate::state::STATE_DIR).is_dir() && store.is_none() {
             return Ok(());
         }
@@ -265,7 +270,7 @@ impl Manifest {
         let newest = kept.last().map_or(0, |m| m.id);
         let states = || kept.iter().flat_map(|m| m.states.values().flatten());
         if dir.join(crate::state::STATE_DIR).is_dir() {
-            crate::state::prune_files(dir, states(), newest)?;
+            crate::state::prune_files(&dir.into(), states(), newest)?;
         }
         if let Some((store, shared)) = store {
             let me = crate::shard::writer_id();
@@ -425,7 +430,7 @@ mod tests {
         // Shared store: only this writer's unreferenced files go; file 3 is
         // not referenced but not newer than the newest manifest (3).
         let (dir, store, _) = store_with_files();
-        Manifest::prune_with_store(dir.path(), 2, 0, Some((store.path(), true))).unwrap();
+        Manifest::prune_with_store(dir.path(), 2, 0, Some((&store.path().into(), true))).unwrap();
         let tmp = |w: &str| format!("state/op/p0/{w}/0/.{:020}.delta.jsonl.tmp", 2);
         let mut want = vec![
             name(me, 2),
@@ -439,7 +444,7 @@ mod tests {
         assert_eq!(left(store.path()), want);
         // One process per job: the dead writer's unreferenced files go too.
         let (dir, store, _) = store_with_files();
-        Manifest::prune_with_store(dir.path(), 2, 0, Some((store.path(), false))).unwrap();
+        Manifest::prune_with_store(dir.path(), 2, 0, Some((&store.path().into(), false))).unwrap();
         let mut want = vec![name(me, 2), tmp(me), name("w1-dead", 1)];
         want.sort();
         assert_eq!(left(store.path()), want);

@@ -43,9 +43,9 @@ pub struct CheckpointConfig {
     /// A checkpoint not acknowledged by every task within this is abandoned.
     pub timeout: Duration,
     /// The state store: where sharded operators write their shard files
-    /// (see [`crate::shard`]); a directory that several processes of one
-    /// job may share. `None`: `dir/shards`.
-    pub store: Option<PathBuf>,
+    /// (see [`crate::shard`]); a directory or an object store that several
+    /// processes of one job may share. `None`: `dir/shards`.
+    pub store: Option<crate::state::StateStore>,
     /// Other live processes write shard files into the same store (a job
     /// of several processes): old files are then deleted only from this
     /// process's own writer directories. `false`: every writer but this
@@ -55,11 +55,11 @@ pub struct CheckpointConfig {
 }
 
 impl CheckpointConfig {
-    /// The state store's directory.
-    pub fn store_dir(&self) -> PathBuf {
+    /// The state store.
+    pub fn state_store(&self) -> crate::state::StateStore {
         self.store
             .clone()
-            .unwrap_or_else(|| self.dir.join("shards"))
+            .unwrap_or_else(|| self.dir.join("shards").into())
     }
 }
 

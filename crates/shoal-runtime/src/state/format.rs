@@ -103,11 +103,11 @@ pub(crate) struct Line {
     pub v: Option<Value>,
 }
 
-fn bad(path: &Path, why: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::User(format!("keyed state file {}: {why}", path.display()))
+fn bad(path: &str, why: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::User(format!("keyed state file {path}: {why}"))
 }
 
-fn newer(path: &Path, version: u64) -> RuntimeError {
+fn newer(path: &str, version: u64) -> RuntimeError {
     bad(
         path,
         format!(
@@ -200,15 +200,25 @@ pub(crate) enum Entries<'a> {
     Lines(Vec<Line>),
 }
 
-/// Reads `path`: checks magic, version, header and trailer, and passes the
-/// entries to `apply` together with the header.
+/// Reads `path`: see [`read_bytes`].
 pub(crate) fn read_file(
     path: &Path,
     apply: impl FnOnce(&Header, Entries<'_>) -> Result<()>,
 ) -> Result<Header> {
     let bytes = fs::read(path).map_err(|e| io("read", path, e))?;
+    read_bytes(&path.display().to_string(), &bytes, apply)
+}
+
+/// Reads the file `path` (its name, for messages) whose content is
+/// `bytes`: checks magic, version, header and trailer, and passes the
+/// entries to `apply` together with the header.
+pub(crate) fn read_bytes(
+    path: &str,
+    bytes: &[u8],
+    apply: impl FnOnce(&Header, Entries<'_>) -> Result<()>,
+) -> Result<Header> {
     if bytes.starts_with(b"{") {
-        return read_v1(path, &bytes, apply);
+        return read_v1(path, bytes, apply);
     }
     if bytes.len() < 12 || &bytes[..7] != &MAGIC[..7] {
         return Err(bad(path, "not a keyed state snapshot"));
@@ -247,7 +257,7 @@ struct Trailer {
 
 /// Reads a version 1 (JSON lines) file.
 fn read_v1(
-    path: &Path,
+    path: &str,
     bytes: &[u8],
     apply: impl FnOnce(&Header, Entries<'_>) -> Result<()>,
 ) -> Result<Header> {
@@ -255,7 +265,7 @@ fn read_v1(
     let first = lines
         .next()
         .ok_or_else(|| bad(path, "empty file"))?
-        .map_err(|e| io("read", path, e))?;
+        .map_err(|e| bad(path, e))?;
     let v: Value = serde_json::from_str(&first).map_err(|e| bad(path, e))?;
     if v["format"] != FORMAT_NAME {
         return Err(bad(path, "not a keyed state snapshot"));
@@ -267,7 +277,7 @@ fn read_v1(
     let header: Header = serde_json::from_value(v).map_err(|e| bad(path, e))?;
     let mut entries = Vec::new();
     for line in lines {
-        let line = line.map_err(|e| io("read", path, e))?;
+        let line = line.map_err(|e| bad(path, e))?;
         if line.starts_with("{\"end\"") {
             let t: Trailer = serde_json::from_str(&line).map_err(|e| bad(path, e))?;
             if t.lines != entries.len() as u64 {

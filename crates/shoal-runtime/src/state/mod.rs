@@ -40,18 +40,20 @@
 //! versions.
 
 mod format;
+mod store;
 mod tables;
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 pub use format::STATE_FORMAT_VERSION;
+pub use store::{ObjectStoreRoot, STORE_SCHEMES, StateStore, is_store_url};
 use tables::Table;
 pub use tables::{ListState, MapState, StateKey, StateKind, StateValue, ValueState};
 
@@ -66,8 +68,9 @@ pub const STATE_DIR: &str = "state";
 /// on restore.
 #[derive(Debug, Clone)]
 pub struct StateContext {
-    /// The checkpoint directory.
-    pub dir: PathBuf,
+    /// Where the files go: the checkpoint directory, or the state store
+    /// for sharded operators.
+    pub store: StateStore,
     /// The operator's node id.
     pub node: String,
     /// The instance.
@@ -84,13 +87,13 @@ pub struct StateContext {
 impl StateContext {
     /// A context that writes snapshot files at once.
     pub fn new(
-        dir: impl Into<PathBuf>,
+        store: impl Into<StateStore>,
         node: impl Into<String>,
         instance: usize,
         checkpoint: u64,
     ) -> Self {
         Self {
-            dir: dir.into(),
+            store: store.into(),
             node: node.into(),
             instance,
             checkpoint,
@@ -98,40 +101,58 @@ impl StateContext {
         }
     }
 
-    fn write(&self, path: PathBuf, bytes: Vec<u8>) -> Result<()> {
+    fn write(&self, rel: String, bytes: Vec<u8>) -> Result<()> {
         match &self.writes {
             Some(w) => {
-                w.0.lock().expect("state writes lock").push((path, bytes));
+                w.0.lock()
+                    .expect("state writes lock")
+                    .push((self.store.clone(), rel, bytes));
                 Ok(())
             }
-            None => format::write_atomically(&path, &bytes),
+            None => self.store.put_blocking(&rel, bytes),
         }
     }
 }
 
 /// Snapshot files encoded by a task at a barrier, waiting to be written.
 /// The encoding (walking the changed entries) happens on the task, which
-/// owns the tables; the file system work (write, fsync, rename) happens in
-/// [`StateWrites::flush`] on tokio's blocking pool, so a checkpoint never
-/// blocks a runtime worker thread on the disk.
+/// owns the tables; the store work (write, fsync, rename; or an object
+/// store's put) happens in [`StateWrites::flush`], on tokio's blocking pool
+/// or the store's own I/O runtime, so a checkpoint never blocks a runtime
+/// worker thread on the disk or the network.
 #[derive(Debug, Clone, Default)]
-pub struct StateWrites(Arc<Mutex<Vec<(PathBuf, Vec<u8>)>>>);
+pub struct StateWrites(Arc<Mutex<Vec<(StateStore, String, Vec<u8>)>>>);
 
 impl StateWrites {
     /// Writes every queued file durably (each atomically, see
-    /// [`format`]); returns when all are on disk.
+    /// [`format`] and [`StateStore::put`]); returns when all are stored.
     pub async fn flush(&self) -> Result<()> {
         let files = std::mem::take(&mut *self.0.lock().expect("state writes lock"));
         if files.is_empty() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || {
-            files
-                .iter()
-                .try_for_each(|(path, bytes)| format::write_atomically(path, bytes))
-        })
-        .await
-        .map_err(|e| RuntimeError::Internal(format!("state writer: {e}")))?
+        let (on_disk, objects): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|(store, _, _)| store.dir().is_some());
+        let disk = async move {
+            if on_disk.is_empty() {
+                return Ok(());
+            }
+            tokio::task::spawn_blocking(move || {
+                on_disk
+                    .into_iter()
+                    .try_for_each(|(store, rel, bytes)| store.put_blocking(&rel, bytes))
+            })
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("state writer: {e}")))?
+        };
+        let puts = futures::future::try_join_all(
+            objects
+                .into_iter()
+                .map(|(store, rel, bytes)| async move { store.put(&rel, bytes).await }),
+        );
+        futures::try_join!(disk, puts)?;
+        Ok(())
     }
 }
 
@@ -275,7 +296,7 @@ impl KeyedState {
         }
         let bytes = image.finish(entries);
         let size = bytes.len() as u64;
-        ctx.write(ctx.dir.join(&rel), bytes)?;
+        ctx.write(rel.clone(), bytes)?;
         if full {
             self.chain.clear();
         }
@@ -298,7 +319,7 @@ impl KeyedState {
     /// (`Null` = nothing to restore): replays its files into the registered
     /// tables. The next snapshot continues the same chain. References and
     /// files of format version 1 are read too.
-    pub fn restore(&mut self, state: &Value, dir: &Path) -> Result<()> {
+    pub fn restore(&mut self, state: &Value, store: &StateStore) -> Result<()> {
         if state.is_null() {
             return Ok(());
         }
@@ -325,8 +346,10 @@ impl KeyedState {
             .unwrap_or_default();
         self.chain.clear();
         for (i, rel) in files.iter().enumerate() {
-            let path = dir.join(rel);
-            format::read_file(&path, |header, entries| self.apply(header, entries))?;
+            let bytes = store.read(rel)?;
+            format::read_bytes(&store.describe(rel), &bytes, |header, entries| {
+                self.apply(header, entries)
+            })?;
             self.chain
                 .push(((*rel).to_owned(), sizes.get(i).copied().unwrap_or(0)));
         }
@@ -451,61 +474,42 @@ fn referenced<'a>(states: impl Iterator<Item = &'a Value>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Deletes the state files under `dir/state` that none of `kept` (the
+/// Deletes the state files under `store/state` that none of `kept` (the
 /// states of the manifests still kept) references and whose checkpoint is
 /// not newer than `newest` (newer ones may belong to a checkpoint in
 /// flight). Returns how many were deleted.
 pub fn prune_files<'a>(
-    dir: &Path,
+    store: &StateStore,
     kept: impl Iterator<Item = &'a Value>,
     newest: u64,
 ) -> Result<usize> {
-    prune_files_where(dir, kept, newest, |rel| !rel.ends_with(".tmp"))
+    prune_files_where(store, kept, newest, |rel| !rel.ends_with(".tmp"))
 }
 
-/// [`prune_files`] for the files whose path (relative to `dir`, `/`
+/// [`prune_files`] for the files whose path (relative to the store, `/`
 /// separated) `consider` accepts; the others are left alone.
 pub fn prune_files_where<'a>(
-    dir: &Path,
+    store: &StateStore,
     kept: impl Iterator<Item = &'a Value>,
     newest: u64,
     consider: impl Fn(&str) -> bool,
 ) -> Result<usize> {
     let keep = referenced(kept);
-    let root = dir.join(STATE_DIR);
     let mut deleted = 0;
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(RuntimeError::io(format!("list {}", d.display()), e)),
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(rel) = path.strip_prefix(dir) else {
-                continue;
-            };
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                // `<id>.<kind>.ks` (`.jsonl` in format 1), or `.<id>.….tmp` while being written.
-                .and_then(|n| n.trim_start_matches('.').split('.').next())
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(id) = id
-                && id <= newest
-                && !keep.contains(&rel)
-                && consider(&rel)
-            {
-                std::fs::remove_file(&path)
-                    .map_err(|e| RuntimeError::io(format!("remove {}", path.display()), e))?;
-                deleted += 1;
-            }
+    for rel in store.list(STATE_DIR)? {
+        let id = rel
+            .rsplit('/')
+            .next()
+            // `<id>.<kind>.ks` (`.jsonl` in format 1), or `.<id>.….tmp` while being written.
+            .and_then(|n| n.trim_start_matches('.').split('.').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id
+            && id <= newest
+            && !keep.contains(&rel)
+            && consider(&rel)
+        {
+            store.delete(&rel)?;
+            deleted += 1;
         }
     }
     Ok(deleted)

@@ -818,7 +818,7 @@ impl OverState {
         &mut self,
         spec: &OverSpec,
         v: &serde_json::Value,
-        dir: &std::path::Path,
+        dir: &shoal_runtime::state::StateStore,
     ) -> RtResult<()> {
         *self = OverState::default();
         let t = self.tables();

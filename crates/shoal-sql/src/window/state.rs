@@ -245,7 +245,7 @@ impl WindowAggState {
         spec: &WindowAggSpec,
         v: &serde_json::Value,
         image: &mut BlobState,
-        dir: &std::path::Path,
+        dir: &shoal_runtime::state::StateStore,
     ) -> RtResult<Self> {
         let bad = || RuntimeError::User("window-aggregate state is malformed".into());
         let watermark = v["watermark"].as_i64().ok_or_else(bad)?;

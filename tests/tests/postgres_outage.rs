@@ -1,0 +1,91 @@
+//! A Postgres outage in the middle of a run (its own test binary: it stops
+//! the database every other Postgres test uses). The sink retries the
+//! epoch on a new connection until the database is back; the job ends
+//! normally and every record is in the table exactly once.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_tests::services::{pg, postgres_url, unique};
+use shoal_tests::{shoal_bin, workdir};
+
+fn services(cmd: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let st = Command::new("bash")
+        .arg(root.join("scripts/services.sh"))
+        .arg(cmd)
+        .status()
+        .unwrap();
+    assert!(st.success(), "services.sh {cmd}");
+}
+
+fn count(url: &str, table: &str) -> i64 {
+    pg(url, &format!("SELECT count(*) FROM {table}"))[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_postgres_outage_is_retried_and_the_output_is_exact() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let table = unique("pg_outage").replace('-', "_");
+    let dir = workdir();
+    let d = dir.path();
+    let n = 40_000;
+    // A generator paced at 2 000 records/s: about 20 s of input.
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\ncheckpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    rate: 2000\n    batch_size: 200\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table} }}\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("run.log")).unwrap();
+    let mut child = Command::new(shoal_bin())
+        .args(["run", "--no-progress", "p.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Wait for the first rows (a bound only against a hang).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if pg(
+            &url,
+            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+        )[0][0]
+            .as_deref()
+            == Some("1")
+            && count(&url, &table) > 2_000
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = count(&url, &table);
+    assert!(before > 0 && before < n, "rows before the outage: {before}");
+    services("stop-postgres");
+    std::thread::sleep(Duration::from_secs(10));
+    services("start-postgres");
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(status.success(), "the job failed:\n{log}");
+    assert!(
+        log.contains("retrying the epoch") && log.contains("postgres reconnected"),
+        "no retry in the log:\n{log}"
+    );
+    assert_eq!(count(&url, &table), n);
+    let distinct: i64 = pg(&url, &format!("SELECT count(DISTINCT txn_id) FROM {table}"))[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(distinct, n, "a record written twice");
+}
