@@ -47,6 +47,12 @@ impl EventTime {
         }
     }
 
+    /// `partition`'s own watermark: its largest event time seen minus the
+    /// allowed delay (`i64::MIN` before its first record).
+    pub fn partition_watermark(&self, partition: usize) -> i64 {
+        self.tracker.partition_watermark(partition)
+    }
+
     /// The instance now reads exactly `partitions`; only they hold its
     /// watermark back.
     pub fn assign(&mut self, partitions: &[u32]) {

@@ -223,7 +223,11 @@ impl Plan {
             .and_then(|(src, _)| {
                 self.nodes.iter().find_map(|n| match &n.builder {
                     Builder::Kafka(k) if n.id == *src => {
-                        Some(Arc::new(ShardRegistry::new(&k.topics[0])))
+                        // Processes share a Kafka topic's partitions: a shard that
+                        // moves in behind an operator's event time catches up.
+                        Some(Arc::new(
+                            ShardRegistry::new(&k.topics[0]).with_catch_up(true),
+                        ))
                     }
                     Builder::Log(l) if n.id == *src => Some(Arc::new(ShardRegistry::new(&l.topic))),
                     _ => None,

@@ -31,7 +31,7 @@ pub enum InputEvent {
         /// The records.
         batch: RecordBatch,
         /// The source partition they come from (see [`crate::shard`]).
-        shard: Option<crate::shard::ShardId>,
+        shard: Option<crate::shard::ShardTag>,
     },
     /// The minimum watermark over all inputs advanced to this value.
     Watermark(i64),

@@ -8,7 +8,7 @@ pub enum Message {
     /// A batch of records, tagged with the source partition (shard) all
     /// its records come from, when the source is partitioned by key (see
     /// [`crate::shard`]).
-    Batch(RecordBatch, Option<crate::shard::ShardId>),
+    Batch(RecordBatch, Option<crate::shard::ShardTag>),
     /// Event time has advanced to this many milliseconds since the epoch:
     /// no record with an earlier event time is expected any more.
     Watermark(i64),

@@ -76,9 +76,9 @@ pub trait Operator: Send + 'static {
 pub struct Collector {
     pub(crate) batches: Vec<RecordBatch>,
     /// The shard tag of each batch in `batches`.
-    pub(crate) tags: Vec<Option<crate::shard::ShardId>>,
+    pub(crate) tags: Vec<Option<crate::shard::ShardTag>>,
     /// The tag batches emitted now get (set by the task).
-    pub(crate) shard: Option<crate::shard::ShardId>,
+    pub(crate) shard: Option<crate::shard::ShardTag>,
     pub(crate) dead: Vec<DeadLetter>,
 }
 

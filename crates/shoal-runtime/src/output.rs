@@ -91,7 +91,7 @@ impl Output {
     pub async fn send_tagged(
         &mut self,
         batch: RecordBatch,
-        shard: Option<crate::shard::ShardId>,
+        shard: Option<crate::shard::ShardTag>,
     ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -118,7 +118,7 @@ impl Output {
                             self.node
                         )));
                     };
-                    let idx = s as usize % edge.senders.len();
+                    let idx = s.id as usize % edge.senders.len();
                     edge.send_to(idx, Message::Batch(b, shard), &self.node)
                         .await?;
                 }

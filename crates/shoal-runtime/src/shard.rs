@@ -35,6 +35,37 @@
 //! Without a sink that owns the offsets (a single process with file or log
 //! sinks), references live in the checkpoint manifest: on restart they are
 //! put back here ([`ShardRegistry::prefill`]) and restored the same way.
+//!
+//! # Event time of a partition that moves
+//!
+//! An operator's watermark is the minimum over its inputs, and it only
+//! moves forward. When a partition moves to a process whose event time is
+//! ahead of the partition's (its other partitions are further on, or it
+//! read further before the partition came), the partition's next records
+//! would be behind that watermark: late, though the process that had the
+//! partition would have taken them. So a partition's shards keep their own
+//! event time, as Kafka Streams keeps stream time per task:
+//!
+//! * each shard's reference records the watermark the shard had when it was
+//!   snapshotted (`{"shard": {"watermark": W, "state": …}}`);
+//! * in a job whose processes share partitions ([`ShardRegistry::catch_up`]:
+//!   Kafka sources), a shard loaded while the operator's watermark is ahead
+//!   of the shard's — the restored `W`, or nothing for a partition never
+//!   seen — *catches up*: it is driven by its partition's own watermark,
+//!   which the source sends with every batch ([`ShardTag`]), not by the
+//!   operator's, until its own reaches the operator's; from then on it
+//!   follows the operator's watermark like every other shard;
+//! * what a catching-up shard emits carries its time in the tag, so a
+//!   downstream operator that keeps state per partition (it loaded the same
+//!   partition, behind too) catches up on it in the same way. The
+//!   operator's output watermark is not held back for a catching-up shard
+//!   (a silent partition would stop event time for all the others): an
+//!   operator downstream that does *not* keep state per partition may see
+//!   its rows as late — which a job of several processes cannot have, as
+//!   every stateful operator there is keyed by the source's key.
+//!
+//! A catching-up partition that receives no records stays where it is (its
+//! windows wait for its next records), as a Kafka Streams task does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -44,6 +75,18 @@ use serde_json::{Map, Value};
 
 /// A source partition, as a batch's tag.
 pub type ShardId = u32;
+
+/// What a batch of one source partition carries: the partition, and the
+/// partition's own watermark after it (its largest event time seen minus
+/// the allowed delay; `i64::MIN` when unknown). See "Event time of a
+/// partition that moves" in the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardTag {
+    /// The source partition.
+    pub id: ShardId,
+    /// The partition's own watermark (ms).
+    pub time: i64,
+}
 
 /// One partition's state references, by operator node id.
 pub type ShardRefs = Map<String, Value>;
@@ -67,6 +110,9 @@ pub struct ShardRegistry {
     entries: Mutex<HashMap<ShardId, Entry>>,
     /// Bumped on every change of ownership, so operators notice cheaply.
     generation: AtomicU64,
+    /// Shards loaded behind the operator's event time catch up on their
+    /// partition's own (see the module docs).
+    catch_up: bool,
     /// References snapshotted per epoch, waiting for the sink's commit.
     epochs: Mutex<BTreeMap<u64, HashMap<ShardId, ShardRefs>>>,
 }
@@ -78,6 +124,18 @@ impl ShardRegistry {
             topic: Some(topic.to_string()),
             ..Self::default()
         }
+    }
+
+    /// Let shards loaded behind an operator's event time catch up on their
+    /// partition's own (a job whose processes share the partitions).
+    pub fn with_catch_up(mut self, on: bool) -> Self {
+        self.catch_up = on;
+        self
+    }
+
+    /// Whether shards catch up (see [`ShardRegistry::with_catch_up`]).
+    pub fn catch_up(&self) -> bool {
+        self.catch_up
     }
 
     /// The topic whose partitions are the shards.

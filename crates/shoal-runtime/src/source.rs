@@ -169,12 +169,32 @@ impl SourceContext {
     }
 
     /// [`SourceContext::emit`] for a batch whose records all come from
-    /// partition `partition` (see [`crate::shard`]).
-    pub async fn emit_shard(&mut self, batch: RecordBatch, partition: u32) -> Result<()> {
-        self.emit_tagged(batch, Some(partition)).await
+    /// partition `partition` (see [`crate::shard`]); `time` is the
+    /// partition's own watermark after this batch (its largest event time
+    /// seen minus the allowed delay; `i64::MIN` when unknown), which
+    /// operators use for a partition that moved in behind their event time
+    /// ([`crate::shard::ShardTag`]).
+    pub async fn emit_shard(
+        &mut self,
+        batch: RecordBatch,
+        partition: u32,
+        time: i64,
+    ) -> Result<()> {
+        self.emit_tagged(
+            batch,
+            Some(crate::shard::ShardTag {
+                id: partition,
+                time,
+            }),
+        )
+        .await
     }
 
-    async fn emit_tagged(&mut self, batch: RecordBatch, shard: Option<u32>) -> Result<()> {
+    async fn emit_tagged(
+        &mut self,
+        batch: RecordBatch,
+        shard: Option<crate::shard::ShardTag>,
+    ) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());

@@ -13,7 +13,7 @@ use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Collector, Operator};
 use crate::output::Output;
-use crate::shard::ShardId;
+use crate::shard::ShardTag;
 use crate::sharded::Sharded;
 use crate::sink::Sink;
 use crate::source::{Source, SourceContext};
@@ -51,7 +51,7 @@ impl OperatorTask {
         &mut self,
         input: usize,
         batch: arrow::record_batch::RecordBatch,
-        shard: Option<ShardId>,
+        shard: Option<ShardTag>,
         out: &mut Collector,
     ) -> Result<()> {
         match self {

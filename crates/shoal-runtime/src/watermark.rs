@@ -139,6 +139,24 @@ impl WatermarkTracker {
         });
     }
 
+    /// `partition`'s own watermark: its largest event time seen minus the
+    /// allowed delay (`i64::MIN` before its first record).
+    pub fn partition_watermark(&self, partition: usize) -> i64 {
+        let seen = match &self.times {
+            Times::Own(t) => t.get(partition).map(|p| p.0),
+            Times::Shared(s) => {
+                s.0.lock()
+                    .expect("partition times lock")
+                    .get(partition)
+                    .map(|p| p.0)
+            }
+        };
+        match seen {
+            Some(ts) if ts != i64::MIN => ts.saturating_sub(self.max_delay_ms),
+            _ => i64::MIN,
+        }
+    }
+
     /// The current watermark, if every partition that holds time back has
     /// produced data.
     pub fn watermark(&self, now: Instant) -> Option<i64> {

@@ -862,7 +862,10 @@ impl Source for KafkaSource {
                                 et.observe(base[&tp.0] + tp.1 as usize, &batch);
                             }
                             if ctx.shards().is_some() {
-                                ctx.emit_shard(batch, tp.1 as u32).await?;
+                                let time = event_time.as_ref().map_or(i64::MIN, |et| {
+                                    et.partition_watermark(base[&tp.0] + tp.1 as usize)
+                                });
+                                ctx.emit_shard(batch, tp.1 as u32, time).await?;
                             } else {
                                 ctx.emit(batch).await?;
                             }

@@ -518,7 +518,10 @@ impl Source for LogSource {
                             et.observe(p as usize, &batch);
                         }
                         if ctx.shards().is_some() {
-                            ctx.emit_shard(batch, p).await?;
+                            let time = event_time
+                                .as_ref()
+                                .map_or(i64::MIN, |et| et.partition_watermark(p as usize));
+                            ctx.emit_shard(batch, p, time).await?;
                         } else {
                             ctx.emit(batch).await?;
                         }
