@@ -26,6 +26,7 @@ mod context;
 mod dedup;
 mod error;
 mod filter;
+mod flink;
 mod join;
 mod late;
 pub mod lookup;

@@ -276,7 +276,9 @@ pub fn compile_query_with(
         register(&ctx, "input", schema)?;
     }
     let state = ctx.state();
-    let plan = futures::executor::block_on(state.create_logical_plan(query))?;
+    // Flink's window table functions become Shoal's window calls.
+    let query = crate::flink::rewrite(query)?;
+    let plan = futures::executor::block_on(state.create_logical_plan(&query))?;
     // Analyse (type coercion) and optimise (simplification, projection
     // pushdown) once; the stages below are built from the optimised plan.
     let plan = state.optimize(&plan)?;
