@@ -32,6 +32,7 @@ mod late;
 pub mod lookup;
 mod over;
 mod query;
+mod stream_checks;
 #[cfg(test)]
 mod test_support;
 pub mod window;

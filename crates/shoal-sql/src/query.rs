@@ -278,6 +278,7 @@ pub fn compile_query_with(
     let state = ctx.state();
     // Flink's window table functions become Shoal's window calls.
     let query = crate::flink::rewrite(query)?;
+    crate::stream_checks::check(&query)?;
     let plan = futures::executor::block_on(state.create_logical_plan(&query))?;
     // Analyse (type coercion) and optimise (simplification, projection
     // pushdown) once; the stages below are built from the optimised plan.

@@ -38,12 +38,15 @@ impl Frame {
     pub(crate) fn from_datafusion(f: &WindowFrame, order: &DataType) -> Result<Self, String> {
         if f.end_bound != WindowFrameBound::CurrentRow {
             return Err(format!(
-                "a frame ending at `{}` (frames end at CURRENT ROW on a stream)",
-                f.end_bound
+                "a frame ending at {} (frames end at CURRENT ROW on a stream)",
+                show_bound(&f.end_bound)
             ));
         }
         let WindowFrameBound::Preceding(start) = &f.start_bound else {
-            return Err(format!("a frame starting at `{}`", f.start_bound));
+            return Err(format!(
+                "a frame starting at {}",
+                show_bound(&f.start_bound)
+            ));
         };
         match f.units {
             WindowFrameUnits::Rows => {
@@ -65,6 +68,35 @@ impl Frame {
             WindowFrameUnits::Groups => Err("a GROUPS frame".into()),
         }
     }
+}
+
+/// A frame bound as SQL (`INTERVAL '1' MINUTE PRECEDING`, `3 FOLLOWING`),
+/// not DataFusion's debug form of its value.
+fn show_bound(b: &WindowFrameBound) -> String {
+    let (v, side) = match b {
+        WindowFrameBound::CurrentRow => return "CURRENT ROW".into(),
+        WindowFrameBound::Preceding(v) => (v, "PRECEDING"),
+        WindowFrameBound::Following(v) => (v, "FOLLOWING"),
+    };
+    let value = match v {
+        v if v.is_null() => "UNBOUNDED".to_owned(),
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            let ns = i128::from(i.days) * 86_400_000_000_000 + i128::from(i.nanoseconds);
+            const UNITS: [(i128, &str); 5] = [
+                (86_400_000_000_000, "DAY"),
+                (3_600_000_000_000, "HOUR"),
+                (60_000_000_000, "MINUTE"),
+                (1_000_000_000, "SECOND"),
+                (1_000_000, "MILLISECOND"),
+            ];
+            match UNITS.iter().find(|(n, _)| ns != 0 && ns % n == 0) {
+                Some((n, unit)) => format!("INTERVAL '{}' {unit}", ns / n),
+                None => format!("INTERVAL '{ns}' NANOSECOND"),
+            }
+        }
+        other => other.to_string(),
+    };
+    format!("`{value} {side}`")
 }
 
 /// The width of a `RANGE … PRECEDING` bound in the units of the ORDER BY

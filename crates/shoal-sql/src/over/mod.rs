@@ -160,7 +160,7 @@ impl OverSpec {
             order = Some(o);
             let order_type = o.map_or(DataType::Null, |o| input.field(o).data_type().clone());
             let frame = Frame::from_datafusion(&params.window_frame, &order_type)
-                .map_err(|why| unsupported(format!("{why}, in `{e}`,")))?;
+                .map_err(|why| unsupported(why))?;
             let arg = match params.args.first() {
                 None | Some(Expr::Literal(..)) => None,
                 Some(a) => Some(column_index(a, input)?),
