@@ -120,6 +120,10 @@ pub(crate) enum Function {
     Avg,
     Min,
     Max,
+    /// `ROW_NUMBER()`: the row's position in its key (every row counts).
+    RowNumber,
+    /// `LAG(x, n)`: `x` of the row `n` rows before (NULL before the first).
+    Lag(u32),
 }
 
 /// The running state of one aggregate over one key's frame.
@@ -141,6 +145,22 @@ pub(crate) enum Acc {
     },
     /// Value → occurrences in the frame.
     Distinct(HashMap<u64, u32>),
+    /// Rows seen (`ROW_NUMBER`).
+    Rows(i64),
+    /// The last `offset + 1` values, the current row's last (`LAG`).
+    Lag {
+        offset: u32,
+        recent: VecDeque<Val>,
+    },
+}
+
+impl Function {
+    /// Functions of the row's position (`ROW_NUMBER`, `LAG`): they ignore
+    /// the frame and see rows one by one, peers included, in processing
+    /// order.
+    pub(crate) fn frame_free(self) -> bool {
+        matches!(self, Function::RowNumber | Function::Lag(_))
+    }
 }
 
 impl Acc {
@@ -158,6 +178,11 @@ impl Acc {
                 max: f == Function::Max,
                 deque: VecDeque::new(),
                 int,
+            },
+            Function::RowNumber => Acc::Rows(0),
+            Function::Lag(offset) => Acc::Lag {
+                offset,
+                recent: VecDeque::new(),
             },
         }
     }
@@ -197,6 +222,13 @@ impl Acc {
             Acc::Distinct(counts) => {
                 if let Some(k) = v.distinct_key() {
                     *counts.entry(k).or_insert(0) += 1;
+                }
+            }
+            Acc::Rows(n) => *n += 1,
+            Acc::Lag { offset, recent } => {
+                recent.push_back(v);
+                while recent.len() > *offset as usize + 1 {
+                    recent.pop_front();
                 }
             }
         }
@@ -240,6 +272,8 @@ impl Acc {
                     }
                 }
             }
+            // Their frame never slides (see `Function::frame_free`).
+            Acc::Rows(_) | Acc::Lag { .. } => {}
         }
     }
 
@@ -258,6 +292,15 @@ impl Acc {
                     Val::I(*int)
                 } else {
                     Val::F(*float)
+                }
+            }
+            (Acc::Rows(n), _) => Val::I(*n),
+            (Acc::Lag { offset, recent }, _) => {
+                let o = *offset as usize;
+                if recent.len() > o {
+                    recent[recent.len() - 1 - o]
+                } else {
+                    Val::Null
                 }
             }
             (Acc::Extreme { deque, int, .. }, _) => match deque.front() {
@@ -351,6 +394,33 @@ mod tests {
         assert_eq!(
             new.value(Function::Max, true),
             Val::I(9_007_199_254_740_995)
+        );
+    }
+
+    #[test]
+    fn lag_looks_back_by_position_and_row_number_counts_every_row() {
+        let mut lag = Acc::new(Function::Lag(2), true);
+        let mut rn = Acc::new(Function::RowNumber, true);
+        let mut got = Vec::new();
+        for (seq, v) in [Val::I(1), Val::Null, Val::I(3), Val::I(4)]
+            .into_iter()
+            .enumerate()
+        {
+            lag.add(v, seq as u64);
+            rn.add(v, seq as u64);
+            got.push((
+                lag.value(Function::Lag(2), true),
+                rn.value(Function::RowNumber, true),
+            ));
+        }
+        assert_eq!(
+            got,
+            [
+                (Val::Null, Val::I(1)),
+                (Val::Null, Val::I(2)),
+                (Val::I(1), Val::I(3)),
+                (Val::Null, Val::I(4)),
+            ]
         );
     }
 

@@ -46,7 +46,7 @@ use arrow::buffer::NullBuffer;
 use arrow::compute::{SortColumn, cast, concat_batches, filter_record_batch, lexsort_to_indices};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
 use shoal_runtime::state::{KeyedState, StateContext, StateHandle, ValueState};
@@ -89,13 +89,40 @@ pub(crate) struct OverSpec {
 }
 
 const HINT: &str = "supported: COUNT/COUNT(DISTINCT)/SUM/AVG/MIN/MAX OVER (PARTITION BY key ORDER BY ts \
-                    ROWS|RANGE BETWEEN UNBOUNDED PRECEDING | n PRECEDING | INTERVAL '…' PRECEDING AND CURRENT ROW)";
+                    ROWS|RANGE BETWEEN UNBOUNDED PRECEDING | n PRECEDING | INTERVAL '…' PRECEDING AND CURRENT ROW), \
+                    ROW_NUMBER() and LAG(col [, n]) OVER (PARTITION BY key ORDER BY ts)";
 
 fn unsupported(what: String) -> SqlError {
     SqlError::new(format!(
         "{what} is not supported in an OVER window on a stream"
     ))
     .with_hint(HINT)
+}
+
+/// `LAG(x [, n [, NULL]])`'s offset `n` (default 1); a default other than
+/// NULL is refused with the `COALESCE` to write.
+fn lag_offset(args: &[Expr]) -> Result<u32> {
+    let n = match args.get(1) {
+        None => 1,
+        Some(Expr::Literal(v, _)) => match v {
+            ScalarValue::Int64(Some(n)) if (0..=100_000).contains(n) => *n as u32,
+            ScalarValue::Int32(Some(n)) if (0..=100_000).contains(n) => *n as u32,
+            ScalarValue::UInt64(Some(n)) if *n <= 100_000 => *n as u32,
+            other => {
+                return Err(unsupported(format!("LAG with an offset of {other}")));
+            }
+        },
+        Some(other) => return Err(unsupported(format!("LAG with an offset of `{other}`"))),
+    };
+    match args.get(2) {
+        None => {}
+        Some(Expr::Literal(v, _)) if v.is_null() => {}
+        Some(_) => {
+            return Err(SqlError::new("LAG with a default value is not supported")
+                .with_hint("write COALESCE(LAG(x) OVER w, default)"));
+        }
+    }
+    Ok(n)
 }
 
 fn column_index(e: &Expr, schema: &DFSchema) -> Result<usize> {
@@ -132,8 +159,36 @@ impl OverSpec {
                 return Err(unsupported(format!("`{e}`")));
             };
             let WindowFunction { fun, params } = wf.as_ref();
-            let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
-                return Err(unsupported(format!("the window function {fun}")));
+            // Aggregates over the frame, or ROW_NUMBER / LAG (by position).
+            let (name, func) = match fun {
+                WindowFunctionDefinition::AggregateUDF(udaf) => {
+                    let func = match (udaf.name(), params.distinct) {
+                        ("count", false) => Function::Count,
+                        ("count", true) => Function::CountDistinct,
+                        (_, true) => {
+                            return Err(unsupported(format!("{}(DISTINCT …)", udaf.name())));
+                        }
+                        ("sum", _) => Function::Sum,
+                        ("avg", _) => Function::Avg,
+                        ("min", _) => Function::Min,
+                        ("max", _) => Function::Max,
+                        (other, _) => return Err(unsupported(other.to_uppercase())),
+                    };
+                    (udaf.name().to_owned(), func)
+                }
+                WindowFunctionDefinition::WindowUDF(w) => match w.name() {
+                    "row_number" => ("row_number".to_owned(), Function::RowNumber),
+                    "lag" => ("lag".to_owned(), Function::Lag(lag_offset(&params.args)?)),
+                    "lead" => {
+                        return Err(SqlError::new(
+                            "LEAD is not supported on a stream: it needs rows that have not arrived yet",
+                        )
+                        .with_hint(
+                            "compute the feature on the later row instead: LAG(x) OVER (PARTITION BY key ORDER BY ts)",
+                        ));
+                    }
+                    other => return Err(unsupported(format!("the window function {other}"))),
+                },
             };
             if params.filter.is_some() {
                 return Err(unsupported("FILTER (WHERE …)".into()));
@@ -159,45 +214,49 @@ impl OverSpec {
             }
             order = Some(o);
             let order_type = o.map_or(DataType::Null, |o| input.field(o).data_type().clone());
-            let frame = Frame::from_datafusion(&params.window_frame, &order_type)
-                .map_err(|why| unsupported(why))?;
+            let frame = if func.frame_free() {
+                Frame::RowsUnbounded
+            } else {
+                Frame::from_datafusion(&params.window_frame, &order_type).map_err(unsupported)?
+            };
             let arg = match params.args.first() {
                 None | Some(Expr::Literal(..)) => None,
                 Some(a) => Some(column_index(a, input)?),
             };
             let arg_type = arg.map(|a| input.field(a).data_type().clone());
-            let func = match (udaf.name(), params.distinct) {
-                ("count", false) => Function::Count,
-                ("count", true) => Function::CountDistinct,
-                (_, true) => return Err(unsupported(format!("{}(DISTINCT …)", udaf.name()))),
-                ("sum", _) => Function::Sum,
-                ("avg", _) => Function::Avg,
-                ("min", _) => Function::Min,
-                ("max", _) => Function::Max,
-                (other, _) => return Err(unsupported(other.to_uppercase())),
-            };
-            let numeric = arg_type
-                .as_ref()
-                .is_some_and(|t| t.is_numeric() && !matches!(t, DataType::Decimal128(..)));
-            let countable = matches!(func, Function::Count | Function::CountDistinct);
+            let numeric = arg_type.as_ref().is_some_and(|t| {
+                (t.is_numeric() && !matches!(t, DataType::Decimal128(..)))
+                    || (matches!(func, Function::Lag(_)) && is_int(t))
+            });
+            let countable = matches!(
+                func,
+                Function::Count | Function::CountDistinct | Function::RowNumber
+            );
             if arg.is_none() && !countable {
-                return Err(SqlError::new(format!(
-                    "{} needs a column argument",
-                    udaf.name()
-                )));
+                return Err(SqlError::new(format!("{name} needs a column argument")));
             }
             if arg.is_some() && !countable && !numeric {
                 return Err(unsupported(format!(
                     "{} over a {} column",
-                    udaf.name().to_uppercase(),
+                    name.to_uppercase(),
                     arg_type.unwrap_or(DataType::Null)
                 )));
             }
             let out_type = output.field(input.fields().len() + i).data_type().clone();
-            if !matches!(out_type, DataType::Int64 | DataType::Float64) {
+            let out_ok = match func {
+                Function::RowNumber => matches!(out_type, DataType::UInt64 | DataType::Int64),
+                Function::Lag(_) => {
+                    matches!(
+                        out_type,
+                        DataType::Int64 | DataType::Float64 | DataType::Int32 | DataType::Float32
+                    ) || matches!(out_type, DataType::Timestamp(..))
+                }
+                _ => matches!(out_type, DataType::Int64 | DataType::Float64),
+            };
+            if !out_ok {
                 return Err(unsupported(format!(
                     "{} returning {out_type}",
-                    udaf.name().to_uppercase()
+                    name.to_uppercase()
                 )));
             }
             aggs.push(AggSpec {
@@ -665,6 +724,32 @@ fn event_times(batch: &RecordBatch, column: usize) -> RtResult<Int64Array> {
 }
 
 fn output_array(t: &DataType, values: &[Val]) -> ArrayRef {
+    match t {
+        DataType::UInt64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match *v {
+                    Val::I(x) => Some(x as u64),
+                    Val::F(x) => Some(x as u64),
+                    Val::Null => None,
+                })
+                .collect::<arrow::array::UInt64Array>(),
+        ),
+        DataType::Float64 | DataType::Int64 => output_array_64(t, values),
+        // LAG of an int32, float32 or timestamp column: its own type.
+        other => {
+            let wide = if matches!(other, DataType::Float32) {
+                DataType::Float64
+            } else {
+                DataType::Int64
+            };
+            let a = output_array_64(&wide, values);
+            cast(&a, other).unwrap_or(a)
+        }
+    }
+}
+
+fn output_array_64(t: &DataType, values: &[Val]) -> ArrayRef {
     match t {
         DataType::Float64 => Arc::new(
             values

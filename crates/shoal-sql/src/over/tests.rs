@@ -384,3 +384,29 @@ fn keys_expire_with_a_microsecond_event_time() {
     op.on_watermark(T0 + 60 * MIN, &mut out).unwrap();
     assert_eq!((op.state_keys(), op.state_rows()), (0, 0));
 }
+
+/// LEAD needs rows that have not arrived: refused with the LAG to write;
+/// a LAG default other than NULL names the COALESCE to write.
+#[test]
+fn lead_and_lag_defaults_are_refused_with_what_to_write() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let compile = |sql: &str| crate::compile_query(sql, &[("t".into(), schema.clone())]);
+    let e = compile("SELECT LEAD(v) OVER (PARTITION BY k ORDER BY ts) AS n FROM t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("LEAD"), "{e}");
+    let e = compile("SELECT LAG(v, 1, 0) OVER (PARTITION BY k ORDER BY ts) AS p FROM t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("default"), "{e}");
+    compile("SELECT LAG(v, 2) OVER (PARTITION BY k ORDER BY ts) AS p, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM t")
+        .unwrap();
+}
