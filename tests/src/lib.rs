@@ -2,6 +2,7 @@
 //! in temporary directories, as a user would.
 
 pub mod chaos;
+pub mod http;
 pub mod running;
 pub mod services;
 pub mod windows;

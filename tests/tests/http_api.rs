@@ -5,16 +5,12 @@
 //! listen beyond loopback without a token, two jobs on one machine, and
 //! `--log-format json`.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
+use shoal_tests::http::{Run, get_json, poll, request};
 use shoal_tests::{read_jsonl_dir, shoal, shoal_bin, shoal_ok, workdir};
-
-/// Only bounds how long a broken build hangs; never what a test checks.
-const HANG_GUARD: Duration = Duration::from_secs(300);
 
 const RECORDS: u64 = 2000;
 /// Every 100th record has a bad amount: a dead letter.
@@ -66,105 +62,6 @@ fn produce(d: &Path) {
     shoal_ok(d, &["produce", "txns", "--key", "card", "txns.jsonl"]);
 }
 
-/// A running `shoal run`, the HTTP address it printed, and a thread
-/// collecting the rest of its stderr.
-struct Run {
-    child: Option<Child>,
-    addr: String,
-    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Drop for Run {
-    /// A failed test leaves no job running.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Run {
-    fn start(d: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(shoal_bin())
-            .arg("run")
-            .args(args)
-            .current_dir(d)
-            .env("SHOAL_DATA_DIR", d.join("shoal-data"))
-            .env_remove("RUST_LOG")
-            .env_remove("SHOAL_HTTP_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("http api: http://")
-                    .map(|r| r.trim_end_matches('/').to_string())
-            })
-            .expect("HTTP address printed");
-        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-        Self {
-            child: Some(child),
-            addr,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Waits for the exit; returns the code, stdout and stderr.
-    fn finish(mut self) -> (Option<i32>, String, String) {
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        let stderr = self.stderr.take().unwrap().join().unwrap().join("\n");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr,
-        )
-    }
-}
-
-/// One HTTP/1.0 request; returns the status code and the body.
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (code, body.to_string())
-}
-
-fn get_json(addr: &str, path: &str) -> Value {
-    let (code, body) = request(addr, "GET", path, None);
-    assert_eq!(code, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
-
-/// Polls `GET path` until `done` holds; returns that answer.
-fn poll(addr: &str, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let guard = Instant::now() + HANG_GUARD;
-    loop {
-        let v = get_json(addr, path);
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < guard, "hang guard: no {what}: {v:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
     let dir = workdir();
@@ -188,9 +85,18 @@ fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
 
     let (code, body) = request(&addr, "GET", "/healthz", None);
     assert_eq!((code, body.as_str()), (200, "ok\n"));
-    let index = get_json(&addr, "/");
+    let index = get_json(&addr, "/api/v1");
     assert_eq!(index["pipeline"], "api");
-    assert_eq!(index["endpoints"].as_array().unwrap().len(), 9);
+    assert_eq!(index["endpoints"].as_array().unwrap().len(), 11);
+    // `/` is the dashboard: a page whose script and style are served too.
+    let (code, page) = request(&addr, "GET", "/", None);
+    assert_eq!(code, 200);
+    assert!(page.contains("./assets/app.js"), "{page}");
+    for asset in ["/assets/app.js", "/assets/app.css"] {
+        let (code, body) = request(&addr, "GET", asset, None);
+        assert_eq!(code, 200, "GET {asset}");
+        assert!(body.len() > 1000, "GET {asset}: {} bytes", body.len());
+    }
 
     // Everything read: every good record at the sink, every bad one
     // dead-lettered, checkpoints taken; the job keeps running (no end).

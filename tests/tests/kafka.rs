@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use shoal_tests::http::{Run, get_json, poll, request};
 use shoal_tests::services::{
     Consumed, Reader, committed, create_topic, kafka_brokers, produce, unique,
 };
@@ -224,4 +225,62 @@ fn idle_members_do_not_stall_event_time_windows() {
     for (w, n) in &per_window {
         assert_eq!(*n, 60, "window {w}: {n} records, not 60");
     }
+}
+
+/// Consumer lag per partition in the job's API, from the broker's offsets
+/// (librdkafka's statistics): the partitions' ends add up to what was
+/// produced, and move when more is.
+#[test]
+fn kafka_partition_ends_and_lag_come_from_the_broker() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique("lag");
+    create_topic(&brokers, &topic, 3);
+    produce(&brokers, &topic, &records(3_000));
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: klag\nsources:\n  in:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    session_timeout: 6s\n    schema: {SCHEMA}\nsinks:\n  out: {{ type: file, inputs: [in], path: out }}\n",
+            group = unique("g-lag"),
+        ),
+    )
+    .unwrap();
+    let run = Run::start(
+        d,
+        &["--no-progress", "--http-addr", "127.0.0.1:0", "p.yaml"],
+    );
+    let at_end = |total: u64| {
+        move |v: &serde_json::Value| {
+            let p = &v["sources"][0]["partitions"];
+            p.as_array().is_some_and(|a| {
+                a.len() == 3
+                    && a.iter().map(|p| p["end"].as_u64().unwrap()).sum::<u64>() == total
+                    && a.iter().all(|p| p["lag"] == 0 && p["position"] == p["end"])
+            })
+        }
+    };
+    let parts = poll(
+        &run.addr,
+        "/api/v1/job/partitions",
+        "ends of 3 000",
+        at_end(3_000),
+    );
+    assert_eq!(parts["sources"][0]["node"], "in");
+    produce(&brokers, &topic, &records(600));
+    poll(
+        &run.addr,
+        "/api/v1/job/partitions",
+        "ends of 3 600",
+        at_end(3_600),
+    );
+    let job = get_json(&run.addr, "/api/v1/job");
+    assert_eq!(job["source_records"], 3_600);
+    assert_eq!(job["lag"], 0);
+    let (code, body) = request(&run.addr, "POST", "/api/v1/job/stop", None);
+    assert_eq!(code, 202, "{body}");
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
 }

@@ -1,9 +1,11 @@
-//! A Postgres outage in the middle of a run (its own test binary: it stops
-//! the database every other Postgres test uses). The sink retries the
-//! epoch on a new connection until the database is back; the job ends
-//! normally and every record is in the table exactly once.
+//! Postgres outages (their own test binary: they stop the database every
+//! other Postgres test uses). In the middle of a run the sink retries the
+//! epoch on a new connection until the database is back; at the start the
+//! job waits for it. Either way the job ends normally and every record is
+//! in the table exactly once.
 
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use shoal_tests::services::{pg, postgres_url, unique};
@@ -19,6 +21,9 @@ fn services(cmd: &str) {
     assert!(st.success(), "services.sh {cmd}");
 }
 
+/// One outage at a time (the tests of this binary run in parallel).
+static OUTAGE: Mutex<()> = Mutex::new(());
+
 fn count(url: &str, table: &str) -> i64 {
     pg(url, &format!("SELECT count(*) FROM {table}"))[0][0]
         .as_deref()
@@ -32,6 +37,7 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
     let Some(url) = postgres_url() else {
         return;
     };
+    let _one = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
     let table = unique("pg_outage").replace('-', "_");
     let dir = workdir();
     let d = dir.path();
@@ -90,4 +96,57 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
         .parse()
         .unwrap();
     assert_eq!(distinct, n, "a record written twice");
+}
+
+#[test]
+fn a_job_started_while_postgres_is_down_waits_for_it() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let _one = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = unique("pg_down_at_start").replace('-', "_");
+    let dir = workdir();
+    let d = dir.path();
+    let n = 5_000;
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\ncheckpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    batch_size: 500\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table}, create: true }}\n"
+        ),
+    )
+    .unwrap();
+    services("stop-postgres");
+    let log = std::fs::File::create(d.join("run.log")).unwrap();
+    let mut child = Command::new(shoal_bin())
+        .args(["run", "--no-progress", "p.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Until the job has tried and been refused at least once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(d.join("run.log"))
+        .unwrap()
+        .contains("postgres unreachable at start; retrying")
+    {
+        assert!(Instant::now() < deadline, "no retry logged");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended while postgres was down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job ended while postgres was down"
+    );
+    services("start-postgres");
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(status.success(), "the job failed:\n{log}");
+    assert_eq!(count(&url, &table), n);
 }

@@ -5,7 +5,8 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/` | the pipeline, its state and these endpoints |
+//! | GET | `/` | the web dashboard (module `dashboard`) |
+//! | GET | `/api/v1` | the pipeline, its state and these endpoints |
 //! | GET | `/healthz` | 200 `ok` while the process serves |
 //! | GET | `/readyz` | 200 when restored and running; 503 otherwise |
 //! | GET | `/metrics` | Prometheus text |
@@ -28,6 +29,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use shoal_job::{JobView, Lifecycle};
+
+mod dashboard;
 
 /// The default address: loopback, port 8088.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8088";
@@ -77,7 +80,10 @@ pub fn router(job: JobView, token: Option<String>) -> Router {
         token: token.filter(|t| !t.is_empty()),
     };
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::script))
+        .route("/assets/app.css", get(dashboard::style))
+        .route("/api/v1", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -103,8 +109,10 @@ pub fn serve(listener: TcpListener, job: JobView, token: Option<String>) -> std:
     Ok(())
 }
 
-/// What `/` lists (there is no web dashboard yet).
-const ENDPOINTS: [&str; 9] = [
+/// What `/api/v1` lists.
+const ENDPOINTS: [&str; 11] = [
+    "GET /",
+    "GET /api/v1",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",

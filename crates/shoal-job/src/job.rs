@@ -84,9 +84,11 @@ struct Life {
 
 #[derive(Default)]
 struct Rates {
-    last: Option<(Instant, u64, u64)>,
+    last: Option<(Instant, u64, u64, u64)>,
     in_per_s: f64,
     out_per_s: f64,
+    /// Share of the last interval the instances waited on full channels.
+    backpressure: f64,
     history: VecDeque<f64>,
 }
 
@@ -168,7 +170,14 @@ impl Job {
             async {
                 let channel_capacity = plan.channel_capacity;
                 let checkpoint = plan.checkpoint.clone();
-                let graph = plan.into_job_graph()?;
+                // Building connects to external systems (Postgres waits
+                // out an outage at start): off the async worker's hot path.
+                let graph = match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(|| plan.into_job_graph())?
+                    }
+                    _ => plan.into_job_graph()?,
+                };
                 let handle = graph.spawn(RunOptions {
                     channel_capacity,
                     cancel: self.opts.cancel.clone(),
@@ -271,12 +280,20 @@ impl JobView {
         let now = Instant::now();
         let mut rates = self.shared.rates.lock().expect("rates lock");
         for (node, m) in metrics.snapshot() {
+            let instances = self
+                .shared
+                .graph
+                .nodes
+                .iter()
+                .find(|n| n.id == node)
+                .map_or(1, |n| n.parallelism.max(1));
             let r = rates.entry(node).or_default();
-            let (i, o) = (m.records_in(), m.records_out());
-            if let Some((t, li, lo)) = r.last {
+            let (i, o, b) = (m.records_in(), m.records_out(), m.blocked_ns());
+            if let Some((t, li, lo, lb)) = r.last {
                 let dt = now.duration_since(t).as_secs_f64().max(1e-3);
                 r.in_per_s = (i - li) as f64 / dt;
                 r.out_per_s = (o - lo) as f64 / dt;
+                r.backpressure = ((b - lb) as f64 / 1e9 / dt / instances as f64).clamp(0.0, 1.0);
                 if r.history.len() == RATE_SAMPLES {
                     r.history.pop_front();
                 }
@@ -289,7 +306,7 @@ impl JobView {
                         r.in_per_s
                     });
             }
-            r.last = Some((now, i, o));
+            r.last = Some((now, i, o, b));
         }
     }
 
@@ -327,6 +344,8 @@ impl JobView {
                     records_out_per_s: r.map_or(0.0, |r| r.out_per_s),
                     throughput_history: r
                         .map_or_else(Vec::new, |r| r.history.iter().copied().collect()),
+                    backpressure: r.map_or(0.0, |r| r.backpressure),
+                    blocked_ms: m.as_ref().map_or(0, |m| m.blocked_ns() / 1_000_000),
                     dead_letters: m.as_ref().map_or(0, |m| m.dead_letters()),
                     watermark_ms: m.as_ref().and_then(|m| m.watermark_ms()),
                     state_entries: m.as_ref().map_or(0, |m| m.state_entries()),

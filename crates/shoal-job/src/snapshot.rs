@@ -176,6 +176,13 @@ pub struct NodeStatus {
     pub throughput_history: Vec<f64>,
     /// Records dead-lettered.
     pub dead_letters: u64,
+    /// Backpressure: the share (0 to 1) of the last second its instances
+    /// spent waiting for room in a full downstream channel (a slow
+    /// consumer further on).
+    pub backpressure: f64,
+    /// Time spent waiting on full downstream channels since the start, ms
+    /// (summed over instances).
+    pub blocked_ms: u64,
     /// Event time reached, ms since the epoch.
     pub watermark_ms: Option<i64>,
     /// Entries in operator state now.

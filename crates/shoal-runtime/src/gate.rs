@@ -61,8 +61,12 @@ pub struct InputGate {
     /// Events decided but not yet yielded (at most two: alignment + drain).
     pending: VecDeque<InputEvent>,
     current_watermark: i64,
-    /// Barrier being aligned, and which channels delivered it.
-    aligning: Option<(u64, Vec<bool>, usize)>,
+    /// Barrier being aligned, which channels delivered it, and when the
+    /// first one did.
+    aligning: Option<(u64, Vec<bool>, std::time::Instant)>,
+    /// How long the last completed alignment took (first barrier in to
+    /// the last).
+    last_alignment: std::time::Duration,
     held: VecDeque<Envelope>,
     replay: VecDeque<Envelope>,
 }
@@ -81,9 +85,17 @@ impl InputGate {
             pending: VecDeque::new(),
             current_watermark: i64::MIN,
             aligning: None,
+            last_alignment: std::time::Duration::ZERO,
             held: VecDeque::new(),
             replay: VecDeque::new(),
         }
+    }
+
+    /// How long the last barrier took to align: from its first arrival on
+    /// a channel until every channel delivered it (data of the channels
+    /// that had delivered it was held meanwhile).
+    pub fn last_alignment(&self) -> std::time::Duration {
+        self.last_alignment
     }
 
     /// The number of upstream channels.
@@ -223,9 +235,9 @@ impl InputGate {
             None => {
                 let mut arrived = vec![false; self.ended.len()];
                 arrived[ch] = true;
-                self.aligning = Some((id, arrived, 1));
+                self.aligning = Some((id, arrived, std::time::Instant::now()));
             }
-            Some((current, arrived, count)) => {
+            Some((current, arrived, _)) => {
                 if *current != id {
                     tracing::warn!(
                         expected = *current,
@@ -235,24 +247,23 @@ impl InputGate {
                     return None;
                 }
                 arrived[ch] = true;
-                *count += 1;
             }
         }
         self.complete_alignment_if_ready()
     }
 
     fn complete_alignment_if_ready(&mut self) -> Option<InputEvent> {
-        let (id, arrived, count) = self.aligning.as_ref()?;
+        let (id, arrived, first) = self.aligning.as_ref()?;
         let waiting = arrived
             .iter()
             .zip(&self.ended)
             .filter(|(a, e)| !**a && !**e)
             .count();
-        let _ = count;
         if waiting > 0 {
             return None;
         }
         let id = *id;
+        self.last_alignment = first.elapsed();
         self.aligning = None;
         // Replay what was held, before anything newer from the channel.
         while let Some(env) = self.held.pop_back() {
@@ -322,6 +333,30 @@ mod tests {
         assert!(matches!(gate.next().await, Some(InputEvent::Watermark(20))));
         assert!(matches!(gate.next().await, Some(InputEvent::EndOfData)));
         assert!(matches!(gate.next().await, Some(InputEvent::End)));
+    }
+
+    #[tokio::test]
+    async fn alignment_time_runs_from_the_first_barrier_to_the_last() {
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 2);
+        tx.send(env(0, Message::Barrier(1))).await.unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            late.send(env(1, Message::Barrier(1))).await.unwrap();
+        });
+        assert!(matches!(gate.next().await, Some(InputEvent::Barrier(1))));
+        assert!(
+            gate.last_alignment() >= std::time::Duration::from_millis(30),
+            "{:?}",
+            gate.last_alignment()
+        );
+        // A single channel aligns at once.
+        let (tx, rx) = bounded(16);
+        let mut gate = InputGate::new(rx, 1);
+        tx.send(env(0, Message::Barrier(2))).await.unwrap();
+        assert!(matches!(gate.next().await, Some(InputEvent::Barrier(2))));
+        assert!(gate.last_alignment() < std::time::Duration::from_millis(30));
     }
 
     #[tokio::test]

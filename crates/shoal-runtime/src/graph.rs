@@ -346,7 +346,8 @@ impl JobGraph {
             let node_metrics = metrics.node(&node.id, role);
             let channels: usize = node.inputs.iter().map(|e| nodes[e.from].parallelism).sum();
             for instance in 0..node.parallelism {
-                let output = build_output(&nodes, &senders, &channel_base, nid, instance);
+                let mut output = build_output(&nodes, &senders, &channel_base, nid, instance);
+                output.metrics = Some(node_metrics.clone());
                 let gate = receivers[nid]
                     .get_mut(instance)
                     .and_then(Option::take)
@@ -623,6 +624,7 @@ fn build_output(
     Output {
         node: nodes[nid].id.clone(),
         edges,
+        metrics: None,
     }
 }
 
@@ -917,7 +919,7 @@ mod tests {
         // Wait until the slow sink has taken some batches (a hang guard,
         // not a time bound), so the bound below is checked on a running job.
         let guard = std::time::Instant::now() + Duration::from_secs(120);
-        while handle.metrics().sink_records() < 50 {
+        while handle.metrics().sink_records() < 500 {
             assert!(
                 std::time::Instant::now() < guard,
                 "the sink never got records"
@@ -926,6 +928,19 @@ mod tests {
         }
         let consumed = handle.metrics().sink_records();
         let produced = handle.metrics().source_records();
+        // The operator in front of the slow sink waited on its full
+        // channel: that is its backpressure. The sink sends nothing.
+        let blocked = |node: &str| {
+            handle
+                .metrics()
+                .snapshot()
+                .into_iter()
+                .find(|(id, _)| id == node)
+                .map(|(_, m)| m.blocked_ns())
+                .unwrap()
+        };
+        assert!(blocked("even") > 0, "no backpressure counted");
+        assert_eq!(blocked("sink"), 0);
         // The source can only be a few channel-capacities ahead of the sink.
         // Each source instance can be at most (capacity of 2 channels + in-flight) batches ahead.
         assert!(

@@ -45,6 +45,12 @@ pub struct NodeMetrics {
     /// Sources that know their input's end: records (and transaction
     /// markers) not read yet, summed over instances (consumer lag).
     pub lag: AtomicI64,
+    /// Time the node's instances spent waiting on full downstream channels
+    /// (backpressure), ns, summed over instances.
+    pub blocked_ns: AtomicU64,
+    /// The newest checkpoint's barrier alignment: (checkpoint id, the
+    /// longest of its instances'), see [`NodeMetrics::record_alignment`].
+    alignment: Mutex<(u64, std::time::Duration)>,
     /// Per-partition progress of a partitioned source (see
     /// [`NodeMetrics::set_partition`]); empty for other nodes.
     partitions: Mutex<BTreeMap<u32, PartitionProgress>>,
@@ -77,6 +83,8 @@ impl NodeMetrics {
             state_entries: AtomicI64::new(0),
             state_peak: AtomicI64::new(0),
             lag: AtomicI64::new(0),
+            blocked_ns: AtomicU64::new(0),
+            alignment: Mutex::new((0, std::time::Duration::ZERO)),
             partitions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -95,6 +103,19 @@ impl NodeMetrics {
             .lock()
             .expect("partition progress lock")
             .insert(partition, p);
+    }
+
+    /// Source instance `instance` no longer reads `partition` (it moved to
+    /// another process): drop its progress unless another instance here
+    /// reported it since.
+    pub fn forget_partition(&self, partition: u32, instance: usize) {
+        let mut parts = self.partitions.lock().expect("partition progress lock");
+        if parts
+            .get(&partition)
+            .is_some_and(|p| p.instance == instance)
+        {
+            parts.remove(&partition);
+        }
     }
 
     /// Per-partition progress, by partition (empty unless a partitioned
@@ -155,6 +176,37 @@ impl NodeMetrics {
         self.records_out.fetch_add(rows as u64, Ordering::Relaxed);
     }
 
+    /// One instance waited `d` for room in a full downstream channel.
+    pub fn add_blocked(&self, d: std::time::Duration) {
+        self.blocked_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// One instance aligned checkpoint `id`'s barriers in `took` (once per
+    /// checkpoint and instance; the node keeps the longest).
+    pub fn record_alignment(&self, id: u64, took: std::time::Duration) {
+        let mut a = self.alignment.lock().expect("alignment lock");
+        if a.0 == id {
+            a.1 = a.1.max(took);
+        } else if id > a.0 {
+            *a = (id, took);
+        }
+    }
+
+    /// How long checkpoint `id`'s barriers took to align at this node (the
+    /// slowest instance), if it is the newest one the node saw.
+    pub fn alignment(&self, id: u64) -> Option<std::time::Duration> {
+        let a = self.alignment.lock().expect("alignment lock");
+        (a.0 == id).then_some(a.1)
+    }
+
+    /// Time spent waiting on full downstream channels so far, ns, summed
+    /// over instances (divide a rate of it by the parallelism for the
+    /// share of time a node is backpressured).
+    pub fn blocked_ns(&self) -> u64 {
+        self.blocked_ns.load(Ordering::Relaxed)
+    }
+
     /// Count `n` dead-lettered records.
     pub fn add_dead(&self, n: usize) {
         self.dead_letters.fetch_add(n as u64, Ordering::Relaxed);
@@ -207,6 +259,10 @@ pub struct CheckpointRecord {
     pub duration_ms: f64,
     /// State size referenced by its manifest, bytes (0 when abandoned).
     pub state_bytes: u64,
+    /// Per node: how long its barriers took to align, ms (the slowest
+    /// instance; the time from the first input channel's barrier to the
+    /// last one's, while the first channels' data waited).
+    pub alignment_ms: BTreeMap<String, f64>,
 }
 
 /// How many checkpoints [`Metrics::checkpoint_history`] keeps.
@@ -261,6 +317,11 @@ impl Metrics {
         duration: std::time::Duration,
         state_bytes: u64,
     ) {
+        let alignment_ms = self
+            .snapshot()
+            .into_iter()
+            .filter_map(|(node, m)| Some((node, m.alignment(id)?.as_secs_f64() * 1e3)))
+            .collect();
         let mut h = self.history.lock().expect("checkpoint history lock");
         if h.len() == CHECKPOINT_HISTORY {
             h.pop_front();
@@ -271,6 +332,7 @@ impl Metrics {
             started_ms: now_ms().saturating_sub(duration.as_millis() as u64),
             duration_ms: duration.as_secs_f64() * 1e3,
             state_bytes,
+            alignment_ms,
         });
     }
 
@@ -394,6 +456,16 @@ impl Metrics {
             for (node, m) in self.snapshot() {
                 s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));
             }
+        }
+        let name = "shoal_backpressure_seconds_total";
+        s.push_str(&format!(
+            "# HELP {name} Time a node's instances waited on full downstream channels (summed over instances).\n# TYPE {name} counter\n"
+        ));
+        for (node, m) in self.snapshot() {
+            s.push_str(&format!(
+                "{name}{{node=\"{node}\"}} {}\n",
+                m.blocked_ns() as f64 / 1e9
+            ));
         }
         let name = "shoal_state_entries";
         s.push_str(&format!(

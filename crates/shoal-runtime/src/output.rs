@@ -4,7 +4,10 @@ use arrow::record_batch::RecordBatch;
 
 use crate::channel::TaskSender;
 use crate::error::{Result, RuntimeError};
+use std::sync::Arc;
+
 use crate::message::{Envelope, Message};
+use crate::metrics::NodeMetrics;
 use crate::partition::{HashPartitioner, Partitioning};
 
 /// One edge from this task instance to every instance of one downstream operator.
@@ -56,15 +59,33 @@ impl OutEdge {
         }
     }
 
-    async fn send_to(&self, idx: usize, msg: Message, from: &str) -> Result<()> {
-        self.senders[idx]
-            .send(Envelope {
-                input: self.input,
-                channel: self.channel,
-                msg,
-            })
-            .await
-            .map_err(|_| RuntimeError::ChannelClosed(from.to_string()))
+    /// Send to instance `idx`; the time spent waiting for room in a full
+    /// channel is added to `blocked` (the clock is read only then).
+    async fn send_to(
+        &self,
+        idx: usize,
+        msg: Message,
+        from: &str,
+        blocked: Option<&NodeMetrics>,
+    ) -> Result<()> {
+        let envelope = Envelope {
+            input: self.input,
+            channel: self.channel,
+            msg,
+        };
+        let closed = || RuntimeError::ChannelClosed(from.to_string());
+        match self.senders[idx].try_send(envelope) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Closed(_)) => Err(closed()),
+            Err(async_channel::TrySendError::Full(envelope)) => {
+                let waited = std::time::Instant::now();
+                let sent = self.senders[idx].send(envelope).await;
+                if let Some(m) = blocked {
+                    m.add_blocked(waited.elapsed());
+                }
+                sent.map_err(|_| closed())
+            }
+        }
     }
 }
 
@@ -73,6 +94,8 @@ impl OutEdge {
 pub struct Output {
     pub(crate) node: String,
     pub(crate) edges: Vec<OutEdge>,
+    /// Where time blocked on full channels is counted (backpressure).
+    pub(crate) metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl Output {
@@ -102,14 +125,24 @@ impl Output {
             match &mut edge.routing {
                 Routing::Fixed(idx) => {
                     let idx = *idx;
-                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
-                        .await?;
+                    edge.send_to(
+                        idx,
+                        Message::Batch(b, shard),
+                        &self.node,
+                        self.metrics.as_deref(),
+                    )
+                    .await?;
                 }
                 Routing::RoundRobin { next } => {
                     let idx = *next;
                     *next = (idx + 1) % edge.senders.len();
-                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
-                        .await?;
+                    edge.send_to(
+                        idx,
+                        Message::Batch(b, shard),
+                        &self.node,
+                        self.metrics.as_deref(),
+                    )
+                    .await?;
                 }
                 Routing::Shard => {
                     let Some(s) = shard else {
@@ -119,15 +152,25 @@ impl Output {
                         )));
                     };
                     let idx = s.id as usize % edge.senders.len();
-                    edge.send_to(idx, Message::Batch(b, shard), &self.node)
-                        .await?;
+                    edge.send_to(
+                        idx,
+                        Message::Batch(b, shard),
+                        &self.node,
+                        self.metrics.as_deref(),
+                    )
+                    .await?;
                 }
                 Routing::Hash(p) => {
                     let parts = p.split(&b)?;
                     for (idx, part) in parts.into_iter().enumerate() {
                         if let Some(part) = part {
-                            edge.send_to(idx, Message::Batch(part, shard), &self.node)
-                                .await?;
+                            edge.send_to(
+                                idx,
+                                Message::Batch(part, shard),
+                                &self.node,
+                                self.metrics.as_deref(),
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -140,7 +183,8 @@ impl Output {
     pub async fn broadcast(&mut self, msg: Message) -> Result<()> {
         for edge in &self.edges {
             for idx in 0..edge.senders.len() {
-                edge.send_to(idx, msg.clone(), &self.node).await?;
+                edge.send_to(idx, msg.clone(), &self.node, self.metrics.as_deref())
+                    .await?;
             }
         }
         Ok(())

@@ -250,4 +250,10 @@ impl SourceContext {
     pub fn metrics(&self) -> &NodeMetrics {
         &self.metrics
     }
+
+    /// The node's counters, shared (for callbacks that outlive a borrow of
+    /// the context, such as a client library's statistics hook).
+    pub fn metrics_handle(&self) -> Arc<NodeMetrics> {
+        self.metrics.clone()
+    }
 }

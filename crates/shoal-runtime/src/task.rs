@@ -171,6 +171,7 @@ pub(crate) async fn run_operator(
                 }
                 InputEvent::Idle => output.broadcast(Message::Idle).await?,
                 InputEvent::Barrier(id) => {
+                    metrics.record_alignment(id, gate.last_alignment());
                     let state = op.snapshot(&node, id, checkpoint.as_ref(), &writes)?;
                     // The state files are durable before the ack.
                     writes.flush().await?;
@@ -285,6 +286,7 @@ pub(crate) async fn run_sink(
                 InputEvent::Idle => {}
                 InputEvent::EndOfData => sink.end_of_data()?,
                 InputEvent::Barrier(id) => {
+                    metrics.record_alignment(id, gate.last_alignment());
                     sink.pre_commit(id)?;
                     reject(&mut sink, &mut dead).await?;
                     dead.barrier(id).await?;

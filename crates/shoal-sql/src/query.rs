@@ -1387,8 +1387,8 @@ mod tests {
                 "FOLLOWING",
             ),
             (
-                "SELECT ROW_NUMBER() OVER (PARTITION BY card_id ORDER BY ts) FROM txns",
-                "row_number",
+                "SELECT LEAD(amount) OVER (PARTITION BY card_id ORDER BY ts) FROM txns",
+                "lead",
             ),
             (
                 "SELECT SUM(amount) OVER (ORDER BY ts) FROM txns",

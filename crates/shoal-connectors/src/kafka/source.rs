@@ -158,6 +158,7 @@ impl KafkaSource {
                 ("heartbeat.interval.ms", (session / 4).max(100).to_string()),
                 ("isolation.level", "read_committed".into()),
                 ("enable.partition.eof", "false".into()),
+                ("statistics.interval.ms", STATS_EVERY_MS.to_string()),
             ],
             &self.spec.options,
         )
@@ -293,9 +294,78 @@ struct MemberContext {
     /// Operators downstream keep state per partition: report assignments
     /// and revocations there (see `shoal_runtime::shard`).
     shards: Option<Arc<ShardRegistry>>,
+    /// Consumer lag from the client's statistics (see [`LagReport`]).
+    lag: LagReport,
 }
 
-impl ClientContext for MemberContext {}
+/// Consumer lag per owned partition, from librdkafka's statistics (every
+/// [`STATS_EVERY_MS`]): the broker's last stable offset (what a
+/// `read_committed` consumer can reach; the high watermark when unknown)
+/// minus this member's next offset.
+struct LagReport {
+    metrics: Arc<shoal_runtime::NodeMetrics>,
+    instance: usize,
+    /// Where each topic's partitions start in the source's partition
+    /// numbering (topics laid end to end, as for event time); set once the
+    /// topics' partition counts are known.
+    base: std::sync::OnceLock<HashMap<String, u32>>,
+    /// What this member last reported: its partitions and its lag total.
+    reported: Mutex<(Vec<u32>, i64)>,
+}
+
+/// How often librdkafka reports statistics (and Kafka lag is refreshed).
+const STATS_EVERY_MS: u32 = 1000;
+
+impl LagReport {
+    fn update(&self, stats: &rdkafka::Statistics, assignment: &Assignment) {
+        let Some(base) = self.base.get() else {
+            return;
+        };
+        let mut now = Vec::new();
+        let mut total = 0i64;
+        for (tp, position) in &assignment.owned {
+            let Some(p) = stats
+                .topics
+                .get(&tp.0)
+                .and_then(|t| t.partitions.get(&tp.1))
+            else {
+                continue;
+            };
+            let end = if p.ls_offset >= 0 {
+                p.ls_offset
+            } else {
+                p.hi_offset
+            };
+            if end < 0 {
+                continue;
+            }
+            // Before the first record the position is the committed offset
+            // (or nothing yet: the whole partition is behind).
+            let position = position
+                .or((p.committed_offset >= 0).then_some(p.committed_offset))
+                .unwrap_or(p.lo_offset.max(0));
+            let Some(b) = base.get(&tp.0) else { continue };
+            let id = b + tp.1 as u32;
+            self.metrics
+                .set_partition(id, self.instance, position.max(0) as u64, end as u64);
+            total += (end - position).max(0);
+            now.push(id);
+        }
+        let mut reported = self.reported.lock().expect("lag report lock");
+        for gone in reported.0.iter().filter(|p| !now.contains(p)) {
+            self.metrics.forget_partition(*gone, self.instance);
+        }
+        self.metrics.add_lag(total - reported.1);
+        *reported = (now, total);
+    }
+}
+
+impl ClientContext for MemberContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let a = self.assignment.lock().expect("assignment lock");
+        self.lag.update(&statistics, &a);
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn rebalance(
@@ -684,6 +754,12 @@ impl Source for KafkaSource {
                 hand_over,
                 closing: closing.clone(),
                 shards: ctx.shards().cloned(),
+                lag: LagReport {
+                    metrics: ctx.metrics_handle(),
+                    instance: ctx.instance,
+                    base: std::sync::OnceLock::new(),
+                    reported: Mutex::new((Vec::new(), 0)),
+                },
             };
             let consumer: BaseConsumer<MemberContext> = self
                 .consumer_config(ctx.instance)
@@ -707,6 +783,11 @@ impl Source for KafkaSource {
                 base.insert(t.clone(), total);
                 total += counts[t];
             }
+            let _ = consumer
+                .context()
+                .lag
+                .base
+                .set(base.iter().map(|(t, b)| (t.clone(), *b as u32)).collect());
             let mut event_time = match &self.spec.event_time {
                 Some(et) => Some(EventTime::new(et, &self.schema, total)?),
                 None => None,

@@ -35,8 +35,42 @@ pub(crate) fn pg_err(context: &str, e: tokio_postgres::Error) -> RuntimeError {
 impl PgClient {
     /// Connect to `url` (`postgres://user@host:port/db` or libpq key=value).
     pub fn connect(url: &str) -> Result<Self> {
+        Self::try_connect(url).map_err(|(e, _)| e)
+    }
+
+    /// [`PgClient::connect`] at the start of a run: while the server cannot
+    /// be reached (refused, reset, timed out: no answer from Postgres
+    /// itself), retry with backoff (0.2 s doubling to 5 s) for up to
+    /// [`RETRY_FOR`](super::RETRY_FOR); an answer from the server (bad
+    /// password, unknown database) fails at once.
+    pub fn connect_retrying(url: &str) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            match Self::try_connect(url) {
+                Ok(c) => return Ok(c),
+                Err((e, true)) if started.elapsed() < super::RETRY_FOR => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        "postgres unreachable at start; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err((e, true)) => {
+                    return Err(RuntimeError::External(format!(
+                        "{e} (retried for {} s)",
+                        super::RETRY_FOR.as_secs()
+                    )));
+                }
+                Err((e, false)) => return Err(e),
+            }
+        }
+    }
+
+    /// Connect once; on failure, the error and whether it is worth
+    /// retrying (the server was not reached).
+    fn try_connect(url: &str) -> std::result::Result<Self, (RuntimeError, bool)> {
         let (jobs, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), (String, bool)>>();
         let url = url.to_string();
         std::thread::Builder::new()
             .name("shoal-postgres".into())
@@ -47,7 +81,7 @@ impl PgClient {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err((e.to_string(), false)));
                         return;
                     }
                 };
@@ -61,7 +95,8 @@ impl PgClient {
                         client
                     }
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let unreached = e.as_db_error().is_none();
+                        let _ = ready_tx.send(Err((e.to_string(), unreached)));
                         return;
                     }
                 };
@@ -70,12 +105,16 @@ impl PgClient {
                     job(&rt, &mut client);
                 }
             })
-            .map_err(|e| RuntimeError::io("start postgres thread", e))?;
+            .map_err(|e| (RuntimeError::io("start postgres thread", e), false))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self { jobs }),
-            Ok(Err(e)) => Err(RuntimeError::External(format!("postgres: connect: {e}"))),
-            Err(_) => Err(RuntimeError::External(
-                "postgres: connection thread died".into(),
+            Ok(Err((e, retry))) => Err((
+                RuntimeError::External(format!("postgres: connect: {e}")),
+                retry,
+            )),
+            Err(_) => Err((
+                RuntimeError::External("postgres: connection thread died".into()),
+                false,
             )),
         }
     }
@@ -159,9 +198,10 @@ pub struct PostgresPositions {
 }
 
 impl PostgresPositions {
-    /// Connect to `url` (and make sure `shoal_offsets` exists).
+    /// Connect to `url` (and make sure `shoal_offsets` exists); an
+    /// unreachable server is retried as [`PgClient::connect_retrying`].
     pub fn connect(url: &str) -> Result<Self> {
-        let client = PgClient::connect(url)?;
+        let client = PgClient::connect_retrying(url)?;
         ensure(&client, OFFSETS_DDL)?;
         Ok(Self { client })
     }

@@ -166,7 +166,7 @@ impl PostgresSink {
     /// Connect, create the marker tables (and the target table when missing
     /// and `create`), and check the target table's columns against `schema`.
     pub fn new(spec: PostgresSinkSpec, schema: SchemaRef, task: PostgresSinkTask) -> Result<Self> {
-        let client = PgClient::connect(&spec.url)?;
+        let client = PgClient::connect_retrying(&spec.url)?;
         prepare(&client, &spec, &schema, task.ledger.is_some())?;
         drop(client);
         let client = open(&spec)?;
