@@ -118,6 +118,26 @@ fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
     assert_eq!(nodes, ["txns", "big", "out"]);
     assert_eq!(job["nodes"][0]["dead_letters"], BAD);
     assert_eq!(job["nodes"][2]["records_in"], RECORDS - BAD);
+    // Per instance: one entry per parallel instance, adding up to the node.
+    let txns = &job["nodes"][0];
+    let instances = txns["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{txns}");
+    let sum = |field: &str| -> u64 { instances.iter().map(|i| i[field].as_u64().unwrap()).sum() };
+    assert_eq!(sum("records_out"), RECORDS - BAD);
+    assert!(
+        instances
+            .iter()
+            .all(|i| i["records_out"].as_u64().unwrap() > 0),
+        "{txns}"
+    );
+    assert_eq!(sum("bytes_out"), txns["bytes_out"].as_u64().unwrap());
+    // Every good record holds three 8-byte values.
+    assert!(
+        txns["bytes_out"].as_u64().unwrap() >= (RECORDS - BAD) * 24,
+        "{txns}"
+    );
+    assert_eq!(job["nodes"][2]["bytes_in"], job["nodes"][1]["bytes_out"]);
+    assert!(txns["backpressure"].as_f64().is_some() && txns["blocked_ms"].as_u64().is_some());
 
     let (code, body) = request(&addr, "GET", "/readyz", None);
     assert_eq!(code, 200, "{body}");
@@ -203,6 +223,13 @@ fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
         prom.contains(&format!(
             "shoal_records_in_total{{node=\"out\"}} {}\n",
             RECORDS - BAD
+        )),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!(
+            "shoal_bytes_in_total{{node=\"out\"}} {}\n",
+            job["nodes"][2]["bytes_in"]
         )),
         "{prom}"
     );

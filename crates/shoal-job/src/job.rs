@@ -344,6 +344,9 @@ impl JobView {
                     records_out_per_s: r.map_or(0.0, |r| r.out_per_s),
                     throughput_history: r
                         .map_or_else(Vec::new, |r| r.history.iter().copied().collect()),
+                    bytes_in: m.as_ref().map_or(0, |m| m.bytes_in()),
+                    bytes_out: m.as_ref().map_or(0, |m| m.bytes_out()),
+                    instances: m.as_ref().map_or_else(Vec::new, |m| m.instances()),
                     backpressure: r.map_or(0.0, |r| r.backpressure),
                     blocked_ms: m.as_ref().map_or(0, |m| m.blocked_ns() / 1_000_000),
                     dead_letters: m.as_ref().map_or(0, |m| m.dead_letters()),

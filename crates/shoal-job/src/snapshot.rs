@@ -176,6 +176,12 @@ pub struct NodeStatus {
     pub throughput_history: Vec<f64>,
     /// Records dead-lettered.
     pub dead_letters: u64,
+    /// Bytes received (the Arrow memory of the batches), over instances.
+    pub bytes_in: u64,
+    /// Bytes emitted (the Arrow memory of the batches), over instances.
+    pub bytes_out: u64,
+    /// The same counters per parallel instance.
+    pub instances: Vec<shoal_runtime::InstanceSnapshot>,
     /// Backpressure: the share (0 to 1) of the last second its instances
     /// spent waiting for room in a full downstream channel (a slow
     /// consumer further on).

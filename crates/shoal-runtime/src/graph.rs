@@ -344,6 +344,7 @@ impl JobGraph {
                 NodeKind::Sink(_) => NodeRole::Sink,
             };
             let node_metrics = metrics.node(&node.id, role);
+            node_metrics.set_parallelism(node.parallelism);
             let channels: usize = node.inputs.iter().map(|e| nodes[e.from].parallelism).sum();
             for instance in 0..node.parallelism {
                 let mut output = build_output(&nodes, &senders, &channel_base, nid, instance);
@@ -478,6 +479,7 @@ impl JobGraph {
                             });
                             Box::pin(task::run_sink(
                                 id.clone(),
+                                instance,
                                 sink,
                                 gate,
                                 node_metrics.clone(),
@@ -625,6 +627,7 @@ fn build_output(
         node: nodes[nid].id.clone(),
         edges,
         metrics: None,
+        instance,
     }
 }
 

@@ -53,7 +53,8 @@ pub use gate::{InputEvent, InputGate};
 pub use graph::{EdgeSpec, JobGraph, JobHandle, JobSummary, NodeId, NodeSummary, RunOptions};
 pub use message::{Envelope, Message};
 pub use metrics::{
-    CheckpointRecord, CheckpointStats, Metrics, NodeMetrics, NodeRole, PartitionProgress,
+    CheckpointRecord, CheckpointStats, InstanceSnapshot, Metrics, NodeMetrics, NodeRole,
+    PartitionProgress,
 };
 pub use operator::{Collector, Operator};
 pub use output::Output;

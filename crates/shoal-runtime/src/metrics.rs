@@ -54,6 +54,36 @@ pub struct NodeMetrics {
     /// Per-partition progress of a partitioned source (see
     /// [`NodeMetrics::set_partition`]); empty for other nodes.
     partitions: Mutex<BTreeMap<u32, PartitionProgress>>,
+    /// Counters of each parallel instance (set once when the tasks spawn).
+    instances: std::sync::OnceLock<Box<[InstanceCounters]>>,
+}
+
+/// Counters of one parallel instance of a node.
+#[derive(Debug, Default)]
+pub struct InstanceCounters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    /// Arrow memory of the batches received / emitted.
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    blocked_ns: AtomicU64,
+}
+
+/// What one parallel instance of a node did so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceSnapshot {
+    /// The instance (0-based).
+    pub instance: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Bytes received: the Arrow memory of the batches.
+    pub bytes_in: u64,
+    /// Bytes emitted: the Arrow memory of the batches.
+    pub bytes_out: u64,
+    /// Time spent waiting on full downstream channels, ms.
+    pub blocked_ms: u64,
 }
 
 /// Where a source partition stands.
@@ -86,6 +116,7 @@ impl NodeMetrics {
             blocked_ns: AtomicU64::new(0),
             alignment: Mutex::new((0, std::time::Duration::ZERO)),
             partitions: Mutex::new(BTreeMap::new()),
+            instances: std::sync::OnceLock::new(),
         }
     }
 
@@ -165,21 +196,79 @@ impl NodeMetrics {
         self.state_peak.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Count a received batch of `rows` records.
-    pub fn add_in(&self, rows: usize) {
-        self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
+    /// Count a batch instance `instance` received.
+    pub fn add_in(&self, instance: usize, batch: &arrow::record_batch::RecordBatch) {
+        let rows = batch.num_rows() as u64;
+        self.records_in.fetch_add(rows, Ordering::Relaxed);
         self.batches_in.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = self.instance(instance) {
+            i.records_in.fetch_add(rows, Ordering::Relaxed);
+            i.bytes_in
+                .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        }
     }
 
-    /// Count `rows` emitted records.
-    pub fn add_out(&self, rows: usize) {
-        self.records_out.fetch_add(rows as u64, Ordering::Relaxed);
+    /// Count a batch instance `instance` emitted.
+    pub fn add_out(&self, instance: usize, batch: &arrow::record_batch::RecordBatch) {
+        let rows = batch.num_rows() as u64;
+        self.records_out.fetch_add(rows, Ordering::Relaxed);
+        if let Some(i) = self.instance(instance) {
+            i.records_out.fetch_add(rows, Ordering::Relaxed);
+            i.bytes_out
+                .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        }
     }
 
-    /// One instance waited `d` for room in a full downstream channel.
-    pub fn add_blocked(&self, d: std::time::Duration) {
-        self.blocked_ns
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    /// Instance `instance` waited `d` for room in a full downstream channel.
+    pub fn add_blocked(&self, instance: usize, d: std::time::Duration) {
+        let ns = d.as_nanos() as u64;
+        self.blocked_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(i) = self.instance(instance) {
+            i.blocked_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// The node runs `n` parallel instances: count each one's work too.
+    /// The first call wins.
+    pub fn set_parallelism(&self, n: usize) {
+        let _ = self
+            .instances
+            .set((0..n).map(|_| InstanceCounters::default()).collect());
+    }
+
+    fn instance(&self, instance: usize) -> Option<&InstanceCounters> {
+        self.instances.get().and_then(|i| i.get(instance))
+    }
+
+    /// What each parallel instance did so far (empty before the tasks
+    /// spawn).
+    pub fn instances(&self) -> Vec<InstanceSnapshot> {
+        self.instances
+            .get()
+            .map(|all| {
+                all.iter()
+                    .enumerate()
+                    .map(|(instance, c)| InstanceSnapshot {
+                        instance,
+                        records_in: c.records_in.load(Ordering::Relaxed),
+                        records_out: c.records_out.load(Ordering::Relaxed),
+                        bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                        bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                        blocked_ms: c.blocked_ns.load(Ordering::Relaxed) / 1_000_000,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Bytes received, summed over instances (Arrow memory of the batches).
+    pub fn bytes_in(&self) -> u64 {
+        self.instances().iter().map(|i| i.bytes_in).sum()
+    }
+
+    /// Bytes emitted, summed over instances (Arrow memory of the batches).
+    pub fn bytes_out(&self) -> u64 {
+        self.instances().iter().map(|i| i.bytes_out).sum()
     }
 
     /// One instance aligned checkpoint `id`'s barriers in `took` (once per
@@ -452,6 +541,23 @@ impl Metrics {
             ),
         ];
         for (name, help, get) in metrics {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (node, m) in self.snapshot() {
+                s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));
+            }
+        }
+        for (name, help, get) in [
+            (
+                "shoal_bytes_in_total",
+                "Bytes received by a node (Arrow memory of the batches).",
+                NodeMetrics::bytes_in as fn(&NodeMetrics) -> u64,
+            ),
+            (
+                "shoal_bytes_out_total",
+                "Bytes emitted by a node (Arrow memory of the batches).",
+                NodeMetrics::bytes_out,
+            ),
+        ] {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for (node, m) in self.snapshot() {
                 s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));

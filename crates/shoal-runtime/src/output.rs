@@ -66,7 +66,7 @@ impl OutEdge {
         idx: usize,
         msg: Message,
         from: &str,
-        blocked: Option<&NodeMetrics>,
+        blocked: Option<(&NodeMetrics, usize)>,
     ) -> Result<()> {
         let envelope = Envelope {
             input: self.input,
@@ -80,8 +80,8 @@ impl OutEdge {
             Err(async_channel::TrySendError::Full(envelope)) => {
                 let waited = std::time::Instant::now();
                 let sent = self.senders[idx].send(envelope).await;
-                if let Some(m) = blocked {
-                    m.add_blocked(waited.elapsed());
+                if let Some((m, instance)) = blocked {
+                    m.add_blocked(instance, waited.elapsed());
                 }
                 sent.map_err(|_| closed())
             }
@@ -96,6 +96,8 @@ pub struct Output {
     pub(crate) edges: Vec<OutEdge>,
     /// Where time blocked on full channels is counted (backpressure).
     pub(crate) metrics: Option<Arc<NodeMetrics>>,
+    /// This task's instance index.
+    pub(crate) instance: usize,
 }
 
 impl Output {
@@ -119,30 +121,21 @@ impl Output {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let blocked = self.metrics.as_deref().map(|m| (m, self.instance));
         for edge in &mut self.edges {
             // Cloning a batch clones Arcs to its columns, not the data.
             let b = batch.clone();
             match &mut edge.routing {
                 Routing::Fixed(idx) => {
                     let idx = *idx;
-                    edge.send_to(
-                        idx,
-                        Message::Batch(b, shard),
-                        &self.node,
-                        self.metrics.as_deref(),
-                    )
-                    .await?;
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node, blocked)
+                        .await?;
                 }
                 Routing::RoundRobin { next } => {
                     let idx = *next;
                     *next = (idx + 1) % edge.senders.len();
-                    edge.send_to(
-                        idx,
-                        Message::Batch(b, shard),
-                        &self.node,
-                        self.metrics.as_deref(),
-                    )
-                    .await?;
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node, blocked)
+                        .await?;
                 }
                 Routing::Shard => {
                     let Some(s) = shard else {
@@ -152,25 +145,15 @@ impl Output {
                         )));
                     };
                     let idx = s.id as usize % edge.senders.len();
-                    edge.send_to(
-                        idx,
-                        Message::Batch(b, shard),
-                        &self.node,
-                        self.metrics.as_deref(),
-                    )
-                    .await?;
+                    edge.send_to(idx, Message::Batch(b, shard), &self.node, blocked)
+                        .await?;
                 }
                 Routing::Hash(p) => {
                     let parts = p.split(&b)?;
                     for (idx, part) in parts.into_iter().enumerate() {
                         if let Some(part) = part {
-                            edge.send_to(
-                                idx,
-                                Message::Batch(part, shard),
-                                &self.node,
-                                self.metrics.as_deref(),
-                            )
-                            .await?;
+                            edge.send_to(idx, Message::Batch(part, shard), &self.node, blocked)
+                                .await?;
                         }
                     }
                 }
@@ -181,10 +164,10 @@ impl Output {
 
     /// Send a control message (watermark, barrier, end) to every receiver.
     pub async fn broadcast(&mut self, msg: Message) -> Result<()> {
+        let blocked = self.metrics.as_deref().map(|m| (m, self.instance));
         for edge in &self.edges {
             for idx in 0..edge.senders.len() {
-                edge.send_to(idx, msg.clone(), &self.node, self.metrics.as_deref())
-                    .await?;
+                edge.send_to(idx, msg.clone(), &self.node, blocked).await?;
             }
         }
         Ok(())

@@ -201,8 +201,8 @@ impl SourceContext {
         }
         self.checkpoint_point().await?;
         self.idle = false;
+        self.metrics.add_out(self.instance, &batch);
         self.output.send_tagged(batch, shard).await?;
-        self.metrics.add_out(rows);
         Ok(())
     }
 

@@ -151,7 +151,7 @@ pub(crate) async fn run_operator(
                     batch,
                     shard,
                 } => {
-                    metrics.add_in(batch.num_rows());
+                    metrics.add_in(output.instance, &batch);
                     op.process_batch(input as usize, batch, shard, &mut out)?;
                     report_state(&op);
                     flush(&mut out, &mut output, &metrics, &mut dead).await?;
@@ -218,7 +218,7 @@ async fn flush(
         dead.send(letter).await?;
     }
     for (batch, shard) in out.batches.drain(..).zip(out.tags.drain(..)) {
-        metrics.add_out(batch.num_rows());
+        metrics.add_out(output.instance, &batch);
         output.send_tagged(batch, shard).await?;
     }
     Ok(())
@@ -227,6 +227,7 @@ async fn flush(
 /// Run a sink instance until every input ended, then finish it.
 pub(crate) async fn run_sink(
     node: String,
+    instance: usize,
     mut sink: Box<dyn Sink>,
     mut gate: InputGate,
     metrics: Arc<NodeMetrics>,
@@ -275,7 +276,7 @@ pub(crate) async fn run_sink(
             };
             match event {
                 InputEvent::Batch { batch, .. } => {
-                    metrics.add_in(batch.num_rows());
+                    metrics.add_in(instance, &batch);
                     sink.write(&batch)?;
                 }
                 InputEvent::Watermark(t) => {

@@ -97,6 +97,7 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, flags: RunFlags) -> CliResult
         shoal_http::serve(listener, view.clone(), token)
             .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("HTTP API")))?;
         eprintln!("http api: http://{addr}/");
+        eprintln!("dashboard: http://{addr}/");
         eprintln!("metrics: http://{addr}/metrics");
     }
     if let Some(m) = job.restore_point().map_err(runtime_failure)? {

@@ -1,7 +1,7 @@
 // The operator graph: laid out once by dagre (left to right), its numbers
 // updated in place every second.
 import dagre from '@dagrejs/dagre';
-import { svg, rate, percent, duration, count } from './format.js';
+import { svg, rate, percent, duration, count, bytes } from './format.js';
 import { BACKPRESSURE_BAD } from './problems.js';
 
 const NODE_W = 200;
@@ -48,8 +48,9 @@ export class GraphView {
       const wmText = svg('text', { x: left + 10, y: top + 77, class: 'node-small' }, '');
       const deadText = svg('text', { x: left + NODE_W - 10, y: top + 18, 'text-anchor': 'end', class: 'node-dead' }, '');
       const box = svg('rect', { x: left, y: top, width: NODE_W, height: NODE_H, rx: 6, class: 'node-box' });
+      const title = svg('title', {}, `${n.id} (${n.kind} × ${n.parallelism})\n${n.detail}`);
       const group = svg('g', { class: `node role-${n.role}`, 'data-node': n.id },
-        svg('title', {}, `${n.id} (${n.kind} × ${n.parallelism})\n${n.detail}`),
+        title,
         box,
         svg('text', { x: left + 10, y: top + 18, class: 'node-id' }, n.id),
         svg('text', { x: left + 10, y: top + 31, class: 'node-kind' }, `${n.kind} × ${n.parallelism}`),
@@ -57,7 +58,8 @@ export class GraphView {
         svg('rect', { x: left + 10, y: top + 54, width: NODE_W - 70, height: 6, class: 'bp-track' }),
         bpBar, bpText, wmText, deadText);
       root.append(group);
-      this.nodes.set(n.id, { group, box, rateText, bpBar, bpText, wmText, deadText, role: n.role });
+      const head = `${n.id} (${n.kind} × ${n.parallelism})\n${n.detail}`;
+      this.nodes.set(n.id, { group, box, title, head, rateText, bpBar, bpText, wmText, deadText, role: n.role });
     }
   }
 
@@ -73,6 +75,13 @@ export class GraphView {
       v.bpText.textContent = `bp ${percent(s.backpressure)}`;
       v.wmText.textContent = s.watermark_ms === null ? 'no event time' : `watermark delay ${duration(now - s.watermark_ms)}`;
       v.deadText.textContent = s.dead_letters ? `✉ ${count(s.dead_letters)}` : '';
+      // Hover: the node's instances, to spot a skewed one.
+      v.title.textContent = [
+        v.head,
+        `state entries ${count(s.state_entries)} (peak ${count(s.state_peak)})`,
+        ...s.instances.map((i) =>
+          `#${i.instance}: in ${count(i.records_in)} (${bytes(i.bytes_in)}), out ${count(i.records_out)} (${bytes(i.bytes_out)}), blocked ${duration(i.blocked_ms)}`),
+      ].join('\n');
       const level = s.backpressure >= BACKPRESSURE_BAD ? 'bad' : s.backpressure >= 0.1 ? 'warn' : 'ok';
       v.group.setAttribute('data-level', level);
       v.group.setAttribute('data-rate', String(r));
