@@ -1412,6 +1412,23 @@ mod tests {
     }
 
     #[test]
+    fn date_bin_beside_a_tumble_group_by_names_the_column() {
+        let (name, schema, _) = ts_input(&[]);
+        let e = compile_query(
+            "SELECT tumble(ts, INTERVAL '1' MINUTE) AS w, date_bin(INTERVAL '1' MINUTE, ts) AS b, COUNT(*) AS n \
+             FROM txns GROUP BY tumble(ts, INTERVAL '1' MINUTE)",
+            &[(name, schema)],
+        )
+        .unwrap_err();
+        assert!(
+            e.message == "column `ts` is used outside an aggregate but is not in GROUP BY",
+            "{}",
+            e.message
+        );
+        assert!(e.hint.unwrap().contains("date_bin"));
+    }
+
+    #[test]
     fn wall_clock_ms_is_read_per_batch_not_folded_at_plan_time() {
         let (name, schema, batch) = input();
         let q = compile_query(
