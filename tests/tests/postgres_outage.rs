@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use shoal_tests::http::{get_json, request};
 use shoal_tests::services::{pg, postgres_url, unique};
 use shoal_tests::{shoal_bin, workdir};
 
@@ -52,7 +53,13 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
     .unwrap();
     let log = std::fs::File::create(d.join("run.log")).unwrap();
     let mut child = Command::new(shoal_bin())
-        .args(["run", "--no-progress", "p.yaml"])
+        .args([
+            "run",
+            "--no-progress",
+            "--http-addr",
+            "127.0.0.1:0",
+            "p.yaml",
+        ])
         .current_dir(d)
         .env("SHOAL_DATA_DIR", d.join("data"))
         .env("RUST_LOG", "info")
@@ -79,8 +86,46 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
     assert!(before > 0 && before < n, "rows before the outage: {before}");
     // 20 s without a database (the case), well inside the sink's
     // 120 s of retries.
+    let addr = std::fs::read_to_string(d.join("run.log"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("http api: http://")
+                .map(|a| a.trim_end_matches('/').to_string())
+        })
+        .expect("HTTP address in the log");
     services("stop-postgres");
-    std::thread::sleep(Duration::from_secs(20));
+    let outage = Instant::now();
+    // The job's API shows the sink waiting, and for what (the next epoch's
+    // commit meets the outage within a checkpoint interval or two).
+    let mut waiting = None;
+    while waiting.is_none() && outage.elapsed() < Duration::from_secs(18) {
+        let job = get_json(&addr, "/api/v1/job");
+        waiting = job["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "db" && !n["waiting"].is_null())
+            .map(|n| {
+                (
+                    n["waiting"].as_str().unwrap().to_string(),
+                    n["waiting_ms"].as_u64().unwrap(),
+                )
+            });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (why, _) = waiting.expect("the sink never showed as waiting during the outage");
+    assert!(why.starts_with("postgres unavailable"), "{why}");
+    let (_, prom) = request(&addr, "GET", "/metrics", None);
+    assert!(
+        prom.contains("shoal_waiting_seconds{node=\"db\"} "),
+        "{prom}"
+    );
+    assert!(
+        !prom.contains("shoal_waiting_seconds{node=\"db\"} 0\n"),
+        "{prom}"
+    );
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(outage.elapsed()));
     services("start-postgres");
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(d.join("run.log")).unwrap();

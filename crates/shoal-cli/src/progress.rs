@@ -58,10 +58,26 @@ impl Progress {
             0 => String::new(),
             n => format!(" | lag {}", human(n as f64)),
         };
+        // A node waiting on an outside system (an unreachable database)
+        // holds the job back: say which and for how long.
+        let waiting = metrics
+            .snapshot()
+            .into_iter()
+            .filter_map(|(node, m)| {
+                let (_, since) = m.waiting()?;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                Some(format!(
+                    " | {node} WAITING {:.0}s",
+                    now_ms.saturating_sub(since) as f64 / 1e3
+                ))
+            })
+            .collect::<String>();
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total){lag} | dead-letter {}{} | {:.1}s",
+            "\r\x1b[2K in {} rec/s ({} total) | out {} rec/s ({} total){lag}{waiting} | dead-letter {}{} | {:.1}s",
             human(rate_in),
             human(src as f64),
             human(rate_out),

@@ -332,6 +332,7 @@ impl JobView {
                     .and_then(|m| m.snapshot().into_iter().find(|(id, _)| *id == n.id))
                     .map(|(_, m)| m);
                 let r = rates.get(&n.id);
+                let waiting = m.as_ref().and_then(|m| m.waiting());
                 NodeStatus {
                     id: n.id.clone(),
                     role: n.role,
@@ -347,6 +348,10 @@ impl JobView {
                     bytes_in: m.as_ref().map_or(0, |m| m.bytes_in()),
                     bytes_out: m.as_ref().map_or(0, |m| m.bytes_out()),
                     instances: m.as_ref().map_or_else(Vec::new, |m| m.instances()),
+                    waiting: waiting.as_ref().map(|(why, _)| why.clone()),
+                    waiting_ms: waiting
+                        .as_ref()
+                        .map(|(_, since)| now_ms().saturating_sub(*since)),
                     backpressure: r.map_or(0.0, |r| r.backpressure),
                     blocked_ms: m.as_ref().map_or(0, |m| m.blocked_ns() / 1_000_000),
                     dead_letters: m.as_ref().map_or(0, |m| m.dead_letters()),

@@ -189,6 +189,11 @@ pub struct NodeStatus {
     /// Time spent waiting on full downstream channels since the start, ms
     /// (summed over instances).
     pub blocked_ms: u64,
+    /// What the node waits for outside the job (`"postgres unavailable:
+    /// …"`), while it does.
+    pub waiting: Option<String>,
+    /// How long it has been waiting, ms.
+    pub waiting_ms: Option<u64>,
     /// Event time reached, ms since the epoch.
     pub watermark_ms: Option<i64>,
     /// Entries in operator state now.

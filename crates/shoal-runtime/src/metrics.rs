@@ -56,6 +56,9 @@ pub struct NodeMetrics {
     partitions: Mutex<BTreeMap<u32, PartitionProgress>>,
     /// Counters of each parallel instance (set once when the tasks spawn).
     instances: std::sync::OnceLock<Box<[InstanceCounters]>>,
+    /// What the node is waiting for outside the job (an unreachable
+    /// database), and since when (ms since the epoch).
+    waiting: Mutex<Option<(String, u64)>>,
 }
 
 /// Counters of one parallel instance of a node.
@@ -117,6 +120,7 @@ impl NodeMetrics {
             alignment: Mutex::new((0, std::time::Duration::ZERO)),
             partitions: Mutex::new(BTreeMap::new()),
             instances: std::sync::OnceLock::new(),
+            waiting: Mutex::new(None),
         }
     }
 
@@ -226,6 +230,26 @@ impl NodeMetrics {
         if let Some(i) = self.instance(instance) {
             i.blocked_ns.fetch_add(ns, Ordering::Relaxed);
         }
+    }
+
+    /// The node waits on an outside system (`Some(why)`: "postgres
+    /// unavailable: …"), or no longer (`None`). The first reason of an
+    /// outage keeps its start time; called at most once per retry.
+    pub fn set_waiting(&self, why: Option<String>) {
+        let mut w = self.waiting.lock().expect("waiting lock");
+        match why {
+            None => *w = None,
+            Some(why) => {
+                let since = w.as_ref().map_or_else(now_ms, |(_, since)| *since);
+                *w = Some((why, since));
+            }
+        }
+    }
+
+    /// What the node waits for and since when (ms since the epoch), if it
+    /// waits.
+    pub fn waiting(&self) -> Option<(String, u64)> {
+        self.waiting.lock().expect("waiting lock").clone()
     }
 
     /// The node runs `n` parallel instances: count each one's work too.
@@ -562,6 +586,16 @@ impl Metrics {
             for (node, m) in self.snapshot() {
                 s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", get(&m)));
             }
+        }
+        let name = "shoal_waiting_seconds";
+        s.push_str(&format!(
+            "# HELP {name} How long a node has been waiting on an outside system (an unreachable database); 0 when it is not.\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            let secs = m.waiting().map_or(0.0, |(_, since)| {
+                now_ms().saturating_sub(since) as f64 / 1e3
+            });
+            s.push_str(&format!("{name}{{node=\"{node}\"}} {secs}\n"));
         }
         let name = "shoal_backpressure_seconds_total";
         s.push_str(&format!(

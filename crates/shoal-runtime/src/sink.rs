@@ -50,4 +50,9 @@ pub trait Sink: Send + 'static {
     fn recover(&mut self, _committed: Option<u64>) -> Result<()> {
         Ok(())
     }
+
+    /// The sink task starts: `metrics` are its node's counters, where a
+    /// sink that waits on an outside system says so
+    /// ([`NodeMetrics::set_waiting`](crate::NodeMetrics::set_waiting)).
+    fn bind_metrics(&mut self, _metrics: std::sync::Arc<crate::NodeMetrics>) {}
 }

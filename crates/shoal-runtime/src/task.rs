@@ -256,6 +256,7 @@ pub(crate) async fn run_sink(
             m.fetch_max(id, Ordering::Release);
         }
     };
+    sink.bind_metrics(metrics.clone());
     async {
         loop {
             let event = match &mut completed {

@@ -87,6 +87,8 @@ pub struct PostgresSink {
     epoch: u64,
     /// Rows Postgres rejected, for the dead-letter output.
     rejected: Vec<DeadLetter>,
+    /// The node's counters: an outage shows there as what it waits for.
+    metrics: Option<std::sync::Arc<shoal_runtime::NodeMetrics>>,
 }
 
 /// Connect to the sink's database (and create the session's staging table
@@ -178,6 +180,7 @@ impl PostgresSink {
             columns,
             pending: Vec::new(),
             epoch: 1,
+            metrics: None,
             rejected: Vec::new(),
         })
     }
@@ -304,6 +307,9 @@ impl PostgresSink {
             }
             tracing::warn!(sink = %self.task.sink, epoch, error = %failure.error,
                 retry_in_ms = backoff.as_millis() as u64, "postgres unavailable; retrying the epoch");
+            if let Some(m) = &self.metrics {
+                m.set_waiting(Some(format!("postgres unavailable: {}", failure.error)));
+            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             match open(&self.spec) {
@@ -316,6 +322,9 @@ impl PostgresSink {
                 }
             }
         };
+        if let Some(m) = &self.metrics {
+            m.set_waiting(None);
+        }
         match written {
             Written::Skipped => {
                 tracing::info!(sink = %self.task.sink, epoch, "epoch already recorded; skipped")
@@ -495,6 +504,10 @@ fn check_existing(
 }
 
 impl Sink for PostgresSink {
+    fn bind_metrics(&mut self, metrics: std::sync::Arc<shoal_runtime::NodeMetrics>) {
+        self.metrics = Some(metrics);
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let epoch = self.epoch;
         if self.pending.last().is_none_or(|(e, _)| *e != epoch) {

@@ -73,7 +73,9 @@ export class GraphView {
       v.rateText.textContent = `${rate(r)}  ·  ${count(v.role === 'source' ? s.records_out : s.records_in)} in all`;
       v.bpBar.setAttribute('width', ((NODE_W - 70) * Math.min(1, s.backpressure)).toFixed(1));
       v.bpText.textContent = `bp ${percent(s.backpressure)}`;
-      v.wmText.textContent = s.watermark_ms === null ? 'no event time' : `watermark delay ${duration(now - s.watermark_ms)}`;
+      v.wmText.textContent = s.waiting
+        ? `WAITING ${duration(s.waiting_ms)}: ${s.waiting.slice(0, 40)}`
+        : s.watermark_ms === null ? 'no event time' : `watermark delay ${duration(now - s.watermark_ms)}`;
       v.deadText.textContent = s.dead_letters ? `✉ ${count(s.dead_letters)}` : '';
       // Hover: the node's instances, to spot a skewed one.
       v.title.textContent = [
@@ -82,7 +84,7 @@ export class GraphView {
         ...s.instances.map((i) =>
           `#${i.instance}: in ${count(i.records_in)} (${bytes(i.bytes_in)}), out ${count(i.records_out)} (${bytes(i.bytes_out)}), blocked ${duration(i.blocked_ms)}`),
       ].join('\n');
-      const level = s.backpressure >= BACKPRESSURE_BAD ? 'bad' : s.backpressure >= 0.1 ? 'warn' : 'ok';
+      const level = s.waiting || s.backpressure >= BACKPRESSURE_BAD ? 'bad' : s.backpressure >= 0.1 ? 'warn' : 'ok';
       v.group.setAttribute('data-level', level);
       v.group.setAttribute('data-rate', String(r));
     }

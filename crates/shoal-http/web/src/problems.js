@@ -21,6 +21,13 @@ export function problems(job, graph, cps, history) {
   if (job.state === 'failed') {
     out.push({ level: 'bad', text: `Job failed: ${job.error ?? 'unknown error'}` });
   }
+  // A node waiting on an outside system holds everything back (and
+  // checkpoints wait for it).
+  for (const n of job.nodes) {
+    if (n.waiting) {
+      out.push({ level: 'bad', text: `${n.id} is waiting ${Math.round((n.waiting_ms ?? 0) / 1000)} s — ${n.waiting}` });
+    }
+  }
   // Backpressure: name the node that holds the others back (the first one
   // downstream of a backpressured node that is not backpressured itself).
   const byId = new Map(job.nodes.map((n) => [n.id, n]));
