@@ -325,40 +325,93 @@ impl RecordDecoder {
             }
             Ok(_) | Err(_) => {
                 // A decoder that failed may hold partial state: start afresh,
-                // then find the bad records one by one.
+                // then find the bad records by halving.
                 self.inner = Self::build(&self.format, &self.read_schema)?;
             }
         }
         let mut good = Vec::new();
-        for i in 0..chunk.len() {
-            let rec = chunk.record(i);
-            if rec.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let mut line = Vec::with_capacity(rec.len() + 1);
-            line.extend_from_slice(rec);
-            line.push(b'\n');
-            match self.decode_bytes(&line) {
-                Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
-                Ok(other) => {
-                    let rows = other.map_or(0, |b| b.num_rows());
-                    bad.push(bad_record(
-                        chunk,
-                        i,
-                        format!("expected one record, decoded {rows}"),
-                    ));
-                    self.inner = Self::build(&self.format, &self.read_schema)?;
-                }
-                Err(e) => {
-                    bad.push(bad_record(chunk, i, reason(&e)));
-                    self.inner = Self::build(&self.format, &self.read_schema)?;
-                }
-            }
-        }
+        let mid = chunk.len() / 2;
+        self.decode_range(chunk, 0, mid, &mut good, bad)?;
+        self.decode_range(chunk, mid, chunk.len(), &mut good, bad)?;
         if good.is_empty() {
             return Ok(None);
         }
         Ok(Some(concat_batches(&self.read_schema, &good)?))
+    }
+
+    /// Decode records `lo..hi` of a chunk that failed as a whole: a range
+    /// that decodes in one go is good; one that does not is halved, down to
+    /// the single records that are bad. A chunk with `k` bad records costs
+    /// about `k · log2(len)` extra decodes of shrinking ranges instead of
+    /// one decode per record (one bad line in 8 192 no longer turns its
+    /// chunk into 8 192 one-line decodes). Good rows keep their order.
+    fn decode_range(
+        &mut self,
+        chunk: &RecordChunk,
+        lo: usize,
+        hi: usize,
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<()> {
+        if lo >= hi {
+            return Ok(());
+        }
+        if hi - lo == 1 {
+            return self.decode_one(chunk, lo, good, bad);
+        }
+        // Blank lines decode to nothing: they are neither good nor bad.
+        let expected = (lo..hi)
+            .filter(|&i| !chunk.record(i).iter().all(u8::is_ascii_whitespace))
+            .count();
+        if expected == 0 {
+            return Ok(());
+        }
+        let start = if lo == 0 { 0 } else { chunk.ends[lo - 1] };
+        let end = chunk.ends[hi - 1];
+        match self.decode_bytes(&chunk.buf[start..end]) {
+            Ok(batch) if batch.as_ref().map_or(0, |b| b.num_rows()) == expected => {
+                good.extend(batch);
+                return Ok(());
+            }
+            Ok(_) | Err(_) => self.inner = Self::build(&self.format, &self.read_schema)?,
+        }
+        let mid = lo + (hi - lo) / 2;
+        self.decode_range(chunk, lo, mid, good, bad)?;
+        self.decode_range(chunk, mid, hi, good, bad)
+    }
+
+    /// Decode record `i` alone: a good row, or a dead letter with the
+    /// decoder's reason.
+    fn decode_one(
+        &mut self,
+        chunk: &RecordChunk,
+        i: usize,
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<()> {
+        let rec = chunk.record(i);
+        if rec.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let start = if i == 0 { 0 } else { chunk.ends[i - 1] };
+        // The record with its newline.
+        match self.decode_bytes(&chunk.buf[start..chunk.ends[i]]) {
+            Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
+            Ok(other) => {
+                let rows = other.map_or(0, |b| b.num_rows());
+                bad.push(bad_record(
+                    chunk,
+                    i,
+                    format!("expected one record, decoded {rows}"),
+                ));
+                self.inner = Self::build(&self.format, &self.read_schema)?;
+            }
+            Err(e) => {
+                bad.push(bad_record(chunk, i, reason(&e)));
+                self.inner = Self::build(&self.format, &self.read_schema)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -514,6 +567,56 @@ mod tests {
         let mut c2 = RecordChunk::default();
         c2.push(br#"{"id": 9, "amount": 9.0}"#, None, 6);
         assert_eq!(d.decode(&c2, &mut bad).unwrap().unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn records_only_the_decoder_refuses_are_found_by_halving_in_order() {
+        // An unparsable time passes the JSON check; only Arrow refuses it.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let mut d = RecordDecoder::new(FileFormat::Jsonl, schema).unwrap();
+        let mut c = RecordChunk::default();
+        let bad_at = [0u64, 10, 500, 501, 999];
+        let blank_at = [100u64, 700];
+        for i in 0..1000u64 {
+            if bad_at.contains(&i) {
+                c.push(
+                    format!(r#"{{"id": {i}, "ts": "not a time"}}"#).as_bytes(),
+                    None,
+                    i,
+                );
+            } else if blank_at.contains(&i) {
+                c.push(b"  ", None, i);
+            } else {
+                c.push(format!(r#"{{"id": {i}, "ts": {i}}}"#).as_bytes(), None, i);
+            }
+        }
+        let mut bad = Vec::new();
+        let b = d.decode(&c, &mut bad).unwrap().unwrap();
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        let expected: Vec<i64> = (0..1000u64)
+            .filter(|i| !bad_at.contains(i) && !blank_at.contains(i))
+            .map(|i| i as i64)
+            .collect();
+        assert_eq!(ids, expected, "good rows, in their order");
+        let positions: Vec<u64> = bad.iter().map(|b| b.position).collect();
+        assert_eq!(positions, bad_at);
+        assert!(
+            bad.iter().all(|b| b.reason.contains("not a time")),
+            "{bad:?}"
+        );
     }
 
     #[test]
