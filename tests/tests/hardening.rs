@@ -452,3 +452,74 @@ fn checkpoints_on_an_unlistable_dir_is_an_error() {
     std::fs::remove_file(d.join("shoal-data/checkpoints")).unwrap();
     shoal_ok(d, &["checkpoints"]);
 }
+
+/// Backpressure must not cost a log source its group membership: a stdout
+/// sink whose reader waits 4 session timeouts blocks the whole job; the
+/// members' heartbeats (their own thread) keep them in the group, and once
+/// the reader reads, every record arrives exactly once and the job exits 0.
+#[test]
+fn a_member_blocked_by_backpressure_stays_in_its_group() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 60_000;
+    shoal_ok(d, &["topic", "create", "t", "--partitions", "2"]);
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"card\":{},\"note\":\"{}\"}}\n",
+                i % 97,
+                "x".repeat(40)
+            )
+        })
+        .collect();
+    std::fs::write(d.join("in.jsonl"), lines).unwrap();
+    shoal_ok(d, &["produce", "t", "--key", "card", "in.jsonl"]);
+    std::fs::write(
+        d.join("p.yaml"),
+        "name: slowreader\nsources:\n  t:\n    type: log\n    topic: t\n    group: g\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    batch_size: 100\n    session_timeout: 2s\n    schema: { id: int64, card: int64, note: utf8 }\nsinks:\n  out: { type: stdout, inputs: [t] }\n",
+    )
+    .unwrap();
+    let mut child = Command::new(shoal_tests::shoal_bin())
+        .args(["run", "--no-progress", "--no-http", "p.yaml"])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("shoal-data"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads stdout for 8 s: the pipe fills and the job blocks.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {:?}\n{err}", status.code());
+    let mut ids: Vec<i64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..n).collect::<Vec<i64>>(),
+        "every record exactly once"
+    );
+}

@@ -29,7 +29,9 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::LogDir;
 use crate::error::Result;
@@ -75,6 +77,28 @@ pub struct Consumer {
     group: String,
     member: String,
     left: AtomicBool,
+    /// When the member last polled its assignment (ms since `born`), for
+    /// [`Consumer::keep_alive`].
+    polled: Arc<AtomicU64>,
+    born: Instant,
+}
+
+/// A thread that keeps a member's session alive while its task is blocked
+/// (see [`Consumer::keep_alive`]); stopped and joined when dropped.
+#[derive(Debug)]
+pub struct KeepAlive {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl Consumer {
@@ -90,7 +114,45 @@ impl Consumer {
             group: group.to_owned(),
             member,
             left: AtomicBool::new(false),
+            polled: Arc::new(AtomicU64::new(0)),
+            born: Instant::now(),
         })
+    }
+
+    /// Heartbeat from a thread of its own, a third of the session timeout
+    /// apart, so that a task blocked by backpressure (a full channel, a
+    /// slow sink, a long checkpoint) keeps its membership — Kafka's
+    /// separation of liveness from progress (KIP-62). A member that has
+    /// not polled its assignment for `max_poll_interval` is taken as stuck:
+    /// the thread stops heartbeating and the group expels it after the
+    /// session timeout. Rebalances still wait for the task itself to
+    /// confirm revocations.
+    pub fn keep_alive(&self, max_poll_interval: Duration) -> KeepAlive {
+        let stop = Arc::new(AtomicBool::new(false));
+        let every = (self.log.config().group.session_timeout / 3).max(Duration::from_millis(10));
+        let (log, group, member) = (self.log.clone(), self.group.clone(), self.member.clone());
+        let (polled, born, flag) = (self.polled.clone(), self.born, stop.clone());
+        let max_ms = max_poll_interval.as_millis() as u64;
+        let thread = std::thread::Builder::new()
+            .name("shoal-heartbeat".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    let now = born.elapsed().as_millis() as u64;
+                    let idle = now.saturating_sub(polled.load(Ordering::Relaxed));
+                    if idle > max_ms {
+                        tracing::warn!(%group, %member, idle_ms = idle,
+                            "member has not polled within max_poll_interval; no more heartbeats");
+                        return;
+                    }
+                    // A member that left or was expelled has nothing to keep.
+                    if log.coordinator().heartbeat(&group, &member).is_err() {
+                        return;
+                    }
+                    std::thread::park_timeout(every);
+                }
+            })
+            .ok();
+        KeepAlive { stop, thread }
     }
 
     /// The group id.
@@ -105,6 +167,8 @@ impl Consumer {
 
     /// Current assigned partitions, generation and pending revocations.
     pub fn poll_assignment(&self) -> Result<Assignment> {
+        self.polled
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.log
             .coordinator()
             .poll_assignment(&self.group, &self.member)

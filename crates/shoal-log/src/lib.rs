@@ -54,7 +54,7 @@ pub mod txn;
 pub use catalog::TopicMetadata;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FsyncPolicy, GroupConfig, LogConfig, TopicConfig};
-pub use consumer::{Consumer, ConsumerConfig};
+pub use consumer::{Consumer, ConsumerConfig, KeepAlive};
 pub use error::{Error, Fault, Result};
 pub use fetch::{FetchBuffer, Isolation, Record};
 pub use group::{

@@ -124,12 +124,19 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, flags: RunFlags) -> CliResult
                     stopping = true;
                     progress.clear();
                     // A signal is sent before it cancels (see `install` above).
+                    // Otherwise a failing task cancelled the job: its error
+                    // is reported when the run ends.
                     let how = match stop_rx.try_recv() {
-                        Ok(crate::signals::Stop::Terminate) => "terminated (SIGTERM)",
-                        Ok(crate::signals::Stop::Interrupt) => "interrupted",
-                        Err(_) => "stop requested over HTTP",
+                        Ok(crate::signals::Stop::Terminate) => Some("terminated (SIGTERM)"),
+                        Ok(crate::signals::Stop::Interrupt) => Some("interrupted"),
+                        Err(_) if view.state() == shoal_job::Lifecycle::Stopping => {
+                            Some("stop requested over HTTP")
+                        }
+                        Err(_) => None,
                     };
-                    eprintln!("{how}: stopping sources, draining, taking the final checkpoint (Ctrl-C or SIGTERM again to abort)");
+                    if let Some(how) = how {
+                        eprintln!("{how}: stopping sources, draining, taking the final checkpoint (Ctrl-C or SIGTERM again to abort)");
+                    }
                 }
                 r = &mut run => break r,
                 _ = ticker.tick() => progress.tick(),

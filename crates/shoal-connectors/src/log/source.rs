@@ -242,7 +242,16 @@ impl LogSource {
     }
 }
 
+/// How long a member may go without polling its assignment before its
+/// heartbeats stop and the group expels it (Kafka's `max.poll.interval.ms`,
+/// same default): backpressure, a slow sink or a long checkpoint stay far
+/// below it; a task that is truly stuck does not.
+const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 struct Member {
+    /// Heartbeats while the task is blocked (dropped first: it stops
+    /// before the consumer leaves).
+    _alive: shoal_log::KeepAlive,
     consumer: Consumer,
     generation: u64,
     /// Next offset to read, per owned partition.
@@ -334,6 +343,7 @@ impl Source for LogSource {
                 .consumer(&self.spec.group, config)
                 .map_err(|e| log_err("join group", e))?;
             let mut m = Member {
+                _alive: consumer.keep_alive(MAX_POLL_INTERVAL),
                 consumer,
                 generation: 0,
                 positions: BTreeMap::new(),
