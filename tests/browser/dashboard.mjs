@@ -42,6 +42,9 @@ try {
     graphEdges: [...document.querySelectorAll('#graph [data-edge]')].map((n) => n.dataset.edge),
     nodeRates: Object.fromEntries([...document.querySelectorAll('#graph [data-node]')]
       .map((n) => [n.dataset.node, n.querySelector('.node-rate').textContent])),
+    nodeState: Object.fromEntries([...document.querySelectorAll('#graph [data-node]')]
+      .filter((n) => n.querySelector('.node-state'))
+      .map((n) => [n.dataset.node, n.querySelector('.node-state').textContent])),
     lagRows: [...document.querySelectorAll('[data-partition]')].map((r) => ({
       partition: r.dataset.partition,
       cells: [...r.querySelectorAll('td')].map((c) => c.textContent),

@@ -139,6 +139,14 @@ fn the_dashboard_shows_the_fraud_job_live_in_chromium() {
     assert!(second["refreshes"].as_u64() >= first["refreshes"].as_u64().map(|n| n + 3));
     assert_ne!(first["sourceRecords"], second["sourceRecords"], "{report}");
     assert_ne!(first["nodeRates"], second["nodeRates"], "{report}");
+    // Keyed state on the stateful nodes: entries and how they are split.
+    let state = &second["nodeState"];
+    assert_eq!(state.as_object().unwrap().len(), 2, "{state}");
+    let card = state["card_features"].as_str().unwrap();
+    assert!(card.ends_with("in state · per partition"), "{card}");
+    assert!(!card.starts_with("0 "), "card_features holds state: {card}");
+    let country = state["country_features"].as_str().unwrap();
+    assert!(country.ends_with("in state · per instance"), "{country}");
     // Lag: one row per partition of the log source `txns`.
     let mut parts: Vec<String> = second["lagRows"]
         .as_array()

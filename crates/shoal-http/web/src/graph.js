@@ -58,8 +58,13 @@ export class GraphView {
         svg('rect', { x: left + 10, y: top + 54, width: NODE_W - 70, height: 6, class: 'bp-track' }),
         bpBar, bpText, wmText, deadText);
       root.append(group);
-      const head = `${n.id} (${n.kind} × ${n.parallelism})\n${n.detail}`;
-      this.nodes.set(n.id, { group, box, title, head, rateText, bpBar, bpText, wmText, deadText, role: n.role });
+      const head = `${n.id} (${n.kind} × ${n.parallelism})\n${n.detail}`
+        + (n.state ? `\nstate: ${n.state.describe}` : '');
+      const stateText = n.state
+        ? svg('text', { x: left + NODE_W - 10, y: top + 31, 'text-anchor': 'end', class: 'node-state', 'data-state': n.state.sharding }, '')
+        : null;
+      if (stateText) group.append(stateText);
+      this.nodes.set(n.id, { group, box, title, head, rateText, bpBar, bpText, wmText, deadText, stateText, sharding: n.state?.sharding, role: n.role });
     }
   }
 
@@ -77,6 +82,11 @@ export class GraphView {
         ? `WAITING ${duration(s.waiting_ms)}: ${s.waiting.slice(0, 40)}`
         : s.watermark_ms === null ? 'no event time' : `watermark delay ${duration(now - s.watermark_ms)}`;
       v.deadText.textContent = s.dead_letters ? `✉ ${count(s.dead_letters)}` : '';
+      if (v.stateText) {
+        // Keyed state: entries held now, and how it is split (per source
+        // partition, following partitions between processes, or per instance).
+        v.stateText.textContent = `${count(s.state_entries)} in state · ${v.sharding === 'partition' ? 'per partition' : 'per instance'}`;
+      }
       // Hover: the node's instances, to spot a skewed one.
       v.title.textContent = [
         v.head,
