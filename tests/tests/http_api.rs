@@ -247,26 +247,49 @@ fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
         let (code, body) = request(&addr, "POST", "/api/v1/job/stop", bad);
         assert_eq!(code, 401, "{body}");
     }
+    // A savepoint name that is not a safe file name: 400, nothing changes.
     let (code, body) = request(
         &addr,
         "POST",
-        "/api/v1/job/stop?savepoint=true",
+        "/api/v1/job/stop?savepoint=true&name=..%2Fescape",
         Some(token),
     );
-    assert_eq!(code, 501, "{body}");
+    assert_eq!(code, 400, "{body}");
     assert_eq!(get_json(&addr, "/api/v1/job")["state"], "running");
     assert_eq!(request(&addr, "GET", "/readyz", None).0, 200);
 
-    // With the token: a graceful stop, exit 0, everything committed.
-    let (code, body) = request(&addr, "POST", "/api/v1/job/stop", Some(token));
-    assert_eq!(code, 202, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["state"],
-        "stopping"
+    // With the token: a graceful stop, exit 0, everything committed, the
+    // final checkpoint kept as a savepoint.
+    let (code, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/job/stop?savepoint=true&name=before-upgrade",
+        Some(token),
     );
+    assert_eq!(code, 202, "{body}");
+    let answer = serde_json::from_str::<Value>(&body).unwrap();
+    assert_eq!(answer["state"], "stopping");
+    assert_eq!(answer["savepoint"], "before-upgrade");
     let (code, stdout, stderr) = run.finish();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("stop requested over HTTP"), "{stderr}");
+    assert!(
+        stderr.contains("savepoint `before-upgrade` kept"),
+        "{stderr}"
+    );
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(d.join("shoal-data/checkpoints/api/savepoints/before-upgrade.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let listed = String::from_utf8(shoal_ok(d, &["checkpoints"]).stdout).unwrap();
+    assert!(
+        listed.contains(&format!(
+            "savepoint before-upgrade: pipeline api, checkpoint {}",
+            saved["id"]
+        )),
+        "{listed}"
+    );
     let summary: Value = serde_json::from_str(&stdout).unwrap();
     assert!(summary["checkpoints"]["completed"].as_u64().unwrap() >= 2);
     assert_eq!(
@@ -403,4 +426,93 @@ fn json_logs_are_one_object_per_event_with_the_pipeline() {
         })
         .collect();
     assert!(other.is_empty(), "non-JSON lines: {other:?}");
+}
+
+/// A savepoint kept at a stop is restored later by `--from-savepoint`,
+/// after other checkpoints were taken: the job reads again exactly what
+/// came after the savepoint, and the later checkpoints move aside.
+#[test]
+fn a_savepoint_is_restored_after_later_checkpoints() {
+    let dir = workdir();
+    let d = dir.path();
+    produce(d);
+    std::fs::write(d.join("api.yaml"), YAML).unwrap();
+    let args = [
+        "--no-progress",
+        "--json",
+        "--http-addr",
+        "127.0.0.1:0",
+        "api.yaml",
+    ];
+    // Run 1: read everything, stop keeping savepoint `sp1`.
+    let run = Run::start(d, &args);
+    poll(&run.addr, "/api/v1/job", "all records read", |v| {
+        v["sink_records"] == RECORDS - BAD && v["checkpoints_completed"].as_u64().unwrap() >= 1
+    });
+    let (code, body) = request(
+        &run.addr,
+        "POST",
+        "/api/v1/job/stop?savepoint=true&name=sp1",
+        None,
+    );
+    assert_eq!(code, 202, "{body}");
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(d.join("shoal-data/checkpoints/api/savepoints/sp1.json")).unwrap(),
+    )
+    .unwrap();
+    let sp_id = saved["id"].as_u64().unwrap();
+
+    // 1 000 more records; run 2 reads them and takes later checkpoints.
+    let more: String = (RECORDS..RECORDS + 1000)
+        .map(|i| format!("{{\"id\":{i},\"card\":{},\"amount\":1}}\n", i % 10))
+        .collect();
+    std::fs::write(d.join("more.jsonl"), more).unwrap();
+    shoal_ok(d, &["produce", "txns", "--key", "card", "more.jsonl"]);
+    let run = Run::start(d, &args);
+    poll(&run.addr, "/api/v1/job", "the new records read", |v| {
+        v["sink_records"] == 1000 && v["last_checkpoint"].as_u64().is_some_and(|c| c > sp_id + 1)
+    });
+    assert_eq!(request(&run.addr, "POST", "/api/v1/job/stop", None).0, 202);
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // An unknown savepoint is refused, naming the ones there are.
+    let out = shoal(
+        d,
+        &["run", "--no-http", "--from-savepoint", "nope", "api.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no savepoint `nope`") && err.contains("sp1"),
+        "{err}"
+    );
+
+    // Run 3 from `sp1`: exactly the 1 000 records after it are read again.
+    let mut with_sp = vec!["--from-savepoint", "sp1"];
+    with_sp.extend(args);
+    let run = Run::start(d, &with_sp);
+    let job = poll(
+        &run.addr,
+        "/api/v1/job",
+        "re-read after the savepoint",
+        |v| v["sink_records"] == 1000,
+    );
+    assert_eq!(job["restored_from"], sp_id);
+    assert_eq!(request(&run.addr, "POST", "/api/v1/job/stop", None).0, 202);
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rolled back") || stderr.contains("rolled_back"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["nodes"][0]["node"], "txns");
+    assert_eq!(summary["nodes"][0]["records_out"], 1000, "{summary}");
+    let moved = std::fs::read_dir(d.join("shoal-data/checkpoints/api/rolled-back"))
+        .unwrap()
+        .count();
+    assert!(moved >= 2, "later checkpoints moved aside: {moved}");
 }

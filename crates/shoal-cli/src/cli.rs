@@ -66,6 +66,11 @@ pub enum Command {
         /// follow). Repeat for several operators.
         #[arg(long = "drop-state", value_name = "OPERATOR")]
         drop_state: Vec<String>,
+        /// Restore savepoint NAME (kept by `POST /api/v1/job/stop?savepoint=true&name=NAME`)
+        /// instead of the newest checkpoint; checkpoints taken after it
+        /// move to `rolled-back/`.
+        #[arg(long, value_name = "NAME")]
+        from_savepoint: Option<String>,
     },
     /// Check pipeline files: syntax, references, schemas, SQL. Nothing runs.
     #[command(

@@ -15,7 +15,7 @@
 //! | GET | `/api/v1/job/checkpoints` | [`shoal_job::CheckpointsSnapshot`] |
 //! | GET | `/api/v1/job/partitions` | [`shoal_job::PartitionsSnapshot`] |
 //! | GET | `/api/v1/job/dead-letters?limit=N` | [`shoal_job::DeadLettersSnapshot`] |
-//! | POST | `/api/v1/job/stop` | 202: graceful stop (final checkpoint) |
+//! | POST | `/api/v1/job/stop[?savepoint=true&name=N]` | 202: graceful stop (final checkpoint, kept as savepoint `N`) |
 //!
 //! POST endpoints require `Authorization: Bearer TOKEN` when a token is
 //! configured; [`check_exposure`] refuses a non-loopback address without
@@ -121,7 +121,7 @@ const ENDPOINTS: [&str; 11] = [
     "GET /api/v1/job/checkpoints",
     "GET /api/v1/job/partitions",
     "GET /api/v1/job/dead-letters?limit=N",
-    "POST /api/v1/job/stop",
+    "POST /api/v1/job/stop?savepoint=BOOL&name=NAME",
 ];
 
 async fn index(State(api): State<Api>) -> Response {
@@ -198,6 +198,8 @@ async fn dead_letters(State(api): State<Api>, Query(q): Query<Limit>) -> Respons
 struct StopQuery {
     #[serde(default)]
     savepoint: bool,
+    /// The savepoint's name (default `savepoint-<unix seconds>`).
+    name: Option<String>,
 }
 
 fn error(code: StatusCode, message: &str) -> Response {
@@ -231,17 +233,29 @@ async fn stop(State(api): State<Api>, headers: HeaderMap, Query(q): Query<StopQu
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("header"));
         return r;
     }
-    if q.savepoint {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "savepoints are not supported yet: stop without ?savepoint (the final checkpoint is what the next run restores)",
-        );
-    }
-    tracing::info!(pipeline = api.job.name(), "stop asked over HTTP");
+    let savepoint = if q.savepoint {
+        let name = q.name.unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("savepoint-{secs}")
+        });
+        if let Err(e) = api.job.keep_savepoint(&name) {
+            let code = match e {
+                shoal_job::SavepointRefused::NoCheckpoints => StatusCode::CONFLICT,
+                shoal_job::SavepointRefused::BadName(_) => StatusCode::BAD_REQUEST,
+            };
+            return error(code, &e.to_string());
+        }
+        Some(name)
+    } else {
+        None
+    };
+    tracing::info!(pipeline = api.job.name(), savepoint = ?savepoint, "stop asked over HTTP");
     let state = api.job.stop();
     (
         StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "state": state })),
+        axum::Json(serde_json::json!({ "state": state, "savepoint": savepoint })),
     )
         .into_response()
 }

@@ -69,6 +69,7 @@ struct Shared {
     started_ms: u64,
     graph: GraphSnapshot,
     checkpointing: bool,
+    checkpoint_dir: Option<std::path::PathBuf>,
     cancel: CancellationToken,
     metrics: OnceLock<Metrics>,
     life: Mutex<Life>,
@@ -80,6 +81,23 @@ struct Life {
     state: Option<Lifecycle>,
     error: Option<String>,
     restored_from: Option<u64>,
+    /// Keep the final checkpoint as this savepoint (asked with the stop).
+    savepoint: Option<String>,
+    /// The savepoint kept at the end: its name and checkpoint id.
+    saved: Option<(String, u64)>,
+}
+
+/// Why a savepoint cannot be asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SavepointRefused {
+    /// The pipeline takes no checkpoints: there is nothing to keep.
+    #[error(
+        "this pipeline takes no checkpoints (no `checkpoint:` section): there is nothing to keep as a savepoint"
+    )]
+    NoCheckpoints,
+    /// Not a usable name.
+    #[error("{0}")]
+    BadName(String),
 }
 
 #[derive(Default)]
@@ -110,6 +128,7 @@ impl Job {
                 started_ms: now_ms(),
                 graph: GraphSnapshot::of(&plan),
                 checkpointing: plan.checkpoint.is_some(),
+                checkpoint_dir: plan.checkpoint.as_ref().map(|c| c.dir.clone()),
                 cancel: opts.cancel.clone(),
                 metrics: OnceLock::new(),
                 life: Mutex::new(Life {
@@ -214,6 +233,10 @@ impl Job {
             span,
         )
         .await;
+        let result = result.and_then(|summary| {
+            view.keep_asked_savepoint()?;
+            Ok(summary)
+        });
         match &result {
             Ok(_) => view.set_state(Lifecycle::Finished),
             Err(e) => view.fail(e),
@@ -261,15 +284,50 @@ impl JobView {
     /// checkpoint is taken and committed. Returns the state after the call
     /// (a job that already ended stays `finished` or `failed`).
     pub fn stop(&self) -> Lifecycle {
+        // The state first: whoever sees the cancellation sees `stopping`.
+        let state = {
+            let mut life = self.life();
+            if matches!(
+                life.state,
+                Some(Lifecycle::Starting | Lifecycle::Restoring | Lifecycle::Running)
+            ) {
+                life.state = Some(Lifecycle::Stopping);
+            }
+            life.state.unwrap_or(Lifecycle::Stopping)
+        };
         self.shared.cancel.cancel();
-        let mut life = self.life();
-        if matches!(
-            life.state,
-            Some(Lifecycle::Starting | Lifecycle::Restoring | Lifecycle::Running)
-        ) {
-            life.state = Some(Lifecycle::Stopping);
+        state
+    }
+
+    /// Keep the final checkpoint of this run as savepoint `name` (used
+    /// with [`JobView::stop`]): `shoal run --from-savepoint NAME` restores
+    /// it later, whatever checkpoints came after. Checked now, written
+    /// once the job has stopped cleanly.
+    pub fn keep_savepoint(&self, name: &str) -> Result<(), SavepointRefused> {
+        if self.shared.checkpoint_dir.is_none() {
+            return Err(SavepointRefused::NoCheckpoints);
         }
-        life.state.unwrap_or(Lifecycle::Stopping)
+        shoal_runtime::check_savepoint_name(name)
+            .map_err(|e| SavepointRefused::BadName(e.to_string()))?;
+        self.life().savepoint = Some(name.to_string());
+        Ok(())
+    }
+
+    /// The savepoint this run kept at its end: name and checkpoint id.
+    pub fn saved_savepoint(&self) -> Option<(String, u64)> {
+        self.life().saved.clone()
+    }
+
+    /// After a clean end: write the savepoint asked for, if any.
+    fn keep_asked_savepoint(&self) -> Result<(), JobError> {
+        let (Some(name), Some(dir)) = (self.life().savepoint.clone(), &self.shared.checkpoint_dir)
+        else {
+            return Ok(());
+        };
+        let id = shoal_runtime::Manifest::save_as(dir, &name)?;
+        tracing::info!(savepoint = %name, checkpoint = id, "savepoint kept");
+        self.life().saved = Some((name, id));
+        Ok(())
     }
 
     /// Take a throughput sample (every second while the job runs).

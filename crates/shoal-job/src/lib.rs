@@ -31,7 +31,7 @@
 mod job;
 mod snapshot;
 
-pub use job::{Job, JobError, JobOptions, JobView, Lifecycle};
+pub use job::{Job, JobError, JobOptions, JobView, Lifecycle, SavepointRefused};
 pub use shoal_runtime::JobSummary;
 pub use snapshot::{
     CheckpointsSnapshot, DeadLettersSnapshot, EdgeSnapshot, FieldSnapshot, GraphSnapshot,

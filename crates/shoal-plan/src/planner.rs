@@ -52,6 +52,9 @@ pub struct Plan {
     pub channel_capacity: usize,
     /// Checkpointing, when the file has a `checkpoint` section.
     pub checkpoint: Option<shoal_runtime::CheckpointConfig>,
+    /// Restore this savepoint instead of the newest checkpoint (`shoal run
+    /// --from-savepoint NAME`).
+    pub from_savepoint: Option<String>,
     pub(crate) dead_letter_builder: crate::build::DeadLetterBuilder,
 }
 
@@ -106,6 +109,7 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
             store_shared: nodes.iter().any(|n| matches!(n.builder, Builder::Kafka(_))),
         });
     Ok(Plan {
+        from_savepoint: None,
         name: spec.name.clone(),
         nodes,
         data_dir,

@@ -50,8 +50,17 @@ impl Plan {
     /// The checkpoint `shoal run` restores, if any (see the module docs).
     pub fn restore_point(&self) -> Result<Option<Manifest>> {
         let Some(config) = &self.checkpoint else {
+            if let Some(name) = &self.from_savepoint {
+                return Err(RuntimeError::User(format!(
+                    "--from-savepoint {name}: pipeline `{}` takes no checkpoints (no `checkpoint:` section)",
+                    self.name
+                )));
+            }
             return Ok(None);
         };
+        if let Some(name) = &self.from_savepoint {
+            return self.savepoint_restore(&config.dir, name).map(Some);
+        }
         let Some(latest) = Manifest::latest(&config.dir)? else {
             return Ok(None);
         };
@@ -96,6 +105,34 @@ impl Plan {
 
     /// The Kafka source (node id, spec) whose offsets a Kafka sink stores
     /// with its output, if the pipeline has that shape.
+    /// `--from-savepoint NAME`: that savepoint's manifest; the checkpoints
+    /// taken after it are rolled back (moved aside), so the run continues
+    /// from it. Refused when a sink owns the offsets: there the restore
+    /// point is what the sink committed, which a savepoint cannot rewind.
+    fn savepoint_restore(&self, dir: &std::path::Path, name: &str) -> Result<Manifest> {
+        if self.kafka_source_of_kafka_sink().is_some()
+            || self.offset_owning_postgres_sink().is_some()
+        {
+            return Err(RuntimeError::User(format!(
+                "--from-savepoint {name}: pipeline `{}` has a sink that owns the source offsets (Kafka → Kafka, \
+                 or a Postgres sink); it restores what that sink committed and cannot be rolled back to a savepoint",
+                self.name
+            )));
+        }
+        let m = Manifest::savepoint(dir, name)?;
+        let moved = Manifest::roll_back_to(dir, m.id)?;
+        if moved > 0 {
+            tracing::warn!(
+                savepoint = name,
+                checkpoint = m.id,
+                rolled_back = moved,
+                "restoring an older savepoint: later checkpoints moved to rolled-back/; \
+                 what the job wrote after the savepoint is written again"
+            );
+        }
+        Ok(m)
+    }
+
     fn kafka_source_of_kafka_sink(&self) -> Option<(&str, &KafkaSource)> {
         match offset_owner(self)? {
             (source, sink) if matches!(sink.builder, Builder::KafkaSink(_)) => Some(source),

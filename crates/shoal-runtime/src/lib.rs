@@ -46,7 +46,7 @@ mod task;
 mod test_hooks;
 mod watermark;
 
-pub use checkpoint::{CheckpointConfig, Manifest};
+pub use checkpoint::{CheckpointConfig, Manifest, SAVEPOINTS_DIR, check_savepoint_name};
 pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
 pub use error::{ErrorDomain, Result, RuntimeError};
 pub use gate::{InputEvent, InputGate};

@@ -49,9 +49,21 @@ pub fn list(dir: Option<PathBuf>, data_dir: Option<PathBuf>, json: bool) -> CliR
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
-    if rows.is_empty() {
+    let mut savepoints = Vec::new();
+    for d in &dirs {
+        for (name, m) in Manifest::savepoints(d).map_err(|e| Failure::Runtime(e.into()))? {
+            savepoints.push((name, m));
+        }
+    }
+    if rows.is_empty() && savepoints.is_empty() {
         eprintln!("no checkpoints");
         return Ok(());
+    }
+    for (name, m) in &savepoints {
+        println!(
+            "savepoint {name}: pipeline {}, checkpoint {} (completed-ms {}, state {} bytes)",
+            m.pipeline, m.id, m.completed_ms, m.state_bytes
+        );
     }
     println!(
         "{:<24} {:>8} {:>15} {:>10} {:>12}  {}",

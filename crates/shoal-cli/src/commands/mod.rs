@@ -28,6 +28,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
             http_token,
             log_format: _,
             drop_state,
+            from_savepoint,
         } => run::run(
             &file,
             cli.data_dir,
@@ -39,6 +40,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
                     token: http_token,
                 }),
                 drop_state,
+                from_savepoint,
             },
         ),
         Command::Validate { files } => validate::validate(&files, cli.data_dir),

@@ -21,6 +21,8 @@ pub struct RunFlags {
     pub http: Option<HttpFlags>,
     /// Operators whose state is dropped.
     pub drop_state: Vec<String>,
+    /// `--from-savepoint NAME`.
+    pub from_savepoint: Option<String>,
 }
 
 /// Where and how to serve the HTTP API.
@@ -40,7 +42,8 @@ fn runtime_failure(e: shoal_runtime::RuntimeError) -> Failure {
 }
 
 pub fn run(file: &Path, data_dir: Option<PathBuf>, flags: RunFlags) -> CliResult {
-    let plan = super::load_and_plan(file, data_dir)?;
+    let mut plan = super::load_and_plan(file, data_dir)?;
+    plan.from_savepoint = flags.from_savepoint.clone();
     // One process per checkpoint directory: a second run exits 2 at once,
     // naming the holder (issue 16).
     let _run_lock = match &plan.checkpoint {
@@ -111,6 +114,7 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, flags: RunFlags) -> CliResult
         );
     }
     let show_progress = !flags.no_progress && std::io::stderr().is_terminal();
+    let end_view = view.clone();
     let summary = runtime.block_on(async move {
         let run = job.run();
         tokio::pin!(run);
@@ -154,6 +158,12 @@ pub fn run(file: &Path, data_dir: Option<PathBuf>, flags: RunFlags) -> CliResult
             }
         })
     })?;
+    if let Some((name, id)) = end_view.saved_savepoint() {
+        eprintln!(
+            "savepoint `{name}` kept (checkpoint {id}); restore it with: shoal run --from-savepoint {name} {}",
+            file.display()
+        );
+    }
     if flags.json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
     } else {

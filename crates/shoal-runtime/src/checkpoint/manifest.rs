@@ -115,6 +115,27 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> RuntimeError {
     RuntimeError::io(format!("checkpoint {what} {}", path.display()), e)
 }
 
+/// The folder of a checkpoint directory that holds its savepoints.
+pub const SAVEPOINTS_DIR: &str = "savepoints";
+
+/// A savepoint name: letters, digits, `-`, `_`, `.`; 1 to 100 characters,
+/// not starting with `.` (it becomes a file name).
+pub fn check_savepoint_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::User(format!(
+            "savepoint name `{name}`: use 1 to 100 letters, digits, `-`, `_` or `.` (not starting with `.`)"
+        )))
+    }
+}
+
 fn file_name(id: u64) -> String {
     format!("chk-{id:020}.json")
 }
@@ -194,6 +215,103 @@ impl Manifest {
         Self::read(&path).map(Some)
     }
 
+    /// Keep the newest completed checkpoint in `dir` as savepoint `name`
+    /// (`savepoints/NAME.json`, a copy of its manifest): never pruned, and
+    /// neither is the state it references. Returns the checkpoint's id.
+    pub fn save_as(dir: &Path, name: &str) -> Result<u64> {
+        check_savepoint_name(name)?;
+        let latest = Self::latest(dir)?.ok_or_else(|| {
+            RuntimeError::User(format!(
+                "no completed checkpoint in {} to keep as savepoint `{name}`",
+                dir.display()
+            ))
+        })?;
+        let sp = dir.join(SAVEPOINTS_DIR);
+        fs::create_dir_all(&sp).map_err(|e| io("create", &sp, e))?;
+        let path = sp.join(format!("{name}.json"));
+        let tmp = sp.join(format!(".{name}.json.tmp"));
+        let bytes = serde_json::to_vec(&latest)
+            .map_err(|e| RuntimeError::Internal(format!("manifest json: {e}")))?;
+        let mut f = File::create(&tmp).map_err(|e| io("write", &tmp, e))?;
+        f.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))?;
+        File::open(&sp)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", &sp, e))?;
+        Ok(latest.id)
+    }
+
+    /// The savepoints kept in `dir`, by name.
+    pub fn savepoints(dir: &Path) -> Result<Vec<(String, Manifest)>> {
+        let sp = dir.join(SAVEPOINTS_DIR);
+        let entries = match fs::read_dir(&sp) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("read", &sp, e)),
+        };
+        let mut out = Vec::new();
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let Some(name) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|n| !n.starts_with('.'))
+            else {
+                continue;
+            };
+            out.push((name.to_string(), Self::read(&p)?));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Savepoint `name` of `dir`; an unknown name is an error listing the
+    /// ones there are.
+    pub fn savepoint(dir: &Path, name: &str) -> Result<Manifest> {
+        check_savepoint_name(name)?;
+        let all = Self::savepoints(dir)?;
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        let names = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
+        all.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.clone())
+            .ok_or_else(|| {
+                RuntimeError::User(format!(
+                    "no savepoint `{name}` in {} (savepoints there: {names})",
+                    dir.display()
+                ))
+            })
+    }
+
+    /// Start again from checkpoint `id` (a savepoint's): the manifests
+    /// newer than it move to `rolled-back/` (kept for inspection, no longer
+    /// restored), so the next checkpoint continues after `id`. Returns how
+    /// many moved.
+    pub fn roll_back_to(dir: &Path, id: u64) -> Result<usize> {
+        let newer: Vec<PathBuf> = Self::list(dir)?
+            .into_iter()
+            .filter(|f| manifest_id(f).is_some_and(|m| m > id))
+            .collect();
+        if newer.is_empty() {
+            return Ok(0);
+        }
+        let to = dir.join("rolled-back");
+        fs::create_dir_all(&to).map_err(|e| io("create", &to, e))?;
+        for f in &newer {
+            let target = to.join(f.file_name().expect("manifest file name"));
+            fs::rename(f, &target).map_err(|e| io("move", f, e))?;
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", dir, e))?;
+        Ok(newer.len())
+    }
+
     /// Delete the manifests newer than checkpoint `id` (a restart from `id`
     /// takes their numbers again); returns how many.
     pub fn discard_after(dir: &Path, id: u64) -> Result<usize> {
@@ -263,11 +381,13 @@ impl Manifest {
         if !dir.join(crate::state::STATE_DIR).is_dir() && store.is_none() {
             return Ok(());
         }
-        let kept = files[n..]
+        let mut kept = files[n..]
             .iter()
             .map(|f| Self::read(f))
             .collect::<Result<Vec<_>>>()?;
         let newest = kept.last().map_or(0, |m| m.id);
+        // Savepoints keep the state they reference.
+        kept.extend(Self::savepoints(dir)?.into_iter().map(|(_, m)| m));
         let states = || kept.iter().flat_map(|m| m.states.values().flatten());
         if dir.join(crate::state::STATE_DIR).is_dir() {
             crate::state::prune_files(&dir.into(), states(), newest)?;

@@ -29,7 +29,9 @@ mod manifest;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use manifest::{MANIFEST_VERSION, Manifest, TopologyNode};
+pub use manifest::{
+    MANIFEST_VERSION, Manifest, SAVEPOINTS_DIR, TopologyNode, check_savepoint_name,
+};
 
 /// Checkpointing settings of a job.
 #[derive(Debug, Clone)]
