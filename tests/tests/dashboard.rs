@@ -147,6 +147,20 @@ fn the_dashboard_shows_the_fraud_job_live_in_chromium() {
     assert!(!card.starts_with("0 "), "card_features holds state: {card}");
     let country = state["country_features"].as_str().unwrap();
     assert!(country.ends_with("in state · per instance"), "{country}");
+    // The API has each stateful node's checkpointed state size.
+    let job = get_json(&addr, "/api/v1/job");
+    let bytes = |id: &str| {
+        job["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()["state_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(bytes("card_features") > 1000, "{job}");
+    assert_eq!(bytes("scored"), 0, "stateless");
     // Lag: one row per partition of the log source `txns`.
     let mut parts: Vec<String> = second["lagRows"]
         .as_array()

@@ -22,6 +22,23 @@ fn services(cmd: &str) {
     assert!(st.success(), "services.sh {cmd}");
 }
 
+/// `shoal run --no-progress ARGS p.yaml` in `d` at log level info, its
+/// stderr in `d/run.log`.
+fn spawn_logged(d: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let log = std::fs::File::create(d.join("run.log")).unwrap();
+    Command::new(shoal_bin())
+        .args(["run", "--no-progress"])
+        .args(args)
+        .arg("p.yaml")
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// One outage at a time (the tests of this binary run in parallel).
 static OUTAGE: Mutex<()> = Mutex::new(());
 
@@ -51,22 +68,7 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(d.join("run.log")).unwrap();
-    let mut child = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_logged(d, &["--http-addr", "127.0.0.1:0"]);
     // Wait for the first rows (a bound only against a hang).
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
@@ -161,16 +163,7 @@ fn a_job_started_while_postgres_is_down_waits_for_it() {
     )
     .unwrap();
     services("stop-postgres");
-    let log = std::fs::File::create(d.join("run.log")).unwrap();
-    let mut child = Command::new(shoal_bin())
-        .args(["run", "--no-progress", "p.yaml"])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_logged(d, &[]);
     // Until the job has tried and been refused at least once.
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(d.join("run.log"))

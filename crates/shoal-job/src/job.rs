@@ -416,6 +416,7 @@ impl JobView {
                     watermark_ms: m.as_ref().and_then(|m| m.watermark_ms()),
                     state_entries: m.as_ref().map_or(0, |m| m.state_entries()),
                     state_peak: m.as_ref().map_or(0, |m| m.state_peak()),
+                    state_bytes: m.as_ref().map_or(0, |m| m.state_bytes()),
                     lag: m
                         .as_ref()
                         .filter(|m| m.role == shoal_runtime::NodeRole::Source)

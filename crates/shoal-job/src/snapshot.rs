@@ -200,6 +200,8 @@ pub struct NodeStatus {
     pub state_entries: u64,
     /// The most entries its state held at once.
     pub state_peak: u64,
+    /// Bytes of its state in the newest completed checkpoint.
+    pub state_bytes: u64,
     /// Sources that know their input's end: records not read yet.
     pub lag: Option<u64>,
 }

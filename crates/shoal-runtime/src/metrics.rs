@@ -40,6 +40,9 @@ pub struct NodeMetrics {
     /// Entries held in operator state now (window groups, buffered join
     /// rows, dedup keys…), summed over instances.
     pub state_entries: AtomicI64,
+    /// Bytes of the node's state in the newest completed checkpoint (its
+    /// manifest entries plus the keyed-state files they reference).
+    pub state_bytes: AtomicU64,
     /// The largest `state_entries` seen.
     pub state_peak: AtomicI64,
     /// Sources that know their input's end: records (and transaction
@@ -114,6 +117,7 @@ impl NodeMetrics {
             dead_letters: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             state_entries: AtomicI64::new(0),
+            state_bytes: AtomicU64::new(0),
             state_peak: AtomicI64::new(0),
             lag: AtomicI64::new(0),
             blocked_ns: AtomicU64::new(0),
@@ -193,6 +197,11 @@ impl NodeMetrics {
     /// Entries held in operator state now.
     pub fn state_entries(&self) -> u64 {
         self.state_entries.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Bytes of its state in the newest completed checkpoint.
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes.load(Ordering::Relaxed)
     }
 
     /// The most entries held in operator state at once.
@@ -401,8 +410,19 @@ fn now_ms() -> u64 {
 }
 
 impl Metrics {
-    /// Note a completed checkpoint.
-    pub fn record_checkpoint(&self, id: u64, duration: std::time::Duration, state_bytes: u64) {
+    /// Note a completed checkpoint and the state size of each node in it.
+    pub fn record_checkpoint(
+        &self,
+        id: u64,
+        duration: std::time::Duration,
+        state_bytes_by_node: BTreeMap<String, u64>,
+    ) {
+        let state_bytes = state_bytes_by_node.values().sum();
+        for (node, m) in self.snapshot() {
+            if let Some(b) = state_bytes_by_node.get(&node) {
+                m.state_bytes.store(*b, Ordering::Relaxed);
+            }
+        }
         let mut c = self.checkpoints.lock().expect("checkpoint stats lock");
         c.completed += 1;
         c.last_id = id;
@@ -606,6 +626,13 @@ impl Metrics {
                 "{name}{{node=\"{node}\"}} {}\n",
                 m.blocked_ns() as f64 / 1e9
             ));
+        }
+        let name = "shoal_state_bytes";
+        s.push_str(&format!(
+            "# HELP {name} Bytes of a node's state in the newest completed checkpoint.\n# TYPE {name} gauge\n"
+        ));
+        for (node, m) in self.snapshot() {
+            s.push_str(&format!("{name}{{node=\"{node}\"}} {}\n", m.state_bytes()));
         }
         let name = "shoal_state_entries";
         s.push_str(&format!(

@@ -90,7 +90,7 @@ export class GraphView {
       // Hover: the node's instances, to spot a skewed one.
       v.title.textContent = [
         v.head,
-        `state entries ${count(s.state_entries)} (peak ${count(s.state_peak)})`,
+        `state entries ${count(s.state_entries)} (peak ${count(s.state_peak)}), ${bytes(s.state_bytes)} in the last checkpoint`,
         ...s.instances.map((i) =>
           `#${i.instance}: in ${count(i.records_in)} (${bytes(i.bytes_in)}), out ${count(i.records_out)} (${bytes(i.bytes_out)}), blocked ${duration(i.blocked_ms)}`),
       ].join('\n');

@@ -117,11 +117,16 @@ impl Coordinator {
                 }
                 continue;
             }
-            let state_bytes: u64 = states
-                .values()
-                .flatten()
-                .map(crate::state::state_size)
-                .sum();
+            let state_bytes_by_node: std::collections::BTreeMap<String, u64> = states
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        self.topology[*n].id.clone(),
+                        v.iter().map(crate::state::state_size).sum(),
+                    )
+                })
+                .collect();
+            let state_bytes: u64 = state_bytes_by_node.values().sum();
             let manifest = Manifest {
                 version: MANIFEST_VERSION,
                 pipeline: self.pipeline.clone(),
@@ -158,7 +163,7 @@ impl Coordinator {
                 Some((&store, self.config.store_shared)),
             )?;
             self.metrics
-                .record_checkpoint(id, started.elapsed(), state_bytes);
+                .record_checkpoint(id, started.elapsed(), state_bytes_by_node);
             tracing::info!(
                 id,
                 duration_ms = manifest.duration_ms,
