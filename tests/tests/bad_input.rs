@@ -296,3 +296,44 @@ fn unknown_key_suggests_the_closest_key() {
         out.stderr
     );
 }
+
+/// A FIFO as the pipeline file: with nobody writing, `shoal validate`
+/// gives up after its wait with exit 2 instead of hanging; with a writer
+/// (as `<(…)` process substitution has), the pipeline is read and valid.
+#[test]
+fn a_fifo_without_a_writer_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("p.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let out = Command::new(shoal_bin())
+        .args(["validate"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a regular file"), "{err}");
+
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            std::fs::write(
+                &fifo,
+                "name: piped\nsources:\n  g: { type: generator, count: 10 }\nsinks:\n  out: { type: stdout, inputs: [g] }\n",
+            )
+            .unwrap();
+        })
+    };
+    let out = Command::new(shoal_bin())
+        .args(["validate"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -86,14 +86,51 @@ pub fn load_file(path: &Path) -> Result<PipelineSpec, DslError> {
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(too_large(&file, meta.len()));
     }
-    let f = std::fs::File::open(path).map_err(|e| io_error(&file, &e))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(&file, &e))?;
+    let bytes = if meta.is_file() {
+        read_bounded(path).map_err(|e| io_error(&file, &e))?
+    } else {
+        // A FIFO (or `<(…)` process substitution) blocks until a writer
+        // comes: wait a while, not forever.
+        read_special(path, &file)?
+    };
     let mut spec = parse_bytes(&file, &bytes)?;
     spec.file = path.to_path_buf();
     Ok(spec)
+}
+
+/// How long a pipeline file that is not a regular file (a FIFO) may take
+/// to deliver its text.
+const SPECIAL_FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The file's bytes, at most one more than [`MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_bounded`] on a thread, given [`SPECIAL_FILE_WAIT`] to finish (a
+/// FIFO nobody writes to would block the open or the read for ever; the
+/// thread is left behind, the process exits).
+fn read_special(path: &Path, file: &str) -> Result<Vec<u8>, DslError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_bounded(&owned));
+    });
+    match rx.recv_timeout(SPECIAL_FILE_WAIT) {
+        Ok(r) => r.map_err(|e| io_error(file, &e)),
+        Err(_) => Err(DslError::new(
+            file,
+            format!(
+                "is not a regular file and gave no pipeline within {} s (a FIFO nobody writes to?)",
+                SPECIAL_FILE_WAIT.as_secs()
+            ),
+        )
+        .with_hint("write the pipeline to a file, or start the writer first")),
+    }
 }
 
 /// Parse a pipeline from raw bytes (checked to be UTF-8 text first).
