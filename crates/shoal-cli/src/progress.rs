@@ -64,14 +64,8 @@ impl Progress {
             .snapshot()
             .into_iter()
             .filter_map(|(node, m)| {
-                let (_, since) = m.waiting()?;
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                Some(format!(
-                    " | {node} WAITING {:.0}s",
-                    now_ms.saturating_sub(since) as f64 / 1e3
-                ))
+                let (_, waited) = m.waiting()?;
+                Some(format!(" | {node} WAITING {:.0}s", waited.as_secs_f64()))
             })
             .collect::<String>();
         let mut err = std::io::stderr().lock();

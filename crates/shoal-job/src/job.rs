@@ -407,9 +407,7 @@ impl JobView {
                     bytes_out: m.as_ref().map_or(0, |m| m.bytes_out()),
                     instances: m.as_ref().map_or_else(Vec::new, |m| m.instances()),
                     waiting: waiting.as_ref().map(|(why, _)| why.clone()),
-                    waiting_ms: waiting
-                        .as_ref()
-                        .map(|(_, since)| now_ms().saturating_sub(*since)),
+                    waiting_ms: waiting.as_ref().map(|(_, d)| d.as_millis() as u64),
                     backpressure: r.map_or(0.0, |r| r.backpressure),
                     blocked_ms: m.as_ref().map_or(0, |m| m.blocked_ns() / 1_000_000),
                     dead_letters: m.as_ref().map_or(0, |m| m.dead_letters()),

@@ -255,10 +255,15 @@ impl NodeMetrics {
         }
     }
 
-    /// What the node waits for and since when (ms since the epoch), if it
-    /// waits.
-    pub fn waiting(&self) -> Option<(String, u64)> {
-        self.waiting.lock().expect("waiting lock").clone()
+    /// What the node waits for and for how long, if it waits.
+    pub fn waiting(&self) -> Option<(String, std::time::Duration)> {
+        let w = self.waiting.lock().expect("waiting lock");
+        w.as_ref().map(|(why, since)| {
+            (
+                why.clone(),
+                std::time::Duration::from_millis(now_ms().saturating_sub(*since)),
+            )
+        })
     }
 
     /// The node runs `n` parallel instances: count each one's work too.
@@ -612,9 +617,7 @@ impl Metrics {
             "# HELP {name} How long a node has been waiting on an outside system (an unreachable database); 0 when it is not.\n# TYPE {name} gauge\n"
         ));
         for (node, m) in self.snapshot() {
-            let secs = m.waiting().map_or(0.0, |(_, since)| {
-                now_ms().saturating_sub(since) as f64 / 1e3
-            });
+            let secs = m.waiting().map_or(0.0, |(_, d)| d.as_secs_f64());
             s.push_str(&format!("{name}{{node=\"{node}\"}} {secs}\n"));
         }
         let name = "shoal_backpressure_seconds_total";

@@ -45,15 +45,15 @@ impl PgClient {
     /// password, unknown database) fails at once.
     pub fn connect_retrying(url: &str) -> Result<Self> {
         let started = std::time::Instant::now();
-        let mut backoff = std::time::Duration::from_millis(200);
+        let mut delays = super::backoff();
         loop {
             match Self::try_connect(url) {
                 Ok(c) => return Ok(c),
                 Err((e, true)) if started.elapsed() < super::RETRY_FOR => {
+                    let backoff = delays.next().expect("an endless schedule");
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "postgres unreachable at start; retrying");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 }
                 Err((e, true)) => {
                     return Err(RuntimeError::External(format!(

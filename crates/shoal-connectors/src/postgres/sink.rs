@@ -283,7 +283,7 @@ impl PostgresSink {
             state_only,
         });
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = super::backoff();
         let written = loop {
             let attempt = w.clone();
             let outcome = self
@@ -305,13 +305,13 @@ impl PostgresSink {
                     RETRY_FOR.as_secs()
                 )));
             }
+            let backoff = delays.next().expect("an endless schedule");
             tracing::warn!(sink = %self.task.sink, epoch, error = %failure.error,
                 retry_in_ms = backoff.as_millis() as u64, "postgres unavailable; retrying the epoch");
             if let Some(m) = &self.metrics {
                 m.set_waiting(Some(format!("postgres unavailable: {}", failure.error)));
             }
             std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             match open(&self.spec) {
                 Ok(c) => {
                     tracing::info!(sink = %self.task.sink, "postgres reconnected");
