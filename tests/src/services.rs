@@ -1,6 +1,7 @@
-//! The external services of the Kafka, Postgres and object-store tests: a
-//! Kafka-protocol broker (`SHOAL_KAFKA_BROKERS`), PostgreSQL
-//! (`SHOAL_POSTGRES_URL`) and an S3-compatible server (`SHOAL_S3_BUCKET`),
+//! The external services of the Kafka, Postgres, Redis and object-store
+//! tests: a Kafka-protocol broker (`SHOAL_KAFKA_BROKERS`), PostgreSQL
+//! (`SHOAL_POSTGRES_URL`), Redis (`SHOAL_REDIS_URL`) and an S3-compatible
+//! server (`SHOAL_S3_BUCKET`),
 //! started by `scripts/services.sh start` (which `.ci/run` runs).
 //!
 //! Outside CI a test whose service is not configured prints a loud SKIPPED
@@ -41,6 +42,93 @@ pub fn kafka_brokers() -> Option<String> {
 /// The Postgres URL, or `None` (test skipped) outside CI without Postgres.
 pub fn postgres_url() -> Option<String> {
     service("SHOAL_POSTGRES_URL", "PostgreSQL")
+}
+
+/// The Redis URL, or `None` (test skipped) outside CI without Redis.
+pub fn redis_url() -> Option<String> {
+    service("SHOAL_REDIS_URL", "Redis")
+}
+
+/// A connection to the Redis at `url`.
+pub fn redis(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .expect("connect to redis")
+}
+
+/// A Redis server of a test's own (`redis-server` on a free loopback port,
+/// every write synced to its append-only file, so a killed server comes
+/// back with what it acknowledged), for tests that stop and start it;
+/// stopped when dropped.
+pub struct OwnRedis {
+    /// Its URL.
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// Start one (on a port the OS picked as free).
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Self {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.up();
+        r
+    }
+
+    /// Start it again after [`OwnRedis::down`], with its data.
+    pub fn up(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server)");
+        self.child = Some(child);
+        // A hang guard only.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not open its port"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop it (SIGKILL; acknowledged writes are in its append-only file).
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.down();
+    }
 }
 
 /// The S3 bucket of the object-store tests (`SHOAL_S3_BUCKET`, with the

@@ -447,6 +447,20 @@ fn bad_record(chunk: &RecordChunk, i: usize, reason: String) -> BadRecord {
     }
 }
 
+/// Row `i` of `batch` as a JSON object (a dead letter's record); empty
+/// when the row cannot be encoded.
+pub fn row_json(batch: &RecordBatch, i: usize) -> String {
+    let mut out = Vec::new();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+    if w.write(&batch.slice(i, 1))
+        .and_then(|_| w.finish())
+        .is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8_lossy(&out).trim_end().to_owned()
+}
+
 /// `reason` cut to at most [`MAX_REASON_BYTES`] (on a char boundary).
 pub fn truncate_reason(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {

@@ -11,6 +11,7 @@
 //! | `log` | [`log::LogSource`] (consumer-group member) | [`log::LogSink`] (keyed, murmur2) |
 //! | `kafka` | [`kafka::KafkaSource`] (Kafka consumer-group member) | [`kafka::KafkaSink`] (transactional per checkpoint) |
 //! | `postgres` | | [`postgres::PostgresSink`] (epoch + marker in one transaction) |
+//! | `redis` | | [`redis::RedisSink`] (hashes; each epoch applied atomically with its marker) |
 //!
 //! plus the dead-letter writers in [`dead_letter`]. Records that cannot be
 //! decoded never stop a source: they go to the dead-letter output with their
@@ -25,5 +26,7 @@ pub mod json_check;
 pub mod kafka;
 pub mod log;
 pub mod postgres;
+pub mod redis;
+pub mod retry;
 pub mod schema;
 pub mod stdout;

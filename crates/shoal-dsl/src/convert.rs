@@ -1002,6 +1002,36 @@ impl Converter<'_> {
                     create: p.create.unwrap_or(true),
                 })
             }
+            RawSink::Redis(r) => {
+                let url = self.non_empty(&at("url"), r.url, "the url")?;
+                if !["redis://", "rediss://", "redis+unix://", "unix://"]
+                    .iter()
+                    .any(|p| url.starts_with(p))
+                {
+                    return Err(self
+                        .err(&at("url"), format!("`{url}` is not a Redis URL"))
+                        .with_hint("e.g. url: redis://127.0.0.1:6379/0"));
+                }
+                let key = self.non_empty(&at("key"), r.key, "the key template")?;
+                if let Err(msg) = crate::spec::key_template_columns(&key) {
+                    return Err(self.err(&at("key"), msg).with_hint(
+                        "a text with {column} parts, e.g. key: \"features:card:{card_id}\"",
+                    ));
+                }
+                let ttl = r.ttl.map(|t| self.duration(&at("ttl"), t)).transpose()?;
+                if ttl.is_some_and(|t| t.as_millis() == 0) {
+                    return Err(self
+                        .err(&at("ttl"), "`ttl` must be at least 1ms")
+                        .with_hint("e.g. ttl: 1d, or remove it to keep hashes forever"));
+                }
+                SinkSpec::Redis(RedisSink {
+                    inputs: r.inputs,
+                    url,
+                    key,
+                    fields: r.fields.unwrap_or_default(),
+                    ttl,
+                })
+            }
         })
     }
 

@@ -205,9 +205,10 @@ pub(crate) enum RawSink {
     Log(RawLogSink),
     Kafka(RawKafkaSink),
     Postgres(RawPostgresSink),
+    Redis(RawRedisSink),
 }
 
-pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log", "kafka", "postgres"];
+pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log", "kafka", "postgres", "redis"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +255,16 @@ pub(crate) struct RawPostgresSink {
     pub mode: Option<String>,
     pub key_columns: Option<Vec<String>>,
     pub create: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedisSink {
+    pub inputs: Vec<String>,
+    pub url: String,
+    pub key: String,
+    pub fields: Option<Vec<String>>,
+    pub ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

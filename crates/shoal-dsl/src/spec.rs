@@ -826,6 +826,8 @@ pub enum SinkSpec {
     Kafka(KafkaSink),
     /// `type: postgres`.
     Postgres(PostgresSink),
+    /// `type: redis`.
+    Redis(RedisSink),
 }
 
 impl SinkSpec {
@@ -837,6 +839,7 @@ impl SinkSpec {
             SinkSpec::Log(s) => &s.inputs,
             SinkSpec::Kafka(s) => &s.inputs,
             SinkSpec::Postgres(s) => &s.inputs,
+            SinkSpec::Redis(s) => &s.inputs,
         }
     }
 
@@ -844,16 +847,18 @@ impl SinkSpec {
     pub fn parallelism(&self) -> usize {
         match self {
             SinkSpec::File(s) => s.parallelism,
-            SinkSpec::Stdout(_) | SinkSpec::Log(_) | SinkSpec::Kafka(_) | SinkSpec::Postgres(_) => {
-                1
-            }
+            SinkSpec::Stdout(_)
+            | SinkSpec::Log(_)
+            | SinkSpec::Kafka(_)
+            | SinkSpec::Postgres(_)
+            | SinkSpec::Redis(_) => 1,
         }
     }
 
     /// The partitioning/record key column.
     pub fn key(&self) -> Option<&str> {
         match self {
-            SinkSpec::Stdout(_) | SinkSpec::Postgres(_) => None,
+            SinkSpec::Stdout(_) | SinkSpec::Postgres(_) | SinkSpec::Redis(_) => None,
             SinkSpec::Kafka(s) => s.key.as_deref(),
             SinkSpec::File(s) => s.key.as_deref(),
             SinkSpec::Log(s) => s.key.as_deref(),
@@ -868,6 +873,7 @@ impl SinkSpec {
             SinkSpec::Log(_) => "log",
             SinkSpec::Kafka(_) => "kafka",
             SinkSpec::Postgres(_) => "postgres",
+            SinkSpec::Redis(_) => "redis",
         }
     }
 }
@@ -940,6 +946,95 @@ pub struct PostgresSink {
     pub key_columns: Vec<String>,
     /// `create:` create the table from the input schema when missing; default true.
     pub create: bool,
+}
+
+/// `type: redis` — write each row as a Redis hash; with checkpoints each
+/// epoch is applied atomically once its checkpoint completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSink {
+    /// `inputs:` (non-empty).
+    pub inputs: Vec<String>,
+    /// `url:` `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    /// `key:` the hash's key, a template such as `features:card:{card_id}`
+    /// whose `{column}` parts are replaced by the row's values.
+    pub key: String,
+    /// `fields:` the columns written as hash fields; empty = every column.
+    pub fields: Vec<String>,
+    /// `ttl:` expire each written hash this long after its last write.
+    pub ttl: Option<Duration>,
+}
+
+/// One part of a key template (see [`key_template`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// Text copied as is.
+    Text(String),
+    /// The value of a column.
+    Column(String),
+}
+
+/// Parse a key template such as `features:card:{card_id}`: text with
+/// `{column}` parts (`{{` and `}}` stand for literal braces). At least one
+/// column is required, so that rows do not all write one key.
+pub fn key_template(template: &str) -> Result<Vec<KeyPart>, String> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut column = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some('{') | None => {
+                            return Err(format!("unclosed `{{` in key template `{template}`"));
+                        }
+                        Some(c) => column.push(c),
+                    }
+                }
+                let column = column.trim().to_string();
+                if column.is_empty() {
+                    return Err(format!("an empty `{{}}` in key template `{template}`"));
+                }
+                if !text.is_empty() {
+                    parts.push(KeyPart::Text(std::mem::take(&mut text)));
+                }
+                parts.push(KeyPart::Column(column));
+            }
+            '}' => return Err(format!("a `}}` without `{{` in key template `{template}`")),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        parts.push(KeyPart::Text(text));
+    }
+    if !parts.iter().any(|p| matches!(p, KeyPart::Column(_))) {
+        return Err(format!(
+            "key template `{template}` names no column, so every row would write one key"
+        ));
+    }
+    Ok(parts)
+}
+
+/// The columns a key template names, or why it does not parse.
+pub fn key_template_columns(template: &str) -> Result<Vec<String>, String> {
+    Ok(key_template(template)?
+        .into_iter()
+        .filter_map(|p| match p {
+            KeyPart::Column(c) => Some(c),
+            KeyPart::Text(_) => None,
+        })
+        .collect())
 }
 
 /// How a Postgres sink writes rows.

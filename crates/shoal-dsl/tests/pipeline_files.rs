@@ -641,7 +641,7 @@ fn unknown_and_missing_types() {
     at(&e, 3, None);
     let e = err(&EXAMPLE.replace("type: file, inputs", "type: kinesis, inputs"));
     contains(&e, "unknown sink type \"kinesis\"");
-    contains(&e, "valid types: stdout, file, log, kafka, postgres");
+    contains(&e, "valid types: stdout, file, log, kafka, postgres, redis");
 }
 
 #[test]
@@ -925,4 +925,53 @@ fn deep_then_wide_stays_small_and_fast() {
         "sources: {{ t: {{ type: generator }} }}\nsinks: {{ o: {{ type: stdout, inputs: [t, {items} t] }} }}\n"
     ));
     contains(&e, "unknown input \"x\"");
+}
+
+const REDIS_SINK: &str = r#"name: features
+sources:
+  txns: { type: generator, seed: 1, count: 10 }
+sinks:
+  online:
+    type: redis
+    inputs: [txns]
+    url: redis://127.0.0.1:6379/0
+    key: "features:card:{card_id}"
+    fields: [amount, country]
+    ttl: 1d
+"#;
+
+#[test]
+fn a_redis_sink() {
+    let spec = ok(REDIS_SINK);
+    let SinkSpec::Redis(r) = &spec.sinks["online"] else {
+        panic!("not a redis sink: {:?}", spec.sinks["online"]);
+    };
+    assert_eq!(r.key, "features:card:{card_id}");
+    assert_eq!(r.fields, ["amount", "country"]);
+    assert_eq!(r.ttl, Some(Duration::from_secs(86_400)));
+    assert_eq!(
+        key_template("f:{{x}}:{ card_id }:{country}").unwrap(),
+        [
+            KeyPart::Text("f:{x}:".into()),
+            KeyPart::Column("card_id".into()),
+            KeyPart::Text(":".into()),
+            KeyPart::Column("country".into()),
+        ]
+    );
+}
+
+#[test]
+fn bad_redis_sinks_name_the_line() {
+    let e = err(&REDIS_SINK.replace("redis://127.0.0.1:6379/0", "http://x"));
+    at(&e, 8, None);
+    contains(&e, "not a Redis URL");
+    let e = err(&REDIS_SINK.replace("{card_id}", "card"));
+    at(&e, 9, None);
+    contains(&e, "names no column");
+    let e = err(&REDIS_SINK.replace("{card_id}", "{card_id"));
+    contains(&e, "unclosed");
+    let e = err(&REDIS_SINK.replace("ttl: 1d", "ttl: 0s"));
+    at(&e, 11, None);
+    let e = err(&REDIS_SINK.replace("fields:", "field:"));
+    contains(&e, "did you mean \"fields\"?");
 }

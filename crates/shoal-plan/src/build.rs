@@ -20,7 +20,7 @@ use shoal_connectors::postgres::{
 use shoal_connectors::stdout::StdoutSink;
 use shoal_dsl::{
     DeadLetterSink as DeadLetterSpec, FileFormat, GeneratorSource, KafkaSink, KafkaSource, LogSink,
-    LogSource, PipelineSpec, PostgresSink,
+    LogSource, PipelineSpec, PostgresSink, RedisSink,
 };
 use shoal_log::{GroupConfig, LogConfig, LogDir};
 use shoal_runtime::{
@@ -57,6 +57,7 @@ pub(crate) enum Builder {
     LogSink(LogSink),
     KafkaSink(KafkaSink),
     PostgresSink(PostgresSink),
+    RedisSink(RedisSink),
 }
 
 /// Where dead letters go.
@@ -199,10 +200,12 @@ impl Plan {
     pub fn into_job_graph(self) -> Result<JobGraph> {
         let mut graph = JobGraph::new(&self.name);
         let ledger = kafka_ledger(&self)?;
-        let external_sinks = self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+        let external_sinks = self.nodes.iter().any(|n| {
+            matches!(
+                n.builder,
+                Builder::KafkaSink(_) | Builder::PostgresSink(_) | Builder::RedisSink(_)
+            )
+        });
         let process = if external_sinks {
             process_identity(&self.data_dir)?
         } else {
@@ -346,6 +349,22 @@ impl Plan {
                             Box::new(PostgresSinkTask::new(spec.clone(), schema.clone(), task)?)
                                 as Box<dyn Sink>,
                         )
+                    });
+                }
+                Builder::RedisSink(spec) => {
+                    let (pipeline, process, nid) = (pipeline.clone(), process.clone(), id.clone());
+                    graph.add_sink(&id, p, inputs, move |i| {
+                        let task = shoal_connectors::redis::RedisSinkTask {
+                            pipeline: pipeline.clone(),
+                            sink: nid.clone(),
+                            task: format!("{i}@{process}"),
+                            checkpointing,
+                        };
+                        Ok(Box::new(shoal_connectors::redis::RedisSink::new(
+                            spec.clone(),
+                            schema.clone(),
+                            task,
+                        )?) as Box<dyn Sink>)
                     });
                 }
                 Builder::Filter(pred) => {

@@ -670,6 +670,14 @@ fn plan_sink(
                 Builder::PostgresSink(p.clone()),
             )
         }
+        SinkSpec::Redis(r) => {
+            shoal_connectors::redis::check_columns(&schema, r)
+                .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;
+            (
+                format!("key={} fields={}", r.key, r.fields.len()),
+                Builder::RedisSink(r.clone()),
+            )
+        }
     };
     Ok(PlanNode {
         id: id.to_string(),

@@ -25,6 +25,7 @@
 //! slow sink makes its upstream `send` wait, all the way back to the sources,
 //! and memory stays flat.
 
+mod blocking;
 mod channel;
 pub mod checkpoint;
 mod dead_letter;
@@ -46,6 +47,7 @@ mod task;
 mod test_hooks;
 mod watermark;
 
+pub use blocking::off_worker;
 pub use checkpoint::{CheckpointConfig, Manifest, SAVEPOINTS_DIR, check_savepoint_name};
 pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
 pub use error::{ErrorDomain, Result, RuntimeError};

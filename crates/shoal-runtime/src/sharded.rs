@@ -120,7 +120,7 @@ impl Sharded {
             tracing::info!(operator = %self.node, partition = shard, "restoring the partition's state");
             let ctx = self.ctx(shard, 0);
             let started = std::time::Instant::now();
-            off_worker(|| op.restore_at(&[reference], 0, &ctx))?;
+            crate::off_worker(|| op.restore_at(&[reference], 0, &ctx))?;
             tracing::info!(
                 operator = %self.node,
                 partition = shard,
@@ -294,19 +294,6 @@ impl Sharded {
             }
         }
         Ok(json!({ "shards": refs }))
-    }
-}
-
-/// Runs `f` (reading and decoding a shard's files: seconds for a million
-/// keys) so that it does not hold up the other tasks of this tokio worker:
-/// on a multi-thread runtime through `block_in_place`, which hands the
-/// worker's queue to another thread; elsewhere (a current-thread runtime in
-/// tests, no runtime) directly.
-fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

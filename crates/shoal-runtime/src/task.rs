@@ -263,7 +263,7 @@ pub(crate) async fn run_sink(
                 Some(c) => tokio::select! {
                     biased;
                     Some(id) = c.recv() => {
-                        sink.commit(id)?;
+                        crate::off_worker(|| sink.commit(id))?;
                         reject(&mut sink, &mut dead).await?;
                         committed(id);
                         continue;
@@ -286,10 +286,10 @@ pub(crate) async fn run_sink(
                         .store(t, std::sync::atomic::Ordering::Relaxed);
                 }
                 InputEvent::Idle => {}
-                InputEvent::EndOfData => sink.end_of_data()?,
+                InputEvent::EndOfData => crate::off_worker(|| sink.end_of_data())?,
                 InputEvent::Barrier(id) => {
                     metrics.record_alignment(id, gate.last_alignment());
-                    sink.pre_commit(id)?;
+                    crate::off_worker(|| sink.pre_commit(id))?;
                     reject(&mut sink, &mut dead).await?;
                     dead.barrier(id).await?;
                     if let Some(link) = &link {
@@ -298,14 +298,14 @@ pub(crate) async fn run_sink(
                 }
                 InputEvent::End => {
                     let Some(c) = &mut completed else {
-                        sink.finish()?;
+                        crate::off_worker(|| sink.finish())?;
                         reject(&mut sink, &mut dead).await?;
                         return Ok(());
                     };
                     // Checkpointed: everything was staged at the final barrier;
                     // commit each epoch the coordinator completes, and nothing else.
                     while let Some(id) = c.recv().await {
-                        sink.commit(id)?;
+                        crate::off_worker(|| sink.commit(id))?;
                         reject(&mut sink, &mut dead).await?;
                         committed(id);
                     }
@@ -332,7 +332,7 @@ pub(crate) async fn run_dead_letters(
             Some(c) => tokio::select! {
                 biased;
                 Some(id) = c.recv() => {
-                    sink.commit(id)?;
+                    crate::off_worker(|| sink.commit(id))?;
                     continue;
                 }
                 msg = rx.recv() => msg,
@@ -352,7 +352,7 @@ pub(crate) async fn run_dead_letters(
         // Every task ended; publish what the remaining checkpoints cover.
         Some(mut c) => {
             while let Some(id) = c.recv().await {
-                sink.commit(id)?;
+                crate::off_worker(|| sink.commit(id))?;
             }
             Ok(())
         }

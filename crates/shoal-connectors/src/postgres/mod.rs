@@ -27,15 +27,7 @@ mod sink;
 pub use client::{PgClient, PostgresPositions};
 pub use sink::{PostgresSink, PostgresSinkTask, RETRY_FOR, check_table};
 
-/// The waits between attempts while Postgres cannot be reached (at start
-/// and for an epoch's commit): 0.2 s, doubling, at most 5 s; the callers
-/// stop after [`RETRY_FOR`].
-fn backoff() -> impl Iterator<Item = std::time::Duration> {
-    std::iter::successors(Some(std::time::Duration::from_millis(200)), |d| {
-        Some((*d * 2).min(std::time::Duration::from_secs(5)))
-    })
-}
-
+use crate::retry::backoff;
 use arrow::datatypes::{DataType, Schema};
 use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};
 

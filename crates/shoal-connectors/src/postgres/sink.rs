@@ -39,7 +39,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -72,9 +72,7 @@ pub struct PostgresSinkTask {
     pub checkpointing: bool,
 }
 
-/// How long the sink retries an epoch whose connection failed (see the
-/// module docs) before the job fails.
-pub const RETRY_FOR: Duration = Duration::from_secs(120);
+pub use crate::retry::RETRY_FOR;
 
 /// One Postgres sink instance.
 pub struct PostgresSink {
@@ -739,12 +737,7 @@ async fn copy_once(
 fn row_json(batches: &[RecordBatch], mut i: usize) -> String {
     for b in batches {
         if i < b.num_rows() {
-            let mut out = Vec::new();
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
-            if w.write(&b.slice(i, 1)).and_then(|_| w.finish()).is_err() {
-                return String::new();
-            }
-            return String::from_utf8_lossy(&out).trim_end().to_owned();
+            return crate::format::row_json(b, i);
         }
         i -= b.num_rows();
     }
