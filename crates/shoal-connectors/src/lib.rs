@@ -25,6 +25,7 @@ pub mod generator;
 pub mod json_check;
 pub mod kafka;
 pub mod log;
+pub mod lookup;
 pub mod postgres;
 pub mod redis;
 pub mod retry;

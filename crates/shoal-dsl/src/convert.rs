@@ -398,19 +398,190 @@ impl Converter<'_> {
         let mut out = Vec::new();
         for (name, l) in raw.unwrap_or_default() {
             let at = |k: &'static str| -> [&str; 5] { ["transforms", id, "lookup", &name, k] };
-            let refresh = l
-                .refresh
-                .map(|r| self.duration(&at("refresh"), r))
-                .transpose()?;
-            if refresh.is_some_and(|r| r.is_zero()) {
-                return Err(self
-                    .err(&at("refresh"), "`refresh` must be more than 0")
-                    .with_hint("e.g. refresh: 30s, or remove it to read the file once"));
-            }
+            let kind = match &l.kind {
+                Some(k) => self.choice(
+                    &at("type"),
+                    k,
+                    &[
+                        ("file", "file"),
+                        ("postgres", "postgres"),
+                        ("redis", "redis"),
+                    ],
+                    "lookup type",
+                )?,
+                None => "file",
+            };
+            // Keys that belong to another type of lookup.
+            let not_for = |key: &'static str, set: bool, hint: &str| -> R<()> {
+                if set {
+                    return Err(self
+                        .err(&at(key), format!("`{key}` is not used by a {kind} lookup"))
+                        .with_hint(hint.to_string()));
+                }
+                Ok(())
+            };
+            let schema = self.schema_at(&["transforms", id, "lookup", &name], l.schema)?;
+            let source = match kind {
+                "file" => {
+                    let Some(path) = l.path else {
+                        return Err(self
+                            .err(
+                                &["transforms", id, "lookup", &name],
+                                "a file lookup needs `path:`",
+                            )
+                            .with_hint(
+                                "path: data/merchants.csv, or type: postgres / redis with url:",
+                            ));
+                    };
+                    not_for("url", l.url.is_some(), "set type: postgres or type: redis")?;
+                    not_for("table", l.table.is_some(), "set type: postgres")?;
+                    not_for("query", l.query.is_some(), "set type: postgres")?;
+                    not_for("key", l.key.is_some(), "set type: redis")?;
+                    not_for(
+                        "cache",
+                        l.cache.is_some(),
+                        "a file is held whole; use refresh:",
+                    )?;
+                    let refresh = l
+                        .refresh
+                        .map(|r| self.duration(&at("refresh"), r))
+                        .transpose()?;
+                    if refresh.is_some_and(|r| r.is_zero()) {
+                        return Err(self
+                            .err(&at("refresh"), "`refresh` must be more than 0")
+                            .with_hint("e.g. refresh: 30s, or remove it to read the file once"));
+                    }
+                    LookupSource::File {
+                        path: self.path(&at("path"), path)?,
+                        refresh,
+                    }
+                }
+                remote => {
+                    not_for(
+                        "path",
+                        l.path.is_some(),
+                        "a store is read by key; remove path:",
+                    )?;
+                    not_for("refresh", l.refresh.is_some(), "use cache: { ttl: 30s }")?;
+                    let url = match l.url {
+                        Some(u) => self.non_empty(&at("url"), u, "the url")?,
+                        None => {
+                            return Err(self
+                                .err(
+                                    &["transforms", id, "lookup", &name],
+                                    format!("a {remote} lookup needs `url:`"),
+                                )
+                                .with_hint(if remote == "redis" {
+                                    "e.g. url: redis://127.0.0.1:6379/0"
+                                } else {
+                                    "e.g. url: postgres://user@127.0.0.1:5432/db"
+                                }));
+                        }
+                    };
+                    if remote == "postgres" {
+                        not_for(
+                            "key",
+                            l.key.is_some(),
+                            "the join's ON clause names the key column",
+                        )?;
+                        let relation = match (l.table, l.query) {
+                            (Some(t), None) => {
+                                PostgresRelation::Table(self.table_name(&at("table"), t)?)
+                            }
+                            (None, Some(q)) => PostgresRelation::Query(self.non_empty(
+                                &at("query"),
+                                q,
+                                "the query",
+                            )?),
+                            (Some(_), Some(_)) => {
+                                return Err(self
+                                    .err(&at("query"), "give `table:` or `query:`, not both")
+                                    .with_hint("remove one"));
+                            }
+                            (None, None) => {
+                                return Err(self
+                                    .err(
+                                        &["transforms", id, "lookup", &name],
+                                        "a postgres lookup needs `table:` or `query:`",
+                                    )
+                                    .with_hint("e.g. table: accounts"));
+                            }
+                        };
+                        LookupSource::Postgres { url, relation }
+                    } else {
+                        not_for("table", l.table.is_some(), "set type: postgres")?;
+                        not_for("query", l.query.is_some(), "set type: postgres")?;
+                        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+                            .iter()
+                            .any(|p| url.starts_with(p))
+                        {
+                            return Err(self
+                                .err(&at("url"), format!("`{url}` is not a Redis URL"))
+                                .with_hint("e.g. url: redis://127.0.0.1:6379/0"));
+                        }
+                        let Some(key) = l.key else {
+                            return Err(self
+                                .err(&["transforms", id, "lookup", &name], "a redis lookup needs `key:`")
+                                .with_hint("the hash key with the join column, e.g. key: \"merchant:{merchant_id}\""));
+                        };
+                        let columns = key_template_columns(&key).map_err(|m| {
+                            self.err(&at("key"), m)
+                                .with_hint("e.g. key: \"merchant:{merchant_id}\"")
+                        })?;
+                        if columns.len() != 1 {
+                            return Err(self
+                                .err(
+                                    &at("key"),
+                                    "a redis lookup's key names exactly one column (the join key)",
+                                )
+                                .with_hint("e.g. key: \"merchant:{merchant_id}\""));
+                        }
+                        let Some(schema) = &schema else {
+                            return Err(self
+                                .err(
+                                    &["transforms", id, "lookup", &name],
+                                    "a redis lookup needs `schema:` (its fields and their types)",
+                                )
+                                .with_hint(
+                                    "e.g. schema: { merchant_id: int64, risk_tier: utf8? }",
+                                ));
+                        };
+                        if !schema.fields.iter().any(|f| f.name == columns[0]) {
+                            return Err(self
+                                .err(&at("key"), format!("the key column `{}` is not in `schema:`", columns[0]))
+                                .with_hint("list the key column in schema: (it is filled from the key, not from the hash)"));
+                        }
+                        LookupSource::Redis { url, key }
+                    }
+                }
+            };
+            let cache = match l.cache {
+                None => LookupCache::default(),
+                Some(c) => {
+                    let cat = |k: &'static str| -> [&str; 6] {
+                        ["transforms", id, "lookup", &name, "cache", k]
+                    };
+                    let d = LookupCache::default();
+                    let ttl = match c.ttl {
+                        Some(t) => self.duration(&cat("ttl"), t)?,
+                        None => d.ttl,
+                    };
+                    LookupCache {
+                        max_entries: self.range(
+                            &cat("max_entries"),
+                            c.max_entries,
+                            d.max_entries as u64,
+                            1,
+                            100_000_000,
+                        )? as usize,
+                        ttl,
+                    }
+                }
+            };
             out.push(LookupSpec {
-                path: self.path(&at("path"), l.path)?,
-                refresh,
-                schema: self.schema_at(&["transforms", id, "lookup", &name], l.schema)?,
+                source,
+                schema,
+                cache,
                 name,
             });
         }

@@ -87,10 +87,10 @@ pub use spec::{
     Assignor, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RECORD_BYTES, DeadLetterSink,
     DeadLetterSpec, DecodeSpec, DedupTransform, EventTimeSpec, FieldSpec, FieldType, FileFormat,
     FileSink, FileSource, FilterTransform, GeneratorProfile, GeneratorSource, KafkaSink,
-    KafkaSource, KeyPart, LogIsolation, LogSink, LogSource, LookupSpec, ModelFormat, PipelineSpec,
-    PostgresMode, PostgresSink, RecordFormat, RedisSink, SchemaSpec, ScoreTransform, SinkSpec,
-    SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec, key_template,
-    key_template_columns,
+    KafkaSource, KeyPart, LogIsolation, LogSink, LogSource, LookupCache, LookupSource, LookupSpec,
+    ModelFormat, PipelineSpec, PostgresMode, PostgresRelation, PostgresSink, RecordFormat,
+    RedisSink, SchemaSpec, ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom,
+    StdoutSink, TransformSpec, key_template, key_template_columns,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

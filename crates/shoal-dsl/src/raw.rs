@@ -169,9 +169,23 @@ pub(crate) struct RawSql {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLookup {
-    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
     pub refresh: Option<Scalar>,
     pub schema: Option<IndexMap<String, String>>,
+    pub url: Option<String>,
+    pub table: Option<String>,
+    pub query: Option<String>,
+    pub key: Option<String>,
+    pub cache: Option<RawLookupCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLookupCache {
+    pub max_entries: Option<u64>,
+    pub ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

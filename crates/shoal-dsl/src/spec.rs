@@ -749,20 +749,75 @@ pub struct SqlTransform {
     pub lookup: Vec<LookupSpec>,
 }
 
-/// One entry of a `sql` transform's `lookup:` map: a CSV file the query
-/// reads as a table of that name.
+/// One entry of a `sql` transform's `lookup:` map: a table the query
+/// joins the stream with, by that name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupSpec {
     /// The table's name in the query (the map key).
     pub name: String,
-    /// `path:` the CSV file, with a header row (relative paths: from the
-    /// working directory).
-    pub path: PathBuf,
-    /// `refresh:` poll the file this often and swap in a changed one;
-    /// absent = read once at start.
-    pub refresh: Option<Duration>,
-    /// `schema:` column types; absent = inferred from the file.
+    /// Where the rows are.
+    pub source: LookupSource,
+    /// `schema:` column types; absent = inferred from the file or read
+    /// from Postgres (required for Redis).
     pub schema: Option<SchemaSpec>,
+    /// `cache:` of a table in Postgres or Redis (looked up per batch).
+    pub cache: LookupCache,
+}
+
+/// Where a lookup table's rows are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupSource {
+    /// `type: file` (the default): a CSV file with a header row, loaded
+    /// whole.
+    File {
+        /// `path:` (relative paths: from the working directory).
+        path: PathBuf,
+        /// `refresh:` poll the file this often and swap in a changed one;
+        /// absent = read once at start.
+        refresh: Option<Duration>,
+    },
+    /// `type: postgres`: rows fetched per batch by key.
+    Postgres {
+        /// `url:`.
+        url: String,
+        /// `table:` or `query:` (a `SELECT` whose result is the table).
+        relation: PostgresRelation,
+    },
+    /// `type: redis`: one hash per key.
+    Redis {
+        /// `url:`.
+        url: String,
+        /// `key:` template naming the join key column, e.g. `merchant:{merchant_id}`.
+        key: String,
+    },
+}
+
+/// What a Postgres lookup reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostgresRelation {
+    /// `table:` `name` or `schema.name`.
+    Table(String),
+    /// `query:` a `SELECT`.
+    Query(String),
+}
+
+/// `cache:` of a lookup in an outside store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupCache {
+    /// `max_entries:` keys held (found or not); default 100 000.
+    pub max_entries: usize,
+    /// `ttl:` how long an answer (a row, or "no such key") is reused; a
+    /// changed row is seen after at most this long. Default 30 s.
+    pub ttl: Duration,
+}
+
+impl Default for LookupCache {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            ttl: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `type: score` — run a model over every batch and append its score.

@@ -232,24 +232,62 @@ fn shard_state(spec: &PipelineSpec, nodes: &mut [PlanNode]) -> Result<(), DslErr
     Ok(())
 }
 
-/// Read the lookup tables of a `sql` transform (errors at the table's
-/// `path:` line).
+/// Open the lookup tables of a `sql` transform: files are read, stores
+/// (Postgres, Redis) checked when they answer (errors at the table's
+/// YAML lines).
 fn lookup_tables(
     spec: &PipelineSpec,
     id: &str,
     q: &shoal_dsl::SqlTransform,
     base_dir: &Path,
 ) -> Result<Vec<Arc<LookupTable>>, DslError> {
+    use shoal_dsl::LookupSource;
     q.lookup
         .iter()
         .map(|l| {
-            LookupTable::open(LookupTableSpec {
-                name: l.name.clone(),
-                path: resolve(base_dir, &l.path),
-                refresh: l.refresh,
-                schema: l.schema.as_ref().map(arrow_schema),
-            })
-            .map_err(|e| sql_error(spec, &["transforms", id, "lookup", &l.name, "path"], e))
+            let at = |key: &str| -> Vec<String> {
+                ["transforms", id, "lookup", &l.name, key]
+                    .map(str::to_string)
+                    .to_vec()
+            };
+            let schema = l.schema.as_ref().map(arrow_schema);
+            let cache = shoal_sql::CacheConfig {
+                max_entries: l.cache.max_entries,
+                ttl: l.cache.ttl,
+            };
+            let store_error = |key: &str, msg: String| {
+                let path = at(key);
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                spec.error_at(&path, msg, None)
+            };
+            match &l.source {
+                LookupSource::File { path, refresh } => LookupTable::open(LookupTableSpec {
+                    name: l.name.clone(),
+                    path: resolve(base_dir, path),
+                    refresh: *refresh,
+                    schema,
+                })
+                .map_err(|e| sql_error(spec, &["transforms", id, "lookup", &l.name, "path"], e)),
+                LookupSource::Postgres { url, relation } => {
+                    let key = match relation {
+                        shoal_dsl::PostgresRelation::Table(_) => "table",
+                        shoal_dsl::PostgresRelation::Query(_) => "query",
+                    };
+                    let store =
+                        shoal_connectors::lookup::PostgresLookup::open(url, relation, schema)
+                            .map_err(|m| store_error(key, m))?;
+                    Ok(LookupTable::in_store(&l.name, Arc::new(store), cache))
+                }
+                LookupSource::Redis { url, key } => {
+                    let store = shoal_connectors::lookup::RedisLookup::open(
+                        url,
+                        key,
+                        schema.expect("the DSL requires a redis lookup's schema"),
+                    )
+                    .map_err(|m| store_error("key", m))?;
+                    Ok(LookupTable::in_store(&l.name, Arc::new(store), cache))
+                }
+            }
         })
         .collect()
 }

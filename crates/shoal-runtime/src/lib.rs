@@ -32,6 +32,7 @@ mod dead_letter;
 mod error;
 mod gate;
 mod graph;
+mod lookup;
 mod message;
 mod metrics;
 mod operator;
@@ -53,6 +54,7 @@ pub use dead_letter::{DeadLetter, DeadLetterSink, DeadLetters};
 pub use error::{ErrorDomain, Result, RuntimeError};
 pub use gate::{InputEvent, InputGate};
 pub use graph::{EdgeSpec, JobGraph, JobHandle, JobSummary, NodeId, NodeSummary, RunOptions};
+pub use lookup::LookupStore;
 pub use message::{Envelope, Message};
 pub use metrics::{
     CheckpointRecord, CheckpointStats, InstanceSnapshot, Metrics, NodeMetrics, NodeRole,

@@ -42,5 +42,5 @@ pub use dedup::{DedupOperator, DedupSpec};
 pub use error::{Result, SqlError};
 pub use filter::{FilterOperator, compile_filter};
 pub use join::IntervalJoinSpec;
-pub use lookup::{LookupTable, LookupTableSpec};
+pub use lookup::{CacheConfig, LookupStore, LookupTable, LookupTableSpec};
 pub use query::{CompiledQuery, QueryOperator, compile_query, compile_query_with};

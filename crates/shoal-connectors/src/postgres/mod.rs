@@ -24,6 +24,7 @@ mod client;
 mod copy_text;
 mod sink;
 
+pub(crate) use client::pg_err;
 pub use client::{PgClient, PostgresPositions};
 pub use sink::{PostgresSink, PostgresSinkTask, RETRY_FOR, check_table};
 

@@ -12,7 +12,13 @@
 //!
 //! With `refresh:` a background thread watches the file and swaps in the new
 //! contents between batches (see [`LookupTableSpec`]).
+//!
+//! A table in an outside store ([`LookupStore`]: Postgres, Redis) is not
+//! loaded whole: each batch's keys are looked up in a cache and the
+//! missing ones fetched in one request (see [`store`]); the join itself is
+//! the same.
 
+mod store;
 mod table;
 
 use std::sync::Arc;
@@ -30,13 +36,14 @@ use shoal_runtime::Result as RtResult;
 use crate::error::{Result, SqlError};
 use crate::filter::apply_predicate;
 use crate::query::CompiledQuery;
+use store::StoreSide;
+pub use table::{CacheConfig, LookupStore, LookupTable, LookupTableSpec};
 use table::{LiveTable, Preparer, evaluate};
-pub use table::{LookupTable, LookupTableSpec};
 
 /// A compiled lookup join.
 #[derive(Debug)]
 pub(crate) struct LookupJoin {
-    table: Arc<LiveTable>,
+    table: Side,
     /// Whether the stream is the join's left input (output columns: stream
     /// then table); otherwise the table comes first.
     stream_left: bool,
@@ -48,6 +55,15 @@ pub(crate) struct LookupJoin {
     converter: RowConverter,
     filter: Option<Arc<dyn PhysicalExpr>>,
     output: SchemaRef,
+}
+
+/// Where the table's rows come from.
+#[derive(Debug)]
+enum Side {
+    /// A file, held whole.
+    Live(Arc<LiveTable>),
+    /// A store, read per batch through a cache.
+    Store(StoreSide),
 }
 
 /// What [`LookupJoin::compile`] needs to know about the join.
@@ -126,13 +142,20 @@ impl LookupJoin {
             .filter
             .map(|f| ctx.create_physical_expr(f.clone(), j.output))
             .transpose()?;
+        let store_column = match table.store() {
+            Some(_) => Some(store_key_column(&table, &table_keys)?),
+            None => None,
+        };
         let preparer = Preparer {
             stages: table_stages,
             keys: table_keys,
             converter: RowConverter::new(key_fields.clone())?,
         };
         Ok(Self {
-            table: LiveTable::start(table, preparer)?,
+            table: match store_column {
+                Some(column) => Side::Store(StoreSide::new(table, preparer, column)),
+                None => Side::Live(LiveTable::start(table, preparer)?),
+            },
             stream_left,
             keep_unmatched,
             keys,
@@ -144,24 +167,45 @@ impl LookupJoin {
 
     /// A one-line description for `shoal explain`.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "lookup-join[{}{}, {} rows]",
-            self.table.name(),
-            if self.keep_unmatched { ", outer" } else { "" },
-            self.rows()
-        )
+        let outer = if self.keep_unmatched { ", outer" } else { "" };
+        match &self.table {
+            Side::Live(t) => format!("lookup-join[{}{outer}, {} rows]", t.name(), self.rows()),
+            Side::Store(s) => format!("lookup-join[{}{outer}, {}, cached]", s.name(), s.describe()),
+        }
     }
 
-    /// Rows of the table currently held.
+    /// Rows of the table currently held (keys cached, for a store).
     pub(crate) fn rows(&self) -> usize {
-        self.table.current().len()
+        match &self.table {
+            Side::Live(t) => t.current().len(),
+            Side::Store(s) => s.cached(),
+        }
+    }
+
+    /// For a table in a store: (cache hits, keys fetched) so far.
+    #[allow(dead_code)]
+    pub(crate) fn cache_counts(&self) -> Option<(u64, u64)> {
+        match &self.table {
+            Side::Live(_) => None,
+            Side::Store(s) => Some(s.hits_and_misses()),
+        }
     }
 
     /// Join one batch of the stream with the table.
     pub(crate) fn join(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
-        let table = self.table.current();
         let keys = evaluate(&self.keys, batch).map_err(sql_to_runtime)?;
         let encoded = self.converter.convert_columns(&keys)?;
+        let (live, fetched);
+        let table: &table::Loaded = match &self.table {
+            Side::Live(t) => {
+                live = t.current();
+                &live
+            }
+            Side::Store(s) => {
+                fetched = s.rows_for(&keys, &encoded)?;
+                &fetched
+            }
+        };
         let n = batch.num_rows();
         let mut stream_idx: Vec<u32> = Vec::with_capacity(n);
         let mut table_idx: Vec<Option<u32>> = Vec::with_capacity(n);
@@ -205,6 +249,32 @@ impl LookupJoin {
             Some(f) if joined.num_rows() > 0 => apply_predicate(f.as_ref(), &joined),
             _ => Ok(joined),
         }
+    }
+}
+
+/// The store's column a lookup joins on: the join key must be one plain
+/// column of the table (the store is asked for rows by its value).
+fn store_key_column(table: &LookupTable, keys: &[Arc<dyn PhysicalExpr>]) -> Result<String> {
+    use datafusion::physical_expr::expressions::Column;
+    let column = match keys {
+        [k] => k.downcast_ref::<Column>().map(|c| c.name().to_string()),
+        _ => None,
+    };
+    match column {
+        Some(c) if table.schema().index_of(&c).is_ok() => {
+            if let Some((store, _)) = table.store() {
+                store.check_key(&c).map_err(|why| {
+                    SqlError::new(format!("lookup table `{}`: {why}", table.name()))
+                        .with_hint("join ON the column the store is keyed by")
+                })?;
+            }
+            Ok(c)
+        }
+        _ => Err(SqlError::new(format!(
+            "the join with lookup table `{}` must be on one of its columns",
+            table.name()
+        ))
+        .with_hint("a table in Postgres or Redis is read by key: join ON t.x = m.key_column")),
     }
 }
 

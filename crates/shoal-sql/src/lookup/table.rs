@@ -33,7 +33,8 @@ pub struct LookupTableSpec {
     pub schema: Option<SchemaRef>,
 }
 
-/// A lookup table file: its declared or inferred schema, read at plan time.
+/// A lookup table: a file read at plan time (with its declared or
+/// inferred schema), or a table in an outside store read by key.
 #[derive(Debug)]
 pub struct LookupTable {
     spec: LookupTableSpec,
@@ -42,9 +43,43 @@ pub struct LookupTable {
     /// them, and the file's modification time and size before that read.
     first: Mutex<Option<RecordBatch>>,
     first_version: Option<(SystemTime, u64)>,
+    /// For a table in a store: the store and its cache's settings.
+    store: Option<(Arc<dyn LookupStore>, CacheConfig)>,
+}
+
+pub use shoal_runtime::LookupStore;
+
+/// `cache:` of a lookup in a store.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Keys held (found or not).
+    pub max_entries: usize,
+    /// How long an answer is reused.
+    pub ttl: Duration,
 }
 
 impl LookupTable {
+    /// A table in `store`, named `name` in queries.
+    pub fn in_store(name: &str, store: Arc<dyn LookupStore>, cache: CacheConfig) -> Arc<Self> {
+        Arc::new(Self {
+            spec: LookupTableSpec {
+                name: name.to_string(),
+                path: PathBuf::new(),
+                refresh: None,
+                schema: None,
+            },
+            schema: store.schema(),
+            first: Mutex::new(None),
+            first_version: None,
+            store: Some((store, cache)),
+        })
+    }
+
+    /// The store a table is in (`None`: a file).
+    pub(crate) fn store(&self) -> Option<&(Arc<dyn LookupStore>, CacheConfig)> {
+        self.store.as_ref()
+    }
+
     /// Read the table's file, settling its schema (errors name the file).
     pub fn open(spec: LookupTableSpec) -> Result<Arc<Self>> {
         let schema = match &spec.schema {
@@ -63,6 +98,7 @@ impl LookupTable {
             spec,
             schema,
             first: Mutex::new(None),
+            store: None,
         };
         let rows = table.read()?;
         *table.first.lock().expect("not poisoned") = Some(rows);
@@ -158,6 +194,11 @@ impl Preparer {
             .stages
             .apply(raw)
             .map_err(|e| SqlError::new(e.to_string()))?;
+        self.index(rows)
+    }
+
+    /// Index rows that went through the table-side stages already.
+    pub(crate) fn index(&self, rows: RecordBatch) -> Result<Loaded> {
         let keys = evaluate(&self.keys, &rows)?;
         let encoded = self.converter.convert_columns(&keys)?;
         let mut index: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(rows.num_rows());

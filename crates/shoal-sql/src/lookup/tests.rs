@@ -169,3 +169,139 @@ fn unsupported_lookup_joins_are_plan_errors() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// A table held in memory behind the store interface, counting requests
+/// (a test double for the interface: the real stores are tested against
+/// Postgres and Redis in `tests/tests/lookups.rs`).
+#[derive(Debug)]
+struct CountingStore {
+    rows: std::sync::Mutex<Vec<(i64, String)>>,
+    requests: std::sync::Mutex<Vec<Vec<i64>>>,
+}
+
+impl super::LookupStore for CountingStore {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("merchant_id", DataType::Int64, true),
+            Field::new("category", DataType::Utf8, true),
+        ]))
+    }
+
+    fn fetch(&self, column: &str, keys: &arrow::array::ArrayRef) -> Result<RecordBatch, String> {
+        assert_eq!(column, "merchant_id");
+        let keys: Vec<i64> = keys
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        self.requests.lock().unwrap().push(keys.clone());
+        let rows = self.rows.lock().unwrap();
+        let hits: Vec<&(i64, String)> = rows.iter().filter(|(k, _)| keys.contains(k)).collect();
+        RecordBatch::try_new(
+            self.schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(hits.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(
+                    hits.iter().map(|r| r.1.as_str()),
+                )),
+            ],
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+#[test]
+fn a_store_table_is_read_once_per_batch_cached_and_refetched_after_the_ttl() {
+    let store = Arc::new(CountingStore {
+        rows: std::sync::Mutex::new(vec![
+            (1, "food".into()),
+            (2, "fuel".into()),
+            (2, "travel".into()),
+        ]),
+        requests: Default::default(),
+    });
+    let t = LookupTable::in_store(
+        "merchants",
+        store.clone(),
+        super::CacheConfig {
+            max_entries: 100,
+            ttl: Duration::from_millis(300),
+        },
+    );
+    let q = compile_query_with(LEFT, &[("txns".into(), stream_schema())], &[t]).unwrap();
+    assert!(
+        q.describe()
+            .contains("lookup-join[merchants, outer, memory, cached]"),
+        "{}",
+        q.describe()
+    );
+    let out = q
+        .apply(&stream(&[
+            Some(1),
+            Some(2),
+            Some(3),
+            None,
+            Some(1),
+            Some(3),
+        ]))
+        .unwrap();
+    assert_eq!(
+        categories(&out),
+        vec![
+            Some("food".into()),
+            Some("fuel".into()),
+            Some("travel".into()),
+            None,
+            None,
+            Some("food".into()),
+            None
+        ]
+    );
+    // One request for the batch, each distinct key once, no NULL key.
+    assert_eq!(*store.requests.lock().unwrap(), vec![vec![1, 2, 3]]);
+    // The next batch is answered from the cache, "no row" (3) included;
+    // only the new key is asked for.
+    store.rows.lock().unwrap()[0].1 = "groceries".into();
+    let out = q.apply(&stream(&[Some(1), Some(3), Some(4)])).unwrap();
+    assert_eq!(categories(&out), vec![Some("food".into()), None, None]);
+    assert_eq!(store.requests.lock().unwrap().len(), 2);
+    assert_eq!(store.requests.lock().unwrap()[1], vec![4]);
+    // After the TTL the changed row is seen.
+    std::thread::sleep(Duration::from_millis(350));
+    let out = q.apply(&stream(&[Some(1)])).unwrap();
+    assert_eq!(categories(&out), vec![Some("groceries".into())]);
+    assert_eq!(store.requests.lock().unwrap()[2], vec![1]);
+}
+
+#[test]
+fn a_store_table_must_be_joined_on_one_of_its_columns() {
+    let store = Arc::new(CountingStore {
+        rows: Default::default(),
+        requests: Default::default(),
+    });
+    let t = LookupTable::in_store(
+        "merchants",
+        store,
+        super::CacheConfig {
+            max_entries: 10,
+            ttl: Duration::from_secs(1),
+        },
+    );
+    let e = compile_query_with(
+        "SELECT t.id FROM txns t JOIN merchants m ON t.merchant_id + 1 = m.merchant_id + 1",
+        &[("txns".into(), stream_schema())],
+        &[t],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.message.contains("must be on one of its columns"),
+        "{}",
+        e.message
+    );
+}
