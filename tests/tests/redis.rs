@@ -137,10 +137,16 @@ fn assert_exact(got: &BTreeMap<i64, (u64, f64)>, want: &BTreeMap<i64, (u64, f64)
 
 fn run(d: &Path, extra_env: &[(&str, String)]) -> std::process::Output {
     let mut c = Command::new(shoal_bin());
-    c.args(["run", "--no-progress", "p.yaml"])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
-        .env("RUST_LOG", "info");
+    c.args([
+        "run",
+        "--no-progress",
+        "--http-addr",
+        "127.0.0.1:0",
+        "p.yaml",
+    ])
+    .current_dir(d)
+    .env("SHOAL_DATA_DIR", d.join("data"))
+    .env("RUST_LOG", "info");
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -196,7 +202,13 @@ fn redis_holds_every_cards_features_exactly_after_crashes() {
         } else {
             // SIGKILL at a moment the seed picks, 0.3–3 s into the run.
             let mut child = Command::new(shoal_bin())
-                .args(["run", "--no-progress", "p.yaml"])
+                .args([
+                    "run",
+                    "--no-progress",
+                    "--http-addr",
+                    "127.0.0.1:0",
+                    "p.yaml",
+                ])
                 .current_dir(d)
                 .env("SHOAL_DATA_DIR", d.join("data"))
                 .stderr(Stdio::null())
