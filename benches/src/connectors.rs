@@ -72,7 +72,10 @@ sinks:
 
 fn redis_info(url: &str, section: &str, field: &str) -> f64 {
     let mut con = redis(url);
-    let info: String = redis::cmd("INFO").arg(section).query(&mut con).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut con)
+        .expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.split(',').next())
@@ -82,7 +85,10 @@ fn redis_info(url: &str, section: &str, field: &str) -> f64 {
 
 fn hmget_calls(url: &str) -> f64 {
     let mut con = redis(url);
-    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut con).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
         .and_then(|v| v.split(',').next())
@@ -95,8 +101,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(500_000);
-    let pg_url = std::env::var("SHOAL_POSTGRES_URL").expect("SHOAL_POSTGRES_URL (scripts/services.sh)");
-    let redis_url = std::env::var("SHOAL_REDIS_URL").expect("SHOAL_REDIS_URL (scripts/services.sh)");
+    let pg_url =
+        std::env::var("SHOAL_POSTGRES_URL").expect("SHOAL_POSTGRES_URL (scripts/services.sh)");
+    let redis_url =
+        std::env::var("SHOAL_REDIS_URL").expect("SHOAL_REDIS_URL (scripts/services.sh)");
     let run_id = unique("cb").replace('-', "_");
 
     // The hot rows in every store.
@@ -120,15 +128,24 @@ fn main() {
         let mut con = redis(&redis_url);
         let mut p = redis::pipe();
         for i in 0..HOT {
-            p.cmd("HSET").arg(format!("{prefix}:{i}")).arg("category").arg(format!("cat-{}", i % 7)).ignore();
+            p.cmd("HSET")
+                .arg(format!("{prefix}:{i}"))
+                .arg("category")
+                .arg(format!("cat-{}", i % 7))
+                .ignore();
         }
         let _: () = p.query(&mut con).unwrap();
     }
 
     println!("## Lookup join, {n} generator rows, 1 tokio worker\n");
-    println!("| table | rows with a cached key | keys fetched (measured) | rows/s (wall) | rows per CPU-second (Shoal) |");
+    println!(
+        "| table | rows with a cached key | keys fetched (measured) | rows/s (wall) | rows per CPU-second (Shoal) |"
+    );
     println!("|---|---:|---:|---:|---:|");
-    let csv_lookup = format!("        path: {}\n        schema: {{ id: int64, category: utf8 }}", csv.display());
+    let csv_lookup = format!(
+        "        path: {}\n        schema: {{ id: int64, category: utf8 }}",
+        csv.display()
+    );
     let (w, c, _) = run(&lookup_yaml(n, 90, &csv_lookup));
     println!("| CSV file (held whole) | all | — | {:.0} | {:.0} |", w, c);
     for hit in [0u32, 90, 99] {
@@ -155,18 +172,29 @@ fn main() {
     let sink_yaml = format!(
         "name: redis-sink-bench\ncheckpoint: {{ interval: 1s }}\nsources:\n  txns: {{ type: generator, seed: 2, count: {n} }}\nsinks:\n  online: {{ type: redis, inputs: [txns], url: \"{redis_url}\", key: \"bench:{run_id}:card:{{card_id}}\", fields: [amount, country, ts] }}\n"
     );
-    let cpu0 = redis_info(&redis_url, "cpu", "used_cpu_user") + redis_info(&redis_url, "cpu", "used_cpu_sys");
+    let cpu0 = redis_info(&redis_url, "cpu", "used_cpu_user")
+        + redis_info(&redis_url, "cpu", "used_cpu_sys");
     let (w, c, _) = run(&sink_yaml);
-    let cpu1 = redis_info(&redis_url, "cpu", "used_cpu_user") + redis_info(&redis_url, "cpu", "used_cpu_sys");
-    println!("| rows/s (wall) | rows per CPU-second (Shoal) | Redis CPU per 1 000 rows (stage + apply) |");
+    let cpu1 = redis_info(&redis_url, "cpu", "used_cpu_user")
+        + redis_info(&redis_url, "cpu", "used_cpu_sys");
+    println!(
+        "| rows/s (wall) | rows per CPU-second (Shoal) | Redis CPU per 1 000 rows (stage + apply) |"
+    );
     println!("|---:|---:|---:|");
-    println!("| {w:.0} | {c:.0} | {:.2} ms |", 1000.0 * 1000.0 * (cpu1 - cpu0) / n as f64);
+    println!(
+        "| {w:.0} | {c:.0} | {:.2} ms |",
+        1000.0 * 1000.0 * (cpu1 - cpu0) / n as f64
+    );
 
     // Clean up what the run wrote.
     pg(&pg_url, &format!("DROP TABLE {table}"));
     let _ = std::fs::remove_file(&csv);
     let mut con = redis(&redis_url);
-    for pattern in [format!("{prefix}:*"), format!("bench:{run_id}:*"), "shoal:redis-sink-bench:*".to_string()] {
+    for pattern in [
+        format!("{prefix}:*"),
+        format!("bench:{run_id}:*"),
+        "shoal:redis-sink-bench:*".to_string(),
+    ] {
         let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut con).unwrap();
         for chunk in keys.chunks(10_000) {
             let _: () = redis::cmd("DEL").arg(chunk).query(&mut con).unwrap();

@@ -65,6 +65,16 @@ impl RecordChunk {
         self.ends.is_empty()
     }
 
+    /// The partition record `i` came from.
+    pub fn partition(&self, i: usize) -> Option<u32> {
+        self.partitions[i]
+    }
+
+    /// The position (offset, line) of record `i`.
+    pub fn position(&self, i: usize) -> u64 {
+        self.positions[i]
+    }
+
     /// Record `i` without its trailing newline.
     pub fn record(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };

@@ -17,6 +17,7 @@
 //! decoded never stop a source: they go to the dead-letter output with their
 //! position and the reason.
 
+pub mod avro;
 pub mod dead_letter;
 pub mod event_time;
 pub mod file;

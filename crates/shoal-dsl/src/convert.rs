@@ -788,6 +788,14 @@ impl Converter<'_> {
                 let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
                 let start = self.start(&at("start"), l.start)?;
                 let format = self.record_format(&at("format"), l.format)?;
+                if format == RecordFormat::Avro {
+                    return Err(self
+                        .err(
+                            &at("format"),
+                            "format: avro is read from kafka sources only, for now",
+                        )
+                        .with_hint("use format: json on a log source"));
+                }
                 let isolation = match l.isolation {
                     Some(s) => self.choice(
                         &at("isolation"),
@@ -873,7 +881,11 @@ impl Converter<'_> {
             Some(f) => self.choice(
                 at,
                 &f,
-                &[("json", RecordFormat::Json), ("jsonl", RecordFormat::Json)],
+                &[
+                    ("json", RecordFormat::Json),
+                    ("jsonl", RecordFormat::Json),
+                    ("avro", RecordFormat::Avro),
+                ],
                 "record format",
             ),
             None => Ok(RecordFormat::Json),
@@ -961,6 +973,51 @@ impl Converter<'_> {
         }
         let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
         let key = self.partition_key(&at("key"), k.key, with_ts.as_ref())?;
+        let format = self.record_format(&at("format"), k.format)?;
+        let avro = match (format, k.schema_registry, k.avro_schema) {
+            (RecordFormat::Json, None, None) => None,
+            (RecordFormat::Json, Some(_), _) => {
+                return Err(self
+                    .err(
+                        &at("schema_registry"),
+                        "`schema_registry` is for format: avro",
+                    )
+                    .with_hint("add format: avro, or remove schema_registry"));
+            }
+            (RecordFormat::Json, None, Some(_)) => {
+                return Err(self
+                    .err(&at("avro_schema"), "`avro_schema` is for format: avro")
+                    .with_hint("add format: avro, or remove avro_schema"));
+            }
+            (RecordFormat::Avro, Some(r), None) => {
+                let url =
+                    self.non_empty(&["sources", id, "schema_registry", "url"], r.url, "the url")?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(self
+                        .err(
+                            &["sources", id, "schema_registry", "url"],
+                            format!("`{url}` is not an http(s) URL"),
+                        )
+                        .with_hint("e.g. url: http://127.0.0.1:8081"));
+                }
+                Some(AvroSource::Registry {
+                    url: url.trim_end_matches('/').to_string(),
+                })
+            }
+            (RecordFormat::Avro, None, Some(p)) => {
+                Some(AvroSource::SchemaFile(self.path(&at("avro_schema"), p)?))
+            }
+            (RecordFormat::Avro, Some(_), Some(_)) => {
+                return Err(self
+                    .err(&at("avro_schema"), "give `schema_registry` or `avro_schema`, not both")
+                    .with_hint("records framed with a schema id need the registry; single-object encoded ones the file"));
+            }
+            (RecordFormat::Avro, None, None) => {
+                return Err(self
+                    .err(&at("format"), "format: avro needs `schema_registry:` or `avro_schema:`")
+                    .with_hint("schema_registry: { url: http://127.0.0.1:8081 } for the Confluent wire format"));
+            }
+        };
         Ok(SourceSpec::Kafka(KafkaSource {
             key,
             brokers: self.brokers(&at("brokers"), k.brokers)?,
@@ -977,7 +1034,8 @@ impl Converter<'_> {
                 Some(d) => self.duration(&at("session_timeout"), d)?,
                 None => Duration::from_secs(10),
             },
-            format: self.record_format(&at("format"), k.format)?,
+            format,
+            avro,
             schema,
             timestamp_column,
             batch_size: self.batch_size(&at("batch_size"), k.batch_size)?,

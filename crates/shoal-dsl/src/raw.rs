@@ -125,6 +125,14 @@ pub(crate) struct RawKafkaSource {
     pub event_time: Option<RawEventTime>,
     pub options: Option<IndexMap<String, Scalar>>,
     pub key: Option<String>,
+    pub schema_registry: Option<RawSchemaRegistry>,
+    pub avro_schema: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchemaRegistry {
+    pub url: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -489,8 +489,10 @@ pub struct KafkaSource {
     pub stop_at_end: bool,
     /// `session_timeout:` the group's `session.timeout.ms`; default `10s`.
     pub session_timeout: Duration,
-    /// `format:` of the record values; `json` only for now.
+    /// `format:` of the record values: `json` (default) or `avro`.
     pub format: RecordFormat,
+    /// With `format: avro`: the registry or schema file.
+    pub avro: Option<AvroSource>,
     /// `schema:` of the record values (required).
     pub schema: Option<SchemaSpec>,
     /// `timestamp_column:` add the record timestamp as a `timestamp_ms` column of this name.
@@ -563,6 +565,23 @@ pub enum RecordFormat {
     /// `json` (alias `jsonl`): one JSON object per record.
     #[default]
     Json,
+    /// `avro`: one Avro datum per record, framed (see [`AvroSource`]).
+    Avro,
+}
+
+/// Where the writer schemas of `format: avro` records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvroSource {
+    /// `schema_registry: { url }`: records in the Confluent wire format
+    /// (byte 0, a 4-byte big-endian schema id, the Avro body); schemas are
+    /// fetched from the registry by id (`GET /schemas/ids/{id}`).
+    Registry {
+        /// The registry's base URL.
+        url: String,
+    },
+    /// `avro_schema: file.avsc`: records in Avro's single-object encoding
+    /// (`C3 01`, the schema's 8-byte Rabin fingerprint, the body).
+    SchemaFile(PathBuf),
 }
 
 /// `event_time:` — which column is event time and how late records may be.

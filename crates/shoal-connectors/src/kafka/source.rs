@@ -816,7 +816,16 @@ impl Source for KafkaSource {
                     ledger.record(epoch, positions);
                 }));
             }
-            let mut decoder = RecordDecoder::new(FileFormat::Jsonl, self.value_schema.clone())?;
+            let mut decoder = match &self.spec.avro {
+                None => ValueDecoder::Json(RecordDecoder::new(
+                    FileFormat::Jsonl,
+                    self.value_schema.clone(),
+                )?),
+                Some(avro) => ValueDecoder::Avro(crate::avro::AvroDecoder::new(
+                    self.value_schema.clone(),
+                    avro,
+                )?),
+            };
             let mut chunks: Vec<PartitionChunk> = Vec::new();
             let mut bad: Vec<BadRecord> = Vec::new();
             let batch_size = self.spec.batch_size.max(1);
@@ -1044,6 +1053,25 @@ impl Source for KafkaSource {
             consumer.unsubscribe();
             outcome.and(handed)
         })
+    }
+}
+
+/// Decodes record values: JSON, or Avro (`format: avro`).
+enum ValueDecoder {
+    Json(RecordDecoder),
+    Avro(crate::avro::AvroDecoder),
+}
+
+impl ValueDecoder {
+    fn decode(
+        &mut self,
+        chunk: &RecordChunk,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<Option<RecordBatch>> {
+        match self {
+            ValueDecoder::Json(d) => d.decode(chunk, bad),
+            ValueDecoder::Avro(d) => d.decode(chunk, bad),
+        }
     }
 }
 
