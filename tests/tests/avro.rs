@@ -20,6 +20,8 @@ fn avro_from_the_registry_with_a_new_schema_version_and_bad_records() {
     };
     let topic = unique("avro");
     create_topic(&brokers, &topic, 2);
+    let alerts = unique("avro-alerts");
+    create_topic(&brokers, &alerts, 2);
     let (n1, n2) = (3000u64, 2000u64);
     let out = Command::new("python3")
         .arg(shoal_tests::repo_root().join("tests/avro/produce.py"))
@@ -56,8 +58,18 @@ sources:
     format: avro
     schema_registry: {{ url: "{registry}" }}
     schema: {{ txn_id: utf8, card_id: int64, amount: float64, ts: timestamp_ms, channel: utf8? }}
+transforms:
+  large: {{ type: filter, inputs: [txns], where: "amount > 5000" }}
 sinks:
   out: {{ type: file, inputs: [txns], path: out }}
+  alerts:
+    type: kafka
+    inputs: [large]
+    brokers: {brokers}
+    topic: {alerts}
+    key: card_id
+    format: avro
+    schema_registry: {{ url: "{registry}" }}
 dead_letter: {{ type: file, path: dead }}
 "#,
             group = unique("g-avro")

@@ -123,6 +123,122 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Register `schema` (Avro JSON) under `subject`, or find it there:
+    /// its id. Waits out an unreachable registry; a refusal (an
+    /// incompatible schema) fails at once.
+    fn register(&self, subject: &str, schema: &str) -> Result<u32> {
+        let url = format!("{}/subjects/{subject}/versions", self.url);
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let started = Instant::now();
+        let mut delays = backoff();
+        loop {
+            let answer = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send(body.as_bytes());
+            let err = match answer {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    if status == 200 {
+                        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                            RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
+                        })?;
+                        return v["id"].as_u64().map(|id| id as u32).ok_or_else(|| {
+                            RuntimeError::External(format!(
+                                "schema registry {url}: no id in {text}"
+                            ))
+                        });
+                    }
+                    if status < 500 {
+                        return Err(RuntimeError::User(format!(
+                            "schema registry refused the schema for subject `{subject}` (HTTP {status}): {text}"
+                        )));
+                    }
+                    format!("HTTP {status}: {text}")
+                }
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= RETRY_FOR {
+                return Err(RuntimeError::External(format!(
+                    "schema registry {url}: unreachable for {} s: {err}",
+                    RETRY_FOR.as_secs()
+                )));
+            }
+            let wait = delays.next().expect("endless");
+            tracing::warn!(url = %url, error = %err, retry_in_ms = wait.as_millis() as u64,
+                "schema registry unavailable; retrying");
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Encodes rows as Avro records in the Confluent wire format, under a
+/// schema derived from the rows' Arrow schema and registered (or found) in
+/// a schema registry.
+pub struct AvroEncoder {
+    encoder: arrow_avro::writer::Encoder,
+    id: u32,
+}
+
+impl std::fmt::Debug for AvroEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroEncoder").field("id", &self.id).finish()
+    }
+}
+
+impl AvroEncoder {
+    /// Derive the Avro schema of `schema`, register it under `subject` at
+    /// the registry `url`, and encode with its id.
+    pub fn registered(schema: &arrow::datatypes::Schema, url: &str, subject: &str) -> Result<Self> {
+        let avro = AvroSchema::try_from(schema)
+            .map_err(|e| RuntimeError::User(format!("no Avro schema for these columns: {e}")))?;
+        let id = Registry::new(url).register(subject, &avro.json_string)?;
+        let mut md = schema.metadata().clone();
+        md.insert(
+            arrow_avro::schema::SCHEMA_METADATA_KEY.to_string(),
+            avro.json_string.clone(),
+        );
+        let with_avro = arrow::datatypes::Schema::new_with_metadata(schema.fields().clone(), md);
+        let encoder = arrow_avro::writer::WriterBuilder::new(with_avro)
+            .with_fingerprint_strategy(arrow_avro::schema::FingerprintStrategy::Id(id))
+            .build_encoder::<arrow_avro::writer::format::AvroSoeFormat>()
+            .map_err(|e| RuntimeError::User(format!("avro encoder: {e}")))?;
+        tracing::info!(subject, id, "avro schema registered");
+        Ok(Self { encoder, id })
+    }
+
+    /// The registered schema's id.
+    pub fn schema_id(&self) -> u32 {
+        self.id
+    }
+
+    /// Append each row of `batch` as one record to `values`, followed by a
+    /// separator byte, with its end (exclusive) in `ends`.
+    pub fn encode(
+        &mut self,
+        batch: &RecordBatch,
+        values: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<()> {
+        self.encoder
+            .encode(batch)
+            .map_err(|e| RuntimeError::User(format!("avro encode: {e}")))?;
+        let rows = self.encoder.flush();
+        for r in rows.iter() {
+            values.extend_from_slice(&r);
+            ends.push(values.len());
+            values.push(b'\n');
+        }
+        Ok(())
+    }
+}
+
 /// Where writer schemas come from.
 enum Schemas {
     Registry {

@@ -1188,13 +1188,50 @@ impl Converter<'_> {
                 },
                 key: self.key(&at("key"), l.key)?,
             }),
-            RawSink::Kafka(k) => SinkSpec::Kafka(KafkaSink {
-                inputs: k.inputs,
-                brokers: self.brokers(&at("brokers"), k.brokers)?,
-                topic: self.topic(&at("topic"), k.topic)?,
-                key: self.key(&at("key"), k.key)?,
-                options: self.kafka_options(&at("options"), k.options)?,
-            }),
+            RawSink::Kafka(k) => {
+                let topic = self.topic(&at("topic"), k.topic)?;
+                let format = self.record_format(&at("format"), k.format)?;
+                let avro = match (format, k.schema_registry) {
+                    (RecordFormat::Json, None) => None,
+                    (RecordFormat::Json, Some(_)) => {
+                        return Err(self
+                            .err(
+                                &at("schema_registry"),
+                                "`schema_registry` is for format: avro",
+                            )
+                            .with_hint("add format: avro, or remove schema_registry"));
+                    }
+                    (RecordFormat::Avro, None) => {
+                        return Err(self
+                            .err(
+                                &at("format"),
+                                "an avro sink needs `schema_registry:` to register its schema",
+                            )
+                            .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
+                    }
+                    (RecordFormat::Avro, Some(r)) => {
+                        let url_at = ["sinks", id, "schema_registry", "url"];
+                        let url = self.non_empty(&url_at, r.url, "the url")?;
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            return Err(self
+                                .err(&url_at, format!("`{url}` is not an http(s) URL"))
+                                .with_hint("e.g. url: http://127.0.0.1:8081"));
+                        }
+                        Some(AvroSink {
+                            url: url.trim_end_matches('/').to_string(),
+                            subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
+                        })
+                    }
+                };
+                SinkSpec::Kafka(KafkaSink {
+                    inputs: k.inputs,
+                    brokers: self.brokers(&at("brokers"), k.brokers)?,
+                    topic,
+                    key: self.key(&at("key"), k.key)?,
+                    options: self.kafka_options(&at("options"), k.options)?,
+                    avro,
+                })
+            }
             RawSink::Postgres(p) => {
                 let mode = match p.mode {
                     Some(m) => self.choice(

@@ -84,11 +84,11 @@ pub use convert::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_PARALLELISM};
 pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{
-    Assignor, AvroSource, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RECORD_BYTES,
-    DeadLetterSink, DeadLetterSpec, DecodeSpec, DedupTransform, EventTimeSpec, FieldSpec,
-    FieldType, FileFormat, FileSink, FileSource, FilterTransform, GeneratorProfile,
-    GeneratorSource, KafkaSink, KafkaSource, KeyPart, LogIsolation, LogSink, LogSource,
-    LookupCache, LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresMode,
+    Assignor, AvroSink, AvroSource, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_RECORD_BYTES, DeadLetterSink, DeadLetterSpec, DecodeSpec, DedupTransform,
+    EventTimeSpec, FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform,
+    GeneratorProfile, GeneratorSource, KafkaSink, KafkaSource, KeyPart, LogIsolation, LogSink,
+    LogSource, LookupCache, LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresMode,
     PostgresRelation, PostgresSink, RecordFormat, RedisSink, SchemaSpec, ScoreTransform, SinkSpec,
     SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec, key_template,
     key_template_columns,

@@ -133,6 +133,7 @@ pub(crate) struct RawKafkaSource {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSchemaRegistry {
     pub url: String,
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +267,8 @@ pub(crate) struct RawKafkaSink {
     pub topic: String,
     pub key: Option<String>,
     pub options: Option<IndexMap<String, Scalar>>,
+    pub format: Option<String>,
+    pub schema_registry: Option<RawSchemaRegistry>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1003,6 +1003,18 @@ pub struct KafkaSink {
     pub key: Option<String>,
     /// `options:` librdkafka producer settings passed through.
     pub options: Vec<(String, String)>,
+    /// `format: avro` with `schema_registry:`: records in the Confluent
+    /// wire format under a schema the sink registers; `None` = JSON.
+    pub avro: Option<AvroSink>,
+}
+
+/// Where an Avro sink registers its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvroSink {
+    /// The registry's base URL.
+    pub url: String,
+    /// The subject; default `<topic>-value` (TopicNameStrategy).
+    pub subject: String,
 }
 
 /// `type: postgres` — write rows to a table, exactly once per checkpoint epoch.

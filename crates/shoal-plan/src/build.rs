@@ -323,13 +323,18 @@ impl Plan {
                                 transactional_id: format!("shoal.{pipeline}.{nid}.{i}.{process}"),
                                 ledger: ledger.clone(),
                             });
-                        Ok(Box::new(KafkaSinkTask::new(
+                        let sink = KafkaSinkTask::new(
                             &spec.brokers,
                             &spec.topic,
                             spec.key.clone(),
                             &spec.options,
                             txn,
-                        )?) as Box<dyn Sink>)
+                        )?;
+                        let sink = match &spec.avro {
+                            Some(avro) => sink.with_avro(&schema, avro)?,
+                            None => sink,
+                        };
+                        Ok(Box::new(sink) as Box<dyn Sink>)
                     });
                 }
                 Builder::PostgresSink(spec) => {

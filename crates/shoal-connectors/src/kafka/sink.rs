@@ -88,6 +88,8 @@ pub struct KafkaSink {
     pending: Vec<Encoded>,
     /// The epoch rows written now belong to.
     epoch: u64,
+    /// Avro records (`format: avro`) instead of JSON.
+    avro: Option<crate::avro::AvroEncoder>,
 }
 
 impl KafkaSink {
@@ -140,7 +142,22 @@ impl KafkaSink {
             initialised: false,
             pending: Vec::new(),
             epoch: 1,
+            avro: None,
         })
+    }
+
+    /// Write Avro records under a schema registered as `avro` says.
+    pub fn with_avro(
+        mut self,
+        schema: &arrow::datatypes::Schema,
+        avro: &shoal_dsl::AvroSink,
+    ) -> Result<Self> {
+        self.avro = Some(crate::avro::AvroEncoder::registered(
+            schema,
+            &avro.url,
+            &avro.subject,
+        )?);
+        Ok(self)
     }
 
     fn init(&mut self) -> Result<()> {
@@ -156,17 +173,26 @@ impl KafkaSink {
 
     fn encode(&mut self, batch: &RecordBatch) -> Result<Encoded> {
         let mut values = Vec::with_capacity(batch.num_rows() * 64);
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut values);
-            w.write(batch)?;
-            w.finish()?;
-        }
-        let ends: Vec<usize> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .map(|(i, _)| i)
-            .collect();
+        let ends: Vec<usize> = match &mut self.avro {
+            Some(avro) => {
+                let mut ends = Vec::with_capacity(batch.num_rows());
+                avro.encode(batch, &mut values, &mut ends)?;
+                ends
+            }
+            None => {
+                {
+                    let mut w = arrow::json::LineDelimitedWriter::new(&mut values);
+                    w.write(batch)?;
+                    w.finish()?;
+                }
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+        };
         let keys = match &self.key {
             Some(k) => {
                 let col = batch.schema().index_of(k)?;
