@@ -300,6 +300,10 @@ case "${1:-}" in
         start_s3
         start_redis
         start_registry
+        # The reference data of the examples that look up Postgres and Redis
+        # (`shoal validate pipelines/*.yaml` checks their tables).
+        PGPORT="$PG_PORT" REDIS_PORT="$REDIS_PORT" \
+            bash "$(dirname "${BASH_SOURCE[0]}")/seed-online-features.sh" >&2
         env_file >"$DIR/env"
         log "env: source $DIR/env"
         ;;

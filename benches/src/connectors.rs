@@ -14,6 +14,11 @@
 //!    checkpoints every second (each epoch staged, then applied by one
 //!    script), and the time Redis spent applying (its CPU).
 //!
+//! 3. Avro decode into Arrow next to JSON decode of the same records
+//!    (generator rows; Avro in single-object encoding, JSON lines), chunks
+//!    of 8 192 through the decoders the Kafka source uses, one thread. This
+//!    part needs no services: `connector-bench RECORDS --decode-only`.
+//!
 //! ```sh
 //! scripts/services.sh start && source /tmp/shoal-services/env
 //! cargo run --release -p shoal-benches --bin connector-bench -- [RECORDS]
@@ -96,11 +101,122 @@ fn hmget_calls(url: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Avro vs JSON decode of the same `n` generator records.
+fn decode_bench(n: u64) {
+    use shoal_connectors::format::{RecordChunk, RecordDecoder};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "name: rows\nsources:\n  txns: {{ type: generator, seed: 4, count: {n} }}\nsinks:\n  all: {{ type: file, inputs: [txns], path: {} }}\n",
+        dir.path().join("all").display()
+    );
+    let spec = shoal_dsl::parse_str("rows.yaml", &yaml).expect("valid pipeline");
+    let opts = PlanOptions {
+        data_dir: Some(dir.path().join("data")),
+        ..PlanOptions::default()
+    };
+    run_plan(shoal_plan::plan(&spec, &opts).expect("plan"), 1);
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for f in std::fs::read_dir(dir.path().join("all")).unwrap() {
+        let text = std::fs::read(f.unwrap().path()).unwrap();
+        lines.extend(
+            text.split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
+    }
+    let schema = shoal_connectors::generator::transactions_schema();
+    // The same rows as Avro single-object records.
+    let mut json = RecordDecoder::new(shoal_dsl::FileFormat::Jsonl, schema.clone()).unwrap();
+    let avro_schema = arrow_avro::schema::AvroSchema::try_from(schema.as_ref()).unwrap();
+    let avsc = dir.path().join("txn.avsc");
+    std::fs::write(&avsc, &avro_schema.json_string).unwrap();
+    let mut md = std::collections::HashMap::new();
+    md.insert(
+        arrow_avro::schema::SCHEMA_METADATA_KEY.to_string(),
+        avro_schema.json_string.clone(),
+    );
+    let with_avro = arrow::datatypes::Schema::new_with_metadata(schema.fields().clone(), md);
+    let mut enc = arrow_avro::writer::WriterBuilder::new(with_avro)
+        .build_encoder::<arrow_avro::writer::format::AvroSoeFormat>()
+        .unwrap();
+    let mut avro_records: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
+    let mut bad = Vec::new();
+    for part in lines.chunks(8192) {
+        let mut c = RecordChunk::default();
+        for (i, l) in part.iter().enumerate() {
+            c.push(l, None, i as u64);
+        }
+        let b = json.decode(&c, &mut bad).unwrap().unwrap();
+        enc.encode(&b).unwrap();
+        avro_records.extend(enc.flush().iter().map(|r| r.to_vec()));
+    }
+    assert_eq!(avro_records.len(), lines.len());
+    let mut avro = shoal_connectors::avro::AvroDecoder::new(
+        schema.clone(),
+        &shoal_dsl::AvroSource::SchemaFile(avsc),
+    )
+    .unwrap();
+    let time = |records: &[Vec<u8>], decode: &mut dyn FnMut(&RecordChunk) -> usize| -> (f64, f64) {
+        let chunks: Vec<RecordChunk> = records
+            .chunks(8192)
+            .map(|part| {
+                let mut c = RecordChunk::default();
+                for (i, r) in part.iter().enumerate() {
+                    c.push(r, None, i as u64);
+                }
+                c
+            })
+            .collect();
+        let cpu0 = shoal_benches::cpu_seconds().unwrap_or(0.0);
+        let t0 = std::time::Instant::now();
+        let mut rows = 0;
+        for c in &chunks {
+            rows += decode(c);
+        }
+        assert_eq!(rows, records.len());
+        let cpu = shoal_benches::cpu_seconds().unwrap_or(0.0) - cpu0;
+        (
+            rows as f64 / t0.elapsed().as_secs_f64(),
+            rows as f64 / cpu.max(0.01),
+        )
+    };
+    let bytes = |r: &[Vec<u8>]| r.iter().map(Vec::len).sum::<usize>() as f64 / r.len() as f64;
+    let (jw, jc) = time(&lines, &mut |c| {
+        json.decode(c, &mut bad)
+            .unwrap()
+            .map_or(0, |b| b.num_rows())
+    });
+    let (aw, ac) = time(&avro_records, &mut |c| {
+        avro.decode(c, &mut bad)
+            .unwrap()
+            .map_or(0, |b| b.num_rows())
+    });
+    assert!(bad.is_empty());
+    println!(
+        "## Decode into Arrow, {n} generator records (7 columns), chunks of 8 192, one thread\n"
+    );
+    println!("| format | bytes per record | records/s (wall) | records per CPU-second |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| JSON lines (arrow-json + strict checks) | {:.0} | {jw:.0} | {jc:.0} |",
+        bytes(&lines)
+    );
+    println!(
+        "| Avro, single-object encoding (arrow-avro, one record at a time) | {:.0} | {aw:.0} | {ac:.0} |",
+        bytes(&avro_records)
+    );
+    println!();
+}
+
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(500_000);
+    decode_bench(n);
+    if std::env::args().any(|a| a == "--decode-only") {
+        return;
+    }
     let pg_url =
         std::env::var("SHOAL_POSTGRES_URL").expect("SHOAL_POSTGRES_URL (scripts/services.sh)");
     let redis_url =

@@ -64,10 +64,9 @@ for i in range(n1, n1 + n2):
     producer.produce(topic, key=str(i % 97), value=v2(record(i, True), ctx), on_delivery=sent)
 producer.flush(30)
 
-ids = {
-    "v1": client.lookup_schema(f"{topic}-value", Schema(json.dumps(V1), "AVRO")).schema_id,
-    "v2": client.lookup_schema(f"{topic}-value", Schema(json.dumps(V2), "AVRO")).schema_id,
-}
+ids = {"v1": client.lookup_schema(f"{topic}-value", Schema(json.dumps(V1), "AVRO")).schema_id}
+if n2 > 0:
+    ids["v2"] = client.lookup_schema(f"{topic}-value", Schema(json.dumps(V2), "AVRO")).schema_id
 body = v1(record(0, False), ctx)
 unknown = b"\x00" + (999999).to_bytes(4, "big") + body[5:]
 producer.produce(topic, key="0", value=unknown, on_delivery=lambda e, m: sent(e, m, "unknown id"))
