@@ -36,30 +36,35 @@ pub fn list(dir: Option<PathBuf>, data_dir: Option<PathBuf>, json: bool) -> CliR
     for d in &dirs {
         rows.extend(manifests(d)?);
     }
-    if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(d, m)| {
-                serde_json::json!({
-                    "dir": d, "pipeline": m.pipeline, "id": m.id, "completed_ms": m.completed_ms,
-                    "duration_ms": m.duration_ms, "state_bytes": m.state_bytes, "last": m.last,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-        return Ok(());
-    }
     let mut savepoints = Vec::new();
     for d in &dirs {
         for (name, m) in Manifest::savepoints(d).map_err(|e| Failure::Runtime(e.into()))? {
-            savepoints.push((name, m));
+            savepoints.push((d.clone(), name, m));
         }
+    }
+    if json {
+        // Checkpoints oldest first (`savepoint: null`), then the savepoints
+        // (`savepoint: <name>`).
+        let entry = |d: &Path, m: &Manifest, savepoint: Option<&str>| {
+            serde_json::json!({
+                "dir": d, "pipeline": m.pipeline, "id": m.id, "completed_ms": m.completed_ms,
+                "duration_ms": m.duration_ms, "state_bytes": m.state_bytes, "last": m.last,
+                "savepoint": savepoint,
+            })
+        };
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(d, m)| entry(d, m, None))
+            .chain(savepoints.iter().map(|(d, name, m)| entry(d, m, Some(name))))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
     }
     if rows.is_empty() && savepoints.is_empty() {
         eprintln!("no checkpoints");
         return Ok(());
     }
-    for (name, m) in &savepoints {
+    for (_, name, m) in &savepoints {
         println!(
             "savepoint {name}: pipeline {}, checkpoint {} (completed-ms {}, state {} bytes)",
             m.pipeline, m.id, m.completed_ms, m.state_bytes
