@@ -293,11 +293,17 @@ fn the_api_shows_a_running_job_and_stops_it_with_a_token() {
     // And in the JSON listing, after the checkpoints.
     let listed: Vec<Value> =
         serde_json::from_slice(&shoal_ok(d, &["checkpoints", "--json"]).stdout).unwrap();
-    let sp: Vec<&Value> = listed.iter().filter(|e| !e["savepoint"].is_null()).collect();
+    let sp: Vec<&Value> = listed
+        .iter()
+        .filter(|e| !e["savepoint"].is_null())
+        .collect();
     assert_eq!(sp.len(), 1, "{listed:?}");
     assert_eq!(sp[0]["savepoint"], "before-upgrade");
     assert_eq!(sp[0]["id"], saved["id"]);
-    assert!(listed.iter().any(|e| e["savepoint"].is_null()), "{listed:?}");
+    assert!(
+        listed.iter().any(|e| e["savepoint"].is_null()),
+        "{listed:?}"
+    );
     let summary: Value = serde_json::from_str(&stdout).unwrap();
     assert!(summary["checkpoints"]["completed"].as_u64().unwrap() >= 2);
     assert_eq!(

@@ -818,6 +818,22 @@ impl Converter<'_> {
                     l.max_depth,
                     schema.as_ref(),
                 )?;
+                let session_timeout = match l.session_timeout {
+                    Some(d) => self.duration(&at("session_timeout"), d)?,
+                    None => Duration::from_secs(10),
+                };
+                let max_poll_interval = match l.max_poll_interval {
+                    Some(d) => self.duration(&at("max_poll_interval"), d)?,
+                    None => Duration::from_secs(300),
+                };
+                if max_poll_interval <= session_timeout {
+                    return Err(self
+                        .err(
+                            &at("max_poll_interval"),
+                            "`max_poll_interval` must be longer than `session_timeout`",
+                        )
+                        .with_hint("a member's heartbeats cover the session timeout; max_poll_interval bounds a stuck task, e.g. 5m"));
+                }
                 SourceSpec::Log(LogSource {
                     decode,
                     key,
@@ -828,10 +844,8 @@ impl Converter<'_> {
                     start,
                     stop_at_end: l.stop_at_end.unwrap_or(false),
                     rate: self.rate(&at("rate"), l.rate)?,
-                    session_timeout: match l.session_timeout {
-                        Some(d) => self.duration(&at("session_timeout"), d)?,
-                        None => Duration::from_secs(10),
-                    },
+                    session_timeout,
+                    max_poll_interval,
                     format,
                     schema,
                     batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,

@@ -94,6 +94,7 @@ pub(crate) struct RawLogSource {
     pub start: Option<String>,
     pub stop_at_end: Option<bool>,
     pub session_timeout: Option<Scalar>,
+    pub max_poll_interval: Option<Scalar>,
     pub rate: Option<Scalar>,
     pub format: Option<String>,
     pub schema: Option<IndexMap<String, String>>,

@@ -428,6 +428,10 @@ pub struct LogSource {
     /// `session_timeout:` a member silent this long is expelled from the group
     /// and its partitions move to the others; default `10s`.
     pub session_timeout: Duration,
+    /// `max_poll_interval:` a member that has not polled its assignment
+    /// this long is taken as stuck: its heartbeats stop and the group
+    /// expels it (Kafka's `max.poll.interval.ms`); default `5m`.
+    pub max_poll_interval: Duration,
     /// `rate:` at most this many records per second over all members
     /// (throttles a backfill); default unlimited.
     pub rate: Option<f64>,

@@ -975,3 +975,20 @@ fn bad_redis_sinks_name_the_line() {
     let e = err(&REDIS_SINK.replace("fields:", "field:"));
     contains(&e, "did you mean \"fields\"?");
 }
+
+#[test]
+fn a_log_sources_max_poll_interval() {
+    let yaml = "name: p\nsources:\n  l:\n    type: log\n    topic: t\n    schema: { a: int64 }\n    max_poll_interval: 1m\nsinks:\n  out: { type: stdout, inputs: [l] }\n";
+    let SourceSpec::Log(l) = &ok(yaml).sources["l"] else {
+        panic!("not a log source");
+    };
+    assert_eq!(l.max_poll_interval, Duration::from_secs(60));
+    let SourceSpec::Log(l) = &ok(&yaml.replace("    max_poll_interval: 1m\n", "")).sources["l"]
+    else {
+        panic!("not a log source");
+    };
+    assert_eq!(l.max_poll_interval, Duration::from_secs(300));
+    let e = err(&yaml.replace("1m", "5s"));
+    at(&e, 7, None);
+    contains(&e, "longer than `session_timeout`");
+}

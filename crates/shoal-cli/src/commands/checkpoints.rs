@@ -55,7 +55,11 @@ pub fn list(dir: Option<PathBuf>, data_dir: Option<PathBuf>, json: bool) -> CliR
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|(d, m)| entry(d, m, None))
-            .chain(savepoints.iter().map(|(d, name, m)| entry(d, m, Some(name))))
+            .chain(
+                savepoints
+                    .iter()
+                    .map(|(d, name, m)| entry(d, m, Some(name))),
+            )
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());

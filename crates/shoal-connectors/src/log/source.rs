@@ -242,12 +242,6 @@ impl LogSource {
     }
 }
 
-/// How long a member may go without polling its assignment before its
-/// heartbeats stop and the group expels it (Kafka's `max.poll.interval.ms`,
-/// same default): backpressure, a slow sink or a long checkpoint stay far
-/// below it; a task that is truly stuck does not.
-const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
-
 struct Member {
     /// Heartbeats while the task is blocked (dropped first: it stops
     /// before the consumer leaves).
@@ -343,7 +337,7 @@ impl Source for LogSource {
                 .consumer(&self.spec.group, config)
                 .map_err(|e| log_err("join group", e))?;
             let mut m = Member {
-                _alive: consumer.keep_alive(MAX_POLL_INTERVAL),
+                _alive: consumer.keep_alive(self.spec.max_poll_interval),
                 consumer,
                 generation: 0,
                 positions: BTreeMap::new(),
