@@ -70,6 +70,16 @@ pub fn shoal(cwd: &Path, args: &[&str]) -> Output {
         .expect("run shoal")
 }
 
+/// `shoal run --no-progress --http-addr 127.0.0.1:0 FILE` in `d` with its
+/// data dir in `d/data`, to add environment and run or spawn.
+pub fn shoal_run(d: &Path, file: &str) -> Command {
+    let mut c = Command::new(shoal_bin());
+    c.args(["run", "--no-progress", "--http-addr", "127.0.0.1:0", file])
+        .current_dir(d)
+        .env("SHOAL_DATA_DIR", d.join("data"));
+    c
+}
+
 /// Like [`shoal`], but panics with both streams unless the exit code is 0.
 pub fn shoal_ok(cwd: &Path, args: &[&str]) -> Output {
     let out = shoal(cwd, args);

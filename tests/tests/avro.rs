@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use shoal_tests::services::{create_topic, kafka_brokers, schema_registry_url, unique};
-use shoal_tests::{read_jsonl_dir, shoal_bin, workdir};
+use shoal_tests::{read_jsonl_dir, shoal_run, workdir};
 
 #[test]
 fn avro_from_the_registry_with_a_new_schema_version_and_bad_records() {
@@ -76,18 +76,7 @@ dead_letter: {{ type: file, path: dead }}
         ),
     )
     .unwrap();
-    let run = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
-        .output()
-        .unwrap();
+    let run = shoal_run(d, "p.yaml").output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let rows = read_jsonl_dir(&d.join("out"));
@@ -270,16 +259,7 @@ dead_letter: {{ type: file, path: dead }}
     )
     .unwrap();
     let run = |abort: Option<&str>| {
-        let mut c = Command::new(shoal_bin());
-        c.args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"));
+        let mut c = shoal_run(d, "p.yaml");
         if let Some(at) = abort {
             c.env("SHOAL_TEST_ABORT_AFTER_MANIFEST", at);
         }

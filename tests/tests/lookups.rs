@@ -6,13 +6,12 @@
 //! out, never answered with NULLs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ::redis as client;
 use shoal_tests::services::{OwnRedis, pg, postgres_url, redis, redis_url, unique};
-use shoal_tests::{shoal_bin, workdir};
+use shoal_tests::{read_jsonl_dir, shoal_bin, shoal_run, workdir};
 
 const COUNT: u64 = 24_000;
 /// Merchants with a hash in Redis (the generator makes 0–4 999).
@@ -90,26 +89,6 @@ sinks:
     )
 }
 
-/// The output rows, in the order they were written.
-fn output(d: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(d.join("out"))
-        .unwrap()
-        .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// `(base, version)` of a tagged value such as `active-v1`.
 fn split(v: &str) -> (&str, &str) {
     v.rsplit_once('-').unwrap()
@@ -132,16 +111,7 @@ fn lookups_in_postgres_and_redis_are_exact_and_see_changes_after_the_ttl() {
         pipeline(&name, &pg_url, &table, &redis_url, &prefix, 4000),
     )
     .unwrap();
-    let mut child = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
+    let mut child = shoal_run(d, "p.yaml")
         .stderr(std::fs::File::create(d.join("run.log")).unwrap())
         .spawn()
         .unwrap();
@@ -163,7 +133,7 @@ fn lookups_in_postgres_and_redis_are_exact_and_see_changes_after_the_ttl() {
         std::fs::read_to_string(d.join("run.log")).unwrap()
     );
 
-    let rows = output(d);
+    let rows = read_jsonl_dir(&d.join("out"));
     assert_eq!(
         rows.len() as u64,
         COUNT,
@@ -246,16 +216,7 @@ fn a_redis_outage_during_lookups_is_waited_out_not_answered_with_nulls() {
     let yaml = pipeline(&name, &pg_url, &table, &server.url, &prefix, 3000)
         .replace("ttl: 1s", "ttl: 100ms");
     std::fs::write(d.join("p.yaml"), yaml).unwrap();
-    let mut child = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
+    let mut child = shoal_run(d, "p.yaml")
         .env("RUST_LOG", "warn")
         .stderr(std::fs::File::create(d.join("run.log")).unwrap())
         .spawn()
@@ -271,7 +232,7 @@ fn a_redis_outage_during_lookups_is_waited_out_not_answered_with_nulls() {
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(d.join("run.log")).unwrap();
     assert!(status.success(), "{log}");
-    let rows = output(d);
+    let rows = read_jsonl_dir(&d.join("out"));
     assert_eq!(rows.len() as u64, COUNT);
     for r in &rows {
         let merchant = r["merchant_id"].as_i64().unwrap();
@@ -357,16 +318,7 @@ fn the_online_features_example_alerts_exactly_and_publishes_features() {
         .status()
         .unwrap();
     assert!(st.success(), "seed script");
-    let out = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "pipelines/fraud-online-features.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
+    let out = shoal_run(d, "pipelines/fraud-online-features.yaml")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

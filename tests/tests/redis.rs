@@ -15,7 +15,7 @@ use shoal_tests::services::{OwnRedis, redis, redis_url, unique};
 
 use ::redis as client;
 use client::Commands;
-use shoal_tests::{shoal_bin, workdir};
+use shoal_tests::{shoal_bin, shoal_run, workdir};
 
 const COUNT: u64 = 30_000;
 
@@ -136,17 +136,8 @@ fn assert_exact(got: &BTreeMap<i64, (u64, f64)>, want: &BTreeMap<i64, (u64, f64)
 }
 
 fn run(d: &Path, extra_env: &[(&str, String)]) -> std::process::Output {
-    let mut c = Command::new(shoal_bin());
-    c.args([
-        "run",
-        "--no-progress",
-        "--http-addr",
-        "127.0.0.1:0",
-        "p.yaml",
-    ])
-    .current_dir(d)
-    .env("SHOAL_DATA_DIR", d.join("data"))
-    .env("RUST_LOG", "info");
+    let mut c = shoal_run(d, "p.yaml");
+    c.env("RUST_LOG", "info");
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -201,16 +192,7 @@ fn redis_holds_every_cards_features_exactly_after_crashes() {
             );
         } else {
             // SIGKILL at a moment the seed picks, 0.3–3 s into the run.
-            let mut child = Command::new(shoal_bin())
-                .args([
-                    "run",
-                    "--no-progress",
-                    "--http-addr",
-                    "127.0.0.1:0",
-                    "p.yaml",
-                ])
-                .current_dir(d)
-                .env("SHOAL_DATA_DIR", d.join("data"))
+            let mut child = shoal_run(d, "p.yaml")
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
@@ -296,16 +278,7 @@ fn a_redis_outage_is_retried_and_the_features_are_exact() {
     let name = unique("rout");
     let want = expected(d);
     std::fs::write(d.join("p.yaml"), pipeline(&name, &server.url, 3000)).unwrap();
-    let mut child = Command::new(shoal_bin())
-        .args([
-            "run",
-            "--no-progress",
-            "--http-addr",
-            "127.0.0.1:0",
-            "p.yaml",
-        ])
-        .current_dir(d)
-        .env("SHOAL_DATA_DIR", d.join("data"))
+    let mut child = shoal_run(d, "p.yaml")
         .env("RUST_LOG", "info")
         .stderr(std::fs::File::create(d.join("run.log")).unwrap())
         .spawn()

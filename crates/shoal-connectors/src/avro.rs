@@ -69,45 +69,19 @@ impl Registry {
         }
     }
 
-    /// The schema with id `id`, waiting out an unreachable registry.
-    fn schema(&self, id: u32) -> Result<Lookup> {
-        let url = format!("{}/schemas/ids/{id}", self.url);
+    /// Run `attempt` until it answers: `Ok(Some(v))` is the answer,
+    /// `Ok(None)` a failure to reach the registry (the `String` in the
+    /// error below), retried with backoff for [`RETRY_FOR`].
+    fn retrying<T>(
+        url: &str,
+        mut attempt: impl FnMut() -> Result<std::result::Result<T, String>>,
+    ) -> Result<T> {
         let started = Instant::now();
         let mut delays = backoff();
         loop {
-            let answer = self.agent.get(&url).call();
-            let err = match answer {
-                Ok(mut resp) => {
-                    let text = resp.body_mut().read_to_string().map_err(|e| {
-                        RuntimeError::External(format!("schema registry {url}: {e}"))
-                    })?;
-                    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                        RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
-                    })?;
-                    let kind = v["schemaType"].as_str().unwrap_or("AVRO");
-                    if kind != "AVRO" {
-                        return Ok(Lookup::Missing(format!(
-                            "schema id {id} is a {kind} schema, not Avro"
-                        )));
-                    }
-                    return match v["schema"].as_str() {
-                        Some(s) => Ok(Lookup::Avro(s.to_string())),
-                        None => Err(RuntimeError::External(format!(
-                            "schema registry {url}: no `schema` in the answer"
-                        ))),
-                    };
-                }
-                Err(ureq::Error::StatusCode(404)) => {
-                    return Ok(Lookup::Missing(format!(
-                        "unknown schema id {id} (not in the registry)"
-                    )));
-                }
-                Err(ureq::Error::StatusCode(code)) if code < 500 => {
-                    return Err(RuntimeError::External(format!(
-                        "schema registry {url}: HTTP {code}"
-                    )));
-                }
-                Err(e) => e.to_string(),
+            let err = match attempt()? {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
             };
             if started.elapsed() >= RETRY_FOR {
                 return Err(RuntimeError::External(format!(
@@ -121,6 +95,47 @@ impl Registry {
             std::thread::sleep(wait);
         }
     }
+
+    /// The schema with id `id`, waiting out an unreachable registry.
+    fn schema(&self, id: u32) -> Result<Lookup> {
+        let url = format!("{}/schemas/ids/{id}", self.url);
+        Self::retrying(&url, || {
+            let answer = self.agent.get(&url).call();
+            Ok(match answer {
+                Ok(mut resp) => {
+                    let text = resp.body_mut().read_to_string().map_err(|e| {
+                        RuntimeError::External(format!("schema registry {url}: {e}"))
+                    })?;
+                    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
+                    })?;
+                    let kind = v["schemaType"].as_str().unwrap_or("AVRO");
+                    if kind != "AVRO" {
+                        return Ok(Ok(Lookup::Missing(format!(
+                            "schema id {id} is a {kind} schema, not Avro"
+                        ))));
+                    }
+                    match v["schema"].as_str() {
+                        Some(s) => Ok(Lookup::Avro(s.to_string())),
+                        None => {
+                            return Err(RuntimeError::External(format!(
+                                "schema registry {url}: no `schema` in the answer"
+                            )));
+                        }
+                    }
+                }
+                Err(ureq::Error::StatusCode(404)) => Ok(Lookup::Missing(format!(
+                    "unknown schema id {id} (not in the registry)"
+                ))),
+                Err(ureq::Error::StatusCode(code)) if code < 500 => {
+                    return Err(RuntimeError::External(format!(
+                        "schema registry {url}: HTTP {code}"
+                    )));
+                }
+                Err(e) => Err(e.to_string()),
+            })
+        })
+    }
 }
 
 impl Registry {
@@ -130,9 +145,7 @@ impl Registry {
     fn register(&self, subject: &str, schema: &str) -> Result<u32> {
         let url = format!("{}/subjects/{subject}/versions", self.url);
         let body = serde_json::json!({ "schema": schema }).to_string();
-        let started = Instant::now();
-        let mut delays = backoff();
-        loop {
+        Self::retrying(&url, || {
             let answer = self
                 .agent
                 .post(&url)
@@ -141,7 +154,7 @@ impl Registry {
                 .http_status_as_error(false)
                 .build()
                 .send(body.as_bytes());
-            let err = match answer {
+            Ok(match answer {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.body_mut().read_to_string().unwrap_or_default();
@@ -149,32 +162,23 @@ impl Registry {
                         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                             RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
                         })?;
-                        return v["id"].as_u64().map(|id| id as u32).ok_or_else(|| {
+                        let id = v["id"].as_u64().ok_or_else(|| {
                             RuntimeError::External(format!(
                                 "schema registry {url}: no id in {text}"
                             ))
-                        });
-                    }
-                    if status < 500 {
+                        })?;
+                        Ok(id as u32)
+                    } else if status < 500 {
                         return Err(RuntimeError::User(format!(
                             "schema registry refused the schema for subject `{subject}` (HTTP {status}): {text}"
                         )));
+                    } else {
+                        Err(format!("HTTP {status}: {text}"))
                     }
-                    format!("HTTP {status}: {text}")
                 }
-                Err(e) => e.to_string(),
-            };
-            if started.elapsed() >= RETRY_FOR {
-                return Err(RuntimeError::External(format!(
-                    "schema registry {url}: unreachable for {} s: {err}",
-                    RETRY_FOR.as_secs()
-                )));
-            }
-            let wait = delays.next().expect("endless");
-            tracing::warn!(url = %url, error = %err, retry_in_ms = wait.as_millis() as u64,
-                "schema registry unavailable; retrying");
-            std::thread::sleep(wait);
-        }
+                Err(e) => Err(e.to_string()),
+            })
+        })
     }
 }
 
