@@ -170,16 +170,21 @@ impl RedisSink {
             if kind == "hash" || kind == "none" {
                 kept.push(row);
             } else {
-                self.rejected.push(DeadLetter {
-                    node: self.task.sink.clone(),
-                    partition: None,
-                    offset: None,
-                    reason: format!("redis sink: key `{key}` holds a {kind}, not a hash"),
-                    record: row,
-                });
+                self.rejected.push(self.wrong_type(key, kind, row));
             }
         }
         Ok(kept)
+    }
+
+    /// The dead letter of a row whose key holds another Redis type.
+    fn wrong_type(&self, key: &str, kind: &str, row: String) -> DeadLetter {
+        DeadLetter {
+            node: self.task.sink.clone(),
+            partition: None,
+            offset: None,
+            reason: format!("redis sink: key `{key}` holds a {kind}, not a hash"),
+            record: row,
+        }
     }
 
     /// Stage `rows` as list `stage` (replacing anything there) and record
@@ -232,13 +237,7 @@ impl RedisSink {
                 .ok()
                 .and_then(|v| v.first().and_then(|k| k.as_str().map(str::to_owned)))
                 .unwrap_or_default();
-            self.rejected.push(DeadLetter {
-                node: self.task.sink.clone(),
-                partition: None,
-                offset: None,
-                reason: format!("redis sink: key `{key}` holds a {kind}, not a hash"),
-                record: row,
-            });
+            self.rejected.push(self.wrong_type(&key, &kind, row));
         }
         Ok(())
     }
