@@ -656,7 +656,9 @@ mod tests {
     }
 
     fn decoder(declared: Vec<Field>) -> AvroDecoder {
-        let path = std::env::temp_dir().join(format!("shoal-avro-{}.avsc", std::process::id()));
+        // A file of this call's own: tests run in parallel.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("txn.avsc");
         std::fs::write(&path, V1).unwrap();
         AvroDecoder::new(
             Arc::new(Schema::new(declared)),
