@@ -822,11 +822,14 @@ impl Converter<'_> {
                     Some(d) => self.duration(&at("session_timeout"), d)?,
                     None => Duration::from_secs(10),
                 };
+                // Default: Kafka's 5 min, or the session timeout when that is
+                // longer (a member is only taken as stuck after both).
+                let explicit = l.max_poll_interval.is_some();
                 let max_poll_interval = match l.max_poll_interval {
                     Some(d) => self.duration(&at("max_poll_interval"), d)?,
-                    None => Duration::from_secs(300),
+                    None => Duration::from_secs(300).max(session_timeout),
                 };
-                if max_poll_interval <= session_timeout {
+                if explicit && max_poll_interval <= session_timeout {
                     return Err(self
                         .err(
                             &at("max_poll_interval"),

@@ -430,7 +430,8 @@ pub struct LogSource {
     pub session_timeout: Duration,
     /// `max_poll_interval:` a member that has not polled its assignment
     /// this long is taken as stuck: its heartbeats stop and the group
-    /// expels it (Kafka's `max.poll.interval.ms`); default `5m`.
+    /// expels it (Kafka's `max.poll.interval.ms`); default `5m`, or
+    /// `session_timeout` when that is longer.
     pub max_poll_interval: Duration,
     /// `rate:` at most this many records per second over all members
     /// (throttles a backfill); default unlimited.

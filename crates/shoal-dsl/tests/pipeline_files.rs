@@ -991,4 +991,11 @@ fn a_log_sources_max_poll_interval() {
     let e = err(&yaml.replace("1m", "5s"));
     at(&e, 7, None);
     contains(&e, "longer than `session_timeout`");
+    // A long session timeout alone (as for a member blocked on purpose)
+    // raises the default instead of failing.
+    let long = yaml.replace("    max_poll_interval: 1m\n", "    session_timeout: 10m\n");
+    let SourceSpec::Log(l) = &ok(&long).sources["l"] else {
+        panic!("not a log source");
+    };
+    assert_eq!(l.max_poll_interval, Duration::from_secs(600));
 }
