@@ -3,4 +3,4 @@ import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'sql-cases'))
 from casegen import *  # noqa: E402,F401,F403
 
-write('input.jsonl', stream(seed=11, n=3000, keys=list(range(40)), step=700, jitter=2000))
+write('input.jsonl', stream(seed=11, n=3000, keys=list(range(300)), step=700, jitter=2000))
