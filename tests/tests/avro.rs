@@ -13,6 +13,23 @@ use std::process::Command;
 use shoal_tests::services::{create_topic, kafka_brokers, schema_registry_url, unique};
 use shoal_tests::{read_jsonl_dir, shoal_run, workdir};
 
+/// `tests/avro/produce.py`: `n1` version-1 records, `n2` version-2 ones and
+/// three undecodable ones into `topic`; its JSON summary (schema ids, the
+/// bad records' partitions and offsets).
+fn produce(brokers: &str, registry: &str, topic: &str, n1: u64, n2: u64) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(shoal_tests::repo_root().join("tests/avro/produce.py"))
+        .args([brokers, registry, topic, &n1.to_string(), &n2.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "producer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn avro_from_the_registry_with_a_new_schema_version_and_bad_records() {
     let (Some(brokers), Some(registry)) = (kafka_brokers(), schema_registry_url()) else {
@@ -23,23 +40,7 @@ fn avro_from_the_registry_with_a_new_schema_version_and_bad_records() {
     let alerts = unique("avro-alerts");
     create_topic(&brokers, &alerts, 2);
     let (n1, n2) = (3000u64, 2000u64);
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/avro/produce.py"))
-        .args([
-            &brokers,
-            &registry,
-            &topic,
-            &n1.to_string(),
-            &n2.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "producer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let produced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let produced = produce(&brokers, &registry, &topic, n1, n2);
     let dir = workdir();
     let d = dir.path();
     std::fs::write(
@@ -172,16 +173,7 @@ fn avro_lookups_features_to_redis_and_alerts_survive_a_crash() {
     let topic = unique("avro-fraud");
     create_topic(&brokers, &topic, 4);
     let n = 6000u64;
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/avro/produce.py"))
-        .args([&brokers, &registry, &topic, &n.to_string(), "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "producer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    produce(&brokers, &registry, &topic, n, 0);
     let name = unique("avf").replace('-', "_");
     shoal_tests::services::pg(
         &pg_url,

@@ -596,19 +596,8 @@ fn bad_record(chunk: &RecordChunk, i: usize, reason: String) -> BadRecord {
         partition: chunk.partition(i),
         position: chunk.position(i),
         reason: truncate_reason(reason),
-        record: hex_prefix(&r[..r.len().min(2048)]),
+        record: format!("hex:{}", hex::encode(&r[..r.len().min(2048)])),
     }
-}
-
-/// Binary records in a dead letter: hex (the first 2 KiB).
-fn hex_prefix(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(2 * b.len() + 4);
-    s.push_str("hex:");
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

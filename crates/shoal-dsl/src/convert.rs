@@ -511,14 +511,7 @@ impl Converter<'_> {
                     } else {
                         not_for("table", l.table.is_some(), "set type: postgres")?;
                         not_for("query", l.query.is_some(), "set type: postgres")?;
-                        if !["redis://", "rediss://", "redis+unix://", "unix://"]
-                            .iter()
-                            .any(|p| url.starts_with(p))
-                        {
-                            return Err(self
-                                .err(&at("url"), format!("`{url}` is not a Redis URL"))
-                                .with_hint("e.g. url: redis://127.0.0.1:6379/0"));
-                        }
+                        self.check_redis_url(&at("url"), &url)?;
                         let Some(key) = l.key else {
                             return Err(self
                                 .err(&["transforms", id, "lookup", &name], "a redis lookup needs `key:`")
@@ -1006,21 +999,9 @@ impl Converter<'_> {
                     .err(&at("avro_schema"), "`avro_schema` is for format: avro")
                     .with_hint("add format: avro, or remove avro_schema"));
             }
-            (RecordFormat::Avro, Some(r), None) => {
-                let url =
-                    self.non_empty(&["sources", id, "schema_registry", "url"], r.url, "the url")?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(self
-                        .err(
-                            &["sources", id, "schema_registry", "url"],
-                            format!("`{url}` is not an http(s) URL"),
-                        )
-                        .with_hint("e.g. url: http://127.0.0.1:8081"));
-                }
-                Some(AvroSource::Registry {
-                    url: url.trim_end_matches('/').to_string(),
-                })
-            }
+            (RecordFormat::Avro, Some(r), None) => Some(AvroSource::Registry {
+                url: self.registry_url(&["sources", id, "schema_registry", "url"], r.url)?,
+            }),
             (RecordFormat::Avro, None, Some(p)) => {
                 Some(AvroSource::SchemaFile(self.path(&at("avro_schema"), p)?))
             }
@@ -1226,19 +1207,10 @@ impl Converter<'_> {
                             )
                             .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
                     }
-                    (RecordFormat::Avro, Some(r)) => {
-                        let url_at = ["sinks", id, "schema_registry", "url"];
-                        let url = self.non_empty(&url_at, r.url, "the url")?;
-                        if !(url.starts_with("http://") || url.starts_with("https://")) {
-                            return Err(self
-                                .err(&url_at, format!("`{url}` is not an http(s) URL"))
-                                .with_hint("e.g. url: http://127.0.0.1:8081"));
-                        }
-                        Some(AvroSink {
-                            url: url.trim_end_matches('/').to_string(),
-                            subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
-                        })
-                    }
+                    (RecordFormat::Avro, Some(r)) => Some(AvroSink {
+                        url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,
+                        subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
+                    }),
                 };
                 SinkSpec::Kafka(KafkaSink {
                     inputs: k.inputs,
@@ -1287,14 +1259,7 @@ impl Converter<'_> {
             }
             RawSink::Redis(r) => {
                 let url = self.non_empty(&at("url"), r.url, "the url")?;
-                if !["redis://", "rediss://", "redis+unix://", "unix://"]
-                    .iter()
-                    .any(|p| url.starts_with(p))
-                {
-                    return Err(self
-                        .err(&at("url"), format!("`{url}` is not a Redis URL"))
-                        .with_hint("e.g. url: redis://127.0.0.1:6379/0"));
-                }
+                self.check_redis_url(&at("url"), &url)?;
                 let key = self.non_empty(&at("key"), r.key, "the key template")?;
                 if let Err(msg) = crate::spec::key_template_columns(&key) {
                     return Err(self.err(&at("key"), msg).with_hint(
@@ -1316,6 +1281,36 @@ impl Converter<'_> {
                 })
             }
         })
+    }
+
+    /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
+    fn check_redis_url(&self, at: &[&str], url: &str) -> R<()> {
+        if ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            return Ok(());
+        }
+        Err(self
+            .err(at, format!("`{url}` is not a Redis URL"))
+            .with_hint("e.g. url: redis://127.0.0.1:6379/0"))
+    }
+
+    /// A schema registry's base URL: plain `http://` (the client has no
+    /// TLS), without a trailing `/`.
+    fn registry_url(&self, at: &[&str], url: String) -> R<String> {
+        let url = self.non_empty(at, url, "the url")?;
+        if url.starts_with("https://") {
+            return Err(self
+                .err(at, "https:// registries are not supported yet")
+                .with_hint("reach the registry over http://, e.g. through a local proxy"));
+        }
+        if !url.starts_with("http://") {
+            return Err(self
+                .err(at, format!("`{url}` is not an http URL"))
+                .with_hint("e.g. url: http://127.0.0.1:8081"));
+        }
+        Ok(url.trim_end_matches('/').to_string())
     }
 
     /// `table:` — `name` or `schema.name`, each an SQL identifier.

@@ -26,6 +26,8 @@ pub struct PostgresLookup {
     what: String,
     schema: SchemaRef,
     client: Mutex<Option<PgClient>>,
+    /// The batch query prepared on the current connection, with its text.
+    statement: Mutex<Option<(String, tokio_postgres::Statement)>>,
 }
 
 impl std::fmt::Debug for PostgresLookup {
@@ -161,6 +163,7 @@ impl PostgresLookup {
             what,
             schema: super::nullable(&schema),
             client: Mutex::new(client),
+            statement: Mutex::new(None),
         })
     }
 
@@ -174,16 +177,32 @@ impl PostgresLookup {
                 *client = Some(PgClient::connect_retrying(&self.url).map_err(|e| e.to_string())?);
             }
             let c = client.as_ref().expect("connected");
+            // The batch query is prepared once per connection (and per key
+            // column), not planned again for every batch.
+            let stmt = self.statement.lock().expect("not poisoned").clone();
             let (sql, keys) = (sql.clone(), keys.clone());
             let answer = c.run(move |rt, c| {
                 Ok(rt.block_on(async {
-                    match &keys {
-                        KeyParam::I64(v) => c.query(&sql, &[v]).await,
-                        KeyParam::I32(v) => c.query(&sql, &[v]).await,
-                        KeyParam::Text(v) => c.query(&sql, &[v]).await,
-                    }
+                    let stmt = match stmt {
+                        Some((text, st)) if text == sql => st,
+                        _ => c.prepare(&sql).await?,
+                    };
+                    let rows = match &keys {
+                        KeyParam::I64(v) => c.query(&stmt, &[v]).await,
+                        KeyParam::I32(v) => c.query(&stmt, &[v]).await,
+                        KeyParam::Text(v) => c.query(&stmt, &[v]).await,
+                    }?;
+                    Ok::<_, tokio_postgres::Error>((rows, (sql, stmt)))
                 }))
             });
+            let answer = match answer {
+                Ok(Ok((rows, prepared))) => {
+                    *self.statement.lock().expect("not poisoned") = Some(prepared);
+                    Ok(Ok(rows))
+                }
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            };
             let err = match answer {
                 Ok(Ok(rows)) => return Ok(rows),
                 Ok(Err(e)) if e.as_db_error().is_some() => {
@@ -197,6 +216,7 @@ impl PostgresLookup {
                 Err(e) => e.to_string(),
             };
             *client = None;
+            *self.statement.lock().expect("not poisoned") = None;
             if started.elapsed() >= RETRY_FOR {
                 return Err(format!(
                     "{}: postgres unreachable for {} s: {err}",

@@ -160,7 +160,7 @@ impl LookupStore for RedisLookup {
             }
             let values: Vec<Option<String>> = present
                 .iter()
-                .map(|&i| answers[i as usize][field].clone())
+                .map(|&i| answers[i as usize][field].take())
                 .collect();
             let (col, lost) = super::text_column(values, f.data_type())?;
             if lost > 0 {

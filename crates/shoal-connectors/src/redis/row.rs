@@ -25,6 +25,59 @@ enum Part {
     Column(usize),
 }
 
+/// Texts kept back to back in one buffer (a staged row or a key per
+/// row): no allocation per row once the buffer has grown.
+#[derive(Debug, Default)]
+pub(crate) struct Texts {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    /// Text `i`.
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    /// Number of texts.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there is none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The texts in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Append one text.
+    pub(crate) fn push(&mut self, t: &str) {
+        self.buf.push_str(t);
+        self.ends.push(self.buf.len());
+    }
+
+    /// The text being written since the last one ended.
+    fn open(&mut self) -> &mut String {
+        &mut self.buf
+    }
+
+    /// End the text being written.
+    fn close(&mut self) {
+        self.ends.push(self.buf.len());
+    }
+
+    /// Drop the text being written.
+    fn discard(&mut self) {
+        let start = self.ends.last().copied().unwrap_or(0);
+        self.buf.truncate(start);
+    }
+}
+
 /// Encodes rows for one sink (the columns are resolved once).
 pub(crate) struct RowEncoder {
     key: Vec<Part>,
@@ -96,8 +149,8 @@ impl RowEncoder {
     pub(crate) fn encode(
         &self,
         batch: &RecordBatch,
-        out: &mut Vec<String>,
-        keys: &mut Vec<String>,
+        out: &mut Texts,
+        keys: &mut Texts,
         rejected: &mut Vec<(usize, String)>,
     ) -> Result<()> {
         // Timestamps are written as epoch milliseconds: cast once per batch.
@@ -131,25 +184,25 @@ impl RowEncoder {
             .map_err(|e| RuntimeError::User(format!("redis sink: encode rows: {e}")))?;
         let mut text = String::new();
         'rows: for row in 0..batch.num_rows() {
-            text.clear();
             for p in &self.key {
                 match p {
-                    Part::Text(t) => text.push_str(t),
+                    Part::Text(t) => keys.open().push_str(t),
                     Part::Column(c) => {
                         if owned[*c].is_null(row) {
+                            keys.discard();
                             let name = batch.schema().field(*c).name().clone();
                             rejected
                                 .push((row, format!("redis sink: key column `{name}` is NULL")));
                             continue 'rows;
                         }
-                        write_value(&values[*c], row, &mut text);
+                        write_value(&values[*c], row, keys.open());
                     }
                 }
             }
-            let text_key = text.clone();
-            let mut line = String::with_capacity(16 * (self.fields.len() + 1) + text.len());
+            keys.close();
+            let line = out.open();
             line.push('[');
-            push_json_string(&text, &mut line);
+            push_json_string(keys.get(keys.len() - 1), line);
             for (_, c) in &self.fields {
                 line.push(',');
                 if owned[*c].is_null(row) {
@@ -157,12 +210,11 @@ impl RowEncoder {
                 } else {
                     text.clear();
                     write_value(&values[*c], row, &mut text);
-                    push_json_string(&text, &mut line);
+                    push_json_string(&text, line);
                 }
             }
             line.push(']');
-            out.push(line);
-            keys.push(text_key);
+            out.close();
         }
         Ok(())
     }
@@ -250,9 +302,10 @@ mod tests {
         let b = batch();
         let enc = RowEncoder::new(&spec("f:{card}:{{x}}", &[]), &b.schema()).unwrap();
         assert_eq!(enc.field_names(), ["card", "name", "amount", "ok", "ts"]);
-        let (mut out, mut keys, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut out, mut keys, mut bad) = (Texts::default(), Texts::default(), Vec::new());
         enc.encode(&b, &mut out, &mut keys, &mut bad).unwrap();
-        assert_eq!(keys, ["f:7:{x}", "f:9:{x}"]);
+        assert_eq!(keys.iter().collect::<Vec<_>>(), ["f:7:{x}", "f:9:{x}"]);
+        let out: Vec<&str> = out.iter().collect();
         assert_eq!(
             out,
             [
@@ -274,9 +327,9 @@ mod tests {
     fn chosen_fields_and_unknown_columns() {
         let b = batch();
         let enc = RowEncoder::new(&spec("{name}", &["amount"]), &b.schema()).unwrap();
-        let (mut out, mut keys, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut out, mut keys, mut bad) = (Texts::default(), Texts::default(), Vec::new());
         enc.encode(&b, &mut out, &mut keys, &mut bad).unwrap();
-        assert_eq!(out[0], r#"["a \"q\"\n\u0001","12.5"]"#);
+        assert_eq!(out.get(0), r#"["a \"q\"\n\u0001","12.5"]"#);
         assert_eq!(bad.len(), 1);
         let Err((at, msg, hint)) = RowEncoder::new(&spec("{nope}", &[]), &b.schema()) else {
             panic!("accepted an unknown key column");

@@ -50,7 +50,7 @@ use shoal_dsl::RedisSink as RedisSinkSpec;
 use shoal_runtime::{DeadLetter, NodeMetrics, Result, RuntimeError, Sink};
 
 use super::conn::RedisConn;
-use super::row::RowEncoder;
+use super::row::{RowEncoder, Texts};
 
 /// Rows buffered before a write in a run without checkpoints.
 pub const FLUSH_ROWS: usize = 8192;
@@ -110,10 +110,9 @@ pub struct RedisSink {
     /// The field names as a JSON array (the apply script's argument).
     fields: String,
     ttl_ms: u64,
-    schema: SchemaRef,
     /// Rows written since the last barrier (staged JSON arrays), and their keys.
-    rows: Vec<String>,
-    row_keys: Vec<String>,
+    rows: Texts,
+    row_keys: Texts,
     /// Epochs staged and not yet applied, oldest first.
     staged: Vec<u64>,
     /// Flushes without checkpoints, to name their stage lists.
@@ -135,10 +134,9 @@ impl RedisSink {
             encoder,
             fields,
             ttl_ms: spec.ttl.map_or(0, |t| t.as_millis() as u64),
-            schema,
             task,
-            rows: Vec::new(),
-            row_keys: Vec::new(),
+            rows: Texts::default(),
+            row_keys: Texts::default(),
             staged: Vec::new(),
             flushes: 0,
             rejected: Vec::new(),
@@ -149,28 +147,31 @@ impl RedisSink {
     /// Take the buffered rows, leaving out (as dead letters) those whose
     /// key holds a Redis value that is not a hash — found now, at the
     /// barrier, so that their dead letters belong to this epoch.
-    fn take_rows(&mut self) -> Result<Vec<String>> {
-        let mut rows = std::mem::take(&mut self.rows);
+    fn take_rows(&mut self) -> Result<Texts> {
+        let rows = std::mem::take(&mut self.rows);
         let keys = std::mem::take(&mut self.row_keys);
         let mut kinds: Vec<String> = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(TYPE_CHUNK) {
+        let all: Vec<&str> = keys.iter().collect();
+        for chunk in all.chunks(TYPE_CHUNK) {
             kinds.extend(self.conn.run("check key types", |con| {
                 let mut p = redis::pipe();
                 for k in chunk {
-                    p.cmd("TYPE").arg(k);
+                    p.cmd("TYPE").arg(*k);
                 }
                 p.query::<Vec<String>>(con)
             })?);
         }
-        if kinds.iter().all(|k| k == "hash" || k == "none") {
+        let fits = |kind: &str| kind == "hash" || kind == "none";
+        if kinds.iter().all(|k| fits(k)) {
             return Ok(rows);
         }
-        let mut kept = Vec::with_capacity(rows.len());
-        for ((row, kind), key) in rows.drain(..).zip(&kinds).zip(&keys) {
-            if kind == "hash" || kind == "none" {
-                kept.push(row);
+        let mut kept = Texts::default();
+        for (i, kind) in kinds.iter().enumerate() {
+            if fits(kind) {
+                kept.push(rows.get(i));
             } else {
-                self.rejected.push(self.wrong_type(key, kind, row));
+                self.rejected
+                    .push(self.wrong_type(keys.get(i), kind, rows.get(i).to_string()));
             }
         }
         Ok(kept)
@@ -189,8 +190,9 @@ impl RedisSink {
 
     /// Stage `rows` as list `stage` (replacing anything there) and record
     /// it in the staged set, in one transaction.
-    fn stage(&mut self, stage: &str, member: &str, rows: &[String]) -> Result<()> {
+    fn stage(&mut self, stage: &str, member: &str, rows: &Texts) -> Result<()> {
         let staged = self.keys.staged.clone();
+        let rows: Vec<&str> = rows.iter().collect();
         self.conn.run("stage an epoch", |con| {
             let mut p = redis::pipe();
             p.atomic().del(stage).ignore();
@@ -355,7 +357,6 @@ impl std::fmt::Debug for RedisSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSink")
             .field("task", &self.task)
-            .field("schema", &self.schema)
             .finish()
     }
 }

@@ -182,15 +182,6 @@ impl LookupJoin {
         }
     }
 
-    /// For a table in a store: (cache hits, keys fetched) so far.
-    #[allow(dead_code)]
-    pub(crate) fn cache_counts(&self) -> Option<(u64, u64)> {
-        match &self.table {
-            Side::Live(_) => None,
-            Side::Store(s) => Some(s.hits_and_misses()),
-        }
-    }
-
     /// Join one batch of the stream with the table.
     pub(crate) fn join(&self, batch: &RecordBatch) -> RtResult<RecordBatch> {
         let keys = evaluate(&self.keys, batch).map_err(sql_to_runtime)?;

@@ -10,7 +10,6 @@
 //! cached answer is older than the TTL.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -71,8 +70,6 @@ pub(crate) struct StoreSide {
     /// The store's column the join key is.
     column: String,
     cache: Mutex<Cache>,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for StoreSide {
@@ -93,8 +90,6 @@ impl StoreSide {
             preparer,
             column,
             cache: Mutex::new(Cache::new(config)),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
@@ -113,21 +108,12 @@ impl StoreSide {
         self.cache.lock().expect("not poisoned").map.len()
     }
 
-    /// (cache hits, keys fetched) so far, counted per distinct key of a batch.
-    pub(crate) fn hits_and_misses(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
-    }
-
     /// The rows of the keys of one stream batch (`keys`: the key column,
     /// `encoded`: its row encoding), indexed for the join.
     pub(crate) fn rows_for(&self, keys: &[ArrayRef], encoded: &Rows) -> RtResult<Loaded> {
         let now = Instant::now();
         let mut parts: Vec<RecordBatch> = Vec::new();
         let mut missing: Vec<u32> = Vec::new();
-        let mut hits = 0u64;
         {
             let cache = self.cache.lock().expect("not poisoned");
             let mut seen: HashSet<&[u8]> = HashSet::new();
@@ -140,20 +126,18 @@ impl StoreSide {
                     continue;
                 }
                 match cache.get(key.data(), now) {
-                    Some(Some(rows)) => {
-                        hits += 1;
-                        parts.push(rows.clone());
-                    }
-                    Some(None) => hits += 1,
+                    Some(Some(rows)) => parts.push(rows.clone()),
+                    Some(None) => {}
                     None => missing.push(row as u32),
                 }
             }
         }
-        self.hits.fetch_add(hits, Ordering::Relaxed);
         if !missing.is_empty() {
-            self.misses
-                .fetch_add(missing.len() as u64, Ordering::Relaxed);
-            let wanted = arrow::compute::take(&keys[0], &UInt32Array::from(missing.clone()), None)?;
+            let wanted = arrow::compute::take(
+                &keys[0],
+                &UInt32Array::from_iter_values(missing.iter().copied()),
+                None,
+            )?;
             let raw = shoal_runtime::off_worker(|| self.store.fetch(&self.column, &wanted))
                 .map_err(|e| RuntimeError::External(format!("lookup `{}`: {e}", self.name())))?;
             let fetched =
