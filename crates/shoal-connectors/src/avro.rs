@@ -29,7 +29,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::SchemaRef;
@@ -39,148 +38,10 @@ use shoal_dsl::AvroSource;
 use shoal_runtime::{Result, RuntimeError};
 
 use crate::format::{BadRecord, RecordChunk, truncate_reason};
-use crate::retry::{RETRY_FOR, backoff};
+use crate::schema_registry::{Lookup, SchemaRegistry, framed_id};
 
 /// Rows per decoded batch (a chunk is at most one source batch, smaller).
 const DECODE_BATCH: usize = 1 << 16;
-
-/// A schema registry, read over plain HTTP.
-struct Registry {
-    url: String,
-    agent: ureq::Agent,
-}
-
-/// What the registry said about a schema id.
-enum Lookup {
-    Avro(String),
-    /// Unknown id, or a schema that is not Avro (the reason).
-    Missing(String),
-}
-
-impl Registry {
-    fn new(url: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Self {
-            url: url.to_string(),
-            agent,
-        }
-    }
-
-    /// Run `attempt` until it answers: `Ok(Some(v))` is the answer,
-    /// `Ok(None)` a failure to reach the registry (the `String` in the
-    /// error below), retried with backoff for [`RETRY_FOR`].
-    fn retrying<T>(
-        url: &str,
-        mut attempt: impl FnMut() -> Result<std::result::Result<T, String>>,
-    ) -> Result<T> {
-        let started = Instant::now();
-        let mut delays = backoff();
-        loop {
-            let err = match attempt()? {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            if started.elapsed() >= RETRY_FOR {
-                return Err(RuntimeError::External(format!(
-                    "schema registry {url}: unreachable for {} s: {err}",
-                    RETRY_FOR.as_secs()
-                )));
-            }
-            let wait = delays.next().expect("endless");
-            tracing::warn!(url = %url, error = %err, retry_in_ms = wait.as_millis() as u64,
-                "schema registry unavailable; retrying");
-            std::thread::sleep(wait);
-        }
-    }
-
-    /// The schema with id `id`, waiting out an unreachable registry.
-    fn schema(&self, id: u32) -> Result<Lookup> {
-        let url = format!("{}/schemas/ids/{id}", self.url);
-        Self::retrying(&url, || {
-            let answer = self.agent.get(&url).call();
-            Ok(match answer {
-                Ok(mut resp) => {
-                    let text = resp.body_mut().read_to_string().map_err(|e| {
-                        RuntimeError::External(format!("schema registry {url}: {e}"))
-                    })?;
-                    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                        RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
-                    })?;
-                    let kind = v["schemaType"].as_str().unwrap_or("AVRO");
-                    if kind != "AVRO" {
-                        return Ok(Ok(Lookup::Missing(format!(
-                            "schema id {id} is a {kind} schema, not Avro"
-                        ))));
-                    }
-                    match v["schema"].as_str() {
-                        Some(s) => Ok(Lookup::Avro(s.to_string())),
-                        None => {
-                            return Err(RuntimeError::External(format!(
-                                "schema registry {url}: no `schema` in the answer"
-                            )));
-                        }
-                    }
-                }
-                Err(ureq::Error::StatusCode(404)) => Ok(Lookup::Missing(format!(
-                    "unknown schema id {id} (not in the registry)"
-                ))),
-                Err(ureq::Error::StatusCode(code)) if code < 500 => {
-                    return Err(RuntimeError::External(format!(
-                        "schema registry {url}: HTTP {code}"
-                    )));
-                }
-                Err(e) => Err(e.to_string()),
-            })
-        })
-    }
-}
-
-impl Registry {
-    /// Register `schema` (Avro JSON) under `subject`, or find it there:
-    /// its id. Waits out an unreachable registry; a refusal (an
-    /// incompatible schema) fails at once.
-    fn register(&self, subject: &str, schema: &str) -> Result<u32> {
-        let url = format!("{}/subjects/{subject}/versions", self.url);
-        let body = serde_json::json!({ "schema": schema }).to_string();
-        Self::retrying(&url, || {
-            let answer = self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send(body.as_bytes());
-            Ok(match answer {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    let text = resp.body_mut().read_to_string().unwrap_or_default();
-                    if status == 200 {
-                        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                            RuntimeError::External(format!("schema registry {url}: not JSON: {e}"))
-                        })?;
-                        let id = v["id"].as_u64().ok_or_else(|| {
-                            RuntimeError::External(format!(
-                                "schema registry {url}: no id in {text}"
-                            ))
-                        })?;
-                        Ok(id as u32)
-                    } else if status < 500 {
-                        return Err(RuntimeError::User(format!(
-                            "schema registry refused the schema for subject `{subject}` (HTTP {status}): {text}"
-                        )));
-                    } else {
-                        Err(format!("HTTP {status}: {text}"))
-                    }
-                }
-                Err(e) => Err(e.to_string()),
-            })
-        })
-    }
-}
 
 /// Encodes rows as Avro records in the Confluent wire format, under a
 /// schema derived from the rows' Arrow schema and registered (or found) in
@@ -202,7 +63,7 @@ impl AvroEncoder {
     pub fn registered(schema: &arrow::datatypes::Schema, url: &str, subject: &str) -> Result<Self> {
         let avro = AvroSchema::try_from(schema)
             .map_err(|e| RuntimeError::User(format!("no Avro schema for these columns: {e}")))?;
-        let id = Registry::new(url).register(subject, &avro.json_string)?;
+        let id = SchemaRegistry::new(url).register(subject, "AVRO", &avro.json_string)?;
         let mut md = schema.metadata().clone();
         md.insert(
             arrow_avro::schema::SCHEMA_METADATA_KEY.to_string(),
@@ -246,7 +107,7 @@ impl AvroEncoder {
 /// Where writer schemas come from.
 enum Schemas {
     Registry {
-        registry: Registry,
+        registry: SchemaRegistry,
         known: HashMap<u32, String>,
         missing: HashMap<u32, String>,
     },
@@ -281,7 +142,7 @@ impl AvroDecoder {
     pub fn new(schema: SchemaRef, source: &AvroSource) -> Result<Self> {
         let schemas = match source {
             AvroSource::Registry { url } => Schemas::Registry {
-                registry: Registry::new(url),
+                registry: SchemaRegistry::new(url),
                 known: HashMap::new(),
                 missing: HashMap::new(),
             },
@@ -338,17 +199,10 @@ impl AvroDecoder {
     /// Why record `r` cannot be decoded from its framing alone, if so.
     fn framing_problem(&self, r: &[u8]) -> Option<String> {
         match &self.schemas {
-            Schemas::Registry { missing, .. } => {
-                if r.len() < 5 || r[0] != 0 {
-                    return Some(format!(
-                        "not in the Confluent wire format (byte 0 is {}, a 0 and a 4-byte schema id expected)",
-                        r.first()
-                            .map_or("missing".to_string(), |b| format!("0x{b:02x}"))
-                    ));
-                }
-                let id = u32::from_be_bytes([r[1], r[2], r[3], r[4]]);
-                missing.get(&id).cloned()
-            }
+            Schemas::Registry { missing, .. } => match framed_id(r) {
+                Ok(id) => missing.get(&id).cloned(),
+                Err(why) => Some(why),
+            },
             Schemas::File { fingerprint, .. } => {
                 if r.len() < 10 || r[0] != 0xC3 || r[1] != 0x01 {
                     return Some(
@@ -387,7 +241,14 @@ impl AvroDecoder {
         let mut learned = false;
         for id in new {
             match shoal_runtime::off_worker(|| registry.schema(id))? {
-                Lookup::Avro(json) => {
+                Lookup::Found(s) if s.kind != "AVRO" => {
+                    missing.insert(
+                        id,
+                        format!("schema id {id} is a {} schema, not Avro", s.kind),
+                    );
+                }
+                Lookup::Found(s) => {
+                    let json = s.text;
                     // A schema arrow-avro cannot use fails its records, not the job.
                     let mut probe = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
                     match probe.set(Fingerprint::Id(id), AvroSchema::new(json.clone())) {
@@ -401,8 +262,8 @@ impl AvroDecoder {
                         }
                     }
                 }
-                Lookup::Missing(why) => {
-                    missing.insert(id, why);
+                Lookup::Unknown => {
+                    missing.insert(id, format!("unknown schema id {id} (not in the registry)"));
                 }
             }
         }
@@ -433,7 +294,7 @@ impl AvroDecoder {
         for i in 0..chunk.len() {
             let r = chunk.record(i);
             if let Some(why) = self.framing_problem(r) {
-                bad.push(bad_record(chunk, i, why));
+                bad.push(BadRecord::binary(chunk, i, why));
                 continue;
             }
             match feed(&mut dec, r, &mut parts, &mut pending) {
@@ -448,7 +309,7 @@ impl AvroDecoder {
                         }
                         Schemas::File { .. } => why,
                     };
-                    bad.push(bad_record(chunk, i, why));
+                    bad.push(BadRecord::binary(chunk, i, why));
                     // The decoder may hold part of the bad record: start
                     // again and feed the good ones since the last flush.
                     dec = self.build()?;
@@ -473,7 +334,7 @@ impl AvroDecoder {
                 Ok(b) => out.push(b),
                 Err(why) => {
                     for i in records {
-                        bad.push(bad_record(chunk, i, why.clone()));
+                        bad.push(BadRecord::binary(chunk, i, why.clone()));
                     }
                 }
             }
@@ -588,16 +449,6 @@ fn feed(
         return Err(avro_err("the record's body is incomplete"));
     }
     Ok(())
-}
-
-fn bad_record(chunk: &RecordChunk, i: usize, reason: String) -> BadRecord {
-    let r = chunk.record(i);
-    BadRecord {
-        partition: chunk.partition(i),
-        position: chunk.position(i),
-        reason: truncate_reason(reason),
-        record: format!("hex:{}", hex::encode(&r[..r.len().min(2048)])),
-    }
 }
 
 #[cfg(test)]

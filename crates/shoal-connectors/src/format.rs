@@ -95,6 +95,20 @@ pub struct BadRecord {
     pub record: String,
 }
 
+impl BadRecord {
+    /// Record `i` of `chunk`, binary (Avro, Protobuf): kept as `hex:…` of
+    /// its first 2 KiB.
+    pub fn binary(chunk: &RecordChunk, i: usize, reason: String) -> Self {
+        let r = chunk.record(i);
+        Self {
+            partition: chunk.partition(i),
+            position: chunk.position(i),
+            reason: truncate_reason(reason),
+            record: format!("hex:{}", hex::encode(&r[..r.len().min(2048)])),
+        }
+    }
+}
+
 /// Decodes chunks of records of one format and schema.
 pub struct RecordDecoder {
     schema: SchemaRef,

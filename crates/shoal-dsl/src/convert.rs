@@ -781,11 +781,14 @@ impl Converter<'_> {
                 let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
                 let start = self.start(&at("start"), l.start)?;
                 let format = self.record_format(&at("format"), l.format)?;
-                if format == RecordFormat::Avro {
+                if format != RecordFormat::Json {
                     return Err(self
                         .err(
                             &at("format"),
-                            "format: avro is read from kafka sources only, for now",
+                            format!(
+                                "format: {} is read from kafka sources only, for now",
+                                format.name()
+                            ),
                         )
                         .with_hint("use format: json on a log source"));
                 }
@@ -886,6 +889,97 @@ impl Converter<'_> {
         }
     }
 
+    /// How a kafka source's binary records are framed and typed: the
+    /// registry or schema file of `format: avro` / `format: protobuf`.
+    fn binary_format(
+        &self,
+        id: &str,
+        format: RecordFormat,
+        registry: Option<RawSchemaRegistry>,
+        avro_schema: Option<String>,
+        proto_schema: Option<RawProtoSchema>,
+    ) -> R<(Option<AvroSource>, Option<ProtoSource>)> {
+        let at = |k: &'static str| -> [&str; 3] { ["sources", id, k] };
+        let registry_url = |r: RawSchemaRegistry| {
+            self.registry_url(&["sources", id, "schema_registry", "url"], r.url)
+        };
+        if format != RecordFormat::Avro && avro_schema.is_some() {
+            return Err(self
+                .err(&at("avro_schema"), "`avro_schema` is for format: avro")
+                .with_hint("add format: avro, or remove avro_schema"));
+        }
+        if format != RecordFormat::Protobuf && proto_schema.is_some() {
+            return Err(self
+                .err(
+                    &at("proto_schema"),
+                    "`proto_schema` is for format: protobuf",
+                )
+                .with_hint("add format: protobuf, or remove proto_schema"));
+        }
+        Ok(match (format, registry) {
+            (RecordFormat::Json, None) => (None, None),
+            (RecordFormat::Json, Some(_)) => {
+                return Err(self
+                    .err(
+                        &at("schema_registry"),
+                        "`schema_registry` is for format: avro or protobuf",
+                    )
+                    .with_hint("add format: avro (or protobuf), or remove schema_registry"));
+            }
+            (RecordFormat::Avro, registry) => match (registry, avro_schema) {
+                (Some(r), None) => (
+                    Some(AvroSource::Registry {
+                        url: registry_url(r)?,
+                    }),
+                    None,
+                ),
+                (None, Some(p)) => (
+                    Some(AvroSource::SchemaFile(self.path(&at("avro_schema"), p)?)),
+                    None,
+                ),
+                (Some(_), Some(_)) => {
+                    return Err(self
+                        .err(&at("avro_schema"), "give `schema_registry` or `avro_schema`, not both")
+                        .with_hint("records framed with a schema id need the registry; single-object encoded ones the file"));
+                }
+                (None, None) => {
+                    return Err(self
+                        .err(&at("format"), "format: avro needs `schema_registry:` or `avro_schema:`")
+                        .with_hint("schema_registry: { url: http://127.0.0.1:8081 } for the Confluent wire format"));
+                }
+            },
+            (RecordFormat::Protobuf, registry) => match (registry, proto_schema) {
+                (Some(r), None) => (
+                    None,
+                    Some(ProtoSource::Registry {
+                        url: registry_url(r)?,
+                    }),
+                ),
+                (None, Some(p)) => (
+                    None,
+                    Some(ProtoSource::SchemaFile {
+                        path: self.path(&["sources", id, "proto_schema", "file"], p.file)?,
+                        message: self.non_empty(
+                            &["sources", id, "proto_schema", "message"],
+                            p.message,
+                            "the message name",
+                        )?,
+                    }),
+                ),
+                (Some(_), Some(_)) => {
+                    return Err(self
+                        .err(&at("proto_schema"), "give `schema_registry` or `proto_schema`, not both")
+                        .with_hint("records framed with a schema id need the registry; plain messages the .proto file"));
+                }
+                (None, None) => {
+                    return Err(self
+                        .err(&at("format"), "format: protobuf needs `schema_registry:` or `proto_schema:`")
+                        .with_hint("schema_registry: { url: http://127.0.0.1:8081 } for the Confluent wire format, or proto_schema: { file: txn.proto, message: pkg.Txn }"));
+                }
+            },
+        })
+    }
+
     fn record_format(&self, at: &[&str], v: Option<String>) -> R<RecordFormat> {
         match v {
             Some(f) => self.choice(
@@ -895,6 +989,7 @@ impl Converter<'_> {
                     ("json", RecordFormat::Json),
                     ("jsonl", RecordFormat::Json),
                     ("avro", RecordFormat::Avro),
+                    ("protobuf", RecordFormat::Protobuf),
                 ],
                 "record format",
             ),
@@ -984,38 +1079,8 @@ impl Converter<'_> {
         let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
         let key = self.partition_key(&at("key"), k.key, with_ts.as_ref())?;
         let format = self.record_format(&at("format"), k.format)?;
-        let avro = match (format, k.schema_registry, k.avro_schema) {
-            (RecordFormat::Json, None, None) => None,
-            (RecordFormat::Json, Some(_), _) => {
-                return Err(self
-                    .err(
-                        &at("schema_registry"),
-                        "`schema_registry` is for format: avro",
-                    )
-                    .with_hint("add format: avro, or remove schema_registry"));
-            }
-            (RecordFormat::Json, None, Some(_)) => {
-                return Err(self
-                    .err(&at("avro_schema"), "`avro_schema` is for format: avro")
-                    .with_hint("add format: avro, or remove avro_schema"));
-            }
-            (RecordFormat::Avro, Some(r), None) => Some(AvroSource::Registry {
-                url: self.registry_url(&["sources", id, "schema_registry", "url"], r.url)?,
-            }),
-            (RecordFormat::Avro, None, Some(p)) => {
-                Some(AvroSource::SchemaFile(self.path(&at("avro_schema"), p)?))
-            }
-            (RecordFormat::Avro, Some(_), Some(_)) => {
-                return Err(self
-                    .err(&at("avro_schema"), "give `schema_registry` or `avro_schema`, not both")
-                    .with_hint("records framed with a schema id need the registry; single-object encoded ones the file"));
-            }
-            (RecordFormat::Avro, None, None) => {
-                return Err(self
-                    .err(&at("format"), "format: avro needs `schema_registry:` or `avro_schema:`")
-                    .with_hint("schema_registry: { url: http://127.0.0.1:8081 } for the Confluent wire format"));
-            }
-        };
+        let (avro, protobuf) =
+            self.binary_format(id, format, k.schema_registry, k.avro_schema, k.proto_schema)?;
         Ok(SourceSpec::Kafka(KafkaSource {
             key,
             brokers: self.brokers(&at("brokers"), k.brokers)?,
@@ -1034,6 +1099,7 @@ impl Converter<'_> {
             },
             format,
             avro,
+            protobuf,
             schema,
             timestamp_column,
             batch_size: self.batch_size(&at("batch_size"), k.batch_size)?,
@@ -1206,6 +1272,11 @@ impl Converter<'_> {
                                 "an avro sink needs `schema_registry:` to register its schema",
                             )
                             .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
+                    }
+                    (RecordFormat::Protobuf, _) => {
+                        return Err(self
+                            .err(&at("format"), "format: protobuf is read by kafka sources; kafka sinks write json or avro, for now")
+                            .with_hint("use format: avro (with schema_registry) or json"));
                     }
                     (RecordFormat::Avro, Some(r)) => Some(AvroSink {
                         url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,

@@ -89,9 +89,9 @@ pub use spec::{
     EventTimeSpec, FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform,
     GeneratorProfile, GeneratorSource, KafkaSink, KafkaSource, KeyPart, LogIsolation, LogSink,
     LogSource, LookupCache, LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresMode,
-    PostgresRelation, PostgresSink, RecordFormat, RedisSink, SchemaSpec, ScoreTransform, SinkSpec,
-    SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec, key_template,
-    key_template_columns,
+    PostgresRelation, PostgresSink, ProtoSource, RecordFormat, RedisSink, SchemaSpec,
+    ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
+    key_template, key_template_columns,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

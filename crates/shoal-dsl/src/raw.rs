@@ -128,6 +128,14 @@ pub(crate) struct RawKafkaSource {
     pub key: Option<String>,
     pub schema_registry: Option<RawSchemaRegistry>,
     pub avro_schema: Option<String>,
+    pub proto_schema: Option<RawProtoSchema>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProtoSchema {
+    pub file: String,
+    pub message: String,
 }
 
 #[derive(Debug, Deserialize)]

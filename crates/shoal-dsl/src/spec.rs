@@ -494,10 +494,12 @@ pub struct KafkaSource {
     pub stop_at_end: bool,
     /// `session_timeout:` the group's `session.timeout.ms`; default `10s`.
     pub session_timeout: Duration,
-    /// `format:` of the record values: `json` (default) or `avro`.
+    /// `format:` of the record values: `json` (default), `avro` or `protobuf`.
     pub format: RecordFormat,
     /// With `format: avro`: the registry or schema file.
     pub avro: Option<AvroSource>,
+    /// With `format: protobuf`: the registry, or the `.proto` file and message.
+    pub protobuf: Option<ProtoSource>,
     /// `schema:` of the record values (required).
     pub schema: Option<SchemaSpec>,
     /// `timestamp_column:` add the record timestamp as a `timestamp_ms` column of this name.
@@ -572,6 +574,39 @@ pub enum RecordFormat {
     Json,
     /// `avro`: one Avro datum per record, framed (see [`AvroSource`]).
     Avro,
+    /// `protobuf`: one Protobuf message per record (see [`ProtoSource`]).
+    Protobuf,
+}
+
+impl RecordFormat {
+    /// The YAML spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RecordFormat::Json => "json",
+            RecordFormat::Avro => "avro",
+            RecordFormat::Protobuf => "protobuf",
+        }
+    }
+}
+
+/// Where the message type of `format: protobuf` records comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtoSource {
+    /// `schema_registry: { url }`: records in the Confluent wire format
+    /// (byte 0, a 4-byte big-endian schema id, the message indexes, the
+    /// message); `.proto` schemas are fetched from the registry by id.
+    Registry {
+        /// The registry's base URL.
+        url: String,
+    },
+    /// `proto_schema: { file, message }`: each record is a plain message of
+    /// type `message` (its full name, `package.Name`) from the `.proto` file.
+    SchemaFile {
+        /// The `.proto` file (imports are resolved next to it).
+        path: PathBuf,
+        /// The message type's full name.
+        message: String,
+    },
 }
 
 /// Where the writer schemas of `format: avro` records come from.

@@ -364,6 +364,18 @@ fn plan_source(
             };
             let schema =
                 shoal_connectors::kafka::source_schema(values, k.timestamp_column.as_deref());
+            let mut k = k.clone();
+            if let Some(shoal_dsl::ProtoSource::SchemaFile { path, message }) = &mut k.protobuf {
+                // Compiled now: a missing message or column is a plan error.
+                *path = resolve(&opts.base_dir, path);
+                let m = shoal_connectors::protobuf::message_from_file(path, message)
+                    .map_err(|e| spec.error_at(&["sources", id, "proto_schema"], e, None))?;
+                shoal_connectors::protobuf::check_columns(
+                    &shoal_connectors::schema::arrow_schema(values),
+                    m,
+                )
+                .map_err(|e| spec.error_at(&["sources", id, "schema"], e, None))?;
+            }
             let detail = format!(
                 "brokers={} topics={} group={} assignor={} start={}",
                 k.brokers,
@@ -372,7 +384,7 @@ fn plan_source(
                 k.assignor.name(),
                 k.start.name()
             );
-            (schema, detail, Builder::Kafka(k.clone()))
+            (schema, detail, Builder::Kafka(k))
         }
     };
     if let Some(et) = src.event_time()

@@ -816,14 +816,18 @@ impl Source for KafkaSource {
                     ledger.record(epoch, positions);
                 }));
             }
-            let mut decoder = match &self.spec.avro {
-                None => ValueDecoder::Json(RecordDecoder::new(
-                    FileFormat::Jsonl,
-                    self.value_schema.clone(),
-                )?),
-                Some(avro) => ValueDecoder::Avro(crate::avro::AvroDecoder::new(
+            let mut decoder = match (&self.spec.avro, &self.spec.protobuf) {
+                (Some(avro), _) => ValueDecoder::Avro(crate::avro::AvroDecoder::new(
                     self.value_schema.clone(),
                     avro,
+                )?),
+                (None, Some(proto)) => ValueDecoder::Protobuf(crate::protobuf::ProtoDecoder::new(
+                    self.value_schema.clone(),
+                    proto,
+                )?),
+                (None, None) => ValueDecoder::Json(RecordDecoder::new(
+                    FileFormat::Jsonl,
+                    self.value_schema.clone(),
                 )?),
             };
             let mut chunks: Vec<PartitionChunk> = Vec::new();
@@ -1056,10 +1060,11 @@ impl Source for KafkaSource {
     }
 }
 
-/// Decodes record values: JSON, or Avro (`format: avro`).
+/// Decodes record values: JSON, Avro (`format: avro`) or Protobuf.
 enum ValueDecoder {
     Json(RecordDecoder),
     Avro(crate::avro::AvroDecoder),
+    Protobuf(crate::protobuf::ProtoDecoder),
 }
 
 impl ValueDecoder {
@@ -1071,6 +1076,7 @@ impl ValueDecoder {
         match self {
             ValueDecoder::Json(d) => d.decode(chunk, bad),
             ValueDecoder::Avro(d) => d.decode(chunk, bad),
+            ValueDecoder::Protobuf(d) => d.decode(chunk, bad),
         }
     }
 }
