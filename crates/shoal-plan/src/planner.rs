@@ -368,8 +368,12 @@ fn plan_source(
             if let Some(shoal_dsl::ProtoSource::SchemaFile { path, message }) = &mut k.protobuf {
                 // Compiled now: a missing message or column is a plan error.
                 *path = resolve(&opts.base_dir, path);
-                let m = shoal_connectors::protobuf::message_from_file(path, message)
-                    .map_err(|e| spec.error_at(&["sources", id, "proto_schema"], e, None))?;
+                let pool = shoal_connectors::protobuf::compile_file(path).map_err(|e| {
+                    spec.error_at(&["sources", id, "proto_schema", "file"], e, None)
+                })?;
+                let m = shoal_connectors::protobuf::find_message(&pool, message, path).map_err(
+                    |e| spec.error_at(&["sources", id, "proto_schema", "message"], e, None),
+                )?;
                 shoal_connectors::protobuf::check_columns(
                     &shoal_connectors::schema::arrow_schema(values),
                     m,

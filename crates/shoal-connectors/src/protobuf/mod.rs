@@ -44,11 +44,8 @@ use crate::schema_registry::{Lookup, SchemaRegistry, framed_id};
 use columns::{Plan, Rows};
 
 /// Compile `path` (imports resolved next to it, and Google's well-known
-/// types) and find `message` in it.
-pub fn message_from_file(
-    path: &Path,
-    message: &str,
-) -> std::result::Result<MessageDescriptor, String> {
+/// types).
+pub fn compile_file(path: &Path) -> std::result::Result<DescriptorPool, String> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -60,7 +57,15 @@ pub fn message_from_file(
     compiler
         .open_file(name)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let pool = compiler.descriptor_pool();
+    Ok(compiler.descriptor_pool())
+}
+
+/// The message type `message` (full name) of a compiled file.
+pub fn find_message(
+    pool: &DescriptorPool,
+    message: &str,
+    path: &Path,
+) -> std::result::Result<MessageDescriptor, String> {
     pool.get_message_by_name(message).ok_or_else(|| {
         let names: Vec<String> = pool
             .all_messages()
@@ -73,6 +78,14 @@ pub fn message_from_file(
             names.join(", ")
         )
     })
+}
+
+/// [`compile_file`], then [`find_message`].
+pub fn message_from_file(
+    path: &Path,
+    message: &str,
+) -> std::result::Result<MessageDescriptor, String> {
+    find_message(&compile_file(path)?, message, path)
 }
 
 /// Whether the declared columns can be read from `message` (names, and
