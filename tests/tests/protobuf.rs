@@ -20,6 +20,8 @@ fn protobuf_from_the_registry_with_a_new_schema_version_and_bad_records() {
     };
     let topic = unique("proto");
     create_topic(&brokers, &topic, 2);
+    let alerts = unique("proto-alerts");
+    create_topic(&brokers, &alerts, 2);
     let (n1, n2) = (3000u64, 2000u64);
     let out = Command::new("python3")
         .arg(shoal_tests::repo_root().join("tests/protobuf/produce.py"))
@@ -56,11 +58,25 @@ sources:
     format: protobuf
     schema_registry: {{ url: "{registry}" }}
     schema: {{ txn_id: utf8, card_id: int64, amount: float64, ts: timestamp_ms, channel: utf8? }}
+transforms:
+  large: {{ type: filter, inputs: [txns], where: "amount > 5000" }}
 sinks:
   out: {{ type: file, inputs: [txns], path: out }}
+  alerts:
+    type: kafka
+    inputs: [large]
+    brokers: {brokers}
+    topic: {alerts}
+    key: card_id
+    format: protobuf
+    proto_schema: {{ file: "{proto}", message: shoal.alerts.Alert }}
+    schema_registry: {{ url: "{registry}" }}
 dead_letter: {{ type: file, path: dead }}
 "#,
-            group = unique("g-proto")
+            group = unique("g-proto"),
+            proto = shoal_tests::repo_root()
+                .join("tests/protobuf/alerts.proto")
+                .display()
         ),
     )
     .unwrap();
@@ -136,6 +152,53 @@ dead_letter: {{ type: file, path: dead }}
         );
         assert_eq!(l["node"], "txns");
     }
+    // The alerts, read back by confluent-kafka's ProtobufDeserializer.
+    let out = Command::new("python3")
+        .arg(shoal_tests::repo_root().join("tests/protobuf/consume.py"))
+        .args([&brokers, &registry, &alerts])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "consumer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = read["records"].as_array().unwrap();
+    let want: Vec<u64> = (0..n1 + n2).filter(|i| *i as f64 * 1.25 > 5000.0).collect();
+    assert_eq!(records.len(), want.len(), "alerts: {read}");
+    let mut got: Vec<u64> = records
+        .iter()
+        .map(|r| r["txn_id"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want, "every alert once");
+    for r in records {
+        let i: u64 = r["txn_id"].as_str().unwrap()[1..].parse().unwrap();
+        // int64 is a string in protobuf's JSON mapping.
+        assert_eq!(
+            r["card_id"].as_str(),
+            Some((i % 97).to_string().as_str()),
+            "{r}"
+        );
+        assert_eq!(r["amount"].as_f64(), Some(i as f64 * 1.25), "{r}");
+        let (h, m, s) = (i / 3600, (i / 60) % 60, i % 60);
+        assert_eq!(
+            r["ts"].as_str(),
+            Some(format!("2026-01-01T{h:02}:{m:02}:{s:02}Z").as_str()),
+            "{r}"
+        );
+        assert_eq!(
+            r["channel"].as_str(),
+            Some(["web", "pos", "app"][(i % 3) as usize]),
+            "{r}"
+        );
+    }
+    let schemas = read["schemas"].as_object().unwrap();
+    assert_eq!(schemas.len(), 1, "one registered schema: {read}");
+    let (_, s) = schemas.iter().next().unwrap();
+    assert_eq!(s["type"], "PROTOBUF");
+    assert!(s["text"].as_str().unwrap().contains("message Alert"), "{s}");
 }
 
 /// Without a registry: plain messages of the type named in

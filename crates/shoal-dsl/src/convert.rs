@@ -1255,15 +1255,31 @@ impl Converter<'_> {
             RawSink::Kafka(k) => {
                 let topic = self.topic(&at("topic"), k.topic)?;
                 let format = self.record_format(&at("format"), k.format)?;
-                let avro = match (format, k.schema_registry) {
-                    (RecordFormat::Json, None) => None,
+                let registry = |r: RawSchemaRegistry| -> R<AvroSink> {
+                    Ok(AvroSink {
+                        url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,
+                        subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
+                    })
+                };
+                if format != RecordFormat::Protobuf && k.proto_schema.is_some() {
+                    return Err(self
+                        .err(
+                            &at("proto_schema"),
+                            "`proto_schema` is for format: protobuf",
+                        )
+                        .with_hint("add format: protobuf, or remove proto_schema"));
+                }
+                let (avro, protobuf) = match (format, k.schema_registry) {
+                    (RecordFormat::Json, None) => (None, None),
                     (RecordFormat::Json, Some(_)) => {
                         return Err(self
                             .err(
                                 &at("schema_registry"),
-                                "`schema_registry` is for format: avro",
+                                "`schema_registry` is for format: avro or protobuf",
                             )
-                            .with_hint("add format: avro, or remove schema_registry"));
+                            .with_hint(
+                                "add format: avro (or protobuf), or remove schema_registry",
+                            ));
                     }
                     (RecordFormat::Avro, None) => {
                         return Err(self
@@ -1273,15 +1289,24 @@ impl Converter<'_> {
                             )
                             .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
                     }
-                    (RecordFormat::Protobuf, _) => {
-                        return Err(self
-                            .err(&at("format"), "format: protobuf is read by kafka sources; kafka sinks write json or avro, for now")
-                            .with_hint("use format: avro (with schema_registry) or json"));
+                    (RecordFormat::Avro, Some(r)) => (Some(registry(r)?), None),
+                    (RecordFormat::Protobuf, r) => {
+                        let Some(p) = k.proto_schema else {
+                            return Err(self
+                                .err(&at("format"), "a protobuf sink needs `proto_schema:` (the message type it writes)")
+                                .with_hint("proto_schema: { file: alerts.proto, message: pkg.Alert }"));
+                        };
+                        let protobuf = ProtoSink {
+                            path: self.path(&["sinks", id, "proto_schema", "file"], p.file)?,
+                            message: self.non_empty(
+                                &["sinks", id, "proto_schema", "message"],
+                                p.message,
+                                "the message name",
+                            )?,
+                            registry: r.map(registry).transpose()?,
+                        };
+                        (None, Some(protobuf))
                     }
-                    (RecordFormat::Avro, Some(r)) => Some(AvroSink {
-                        url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,
-                        subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
-                    }),
                 };
                 SinkSpec::Kafka(KafkaSink {
                     inputs: k.inputs,
@@ -1290,6 +1315,7 @@ impl Converter<'_> {
                     key: self.key(&at("key"), k.key)?,
                     options: self.kafka_options(&at("options"), k.options)?,
                     avro,
+                    protobuf,
                 })
             }
             RawSink::Postgres(p) => {

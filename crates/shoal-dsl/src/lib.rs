@@ -89,7 +89,7 @@ pub use spec::{
     EventTimeSpec, FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform,
     GeneratorProfile, GeneratorSource, KafkaSink, KafkaSource, KeyPart, LogIsolation, LogSink,
     LogSource, LookupCache, LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresMode,
-    PostgresRelation, PostgresSink, ProtoSource, RecordFormat, RedisSink, SchemaSpec,
+    PostgresRelation, PostgresSink, ProtoSink, ProtoSource, RecordFormat, RedisSink, SchemaSpec,
     ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
     key_template, key_template_columns,
 };

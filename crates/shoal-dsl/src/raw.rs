@@ -278,6 +278,7 @@ pub(crate) struct RawKafkaSink {
     pub options: Option<IndexMap<String, Scalar>>,
     pub format: Option<String>,
     pub schema_registry: Option<RawSchemaRegistry>,
+    pub proto_schema: Option<RawProtoSchema>,
 }
 
 #[derive(Debug, Deserialize)]

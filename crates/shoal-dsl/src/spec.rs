@@ -1046,9 +1046,23 @@ pub struct KafkaSink {
     /// `format: avro` with `schema_registry:`: records in the Confluent
     /// wire format under a schema the sink registers; `None` = JSON.
     pub avro: Option<AvroSink>,
+    /// `format: protobuf`: the message type, and where it is registered.
+    pub protobuf: Option<ProtoSink>,
 }
 
-/// Where an Avro sink registers its schema.
+/// The messages a `format: protobuf` sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoSink {
+    /// `proto_schema.file`: the `.proto` file.
+    pub path: PathBuf,
+    /// `proto_schema.message`: the message type's full name.
+    pub message: String,
+    /// `schema_registry:` where the file is registered (the records are then
+    /// in the Confluent wire format); `None`: plain messages.
+    pub registry: Option<AvroSink>,
+}
+
+/// Where an Avro (or Protobuf) sink registers its schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvroSink {
     /// The registry's base URL.

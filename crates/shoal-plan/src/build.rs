@@ -330,9 +330,10 @@ impl Plan {
                             &spec.options,
                             txn,
                         )?;
-                        let sink = match &spec.avro {
-                            Some(avro) => sink.with_avro(&schema, avro)?,
-                            None => sink,
+                        let sink = match (&spec.avro, &spec.protobuf) {
+                            (Some(avro), _) => sink.with_avro(&schema, avro)?,
+                            (None, Some(proto)) => sink.with_protobuf(&schema, proto)?,
+                            (None, None) => sink,
                         };
                         Ok(Box::new(sink) as Box<dyn Sink>)
                     });

@@ -699,15 +699,36 @@ fn plan_sink(
             format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
             Builder::LogSink(l.clone()),
         ),
-        SinkSpec::Kafka(k) => (
-            format!(
-                "brokers={} topic={} key={}",
-                k.brokers,
-                k.topic,
-                k.key.as_deref().unwrap_or("-")
-            ),
-            Builder::KafkaSink(k.clone()),
-        ),
+        SinkSpec::Kafka(k) => {
+            let mut k = k.clone();
+            if let Some(p) = &mut k.protobuf {
+                // Compiled now: a missing message or a column with no field
+                // of its type is a plan error.
+                p.path = resolve(&opts.base_dir, &p.path);
+                let pool = shoal_connectors::protobuf::compile_file(&p.path)
+                    .map_err(|e| spec.error_at(&["sinks", id, "proto_schema", "file"], e, None))?;
+                let m = shoal_connectors::protobuf::find_message(&pool, &p.message, &p.path)
+                    .map_err(|e| {
+                        spec.error_at(&["sinks", id, "proto_schema", "message"], e, None)
+                    })?;
+                shoal_connectors::protobuf::encode::check_columns(&schema, &m).map_err(|e| {
+                    spec.error_at(
+                        &["sinks", id, "proto_schema"],
+                        e,
+                        Some("select only the columns the message has (a sql transform before the sink)".into()),
+                    )
+                })?;
+            }
+            (
+                format!(
+                    "brokers={} topic={} key={}",
+                    k.brokers,
+                    k.topic,
+                    k.key.as_deref().unwrap_or("-")
+                ),
+                Builder::KafkaSink(k),
+            )
+        }
         SinkSpec::Postgres(p) => {
             shoal_connectors::postgres::check_columns(&schema, p)
                 .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;

@@ -90,6 +90,8 @@ pub struct KafkaSink {
     epoch: u64,
     /// Avro records (`format: avro`) instead of JSON.
     avro: Option<crate::avro::AvroEncoder>,
+    /// Protobuf records (`format: protobuf`) instead of JSON.
+    protobuf: Option<crate::protobuf::encode::ProtoEncoder>,
 }
 
 impl KafkaSink {
@@ -143,6 +145,7 @@ impl KafkaSink {
             pending: Vec::new(),
             epoch: 1,
             avro: None,
+            protobuf: None,
         })
     }
 
@@ -160,6 +163,25 @@ impl KafkaSink {
         Ok(self)
     }
 
+    /// Write Protobuf messages of the type `proto` names (registered when
+    /// it names a registry).
+    pub fn with_protobuf(
+        mut self,
+        schema: &arrow::datatypes::Schema,
+        proto: &shoal_dsl::ProtoSink,
+    ) -> Result<Self> {
+        self.protobuf = Some(crate::protobuf::encode::ProtoEncoder::new(
+            schema,
+            &proto.path,
+            &proto.message,
+            proto
+                .registry
+                .as_ref()
+                .map(|r| (r.url.as_str(), r.subject.as_str())),
+        )?);
+        Ok(self)
+    }
+
     fn init(&mut self) -> Result<()> {
         if !self.initialised && self.txn.is_some() {
             // Fences an earlier producer with this id and aborts its open transaction.
@@ -173,13 +195,18 @@ impl KafkaSink {
 
     fn encode(&mut self, batch: &RecordBatch) -> Result<Encoded> {
         let mut values = Vec::with_capacity(batch.num_rows() * 64);
-        let ends: Vec<usize> = match &mut self.avro {
-            Some(avro) => {
+        let ends: Vec<usize> = match (&mut self.avro, &mut self.protobuf) {
+            (Some(avro), _) => {
                 let mut ends = Vec::with_capacity(batch.num_rows());
                 avro.encode(batch, &mut values, &mut ends)?;
                 ends
             }
-            None => {
+            (None, Some(proto)) => {
+                let mut ends = Vec::with_capacity(batch.num_rows());
+                proto.encode(batch, &mut values, &mut ends)?;
+                ends
+            }
+            (None, None) => {
                 {
                     let mut w = arrow::json::LineDelimitedWriter::new(&mut values);
                     w.write(batch)?;

@@ -28,6 +28,7 @@
 //! the rest of the chunk decodes.
 
 mod columns;
+pub mod encode;
 
 use std::collections::HashMap;
 use std::path::Path;
