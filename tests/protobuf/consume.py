@@ -6,7 +6,7 @@ records, and each schema id seen with what the registry holds under it.
     consume.py BROKERS REGISTRY TOPIC
 
 The message class is built from a descriptor at run time (no protoc); it
-matches tests/protobuf/alerts.proto.
+matches pipelines/schemas/alerts.proto.
 """
 
 import json

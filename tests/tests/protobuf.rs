@@ -75,7 +75,7 @@ dead_letter: {{ type: file, path: dead }}
 "#,
             group = unique("g-proto"),
             proto = shoal_tests::repo_root()
-                .join("tests/protobuf/alerts.proto")
+                .join("pipelines/schemas/alerts.proto")
                 .display()
         ),
     )
