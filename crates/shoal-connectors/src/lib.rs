@@ -34,3 +34,4 @@ pub mod retry;
 pub mod schema;
 pub mod schema_registry;
 pub mod stdout;
+pub mod values;

@@ -781,17 +781,13 @@ impl Converter<'_> {
                 let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
                 let start = self.start(&at("start"), l.start)?;
                 let format = self.record_format(&at("format"), l.format)?;
-                if format != RecordFormat::Json {
-                    return Err(self
-                        .err(
-                            &at("format"),
-                            format!(
-                                "format: {} is read from kafka sources only, for now",
-                                format.name()
-                            ),
-                        )
-                        .with_hint("use format: json on a log source"));
-                }
+                let (avro, protobuf) = self.binary_format(
+                    id,
+                    format,
+                    l.schema_registry,
+                    l.avro_schema,
+                    l.proto_schema,
+                )?;
                 let isolation = match l.isolation {
                     Some(s) => self.choice(
                         &at("isolation"),
@@ -846,6 +842,8 @@ impl Converter<'_> {
                     session_timeout,
                     max_poll_interval,
                     format,
+                    avro,
+                    protobuf,
                     schema,
                     batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,
                     event_time,
@@ -977,6 +975,73 @@ impl Converter<'_> {
                         .with_hint("schema_registry: { url: http://127.0.0.1:8081 } for the Confluent wire format, or proto_schema: { file: txn.proto, message: pkg.Txn }"));
                 }
             },
+        })
+    }
+
+    /// How a topic sink's records are encoded: the registry subject of
+    /// `format: avro`, the message type (and registry) of `format: protobuf`.
+    fn sink_format(
+        &self,
+        id: &str,
+        topic: &str,
+        format: RecordFormat,
+        registry_key: Option<RawSchemaRegistry>,
+        proto_schema: Option<RawProtoSchema>,
+    ) -> R<(Option<AvroSink>, Option<ProtoSink>)> {
+        let at = |k: &'static str| -> [&str; 3] { ["sinks", id, k] };
+        let registry = |r: RawSchemaRegistry| -> R<AvroSink> {
+            Ok(AvroSink {
+                url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,
+                subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
+            })
+        };
+        if format != RecordFormat::Protobuf && proto_schema.is_some() {
+            return Err(self
+                .err(
+                    &at("proto_schema"),
+                    "`proto_schema` is for format: protobuf",
+                )
+                .with_hint("add format: protobuf, or remove proto_schema"));
+        }
+        Ok(match (format, registry_key) {
+            (RecordFormat::Json, None) => (None, None),
+            (RecordFormat::Json, Some(_)) => {
+                return Err(self
+                    .err(
+                        &at("schema_registry"),
+                        "`schema_registry` is for format: avro or protobuf",
+                    )
+                    .with_hint("add format: avro (or protobuf), or remove schema_registry"));
+            }
+            (RecordFormat::Avro, None) => {
+                return Err(self
+                    .err(
+                        &at("format"),
+                        "an avro sink needs `schema_registry:` to register its schema",
+                    )
+                    .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
+            }
+            (RecordFormat::Avro, Some(r)) => (Some(registry(r)?), None),
+            (RecordFormat::Protobuf, r) => {
+                let Some(p) = proto_schema else {
+                    return Err(self
+                        .err(
+                            &at("format"),
+                            "a protobuf sink needs `proto_schema:` (the message type it writes)",
+                        )
+                        .with_hint("proto_schema: { file: alerts.proto, message: pkg.Alert }"));
+                };
+                let protobuf = ProtoSink {
+                    path: self.path(&["sinks", id, "proto_schema", "file"], p.file)?,
+                    message: self.non_empty(
+                        &["sinks", id, "proto_schema", "message"],
+                        p.message,
+                        "the message name",
+                    )?,
+                    registry: r.map(registry).transpose()?,
+                };
+                (None, Some(protobuf))
+            }
         })
     }
 
@@ -1243,71 +1308,30 @@ impl Converter<'_> {
                 parallelism: self.parallelism(&at("parallelism"), f.parallelism)?,
                 key: self.key(&at("key"), f.key)?,
             }),
-            RawSink::Log(l) => SinkSpec::Log(LogSink {
-                inputs: l.inputs,
-                topic: self.topic(&at("topic"), l.topic)?,
-                partitions: match l.partitions {
-                    Some(p) => Some(self.range(&at("partitions"), Some(p), 1, 1, 100_000)? as u32),
-                    None => None,
-                },
-                key: self.key(&at("key"), l.key)?,
-            }),
+            RawSink::Log(l) => {
+                let topic = self.topic(&at("topic"), l.topic)?;
+                let format = self.record_format(&at("format"), l.format)?;
+                let (avro, protobuf) =
+                    self.sink_format(id, &topic, format, l.schema_registry, l.proto_schema)?;
+                SinkSpec::Log(LogSink {
+                    inputs: l.inputs,
+                    topic,
+                    partitions: match l.partitions {
+                        Some(p) => {
+                            Some(self.range(&at("partitions"), Some(p), 1, 1, 100_000)? as u32)
+                        }
+                        None => None,
+                    },
+                    key: self.key(&at("key"), l.key)?,
+                    avro,
+                    protobuf,
+                })
+            }
             RawSink::Kafka(k) => {
                 let topic = self.topic(&at("topic"), k.topic)?;
                 let format = self.record_format(&at("format"), k.format)?;
-                let registry = |r: RawSchemaRegistry| -> R<AvroSink> {
-                    Ok(AvroSink {
-                        url: self.registry_url(&["sinks", id, "schema_registry", "url"], r.url)?,
-                        subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
-                    })
-                };
-                if format != RecordFormat::Protobuf && k.proto_schema.is_some() {
-                    return Err(self
-                        .err(
-                            &at("proto_schema"),
-                            "`proto_schema` is for format: protobuf",
-                        )
-                        .with_hint("add format: protobuf, or remove proto_schema"));
-                }
-                let (avro, protobuf) = match (format, k.schema_registry) {
-                    (RecordFormat::Json, None) => (None, None),
-                    (RecordFormat::Json, Some(_)) => {
-                        return Err(self
-                            .err(
-                                &at("schema_registry"),
-                                "`schema_registry` is for format: avro or protobuf",
-                            )
-                            .with_hint(
-                                "add format: avro (or protobuf), or remove schema_registry",
-                            ));
-                    }
-                    (RecordFormat::Avro, None) => {
-                        return Err(self
-                            .err(
-                                &at("format"),
-                                "an avro sink needs `schema_registry:` to register its schema",
-                            )
-                            .with_hint("schema_registry: { url: http://127.0.0.1:8081 }"));
-                    }
-                    (RecordFormat::Avro, Some(r)) => (Some(registry(r)?), None),
-                    (RecordFormat::Protobuf, r) => {
-                        let Some(p) = k.proto_schema else {
-                            return Err(self
-                                .err(&at("format"), "a protobuf sink needs `proto_schema:` (the message type it writes)")
-                                .with_hint("proto_schema: { file: alerts.proto, message: pkg.Alert }"));
-                        };
-                        let protobuf = ProtoSink {
-                            path: self.path(&["sinks", id, "proto_schema", "file"], p.file)?,
-                            message: self.non_empty(
-                                &["sinks", id, "proto_schema", "message"],
-                                p.message,
-                                "the message name",
-                            )?,
-                            registry: r.map(registry).transpose()?,
-                        };
-                        (None, Some(protobuf))
-                    }
-                };
+                let (avro, protobuf) =
+                    self.sink_format(id, &topic, format, k.schema_registry, k.proto_schema)?;
                 SinkSpec::Kafka(KafkaSink {
                     inputs: k.inputs,
                     brokers: self.brokers(&at("brokers"), k.brokers)?,

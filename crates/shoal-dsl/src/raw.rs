@@ -105,6 +105,9 @@ pub(crate) struct RawLogSource {
     pub coerce: Option<RawCoerce>,
     pub max_record_bytes: Option<Scalar>,
     pub max_depth: Option<u64>,
+    pub schema_registry: Option<RawSchemaRegistry>,
+    pub avro_schema: Option<String>,
+    pub proto_schema: Option<RawProtoSchema>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +269,9 @@ pub(crate) struct RawLogSink {
     pub topic: String,
     pub partitions: Option<u64>,
     pub key: Option<String>,
+    pub format: Option<String>,
+    pub schema_registry: Option<RawSchemaRegistry>,
+    pub proto_schema: Option<RawProtoSchema>,
 }
 
 #[derive(Debug, Deserialize)]

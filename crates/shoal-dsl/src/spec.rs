@@ -436,8 +436,12 @@ pub struct LogSource {
     /// `rate:` at most this many records per second over all members
     /// (throttles a backfill); default unlimited.
     pub rate: Option<f64>,
-    /// `format:` of the records; `json` only for now.
+    /// `format:` of the records: `json` (default), `avro` or `protobuf`.
     pub format: RecordFormat,
+    /// With `format: avro`: the registry or schema file.
+    pub avro: Option<AvroSource>,
+    /// With `format: protobuf`: the registry, or the `.proto` file and message.
+    pub protobuf: Option<ProtoSource>,
     /// `schema:`; `None` = infer.
     pub schema: Option<SchemaSpec>,
     /// `batch_size:`; default 8192.
@@ -1027,6 +1031,11 @@ pub struct LogSink {
     pub partitions: Option<u32>,
     /// `key:` column used as the record key (and so the partition).
     pub key: Option<String>,
+    /// `format: avro` with `schema_registry:`: Avro records in the
+    /// Confluent wire format; `None` = JSON (or Protobuf).
+    pub avro: Option<AvroSink>,
+    /// `format: protobuf`: the message type, and where it is registered.
+    pub protobuf: Option<ProtoSink>,
 }
 
 /// `type: kafka` — produce JSON records to a Kafka topic; transactional

@@ -18,6 +18,7 @@ use shoal_connectors::postgres::{
     PostgresPositions, PostgresSink as PostgresSinkTask, PostgresSinkTask as PgTaskId,
 };
 use shoal_connectors::stdout::StdoutSink;
+use shoal_connectors::values::ValueEncoder;
 use shoal_dsl::{
     DeadLetterSink as DeadLetterSpec, FileFormat, GeneratorSource, KafkaSink, KafkaSource, LogSink,
     LogSource, PipelineSpec, PostgresSink, RedisSink,
@@ -330,11 +331,11 @@ impl Plan {
                             &spec.options,
                             txn,
                         )?;
-                        let sink = match (&spec.avro, &spec.protobuf) {
-                            (Some(avro), _) => sink.with_avro(&schema, avro)?,
-                            (None, Some(proto)) => sink.with_protobuf(&schema, proto)?,
-                            (None, None) => sink,
-                        };
+                        let sink = sink.with_values(ValueEncoder::new(
+                            &schema,
+                            spec.avro.as_ref(),
+                            spec.protobuf.as_ref(),
+                        )?);
                         Ok(Box::new(sink) as Box<dyn Sink>)
                     });
                 }
@@ -424,9 +425,13 @@ impl Plan {
                     let log = log.clone().expect("log opened for log nodes");
                     let done = writers.get(&spec.topic);
                     let txn_prefix = format!("{}.{id}", self.name);
+                    let schema = schema.clone();
                     graph.add_sink(&id, p, inputs, move |i| {
+                        let values =
+                            ValueEncoder::new(&schema, spec.avro.as_ref(), spec.protobuf.as_ref())?;
                         Ok(Box::new(
                             LogSinkTask::new(log.clone(), &spec.topic, spec.key.clone())
+                                .with_values(values)
                                 .with_writers(done.clone())
                                 .with_transactional_id(format!("{txn_prefix}.{i}")),
                         ) as Box<dyn Sink>)

@@ -300,6 +300,65 @@ pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// A `proto_schema` file of a source, compiled now (its path resolved): a
+/// file that does not compile, a message it lacks, or a declared column the
+/// message cannot fill is a plan error at its YAML key.
+fn check_proto_source(
+    spec: &PipelineSpec,
+    id: &str,
+    proto: &mut Option<shoal_dsl::ProtoSource>,
+    values: &shoal_dsl::SchemaSpec,
+    opts: &PlanOptions,
+) -> Result<(), DslError> {
+    let Some(shoal_dsl::ProtoSource::SchemaFile { path, message }) = proto else {
+        return Ok(());
+    };
+    *path = resolve(&opts.base_dir, path);
+    let m = proto_message(spec, &["sources", id], path, message)?;
+    shoal_connectors::protobuf::check_columns(&shoal_connectors::schema::arrow_schema(values), m)
+        .map_err(|e| spec.error_at(&["sources", id, "schema"], e, None))
+}
+
+/// A `proto_schema` file of a sink, compiled now (its path resolved): every
+/// input column must have a field of a type it can fill.
+fn check_proto_sink(
+    spec: &PipelineSpec,
+    id: &str,
+    proto: &mut Option<shoal_dsl::ProtoSink>,
+    schema: &SchemaRef,
+    opts: &PlanOptions,
+) -> Result<(), DslError> {
+    let Some(p) = proto else {
+        return Ok(());
+    };
+    p.path = resolve(&opts.base_dir, &p.path);
+    let m = proto_message(spec, &["sinks", id], &p.path, &p.message)?;
+    shoal_connectors::protobuf::encode::check_columns(schema, &m).map_err(|e| {
+        spec.error_at(
+            &["sinks", id, "proto_schema"],
+            e,
+            Some(
+                "select only the columns the message has (a sql transform before the sink)".into(),
+            ),
+        )
+    })?;
+    Ok(())
+}
+
+/// Compile `path` and find `message`, errors at `proto_schema.file` or
+/// `proto_schema.message` under `at`.
+fn proto_message(
+    spec: &PipelineSpec,
+    at: &[&str; 2],
+    path: &Path,
+    message: &str,
+) -> Result<shoal_connectors::protobuf::MessageDescriptor, DslError> {
+    let pool = shoal_connectors::protobuf::compile_file(path)
+        .map_err(|e| spec.error_at(&[at[0], at[1], "proto_schema", "file"], e, None))?;
+    shoal_connectors::protobuf::find_message(&pool, message, path)
+        .map_err(|e| spec.error_at(&[at[0], at[1], "proto_schema", "message"], e, None))
+}
+
 fn plan_source(
     spec: &PipelineSpec,
     id: &str,
@@ -352,7 +411,11 @@ fn plan_source(
                 l.group,
                 l.start.name()
             );
-            (schema, detail, Builder::Log(l.clone()))
+            let mut l = l.clone();
+            if let Some(values) = &l.schema {
+                check_proto_source(spec, id, &mut l.protobuf, &values.clone(), opts)?;
+            }
+            (schema, detail, Builder::Log(l))
         }
         SourceSpec::Kafka(k) => {
             let Some(values) = &k.schema else {
@@ -365,21 +428,7 @@ fn plan_source(
             let schema =
                 shoal_connectors::kafka::source_schema(values, k.timestamp_column.as_deref());
             let mut k = k.clone();
-            if let Some(shoal_dsl::ProtoSource::SchemaFile { path, message }) = &mut k.protobuf {
-                // Compiled now: a missing message or column is a plan error.
-                *path = resolve(&opts.base_dir, path);
-                let pool = shoal_connectors::protobuf::compile_file(path).map_err(|e| {
-                    spec.error_at(&["sources", id, "proto_schema", "file"], e, None)
-                })?;
-                let m = shoal_connectors::protobuf::find_message(&pool, message, path).map_err(
-                    |e| spec.error_at(&["sources", id, "proto_schema", "message"], e, None),
-                )?;
-                shoal_connectors::protobuf::check_columns(
-                    &shoal_connectors::schema::arrow_schema(values),
-                    m,
-                )
-                .map_err(|e| spec.error_at(&["sources", id, "schema"], e, None))?;
-            }
+            check_proto_source(spec, id, &mut k.protobuf, values, opts)?;
             let detail = format!(
                 "brokers={} topics={} group={} assignor={} start={}",
                 k.brokers,
@@ -695,30 +744,17 @@ fn plan_sink(
                 },
             )
         }
-        SinkSpec::Log(l) => (
-            format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
-            Builder::LogSink(l.clone()),
-        ),
+        SinkSpec::Log(l) => {
+            let mut l = l.clone();
+            check_proto_sink(spec, id, &mut l.protobuf, &schema, opts)?;
+            (
+                format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
+                Builder::LogSink(l),
+            )
+        }
         SinkSpec::Kafka(k) => {
             let mut k = k.clone();
-            if let Some(p) = &mut k.protobuf {
-                // Compiled now: a missing message or a column with no field
-                // of its type is a plan error.
-                p.path = resolve(&opts.base_dir, &p.path);
-                let pool = shoal_connectors::protobuf::compile_file(&p.path)
-                    .map_err(|e| spec.error_at(&["sinks", id, "proto_schema", "file"], e, None))?;
-                let m = shoal_connectors::protobuf::find_message(&pool, &p.message, &p.path)
-                    .map_err(|e| {
-                        spec.error_at(&["sinks", id, "proto_schema", "message"], e, None)
-                    })?;
-                shoal_connectors::protobuf::encode::check_columns(&schema, &m).map_err(|e| {
-                    spec.error_at(
-                        &["sinks", id, "proto_schema"],
-                        e,
-                        Some("select only the columns the message has (a sql transform before the sink)".into()),
-                    )
-                })?;
-            }
+            check_proto_sink(spec, id, &mut k.protobuf, &schema, opts)?;
             (
                 format!(
                     "brokers={} topic={} key={}",

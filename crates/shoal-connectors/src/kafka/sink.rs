@@ -32,6 +32,7 @@ use shoal_runtime::{Result, RuntimeError, Sink};
 use super::ledger::OffsetLedger;
 use super::{client_config, kafka_err};
 use crate::log::KeyEncoder;
+use crate::values::ValueEncoder;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
@@ -88,10 +89,8 @@ pub struct KafkaSink {
     pending: Vec<Encoded>,
     /// The epoch rows written now belong to.
     epoch: u64,
-    /// Avro records (`format: avro`) instead of JSON.
-    avro: Option<crate::avro::AvroEncoder>,
-    /// Protobuf records (`format: protobuf`) instead of JSON.
-    protobuf: Option<crate::protobuf::encode::ProtoEncoder>,
+    /// How rows become record values (`format:`).
+    values: ValueEncoder,
 }
 
 impl KafkaSink {
@@ -144,42 +143,14 @@ impl KafkaSink {
             initialised: false,
             pending: Vec::new(),
             epoch: 1,
-            avro: None,
-            protobuf: None,
+            values: ValueEncoder::Json,
         })
     }
 
-    /// Write Avro records under a schema registered as `avro` says.
-    pub fn with_avro(
-        mut self,
-        schema: &arrow::datatypes::Schema,
-        avro: &shoal_dsl::AvroSink,
-    ) -> Result<Self> {
-        self.avro = Some(crate::avro::AvroEncoder::registered(
-            schema,
-            &avro.url,
-            &avro.subject,
-        )?);
-        Ok(self)
-    }
-
-    /// Write Protobuf messages of the type `proto` names (registered when
-    /// it names a registry).
-    pub fn with_protobuf(
-        mut self,
-        schema: &arrow::datatypes::Schema,
-        proto: &shoal_dsl::ProtoSink,
-    ) -> Result<Self> {
-        self.protobuf = Some(crate::protobuf::encode::ProtoEncoder::new(
-            schema,
-            &proto.path,
-            &proto.message,
-            proto
-                .registry
-                .as_ref()
-                .map(|r| (r.url.as_str(), r.subject.as_str())),
-        )?);
-        Ok(self)
+    /// Write record values as `values` encodes them (JSON by default).
+    pub fn with_values(mut self, values: ValueEncoder) -> Self {
+        self.values = values;
+        self
     }
 
     fn init(&mut self) -> Result<()> {
@@ -195,31 +166,8 @@ impl KafkaSink {
 
     fn encode(&mut self, batch: &RecordBatch) -> Result<Encoded> {
         let mut values = Vec::with_capacity(batch.num_rows() * 64);
-        let ends: Vec<usize> = match (&mut self.avro, &mut self.protobuf) {
-            (Some(avro), _) => {
-                let mut ends = Vec::with_capacity(batch.num_rows());
-                avro.encode(batch, &mut values, &mut ends)?;
-                ends
-            }
-            (None, Some(proto)) => {
-                let mut ends = Vec::with_capacity(batch.num_rows());
-                proto.encode(batch, &mut values, &mut ends)?;
-                ends
-            }
-            (None, None) => {
-                {
-                    let mut w = arrow::json::LineDelimitedWriter::new(&mut values);
-                    w.write(batch)?;
-                    w.finish()?;
-                }
-                values
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'\n')
-                    .map(|(i, _)| i)
-                    .collect()
-            }
-        };
+        let mut ends = Vec::with_capacity(batch.num_rows());
+        self.values.encode(batch, &mut values, &mut ends)?;
         let keys = match &self.key {
             Some(k) => {
                 let col = batch.schema().index_of(k)?;

@@ -54,7 +54,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use shoal_dsl::{Assignor, FileFormat, KafkaSource as KafkaSourceSpec, StartFrom};
+use shoal_dsl::{Assignor, KafkaSource as KafkaSourceSpec, StartFrom};
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use super::ledger::{OffsetLedger, PositionStore, TopicPartition};
@@ -65,7 +65,8 @@ use shoal_runtime::shard::{ShardRefs, ShardRegistry};
 const IDLE_AFTER: Duration = Duration::from_secs(1);
 use super::{client_config, kafka_err};
 use crate::event_time::EventTime;
-use crate::format::{BadRecord, RecordChunk, RecordDecoder};
+use crate::format::{BadRecord, RecordChunk};
+use crate::values::ValueDecoder;
 
 /// Next offsets of the partitions the instances of one source in this
 /// process have read in this run (or restored from a checkpoint).
@@ -816,20 +817,12 @@ impl Source for KafkaSource {
                     ledger.record(epoch, positions);
                 }));
             }
-            let mut decoder = match (&self.spec.avro, &self.spec.protobuf) {
-                (Some(avro), _) => ValueDecoder::Avro(crate::avro::AvroDecoder::new(
-                    self.value_schema.clone(),
-                    avro,
-                )?),
-                (None, Some(proto)) => ValueDecoder::Protobuf(crate::protobuf::ProtoDecoder::new(
-                    self.value_schema.clone(),
-                    proto,
-                )?),
-                (None, None) => ValueDecoder::Json(RecordDecoder::new(
-                    FileFormat::Jsonl,
-                    self.value_schema.clone(),
-                )?),
-            };
+            let mut decoder = ValueDecoder::new(
+                self.value_schema.clone(),
+                self.spec.avro.as_ref(),
+                self.spec.protobuf.as_ref(),
+                &shoal_dsl::DecodeSpec::default(),
+            )?;
             let mut chunks: Vec<PartitionChunk> = Vec::new();
             let mut bad: Vec<BadRecord> = Vec::new();
             let batch_size = self.spec.batch_size.max(1);
@@ -1057,27 +1050,6 @@ impl Source for KafkaSource {
             consumer.unsubscribe();
             outcome.and(handed)
         })
-    }
-}
-
-/// Decodes record values: JSON, Avro (`format: avro`) or Protobuf.
-enum ValueDecoder {
-    Json(RecordDecoder),
-    Avro(crate::avro::AvroDecoder),
-    Protobuf(crate::protobuf::ProtoDecoder),
-}
-
-impl ValueDecoder {
-    fn decode(
-        &mut self,
-        chunk: &RecordChunk,
-        bad: &mut Vec<BadRecord>,
-    ) -> Result<Option<RecordBatch>> {
-        match self {
-            ValueDecoder::Json(d) => d.decode(chunk, bad),
-            ValueDecoder::Avro(d) => d.decode(chunk, bad),
-            ValueDecoder::Protobuf(d) => d.decode(chunk, bad),
-        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `log` sink: appends each batch's rows as JSON records to a topic of
+//! The `log` sink: appends each batch's rows as records (JSON, or Avro or
+//! Protobuf: [`ValueEncoder`]) to a topic of
 //! the embedded log, keyed by a column (murmur2 partitioning, as Kafka) or
 //! round-robin without a key. One append call per batch.
 //!
@@ -30,6 +31,7 @@ use shoal_runtime::{Result, RuntimeError, Sink};
 
 use super::key::KeyEncoder;
 use super::log_err;
+use crate::values::ValueEncoder;
 
 /// One log sink instance.
 pub struct LogSink {
@@ -37,6 +39,8 @@ pub struct LogSink {
     topic: String,
     key: Option<String>,
     keys: KeyEncoder,
+    /// How rows become record values (`format:`).
+    encoder: ValueEncoder,
     values: Vec<u8>,
     ends: Vec<usize>,
     writers: Option<Arc<AtomicUsize>>,
@@ -59,6 +63,7 @@ impl LogSink {
             topic: topic.to_string(),
             key,
             keys: KeyEncoder::default(),
+            encoder: ValueEncoder::Json,
             values: Vec::new(),
             ends: Vec::new(),
             writers: None,
@@ -67,6 +72,12 @@ impl LogSink {
             epoch: 1,
             last_epoch: None,
         }
+    }
+
+    /// Write record values as `encoder` encodes them (JSON by default).
+    pub fn with_values(mut self, encoder: ValueEncoder) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     /// The transactional id (`<pipeline>.<sink>.<instance>`) this instance
@@ -100,16 +111,8 @@ impl Sink for LogSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.values.clear();
         self.ends.clear();
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut self.values);
-            w.write(batch)?;
-            w.finish()?;
-        }
-        for (i, b) in self.values.iter().enumerate() {
-            if *b == b'\n' {
-                self.ends.push(i);
-            }
-        }
+        self.encoder
+            .encode(batch, &mut self.values, &mut self.ends)?;
         if let Some(key) = &self.key {
             let col = batch.schema().index_of(key)?;
             self.keys.encode(batch, col)?;

@@ -35,13 +35,14 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
-use shoal_dsl::{FileFormat, LogIsolation, LogSource as LogSourceSpec, StartFrom};
+use shoal_dsl::{LogIsolation, LogSource as LogSourceSpec, StartFrom};
 use shoal_log::{AssignorKind, Consumer, ConsumerConfig, FetchBuffer, Isolation, LogDir};
 use shoal_runtime::{DeadLetter, Result, SharedPartitionTimes, Source, SourceContext};
 
 use super::log_err;
 use crate::event_time::EventTime;
-use crate::format::{RecordChunk, RecordDecoder};
+use crate::format::RecordChunk;
+use crate::values::ValueDecoder;
 
 /// Live read positions (next offset) of every partition some instance of a
 /// source has read in this run, or restored from a checkpoint — shared by
@@ -344,9 +345,10 @@ impl Source for LogSource {
                 dirty: false,
                 last_commit: Instant::now(),
             };
-            let mut decoder = RecordDecoder::with_spec(
-                FileFormat::Jsonl,
+            let mut decoder = ValueDecoder::new(
                 self.schema.clone(),
+                self.spec.avro.as_ref(),
+                self.spec.protobuf.as_ref(),
                 &self.spec.decode,
             )?;
             let mut event_time = match &self.spec.event_time {

@@ -35,8 +35,10 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+/// A message type (from [`find_message`]).
+pub use prost_reflect::MessageDescriptor;
 use prost_reflect::prost::encoding::decode_varint;
-use prost_reflect::{DescriptorPool, DynamicMessage, FileDescriptor, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, FileDescriptor};
 use shoal_dsl::ProtoSource;
 use shoal_runtime::{Result, RuntimeError};
 
