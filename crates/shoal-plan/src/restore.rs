@@ -16,17 +16,18 @@
 //! last, `E`: its operator state is exactly the state after the records
 //! below the offsets committed with `E`, which is where the source resumes.
 //!
-//! A Kafka sink has no epoch marker (the broker here drops offset-commit
-//! metadata), so its epoch is found by position: the newest manifest whose
-//! Kafka source positions are exactly the group's committed offsets (a
-//! partition without a committed offset must not have been read past its
-//! first record). An epoch in which no partition moved on has the positions
-//! of the one before, so of several such manifests the oldest is restored:
-//! a later one may hold output emitted without reading (the end-of-input
-//! flush, windows fired on an idle source) that the sink did not commit.
-//! The case this cannot tell: such output *was* committed and the process
-//! died before reading on — then it is emitted again (at-least-once for
-//! those rows; a Postgres sink, with its epoch marker, is exact).
+//! A Kafka sink's epoch is found by position: the manifests whose Kafka
+//! source positions are exactly the group's committed offsets (a partition
+//! without a committed offset must not have been read past its first
+//! record). An epoch in which no partition moved on has the positions of
+//! the one before, so several manifests may stand there; the sink's epoch
+//! marker — the epoch of its last transaction, committed in the group as
+//! the "offset" of partition [`EPOCH_MARKER_PARTITION`] of its output topic
+//! (the broker here drops offset-commit metadata) — names the one to
+//! restore. So output emitted without reading (the end-of-input flush,
+//! windows fired on an idle source) is restored as committed when it was,
+//! and emitted again when it was not. Without a marker (a sink of an older
+//! version) the oldest of them is restored.
 //! When no manifest stands there (another process committed the partitions
 //! since, for instance) the newest one is restored, as before.
 //! The coordinator never prunes the manifest of an epoch a sink has not yet
@@ -37,7 +38,7 @@
 use std::collections::HashMap;
 
 use shoal_connectors::kafka::{
-    TopicPartition, checkpoint_positions, group_offsets, process_identity,
+    EPOCH_MARKER_PARTITION, TopicPartition, checkpoint_positions, group_offsets, process_identity,
 };
 use shoal_connectors::postgres::PostgresPositions;
 use shoal_dsl::KafkaSource;
@@ -64,8 +65,8 @@ impl Plan {
         let Some(latest) = Manifest::latest(&config.dir)? else {
             return Ok(None);
         };
-        if let Some(source) = self.kafka_source_of_kafka_sink() {
-            return by_kafka_positions(&config.dir, source, latest);
+        if let Some((source, sink_topic)) = self.kafka_source_of_kafka_sink() {
+            return by_kafka_positions(&config.dir, source, sink_topic, latest);
         }
         let Some((sink, parallelism, url)) = self.offset_owning_postgres_sink() else {
             return Ok(Some(latest));
@@ -133,10 +134,14 @@ impl Plan {
         Ok(m)
     }
 
-    fn kafka_source_of_kafka_sink(&self) -> Option<(&str, &KafkaSource)> {
+    /// The Kafka source and the Kafka sink's topic, when that sink stores
+    /// the source's offsets with its output.
+    fn kafka_source_of_kafka_sink(&self) -> Option<((&str, &KafkaSource), &str)> {
         match offset_owner(self)? {
-            (source, sink) if matches!(sink.builder, Builder::KafkaSink(_)) => Some(source),
-            _ => None,
+            (source, sink) => match &sink.builder {
+                Builder::KafkaSink(k) => Some((source, k.topic.as_str())),
+                _ => None,
+            },
         }
     }
 
@@ -156,6 +161,7 @@ impl Plan {
 fn by_kafka_positions(
     dir: &std::path::Path,
     (node, source): (&str, &KafkaSource),
+    sink_topic: &str,
     latest: Manifest,
 ) -> Result<Option<Manifest>> {
     let mut manifests = Vec::new();
@@ -170,20 +176,38 @@ fn by_kafka_positions(
         .collect();
     partitions.sort();
     partitions.dedup();
-    let offsets = group_offsets(&source.brokers, &source.options, &source.group, &partitions)?;
-    // Newest first. Of several matching manifests with the same positions
-    // (epochs that read nothing), the oldest: a later one may hold output
-    // emitted without reading (the end-of-input flush, windows fired on an
-    // idle source) that the sink has not committed.
-    let mut found: Option<(Manifest, HashMap<TopicPartition, i64>)> = None;
+    let marker_tp: TopicPartition = (sink_topic.to_string(), EPOCH_MARKER_PARTITION);
+    let mut asked = partitions.clone();
+    if !asked.contains(&marker_tp) {
+        asked.push(marker_tp.clone());
+    }
+    let mut offsets = group_offsets(&source.brokers, &source.options, &source.group, &asked)?;
+    // The sink's epoch marker, unless the output topic is also read (then
+    // that offset is a source position).
+    let marker = if partitions.contains(&marker_tp) {
+        None
+    } else {
+        offsets.low.remove(&marker_tp);
+        offsets.committed.remove(&marker_tp).map(|e| e as u64)
+    };
+    // Newest first: the run of manifests standing at the committed offsets
+    // (equal positions: epochs that read nothing). The one the marker names;
+    // without a marker, the oldest (a later one may hold output emitted
+    // without reading that the sink has not committed).
+    let mut run: Vec<(Manifest, HashMap<TopicPartition, i64>)> = Vec::new();
     for (m, positions) in manifests {
-        match &found {
-            Some((_, p)) if *p == positions => found = Some((m, positions)),
+        match run.last() {
+            Some((_, p)) if *p == positions => run.push((m, positions)),
             Some(_) => break,
-            None if offsets.stand_at(&positions) => found = Some((m, positions)),
+            None if offsets.stand_at(&positions) => run.push((m, positions)),
             None => {}
         }
     }
+    let named = marker.and_then(|e| run.iter().position(|(m, _)| m.id == e));
+    let found = match named {
+        Some(i) => Some(run.swap_remove(i)),
+        None => run.pop(),
+    };
     if let Some((m, _)) = found {
         {
             if m.id < latest.id {

@@ -17,7 +17,7 @@ mod source;
 
 pub use ledger::{OffsetLedger, PositionStore, TopicPartition};
 pub use restart::{GroupOffsets, checkpoint_positions, group_offsets};
-pub use sink::{KafkaSink, KafkaSinkTransactions};
+pub use sink::{EPOCH_MARKER_PARTITION, KafkaSink, KafkaSinkTransactions};
 pub use source::{KafkaSource, SharedPositions};
 
 use std::path::Path;

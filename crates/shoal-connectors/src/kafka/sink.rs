@@ -93,6 +93,18 @@ pub struct KafkaSink {
     values: ValueEncoder,
 }
 
+/// The partition of the sink's own output topic under which a sink that
+/// owns the source offsets records, in the source's consumer group, the
+/// epoch of its last transaction: the committed "offset" of
+/// `(output topic, 0)` is that epoch, written in the same transaction as
+/// the rows and the source offsets. A restart reads it to tell apart
+/// checkpoints whose source positions are equal (epochs that read nothing
+/// but emitted output, like the end-of-input flush). The broker here
+/// (tansu 0.6) drops offset-commit metadata, so the marker cannot ride
+/// there; an offset of a topic the group does not read is kept. The group
+/// then lists the output topic's partition 0 with that "offset".
+pub const EPOCH_MARKER_PARTITION: i32 = 0;
+
 impl KafkaSink {
     /// A sink producing to `topic` on `brokers`; transactional when `txn` is
     /// given (the pipeline checkpoints).
@@ -254,12 +266,20 @@ impl KafkaSink {
             for e in &rows {
                 self.produce(e)?;
             }
-            if let (false, Some(meta)) = (offsets.is_empty(), &self.group_meta) {
+            if let Some(meta) = &self.group_meta {
+                // The source offsets, and this epoch as the sink's marker
+                // (see [`EPOCH_MARKER_PARTITION`]).
                 let mut tpl = TopicPartitionList::new();
                 for ((t, part), o) in &offsets {
                     tpl.add_partition_offset(t, *part, Offset::Offset(*o))
                         .map_err(|e| kafka_err("offsets", e))?;
                 }
+                tpl.add_partition_offset(
+                    &self.topic,
+                    EPOCH_MARKER_PARTITION,
+                    Offset::Offset(epoch as i64),
+                )
+                .map_err(|e| kafka_err("epoch marker", e))?;
                 p.send_offsets_to_transaction(&tpl, meta, TXN_TIMEOUT)
                     .map_err(|e| kafka_err("send offsets to transaction", e))?;
             }
