@@ -188,3 +188,84 @@ fn a_job_started_while_postgres_is_down_waits_for_it() {
     assert!(status.success(), "the job failed:\n{log}");
     assert_eq!(count(&url, &table), n);
 }
+
+/// A lookup table in Postgres that goes away mid-run: the lookup join
+/// retries (it never fills the gap with NULLs), the job goes on once the
+/// database is back, and every row carries its looked-up value, once.
+#[test]
+fn a_postgres_outage_during_lookups_is_waited_out_without_nulls() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let _one = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = unique("lookup_outage").replace('-', "_");
+    pg(
+        &url,
+        &format!(
+            "CREATE TABLE {table} (card_id bigint PRIMARY KEY, status text);
+             INSERT INTO {table} SELECT c, 's' || (c % 5) FROM generate_series(0, 9999) c"
+        ),
+    );
+    let dir = workdir();
+    let d = dir.path();
+    let n = 20_000u64;
+    // A generator paced at 2 000 records/s: about 10 s of input; a 100 ms
+    // cache TTL, so batches during the outage must ask the database.
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            r#"name: {table}
+checkpoint: {{ interval: 300ms }}
+sources:
+  gen: {{ type: generator, count: {n}, rate: 2000, batch_size: 200 }}
+transforms:
+  enriched:
+    type: sql
+    inputs: [gen]
+    lookup:
+      acct: {{ type: postgres, url: "{url}", table: {table}, cache: {{ ttl: 100ms }} }}
+    query: SELECT g.txn_id, g.card_id, a.status FROM gen g LEFT JOIN acct a ON g.card_id = a.card_id
+sinks:
+  out: {{ type: file, inputs: [enriched], path: out }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_logged(d, &["--http-addr", "127.0.0.1:0"]);
+    // Some output first (the checkpointed file sink publishes each epoch).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let published = || {
+        std::fs::read_dir(d.join("out"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    while published() < 2 {
+        assert!(Instant::now() < deadline, "no output before the outage");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    services("stop-postgres");
+    std::thread::sleep(Duration::from_secs(6));
+    services("start-postgres");
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(status.success(), "the job failed:\n{log}");
+    assert!(
+        log.contains("postgres unavailable; retrying the lookup"),
+        "no retry in the log:\n{log}"
+    );
+    let rows = shoal_tests::read_jsonl_dir(&d.join("out"));
+    assert_eq!(rows.len() as u64, n);
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["txn_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, n, "a row twice");
+    for r in &rows {
+        let card = r["card_id"].as_u64().unwrap();
+        assert_eq!(
+            r["status"].as_str(),
+            Some(format!("s{}", card % 5).as_str()),
+            "a row without its looked-up value: {r}"
+        );
+    }
+}

@@ -205,7 +205,7 @@ impl PostgresLookup {
             };
             let err = match answer {
                 Ok(Ok(rows)) => return Ok(rows),
-                Ok(Err(e)) if e.as_db_error().is_some() => {
+                Ok(Err(e)) if !crate::postgres::transient(&e) => {
                     return Err(format!(
                         "{}: {}",
                         self.what,

@@ -28,6 +28,21 @@ pub(crate) use client::pg_err;
 pub use client::{PgClient, PostgresPositions};
 pub use sink::{PostgresSink, PostgresSinkTask, RETRY_FOR, check_table};
 
+/// Whether an error is worth the same statement again on a new
+/// connection: no answer from the server (the connection), a connection
+/// exception (`08…`), the server shutting down or starting up (`57P…`:
+/// "terminating connection due to administrator command" on a stop), a
+/// serialization failure or a deadlock.
+pub fn transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+        }
+    }
+}
+
 use crate::retry::backoff;
 use arrow::datatypes::{DataType, Schema};
 use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};

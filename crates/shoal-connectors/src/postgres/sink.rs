@@ -139,18 +139,8 @@ struct Failure {
 }
 
 fn fail(context: &str, e: tokio_postgres::Error) -> Failure {
-    let retry = match e.code() {
-        // No answer from the server about this statement: the connection.
-        None => true,
-        // Connection exceptions, the server shutting down or starting up,
-        // serialization failures and deadlocks.
-        Some(c) => {
-            let c = c.code();
-            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
-        }
-    };
     Failure {
-        retry,
+        retry: super::transient(&e),
         error: pg_err(context, e),
     }
 }
