@@ -459,6 +459,25 @@ fn checkpoints_on_an_unlistable_dir_is_an_error() {
 /// the reader reads, every record arrives exactly once and the job exits 0.
 #[test]
 fn a_member_blocked_by_backpressure_stays_in_its_group() {
+    let err = slow_reader_job("session_timeout: 2s");
+    assert!(!err.contains("rejoining"), "{err}");
+}
+
+/// A member blocked longer than its `max_poll_interval` stops heartbeating
+/// and is expelled (Kafka's rule for a member that truly stops); when it
+/// polls again it joins the group anew instead of failing the job (which
+/// exited 1 with "member … is not in group" before), and takes up its
+/// partitions where this process left them: every record once.
+#[test]
+fn an_expelled_member_rejoins_and_the_job_goes_on() {
+    let err = slow_reader_job("session_timeout: 2s\n    max_poll_interval: 3s");
+    assert!(err.contains("expelled from the group; rejoining"), "{err}");
+}
+
+/// A log → stdout job (two members, 60 000 records) whose stdout nobody
+/// reads for 8 s; checks that every record came out exactly once and the
+/// job exited 0, and returns its stderr.
+fn slow_reader_job(group_settings: &str) -> String {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
@@ -478,7 +497,7 @@ fn a_member_blocked_by_backpressure_stays_in_its_group() {
     shoal_ok(d, &["produce", "t", "--key", "card", "in.jsonl"]);
     std::fs::write(
         d.join("p.yaml"),
-        "name: slowreader\nsources:\n  t:\n    type: log\n    topic: t\n    group: g\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    batch_size: 100\n    session_timeout: 2s\n    schema: { id: int64, card: int64, note: utf8 }\nsinks:\n  out: { type: stdout, inputs: [t] }\n",
+        format!("name: slowreader\nsources:\n  t:\n    type: log\n    topic: t\n    group: g\n    parallelism: 2\n    start: earliest\n    stop_at_end: true\n    batch_size: 100\n    {group_settings}\n    schema: {{ id: int64, card: int64, note: utf8 }}\nsinks:\n  out: {{ type: stdout, inputs: [t] }}\n"),
     )
     .unwrap();
     let mut child = Command::new(shoal_tests::shoal_bin())
@@ -522,4 +541,5 @@ fn a_member_blocked_by_backpressure_stays_in_its_group() {
         (0..n).collect::<Vec<i64>>(),
         "every record exactly once"
     );
+    err
 }

@@ -48,6 +48,9 @@ pub struct NodeMetrics {
     /// Sources that know their input's end: records (and transaction
     /// markers) not read yet, summed over instances (consumer lag).
     pub lag: AtomicI64,
+    /// Times a consumer-group member of this source was expelled from its
+    /// group and joined again.
+    pub rejoins: AtomicU64,
     /// Time the node's instances spent waiting on full downstream channels
     /// (backpressure), ns, summed over instances.
     pub blocked_ns: AtomicU64,
@@ -120,6 +123,7 @@ impl NodeMetrics {
             state_bytes: AtomicU64::new(0),
             state_peak: AtomicI64::new(0),
             lag: AtomicI64::new(0),
+            rejoins: AtomicU64::new(0),
             blocked_ns: AtomicU64::new(0),
             alignment: Mutex::new((0, std::time::Duration::ZERO)),
             partitions: Mutex::new(BTreeMap::new()),
@@ -186,6 +190,11 @@ impl NodeMetrics {
     /// One source instance's lag changed by `delta` records.
     pub fn add_lag(&self, delta: i64) {
         self.lag.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A member of this source was expelled from its group and rejoined.
+    pub fn add_rejoin(&self) {
+        self.rejoins.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One instance's state grew (or shrank) by `delta` entries.
@@ -656,6 +665,18 @@ impl Metrics {
                 s.push_str(&format!(
                     "{name}{{node=\"{node}\"}} {}\n",
                     m.lag.load(Ordering::Relaxed).max(0)
+                ));
+            }
+        }
+        let name = "shoal_group_rejoins_total";
+        s.push_str(&format!(
+            "# HELP {name} Times a consumer-group member of a source was expelled (no poll within max_poll_interval, or no heartbeat within session_timeout) and joined again.\n# TYPE {name} counter\n"
+        ));
+        for (node, m) in self.snapshot() {
+            if m.role == NodeRole::Source {
+                s.push_str(&format!(
+                    "{name}{{node=\"{node}\"}} {}\n",
+                    m.rejoins.load(Ordering::Relaxed)
                 ));
             }
         }

@@ -335,7 +335,7 @@ impl Source for LogSource {
             let config = ConsumerConfig::new([topic.clone()], self.assignor()).member_id(member_id);
             let consumer = self
                 .log
-                .consumer(&self.spec.group, config)
+                .consumer(&self.spec.group, config.clone())
                 .map_err(|e| log_err("join group", e))?;
             let mut m = Member {
                 _alive: consumer.keep_alive(self.spec.max_poll_interval),
@@ -395,10 +395,36 @@ impl Source for LogSource {
                     std::mem::forget(m.consumer);
                     return Ok(());
                 }
-                let a = m
-                    .consumer
-                    .poll_assignment()
-                    .map_err(|e| log_err("poll assignment", e))?;
+                let a = match m.consumer.poll_assignment() {
+                    Ok(a) => a,
+                    // Expelled (its task did not poll within
+                    // `max_poll_interval`, or its heartbeats stopped for
+                    // `session_timeout`): its partitions went to the other
+                    // members. Give them up here too and join again, as a
+                    // new member of the next rebalance.
+                    Err(e @ shoal_log::Error::UnknownMember { .. }) => {
+                        tracing::warn!(member = %m.consumer.member_id(), error = %e,
+                            "expelled from the group; rejoining");
+                        for (p, o) in std::mem::take(&mut m.positions) {
+                            released.insert(p, o);
+                            if let Some(shards) = ctx.shards() {
+                                shards.revoke(p);
+                            }
+                        }
+                        ctx.set_state(Self::state(&base, &released, &m.positions));
+                        let _ = m.consumer.leave();
+                        let consumer = self
+                            .log
+                            .consumer(&self.spec.group, config.clone())
+                            .map_err(|e| log_err("rejoin group", e))?;
+                        m._alive = consumer.keep_alive(self.spec.max_poll_interval);
+                        m.consumer = consumer;
+                        m.generation = 0;
+                        ctx.metrics().add_rejoin();
+                        continue;
+                    }
+                    Err(e) => return Err(log_err("poll assignment", e)),
+                };
                 m.generation = a.generation;
                 if a.must_revoke() {
                     let revoked: Vec<u32> = a
