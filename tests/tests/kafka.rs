@@ -284,3 +284,74 @@ fn kafka_partition_ends_and_lag_come_from_the_broker() {
     let (code, _, stderr) = run.finish();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// `coerce`, `max_record_bytes` and `max_depth` on a Kafka source, as on
+/// files and log topics: strict typing by default (a quoted number is a
+/// dead letter), lenient per field when asked; a record over the size or
+/// nesting limit is a dead letter with its partition and offset.
+#[test]
+fn kafka_sources_take_coerce_and_record_limits() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique("in-limits");
+    create_topic(&brokers, &topic, 1);
+    let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+    produce(
+        &brokers,
+        &topic,
+        &[
+            ("a".into(), r#"{"id":1,"amount":"12"}"#.into()),
+            ("a".into(), r#"{"id":2,"amount":7}"#.into()),
+            (
+                "a".into(),
+                format!(r#"{{"id":3,"amount":1,"note":"{}"}}"#, "x".repeat(200)),
+            ),
+            (
+                "a".into(),
+                format!(r#"{{"id":4,"amount":1,"deep":{deep}}}"#),
+            ),
+        ],
+    );
+    let run = |coerce: &str| {
+        let dir = workdir();
+        let d = dir.path();
+        std::fs::write(
+            d.join("p.yaml"),
+            format!(
+                "name: klimits\nsources:\n  in:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {group}\n    start: earliest\n    stop_at_end: true\n    session_timeout: 6s\n    schema: {{ id: int64, amount: int64 }}\n    max_record_bytes: 128\n    max_depth: 16\n{coerce}sinks:\n  out: {{ type: file, inputs: [in], path: out }}\ndead_letter: {{ type: file, path: dead }}\n",
+                group = unique("g-limits"),
+            ),
+        )
+        .unwrap();
+        shoal_ok(d, &["run", "--no-progress", "p.yaml"]);
+        let mut ids: Vec<i64> = read_jsonl_dir(&d.join("out"))
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        let mut dead: Vec<(i64, String)> = read_jsonl_dir(&d.join("dead"))
+            .iter()
+            .map(|r| {
+                (
+                    r["offset"].as_i64().unwrap(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        dead.sort();
+        (ids, dead)
+    };
+    let (ids, dead) = run("");
+    assert_eq!(ids, vec![2], "{dead:?}");
+    assert_eq!(
+        dead.iter().map(|d| d.0).collect::<Vec<_>>(),
+        vec![0, 2, 3],
+        "{dead:?}"
+    );
+    assert!(dead[1].1.contains("128"), "size limit: {dead:?}");
+    assert!(dead[2].1.contains("16"), "depth limit: {dead:?}");
+    let (ids, dead) = run("    coerce: [amount]\n");
+    assert_eq!(ids, vec![1, 2], "{dead:?}");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+}

@@ -1146,7 +1146,26 @@ impl Converter<'_> {
         let format = self.record_format(&at("format"), k.format)?;
         let (avro, protobuf) =
             self.binary_format(id, format, k.schema_registry, k.avro_schema, k.proto_schema)?;
+        if format != RecordFormat::Json && k.coerce.is_some() {
+            return Err(self
+                .err(
+                    &at("coerce"),
+                    format!(
+                        "`coerce` is for JSON records, not format: {}",
+                        format.name()
+                    ),
+                )
+                .with_hint("remove coerce: Avro and Protobuf values are typed by their schema"));
+        }
+        let decode = self.decode(
+            id,
+            k.coerce,
+            k.max_record_bytes,
+            k.max_depth,
+            schema.as_ref(),
+        )?;
         Ok(SourceSpec::Kafka(KafkaSource {
+            decode,
             key,
             brokers: self.brokers(&at("brokers"), k.brokers)?,
             topics,

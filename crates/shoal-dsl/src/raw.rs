@@ -132,6 +132,9 @@ pub(crate) struct RawKafkaSource {
     pub schema_registry: Option<RawSchemaRegistry>,
     pub avro_schema: Option<String>,
     pub proto_schema: Option<RawProtoSchema>,
+    pub coerce: Option<RawCoerce>,
+    pub max_record_bytes: Option<Scalar>,
+    pub max_depth: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -504,6 +504,8 @@ pub struct KafkaSource {
     pub avro: Option<AvroSource>,
     /// With `format: protobuf`: the registry, or the `.proto` file and message.
     pub protobuf: Option<ProtoSource>,
+    /// JSON typing and record limits (`coerce`, `max_record_bytes`, `max_depth`).
+    pub decode: DecodeSpec,
     /// `schema:` of the record values (required).
     pub schema: Option<SchemaSpec>,
     /// `timestamp_column:` add the record timestamp as a `timestamp_ms` column of this name.

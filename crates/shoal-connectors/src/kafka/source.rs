@@ -821,7 +821,7 @@ impl Source for KafkaSource {
                 self.value_schema.clone(),
                 self.spec.avro.as_ref(),
                 self.spec.protobuf.as_ref(),
-                &shoal_dsl::DecodeSpec::default(),
+                &self.spec.decode,
             )?;
             let mut chunks: Vec<PartitionChunk> = Vec::new();
             let mut bad: Vec<BadRecord> = Vec::new();
