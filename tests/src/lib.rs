@@ -179,3 +179,42 @@ pub fn run_with_member_crash(dir: &Path, file: &str, member: usize, records: u64
     );
     stderr
 }
+
+/// Run the repository's Python script `script` (a path from the repository
+/// root) with `args`; its stdout as JSON. Panics with its stderr unless it
+/// exits 0.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo_root().join(script))
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script}: stdout is not JSON ({e})"))
+}
+
+/// The dead letter at the `partition`/`offset` of `at` (a JSON object with
+/// those keys, as the Python producers print them), checked to be from
+/// `node` and to give a reason containing `reason`.
+pub fn dead_letter_at<'a>(
+    letters: &'a [serde_json::Value],
+    at: &serde_json::Value,
+    node: &str,
+    reason: &str,
+) -> &'a serde_json::Value {
+    let l = letters
+        .iter()
+        .find(|l| l["partition"] == at["partition"] && l["offset"] == at["offset"])
+        .unwrap_or_else(|| panic!("no dead letter at {at}: {letters:?}"));
+    assert!(
+        l["reason"].as_str().unwrap_or("").contains(reason),
+        "want {reason:?} in {l}"
+    );
+    assert_eq!(l["node"], node, "{l}");
+    l
+}

@@ -8,7 +8,6 @@
 //! reason, without stopping.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use shoal_tests::services::{create_topic, kafka_brokers, schema_registry_url, unique};
 use shoal_tests::{read_jsonl_dir, shoal_run, workdir};
@@ -17,17 +16,10 @@ use shoal_tests::{read_jsonl_dir, shoal_run, workdir};
 /// three undecodable ones into `topic`; its JSON summary (schema ids, the
 /// bad records' partitions and offsets).
 fn produce(brokers: &str, registry: &str, topic: &str, n1: u64, n2: u64) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/avro/produce.py"))
-        .args([brokers, registry, topic, &n1.to_string(), &n2.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "producer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    shoal_tests::python_json(
+        "tests/avro/produce.py",
+        &[brokers, registry, topic, &n1.to_string(), &n2.to_string()],
+    )
 }
 
 #[test]
@@ -131,15 +123,7 @@ dead_letter: {{ type: file, path: dead }}
             .iter()
             .find(|b| b["what"] == what)
             .unwrap();
-        let l = letters
-            .iter()
-            .find(|l| l["partition"] == at["partition"] && l["offset"] == at["offset"])
-            .unwrap_or_else(|| panic!("no dead letter for the {what} record at {at}: {dead}"));
-        assert!(
-            l["reason"].as_str().unwrap().contains(&reason),
-            "{what}: {l}"
-        );
-        assert_eq!(l["node"], "txns");
+        shoal_tests::dead_letter_at(&letters, at, "txns", &reason);
     }
 }
 
@@ -175,25 +159,7 @@ fn avro_lookups_features_to_redis_and_alerts_survive_a_crash() {
     let n = 6000u64;
     produce(&brokers, &registry, &topic, n, 0);
     let name = unique("avf").replace('-', "_");
-    shoal_tests::services::pg(
-        &pg_url,
-        &format!(
-            "CREATE TABLE {name} (card_id bigint PRIMARY KEY, status text);
-             INSERT INTO {name} SELECT c, CASE WHEN c % 10 = 3 THEN 'frozen' ELSE 'active' END FROM generate_series(0, 96) c"
-        ),
-    );
-    {
-        let mut con = shoal_tests::services::redis(&redis_url);
-        for c in 0..97 {
-            let tier = if c % 7 == 0 { "high" } else { "low" };
-            let _: () = ::redis::cmd("HSET")
-                .arg(format!("{name}:risk:{c}"))
-                .arg("tier")
-                .arg(tier)
-                .query(&mut con)
-                .unwrap();
-        }
-    }
+    seed_accounts_and_risk(&pg_url, &redis_url, &name);
     let dir = workdir();
     let d = dir.path();
     std::fs::write(
@@ -318,20 +284,37 @@ dead_letter: {{ type: file, path: dead }}
     }
 }
 
+/// The lookup data of the fraud-shaped tests: a Postgres table `name` of
+/// the 97 cards' account status (every tenth, from card 3, `frozen`) and
+/// Redis hashes `name:risk:CARD` with a tier (`high` for every seventh).
+fn seed_accounts_and_risk(pg_url: &str, redis_url: &str, name: &str) {
+    shoal_tests::services::pg(
+        pg_url,
+        &format!(
+            "CREATE TABLE {name} (card_id bigint PRIMARY KEY, status text);
+             INSERT INTO {name} SELECT c, CASE WHEN c % 10 = 3 THEN 'frozen' ELSE 'active' END FROM generate_series(0, 96) c"
+        ),
+    );
+    let mut con = shoal_tests::services::redis(redis_url);
+    for c in 0..97 {
+        let tier = if c % 7 == 0 { "high" } else { "low" };
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("{name}:risk:{c}"))
+            .arg("tier")
+            .arg(tier)
+            .query(&mut con)
+            .unwrap();
+    }
+}
+
 /// `tests/avro/consume.py`: every record of `topic` (read_committed),
 /// decoded through the registry.
 fn consume(brokers: &str, registry: &str, topic: &str) -> Vec<serde_json::Value> {
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/avro/consume.py"))
-        .args([brokers, registry, topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "consumer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_value(shoal_tests::python_json(
+        "tests/avro/consume.py",
+        &[brokers, registry, topic],
+    ))
+    .unwrap()
 }
 
 /// The fraud pipeline variant of issue 19, whole: Avro transactions from
@@ -363,23 +346,8 @@ fn fraud_variant_with_a_model_survives_a_sigkill_exactly_once() {
     let n = 30_000u64;
     produce(&brokers, &registry, &topic, n, 0);
     let table = unique("avv").replace('-', "_");
-    shoal_tests::services::pg(
-        &pg_url,
-        &format!(
-            "CREATE TABLE {table} (card_id bigint PRIMARY KEY, status text);
-             INSERT INTO {table} SELECT c, CASE WHEN c % 10 = 3 THEN 'frozen' ELSE 'active' END FROM generate_series(0, 96) c"
-        ),
-    );
+    seed_accounts_and_risk(&pg_url, &redis_url, &table);
     let mut con = shoal_tests::services::redis(&redis_url);
-    for c in 0..97 {
-        let tier = if c % 7 == 0 { "high" } else { "low" };
-        let _: () = ::redis::cmd("HSET")
-            .arg(format!("{table}:risk:{c}"))
-            .arg("tier")
-            .arg(tier)
-            .query(&mut con)
-            .unwrap();
-    }
     let model = shoal_tests::repo_root().join("models/fraud.xgb.json");
     let dir = workdir();
     let d = dir.path();

@@ -269,3 +269,125 @@ sinks:
         );
     }
 }
+
+/// A partition assigned while Postgres is down (its owner died; the group
+/// gives it to the survivor) waits for its stored offset instead of failing
+/// the job: two processes share a Kafka → Postgres job, Postgres stops, one
+/// process is SIGKILLed, and the survivor's rebalance reads `shoal_offsets`
+/// during the outage — retried until the database is back. Every record ends
+/// up in the table exactly once.
+#[test]
+fn a_partition_assigned_during_a_postgres_outage_waits_for_its_offset() {
+    use shoal_tests::services::{create_topic, kafka_brokers, produce};
+    let (Some(brokers), Some(url)) = (kafka_brokers(), postgres_url()) else {
+        return;
+    };
+    let _one = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let (topic, table) = (
+        unique("assign-outage"),
+        unique("assign_outage").replace('-', "_"),
+    );
+    create_topic(&brokers, &topic, 4);
+    let n = 20_000usize;
+    let records: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("{}", i % 53),
+                format!("{{\"id\":{i},\"card\":{}}}", i % 53),
+            )
+        })
+        .collect();
+    produce(&brokers, &topic, &records[..n / 2]);
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\ncheckpoint: {{ interval: 200ms }}\nsources:\n  src:\n    type: kafka\n    brokers: {brokers}\n    topic: {topic}\n    group: {table}\n    start: earliest\n    session_timeout: 3s\n    batch_size: 500\n    schema: {{ id: int64, card: int64 }}\nsinks:\n  db: {{ type: postgres, inputs: [src], url: \"{url}\", table: {table} }}\n"
+        ),
+    )
+    .unwrap();
+    let start = |name: &str| {
+        Command::new(shoal_bin())
+            .args(["run", "--no-progress", "--no-http", "p.yaml"])
+            .current_dir(d)
+            .env("SHOAL_DATA_DIR", d.join(format!("data-{name}")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let log =
+        |name: &str| std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default();
+    let mut a = start("a");
+    let mut b = start("b");
+    // Both members own partitions and have written rows (a hang guard only).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !(log("a").contains("partition assigned")
+        && log("b").contains("partition assigned")
+        && pg(
+            &url,
+            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+        )[0][0]
+            .as_deref()
+            == Some("1")
+        && count(&url, &table) >= (n / 2) as i64)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no progress:\n{}\n{}",
+            log("a"),
+            log("b")
+        );
+        assert!(
+            a.try_wait().unwrap().is_none() && b.try_wait().unwrap().is_none(),
+            "a process ended:\n{}\n{}",
+            log("a"),
+            log("b")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    services("stop-postgres");
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // A's partitions move to B after its session timeout (3 s); B reads
+    // their stored offsets while Postgres is still down.
+    let moved = Instant::now();
+    while !log("b").contains("retrying read shoal_offsets") {
+        assert!(
+            moved.elapsed() < Duration::from_secs(60),
+            "B never asked for the moved partitions' offsets:\n{}",
+            log("b")
+        );
+        assert!(b.try_wait().unwrap().is_none(), "B ended:\n{}", log("b"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    services("start-postgres");
+    produce(&brokers, &topic, &records[n / 2..]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while count(&url, &table) < n as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "rows stopped at {}:\n{}",
+            count(&url, &table),
+            log("b")
+        );
+        assert!(b.try_wait().unwrap().is_none(), "B failed:\n{}", log("b"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill")
+        .args(["-INT", &b.id().to_string()])
+        .status()
+        .unwrap();
+    let status = b.wait().unwrap();
+    assert!(status.success(), "B: {status}\n{}", log("b"));
+    assert_eq!(count(&url, &table), n as i64);
+    let distinct: i64 = pg(&url, &format!("SELECT count(DISTINCT id) FROM {table}"))[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(distinct, n as i64, "a record written twice");
+}

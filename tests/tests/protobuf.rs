@@ -23,23 +23,16 @@ fn protobuf_from_the_registry_with_a_new_schema_version_and_bad_records() {
     let alerts = unique("proto-alerts");
     create_topic(&brokers, &alerts, 2);
     let (n1, n2) = (3000u64, 2000u64);
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/protobuf/produce.py"))
-        .args([
+    let produced = shoal_tests::python_json(
+        "tests/protobuf/produce.py",
+        &[
             &brokers,
             &registry,
             &topic,
             &n1.to_string(),
             &n2.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "producer: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let produced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dir = workdir();
     let d = dir.path();
     std::fs::write(
@@ -122,7 +115,7 @@ dead_letter: {{ type: file, path: dead }}
     let ids = &produced["ids"];
     let want = [
         ("unknown id", "unknown schema id 999999".to_string()),
-        ("truncated", format!("not a shoal.test.Txn message")),
+        ("truncated", "not a shoal.test.Txn message".to_string()),
         (
             "other type",
             format!(
@@ -142,28 +135,11 @@ dead_letter: {{ type: file, path: dead }}
             .iter()
             .find(|b| b["what"] == what)
             .unwrap();
-        let l = letters
-            .iter()
-            .find(|l| l["partition"] == at["partition"] && l["offset"] == at["offset"])
-            .unwrap_or_else(|| panic!("no dead letter for the {what} record at {at}: {dead}"));
-        assert!(
-            l["reason"].as_str().unwrap().contains(&reason),
-            "{what}: want {reason:?} in {l}"
-        );
-        assert_eq!(l["node"], "txns");
+        shoal_tests::dead_letter_at(&letters, at, "txns", &reason);
     }
     // The alerts, read back by confluent-kafka's ProtobufDeserializer.
-    let out = Command::new("python3")
-        .arg(shoal_tests::repo_root().join("tests/protobuf/consume.py"))
-        .args([&brokers, &registry, &alerts])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "consumer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read =
+        shoal_tests::python_json("tests/protobuf/consume.py", &[&brokers, &registry, &alerts]);
     let records = read["records"].as_array().unwrap();
     let want: Vec<u64> = (0..n1 + n2).filter(|i| *i as f64 * 1.25 > 5000.0).collect();
     assert_eq!(records.len(), want.len(), "alerts: {read}");

@@ -887,7 +887,43 @@ impl Converter<'_> {
         }
     }
 
-    /// How a kafka source's binary records are framed and typed: the
+    /// The format-specific keys of a topic source or sink (`section`:
+    /// `sources` or `sinks`) fit its `format:`.
+    fn format_keys_fit(
+        &self,
+        section: &str,
+        id: &str,
+        format: RecordFormat,
+        registry: bool,
+        avro_schema: bool,
+        proto_schema: bool,
+    ) -> R<()> {
+        let at = |k: &'static str| -> [&str; 3] { [section, id, k] };
+        if format != RecordFormat::Avro && avro_schema {
+            return Err(self
+                .err(&at("avro_schema"), "`avro_schema` is for format: avro")
+                .with_hint("add format: avro, or remove avro_schema"));
+        }
+        if format != RecordFormat::Protobuf && proto_schema {
+            return Err(self
+                .err(
+                    &at("proto_schema"),
+                    "`proto_schema` is for format: protobuf",
+                )
+                .with_hint("add format: protobuf, or remove proto_schema"));
+        }
+        if format == RecordFormat::Json && registry {
+            return Err(self
+                .err(
+                    &at("schema_registry"),
+                    "`schema_registry` is for format: avro or protobuf",
+                )
+                .with_hint("add format: avro (or protobuf), or remove schema_registry"));
+        }
+        Ok(())
+    }
+
+    /// How a topic source's binary records are framed and typed: the
     /// registry or schema file of `format: avro` / `format: protobuf`.
     fn binary_format(
         &self,
@@ -901,29 +937,16 @@ impl Converter<'_> {
         let registry_url = |r: RawSchemaRegistry| {
             self.registry_url(&["sources", id, "schema_registry", "url"], r.url)
         };
-        if format != RecordFormat::Avro && avro_schema.is_some() {
-            return Err(self
-                .err(&at("avro_schema"), "`avro_schema` is for format: avro")
-                .with_hint("add format: avro, or remove avro_schema"));
-        }
-        if format != RecordFormat::Protobuf && proto_schema.is_some() {
-            return Err(self
-                .err(
-                    &at("proto_schema"),
-                    "`proto_schema` is for format: protobuf",
-                )
-                .with_hint("add format: protobuf, or remove proto_schema"));
-        }
+        self.format_keys_fit(
+            "sources",
+            id,
+            format,
+            registry.is_some(),
+            avro_schema.is_some(),
+            proto_schema.is_some(),
+        )?;
         Ok(match (format, registry) {
-            (RecordFormat::Json, None) => (None, None),
-            (RecordFormat::Json, Some(_)) => {
-                return Err(self
-                    .err(
-                        &at("schema_registry"),
-                        "`schema_registry` is for format: avro or protobuf",
-                    )
-                    .with_hint("add format: avro (or protobuf), or remove schema_registry"));
-            }
+            (RecordFormat::Json, _) => (None, None),
             (RecordFormat::Avro, registry) => match (registry, avro_schema) {
                 (Some(r), None) => (
                     Some(AvroSource::Registry {
@@ -995,24 +1018,16 @@ impl Converter<'_> {
                 subject: r.subject.unwrap_or_else(|| format!("{topic}-value")),
             })
         };
-        if format != RecordFormat::Protobuf && proto_schema.is_some() {
-            return Err(self
-                .err(
-                    &at("proto_schema"),
-                    "`proto_schema` is for format: protobuf",
-                )
-                .with_hint("add format: protobuf, or remove proto_schema"));
-        }
+        self.format_keys_fit(
+            "sinks",
+            id,
+            format,
+            registry_key.is_some(),
+            false,
+            proto_schema.is_some(),
+        )?;
         Ok(match (format, registry_key) {
-            (RecordFormat::Json, None) => (None, None),
-            (RecordFormat::Json, Some(_)) => {
-                return Err(self
-                    .err(
-                        &at("schema_registry"),
-                        "`schema_registry` is for format: avro or protobuf",
-                    )
-                    .with_hint("add format: avro (or protobuf), or remove schema_registry"));
-            }
+            (RecordFormat::Json, _) => (None, None),
             (RecordFormat::Avro, None) => {
                 return Err(self
                     .err(

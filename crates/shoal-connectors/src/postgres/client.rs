@@ -194,7 +194,8 @@ pub(crate) fn ensure(client: &PgClient, ddl: &'static str) -> Result<()> {
 /// The offsets Postgres sinks stored, for Kafka sources to resume from.
 #[derive(Debug)]
 pub struct PostgresPositions {
-    client: PgClient,
+    url: String,
+    client: std::sync::Mutex<PgClient>,
 }
 
 impl PostgresPositions {
@@ -203,7 +204,58 @@ impl PostgresPositions {
     pub fn connect(url: &str) -> Result<Self> {
         let client = PgClient::connect_retrying(url)?;
         ensure(&client, OFFSETS_DDL)?;
-        Ok(Self { client })
+        Ok(Self {
+            url: url.to_string(),
+            client: std::sync::Mutex::new(client),
+        })
+    }
+
+    /// Run `query` on the connection; while Postgres is away (the
+    /// connection lost, the server restarting: [`super::transient`]),
+    /// reconnect and run it again with backoff for up to
+    /// [`RETRY_FOR`](super::RETRY_FOR) — a partition assigned during an
+    /// outage waits for its stored offset instead of failing the job.
+    fn query_retrying(
+        &self,
+        what: &str,
+        sql: &'static str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let started = std::time::Instant::now();
+        let mut delays = super::backoff();
+        let params = std::sync::Arc::new(params);
+        loop {
+            let answer = {
+                let client = self.client.lock().expect("not poisoned");
+                let params = params.clone();
+                client.run(move |rt, c| {
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    Ok(rt.block_on(c.query(sql, &refs)))
+                })
+            };
+            let err = match answer {
+                Ok(Ok(rows)) => return Ok(rows),
+                Ok(Err(e)) if !super::transient(&e) => return Err(pg_err(what, e)),
+                Ok(Err(e)) => pg_err(what, e).to_string(),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= super::RETRY_FOR {
+                return Err(RuntimeError::External(format!(
+                    "{err} (retried for {} s)",
+                    super::RETRY_FOR.as_secs()
+                )));
+            }
+            let wait = delays.next().expect("an endless schedule");
+            tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64,
+                "postgres unavailable; retrying {what}");
+            std::thread::sleep(wait);
+            if let Ok(c) = PgClient::connect(&self.url) {
+                *self.client.lock().expect("not poisoned") = c;
+            }
+        }
     }
 }
 
@@ -216,20 +268,20 @@ impl PostgresPositions {
         sink: &str,
         tasks: &[String],
     ) -> Result<HashMap<String, u64>> {
-        ensure(&self.client, EPOCHS_DDL)?;
-        let (pipeline, sink, tasks) = (pipeline.to_string(), sink.to_string(), tasks.to_vec());
-        self.client.run(move |rt, c| {
-            let rows = rt
-                .block_on(c.query(
-                    "SELECT task, epoch FROM shoal_epochs WHERE pipeline = $1 AND sink = $2 AND task = ANY($3)",
-                    &[&pipeline, &sink, &tasks],
-                ))
-                .map_err(|e| pg_err("read shoal_epochs", e))?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
-                .collect())
-        })
+        ensure(&self.client.lock().expect("not poisoned"), EPOCHS_DDL)?;
+        let rows = self.query_retrying(
+            "read shoal_epochs",
+            "SELECT task, epoch FROM shoal_epochs WHERE pipeline = $1 AND sink = $2 AND task = ANY($3)",
+            vec![
+                Box::new(pipeline.to_string()),
+                Box::new(sink.to_string()),
+                Box::new(tasks.to_vec()),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
     }
 }
 
@@ -251,23 +303,18 @@ impl PositionStore for PostgresPositions {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, (i64, Option<String>)>> {
-        let group = group.to_string();
-        let wanted: Vec<TopicPartition> = partitions.to_vec();
-        self.client.run(move |rt, c| {
-            let rows = rt
-                .block_on(c.query(
-                    "SELECT topic, partition, next_offset, state FROM shoal_offsets WHERE consumer_group = $1",
-                    &[&group],
-                ))
-                .map_err(|e| pg_err("read shoal_offsets", e))?;
-            let mut out = HashMap::new();
-            for r in rows {
-                let tp: TopicPartition = (r.get(0), r.get(1));
-                if wanted.contains(&tp) {
-                    out.insert(tp, (r.get(2), r.get(3)));
-                }
+        let rows = self.query_retrying(
+            "read shoal_offsets",
+            "SELECT topic, partition, next_offset, state FROM shoal_offsets WHERE consumer_group = $1",
+            vec![Box::new(group.to_string())],
+        )?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let tp: TopicPartition = (r.get(0), r.get(1));
+            if partitions.contains(&tp) {
+                out.insert(tp, (r.get(2), r.get(3)));
             }
-            Ok(out)
-        })
+        }
+        Ok(out)
     }
 }
