@@ -347,7 +347,6 @@ fn fraud_variant_with_a_model_survives_a_sigkill_exactly_once() {
     produce(&brokers, &registry, &topic, n, 0);
     let table = unique("avv").replace('-', "_");
     seed_accounts_and_risk(&pg_url, &redis_url, &table);
-    let mut con = shoal_tests::services::redis(&redis_url);
     let model = shoal_tests::repo_root().join("models/fraud.xgb.json");
     let dir = workdir();
     let d = dir.path();
@@ -441,9 +440,43 @@ dead_letter: {{ type: file, path: dead-{name} }}
         );
     };
 
-    // The reference: one uninterrupted run.
+    // Redis: every card's last-hour features as the input implies
+    // (transaction i: card i % 97, amount 1.25 i, ts i seconds).
+    let features = |name: &str| -> Result<(), String> {
+        let mut con = shoal_tests::services::redis(&redis_url);
+        for card in 0..97u64 {
+            let end = (0..n).filter(|i| i % 97 == card).max().unwrap();
+            let window: Vec<u64> = (0..n)
+                .filter(|i| i % 97 == card && *i + 3600 >= end && *i <= end)
+                .collect();
+            let total: f64 = window.iter().map(|i| *i as f64 * 1.25).sum();
+            let h: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
+                .arg(format!("{table}:{name}:{card}"))
+                .query(&mut con)
+                .unwrap();
+            let n_1h: f64 = h.get("n_1h").map_or(Ok(-1.0), |v| v.parse()).unwrap();
+            let got: f64 = h.get("sum_1h").map_or(Ok(-1.0), |v| v.parse()).unwrap();
+            if n_1h != window.len() as f64 || (got - total).abs() > 1e-6 * total {
+                return Err(format!(
+                    "{name} card {card}: n_1h {n_1h} sum_1h {got}, want {} and {total}",
+                    window.len()
+                ));
+            }
+        }
+        Ok(())
+    };
+
+    // The reference: one uninterrupted run (run again only if tansu's
+    // stale high watermark ended it before the end of the input; a rerun
+    // resumes exactly).
     let ref_alerts = pipeline("reference");
-    run("reference");
+    for _ in 0..4 {
+        run("reference");
+        if features("reference").is_ok() {
+            break;
+        }
+    }
+    features("reference").unwrap();
     let reference = consume(&brokers, &registry, &ref_alerts);
     assert!(
         reference.len() > 1000 && reference.len() < 20_000,
@@ -521,27 +554,7 @@ dead_letter: {{ type: file, path: dead-{name} }}
             assert_eq!(got.get(txn), Some(w), "{name}: alert {txn}");
         }
     }
-    // Redis: every card's last-hour features, in both runs, as the input
-    // implies (transaction i: card i % 97, amount 1.25 i, ts i seconds).
-    let last = |card: u64| (0..n).filter(|i| i % 97 == card).max().unwrap();
-    for card in 0..97u64 {
-        let end = last(card);
-        let window: Vec<u64> = (0..n)
-            .filter(|i| i % 97 == card && *i + 3600 >= end && *i <= end)
-            .collect();
-        let total: f64 = window.iter().map(|i| *i as f64 * 1.25).sum();
-        for name in ["reference", "killed1", "killed2"] {
-            let h: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
-                .arg(format!("{table}:{name}:{card}"))
-                .query(&mut con)
-                .unwrap();
-            let n_1h: f64 = h["n_1h"].parse().unwrap();
-            assert_eq!(n_1h, window.len() as f64, "{name} card {card}: {h:?}");
-            let got: f64 = h["sum_1h"].parse().unwrap();
-            assert!(
-                (got - total).abs() <= 1e-6 * total,
-                "{name} card {card}: sum_1h {got}, want {total}"
-            );
-        }
+    for name in ["killed1", "killed2"] {
+        features(name).unwrap();
     }
 }

@@ -391,3 +391,78 @@ fn a_partition_assigned_during_a_postgres_outage_waits_for_its_offset() {
         .unwrap();
     assert_eq!(distinct, n as i64, "a record written twice");
 }
+
+/// An outage longer than the pipeline's `outage_timeout` ends the job
+/// cleanly — a non-zero exit naming Postgres, after retrying for that long,
+/// with no epoch half-written — and a rerun once the database is back
+/// finishes with every record in the table exactly once.
+#[test]
+fn an_outage_past_outage_timeout_fails_cleanly_and_a_rerun_is_exact() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let _one = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = unique("pg_deadline").replace('-', "_");
+    let dir = workdir();
+    let d = dir.path();
+    let n = 20_000;
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\noutage_timeout: 3s\ncheckpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    rate: 2000\n    batch_size: 200\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table} }}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_logged(d, &["--no-http"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(pg(
+        &url,
+        &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+    )[0][0]
+        .as_deref()
+        == Some("1")
+        && count(&url, &table) > 2_000)
+    {
+        assert!(Instant::now() < deadline, "no rows before the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    services("stop-postgres");
+    // The job gives up after 3 s of retries (the guard only bounds a hang).
+    let guard = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > guard {
+            let _ = child.kill();
+            services("start-postgres");
+            panic!(
+                "the job did not give up: {}",
+                std::fs::read_to_string(d.join("run.log")).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    services("start-postgres");
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(
+        !status.success(),
+        "the job ended well during an outage:\n{log}"
+    );
+    assert!(
+        log.contains("retrying") && log.contains("postgres") && log.contains("retried for 3 s"),
+        "no retries, or not the deadline, in the log:\n{log}"
+    );
+    // Rerun with the database back: every record once.
+    let mut again = spawn_logged(d, &["--no-http"]);
+    let status = again.wait().unwrap();
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(status.success(), "the rerun failed:\n{log}");
+    assert_eq!(count(&url, &table), n);
+    let distinct: i64 = pg(&url, &format!("SELECT count(DISTINCT txn_id) FROM {table}"))[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(distinct, n, "a record written twice");
+}

@@ -25,7 +25,7 @@
 //! decoded at most twice.
 //!
 //! While the registry cannot be reached, requests are retried with backoff
-//! for [`RETRY_FOR`](crate::retry::RETRY_FOR), then the job fails.
+//! for [`retry_for`](crate::retry::retry_for), then the job fails.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -3,14 +3,14 @@
 //! encoders.
 //!
 //! While the registry cannot be reached, requests are retried with backoff
-//! for [`RETRY_FOR`], then the job fails. Calls block: make them through
+//! for [`retry_for`](crate::retry::retry_for), then the job fails. Calls block: make them through
 //! [`shoal_runtime::off_worker`].
 
 use std::time::{Duration, Instant};
 
 use shoal_runtime::{Result, RuntimeError};
 
-use crate::retry::{RETRY_FOR, backoff};
+use crate::retry::{backoff, retry_for};
 
 /// The Confluent wire format's first byte.
 pub const MAGIC: u8 = 0;
@@ -64,7 +64,7 @@ impl SchemaRegistry {
 
     /// Run `attempt` until it answers: `Ok(Ok(v))` is the answer,
     /// `Ok(Err(e))` a failure to reach the registry, retried with backoff
-    /// for [`RETRY_FOR`]; `Err` ends at once.
+    /// for [`retry_for`](crate::retry::retry_for); `Err` ends at once.
     fn retrying<T>(
         url: &str,
         mut attempt: impl FnMut() -> Result<std::result::Result<T, String>>,
@@ -76,10 +76,10 @@ impl SchemaRegistry {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            if started.elapsed() >= RETRY_FOR {
+            if started.elapsed() >= retry_for() {
                 return Err(RuntimeError::External(format!(
                     "schema registry {url}: unreachable for {} s: {err}",
-                    RETRY_FOR.as_secs()
+                    retry_for().as_secs()
                 )));
             }
             let wait = delays.next().expect("endless");

@@ -25,6 +25,8 @@ pub(crate) type R<T> = Result<T, DslError>;
 
 /// Largest `parallelism:`.
 pub const MAX_PARALLELISM: u64 = 1024;
+/// The default `outage_timeout`: 2 minutes.
+pub const DEFAULT_OUTAGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest `batch_size:`.
 pub const MAX_BATCH_SIZE: u64 = 1_048_576;
 /// Default `batch_size:`.
@@ -97,6 +99,18 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
         Some(d) => Some(c.dead_letter(d)?),
         None => None,
     };
+    let outage_timeout = match raw.outage_timeout {
+        Some(d) => {
+            let t = c.duration(&["outage_timeout"], d)?;
+            if t < Duration::from_secs(1) {
+                return Err(c
+                    .err(&["outage_timeout"], "`outage_timeout` must be at least 1s")
+                    .with_hint("how long an unreachable Postgres, Redis or schema registry is retried; the default is 2m"));
+            }
+            t
+        }
+        None => DEFAULT_OUTAGE_TIMEOUT,
+    };
 
     let mut spec = PipelineSpec {
         name,
@@ -107,6 +121,7 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
         transforms,
         sinks,
         dead_letter,
+        outage_timeout,
         warnings: Vec::new(),
         source: Arc::clone(&ctx.source),
         positions: Arc::clone(&ctx.positions),

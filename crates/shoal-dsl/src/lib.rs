@@ -63,6 +63,7 @@
 //! | `transforms.ID` | `type: filter` `{inputs, where, parallelism, key}` / `type: sql` `{inputs, query, parallelism, key}` / `type: dedup` `{inputs, key: [cols], time, within, parallelism}` | parallelism `1` |
 //! | `sinks.ID` | `type: stdout` `{inputs, format}` / `type: file` `{inputs, path, format, parallelism, key}` / `type: log` `{inputs, topic, partitions, key}` | format `jsonl`, parallelism `1` |
 //! | `dead_letter` | `{type: file, path, format}` or `{type: stdout}` | none |
+//! | `outage_timeout` | duration (≥ 1s): how long an unreachable Postgres, Redis or schema registry is retried before the job fails | `2m` |
 //!
 //! Durations are written `250ms`, `5s`, `1m`, `2m30s`, `1h` ([`parse_duration`]);
 //! rates `50000/s` or a number ([`parse_rate`]); sizes `64MiB`, `1GB`
@@ -80,7 +81,7 @@ mod suggest;
 mod syntax;
 mod units;
 
-pub use convert::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_PARALLELISM};
+pub use convert::{DEFAULT_BATCH_SIZE, DEFAULT_OUTAGE_TIMEOUT, MAX_BATCH_SIZE, MAX_PARALLELISM};
 pub use error::{DslError, Location, Result};
 pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
 pub use spec::{

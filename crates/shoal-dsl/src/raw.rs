@@ -26,6 +26,7 @@ pub(crate) struct RawPipeline {
     pub transforms: Option<IndexMap<String, RawTransform>>,
     pub sinks: Option<IndexMap<String, RawSink>>,
     pub dead_letter: Option<RawDeadLetter>,
+    pub outage_timeout: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,10 @@ pub struct PipelineSpec {
     pub sinks: IndexMap<String, SinkSpec>,
     /// `dead_letter:`; where undecodable records go (`None` = drop and count them).
     pub dead_letter: Option<DeadLetterSpec>,
+    /// `outage_timeout:` how long an unreachable Postgres, Redis or schema
+    /// registry is waited out (retried with backoff) before the job fails;
+    /// default 2 minutes.
+    pub outage_timeout: Duration,
     /// Problems that do not stop the pipeline, e.g. a source nobody reads.
     pub warnings: Vec<DslError>,
     pub(crate) source: Arc<NamedSource<String>>,
@@ -53,6 +57,7 @@ impl fmt::Debug for PipelineSpec {
             .field("transforms", &self.transforms)
             .field("sinks", &self.sinks)
             .field("dead_letter", &self.dead_letter)
+            .field("outage_timeout", &self.outage_timeout)
             .field("warnings", &self.warnings)
             .finish_non_exhaustive()
     }

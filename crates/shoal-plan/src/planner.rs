@@ -62,8 +62,11 @@ fn sql_error(spec: &PipelineSpec, path: &[&str], e: SqlError) -> DslError {
     spec.error_at(path, e.message, e.hint)
 }
 
-/// Plan `spec`: every check that needs schemas happens here.
+/// Plan `spec`: every check that needs schemas happens here. Sets this
+/// process's outage deadline ([`shoal_connectors::retry::set_retry_for`])
+/// to the pipeline's `outage_timeout`.
 pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
+    shoal_connectors::retry::set_retry_for(spec.outage_timeout);
     let data_dir = opts
         .data_dir
         .clone()

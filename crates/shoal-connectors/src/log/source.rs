@@ -540,6 +540,12 @@ impl Source for LogSource {
                         continue;
                     };
                     fetched_any = true;
+                    // The process's live position moves past this batch
+                    // before it is emitted: should this member be expelled
+                    // while the emit waits (backpressure), the member of
+                    // this process that takes the partition over starts
+                    // after the batch, not inside it.
+                    self.set_live(p, next);
                     chunk.clear();
                     for r in buf.iter() {
                         chunk.push(r.value, Some(p), r.offset);
@@ -565,7 +571,6 @@ impl Source for LogSource {
                             tokio::time::sleep(wait).await;
                         }
                     }
-                    self.set_live(p, next);
                     ctx.set_state(Self::state(&base, &released, &m.positions));
                     for b in bad.drain(..) {
                         ctx.dead_letter(DeadLetter {
@@ -578,6 +583,16 @@ impl Source for LogSource {
                         .await?;
                     }
                     m.dirty = true;
+                    // A wait above (a full channel, the rate limit) may have
+                    // outlived this member's place in the group: read no
+                    // more of partitions that are now another member's (the
+                    // next poll rejoins).
+                    if matches!(
+                        m.consumer.poll_assignment(),
+                        Err(shoal_log::Error::UnknownMember { .. })
+                    ) {
+                        break;
+                    }
                 }
                 if let Some(et) = &event_time {
                     et.emit(ctx).await?;

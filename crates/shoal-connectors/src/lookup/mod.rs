@@ -2,7 +2,7 @@
 //! `shoal_sql::lookup`): [`PostgresLookup`] (a table or a query) and
 //! [`RedisLookup`] (one hash per key). Both answer one batch of keys with
 //! one request, turn the store's text into the declared column types, and
-//! wait out outages for [`RETRY_FOR`](crate::retry::RETRY_FOR).
+//! wait out outages for [`retry_for`](crate::retry::retry_for).
 
 mod postgres;
 mod redis;

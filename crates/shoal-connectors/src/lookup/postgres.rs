@@ -16,7 +16,7 @@ use shoal_dsl::PostgresRelation;
 use shoal_runtime::LookupStore;
 
 use crate::postgres::{PgClient, quote_ident};
-use crate::retry::{RETRY_FOR, backoff};
+use crate::retry::{backoff, retry_for};
 
 /// A Postgres table or query read by key.
 pub struct PostgresLookup {
@@ -217,11 +217,11 @@ impl PostgresLookup {
             };
             *client = None;
             *self.statement.lock().expect("not poisoned") = None;
-            if started.elapsed() >= RETRY_FOR {
+            if started.elapsed() >= retry_for() {
                 return Err(format!(
                     "{}: postgres unreachable for {} s: {err}",
                     self.what,
-                    RETRY_FOR.as_secs()
+                    retry_for().as_secs()
                 ));
             }
             let wait = delays.next().expect("endless");

@@ -41,7 +41,7 @@ impl PgClient {
     /// [`PgClient::connect`] at the start of a run: while the server cannot
     /// be reached (refused, reset, timed out: no answer from Postgres
     /// itself), retry with backoff (0.2 s doubling to 5 s) for up to
-    /// [`RETRY_FOR`](super::RETRY_FOR); an answer from the server (bad
+    /// [`retry_for`](crate::retry::retry_for); an answer from the server (bad
     /// password, unknown database) fails at once.
     pub fn connect_retrying(url: &str) -> Result<Self> {
         let started = std::time::Instant::now();
@@ -49,7 +49,7 @@ impl PgClient {
         loop {
             match Self::try_connect(url) {
                 Ok(c) => return Ok(c),
-                Err((e, true)) if started.elapsed() < super::RETRY_FOR => {
+                Err((e, true)) if started.elapsed() < crate::retry::retry_for() => {
                     let backoff = delays.next().expect("an endless schedule");
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "postgres unreachable at start; retrying");
@@ -58,7 +58,7 @@ impl PgClient {
                 Err((e, true)) => {
                     return Err(RuntimeError::External(format!(
                         "{e} (retried for {} s)",
-                        super::RETRY_FOR.as_secs()
+                        crate::retry::retry_for().as_secs()
                     )));
                 }
                 Err((e, false)) => return Err(e),
@@ -177,7 +177,7 @@ pub(crate) const REJECTED_DDL: &str = "CREATE TABLE IF NOT EXISTS shoal_rejected
 
 /// Run DDL that several processes may run at once (`CREATE ... IF NOT
 /// EXISTS` can still collide in the catalog): retry a few times.
-pub(crate) fn ensure(client: &PgClient, ddl: &'static str) -> Result<()> {
+pub(crate) fn ensure(client: &PgClient, ddl: &str) -> Result<()> {
     let mut last = None;
     for _ in 0..5 {
         match client.batch(ddl.to_string()) {
@@ -213,7 +213,7 @@ impl PostgresPositions {
     /// Run `query` on the connection; while Postgres is away (the
     /// connection lost, the server restarting: [`super::transient`]),
     /// reconnect and run it again with backoff for up to
-    /// [`RETRY_FOR`](super::RETRY_FOR) — a partition assigned during an
+    /// [`retry_for`](crate::retry::retry_for) — a partition assigned during an
     /// outage waits for its stored offset instead of failing the job.
     fn query_retrying(
         &self,
@@ -242,10 +242,10 @@ impl PostgresPositions {
                 Ok(Err(e)) => pg_err(what, e).to_string(),
                 Err(e) => e.to_string(),
             };
-            if started.elapsed() >= super::RETRY_FOR {
+            if started.elapsed() >= crate::retry::retry_for() {
                 return Err(RuntimeError::External(format!(
                     "{err} (retried for {} s)",
-                    super::RETRY_FOR.as_secs()
+                    crate::retry::retry_for().as_secs()
                 )));
             }
             let wait = delays.next().expect("an endless schedule");

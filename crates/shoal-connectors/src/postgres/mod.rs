@@ -26,7 +26,7 @@ mod sink;
 
 pub(crate) use client::pg_err;
 pub use client::{PgClient, PostgresPositions};
-pub use sink::{PostgresSink, PostgresSinkTask, RETRY_FOR, check_table};
+pub use sink::{PostgresSink, PostgresSinkTask, check_table};
 
 /// Whether an error is worth the same statement again on a new
 /// connection: no answer from the server (the connection), a connection

@@ -32,7 +32,7 @@
 //! A failure of the connection (the server stopped or restarted, the
 //! network dropped; not an error the server reports about the data) is
 //! retried: the sink reconnects with backoff (0.2 s doubling to 5 s) and
-//! runs the epoch's whole transaction again, for up to [`RETRY_FOR`]. A
+//! runs the epoch's whole transaction again, for up to [`retry_for`](crate::retry::retry_for). A
 //! transaction whose commit reached the server before the connection
 //! broke is recognised by its marker and not written twice. Past that time
 //! the job fails; nothing of the epoch is committed.
@@ -72,7 +72,7 @@ pub struct PostgresSinkTask {
     pub checkpointing: bool,
 }
 
-pub use crate::retry::RETRY_FOR;
+use crate::retry::retry_for;
 
 /// One Postgres sink instance.
 pub struct PostgresSink {
@@ -286,11 +286,11 @@ impl PostgresSink {
             if !failure.retry {
                 return Err(failure.error);
             }
-            if started.elapsed() >= RETRY_FOR {
+            if started.elapsed() >= retry_for() {
                 return Err(RuntimeError::External(format!(
                     "{} (retried for {} s; nothing of epoch {epoch} was committed)",
                     failure.error,
-                    RETRY_FOR.as_secs()
+                    retry_for().as_secs()
                 )));
             }
             let backoff = delays.next().expect("an endless schedule");
@@ -391,7 +391,9 @@ fn prepare(
             quote_ident(&spec.table),
             cols.join(", ")
         );
-        return client.batch(ddl);
+        // Retried: two processes of one job creating the table at once can
+        // collide in the catalog (`type "…" already exists`).
+        return ensure(client, &ddl);
     }
     check_existing(spec, schema, &existing)
 }

@@ -1,6 +1,6 @@
 //! One Redis connection that waits out outages: a command that fails
 //! because Redis cannot be reached (refused, reset, timed out) is retried on
-//! a new connection with backoff for [`RETRY_FOR`], then fails the job; an
+//! a new connection with backoff for [`retry_for`](crate::retry::retry_for), then fails the job; an
 //! answer from Redis itself (a wrong type, a script error) fails at once.
 //!
 //! The client is synchronous: callers run on a sink or operator task and
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shoal_runtime::{NodeMetrics, Result, RuntimeError};
 
-use crate::retry::{RETRY_FOR, backoff};
+use crate::retry::{backoff, retry_for};
 
 /// How long to wait for a connection, and for an answer (a large epoch's
 /// apply script runs for seconds).
@@ -93,11 +93,11 @@ impl RedisConn {
                 }
                 Err(e) if unreachable(&e) => {
                     self.con = None;
-                    if started.elapsed() >= RETRY_FOR {
+                    if started.elapsed() >= retry_for() {
                         return Err(RuntimeError::External(format!(
                             "{}: {what}: redis unreachable for {} s: {e}",
                             self.who,
-                            RETRY_FOR.as_secs()
+                            retry_for().as_secs()
                         )));
                     }
                     if let Some(m) = &self.metrics {

@@ -39,7 +39,7 @@
 //! is not a hash (checked at the barrier, and again by the apply script),
 //! goes to the dead-letter output with the reason; the rest of the epoch is
 //! written. While Redis cannot be reached every step is
-//! retried with backoff for [`RETRY_FOR`](crate::retry::RETRY_FOR), then
+//! retried with backoff for [`retry_for`](crate::retry::retry_for), then
 //! the job fails; an epoch is applied whole or not at all.
 
 use std::sync::Arc;
