@@ -50,6 +50,35 @@ fn count(url: &str, table: &str) -> i64 {
         .unwrap()
 }
 
+/// A checkpointed job writing `n` generated records (paced at 2 000/s) to
+/// the Postgres table `table`, with `extra` top-level YAML before it.
+fn paced_job(d: &std::path::Path, url: &str, table: &str, n: i64, extra: &str) {
+    std::fs::write(
+        d.join("p.yaml"),
+        format!(
+            "name: {table}\n{extra}checkpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    rate: 2000\n    batch_size: 200\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// Wait until `table` exists and holds more than `rows` rows (the deadline
+/// is a bound against a hang only).
+fn wait_for_rows(url: &str, table: &str, rows: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(pg(
+        url,
+        &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+    )[0][0]
+        .as_deref()
+        == Some("1")
+        && count(url, table) > rows)
+    {
+        assert!(Instant::now() < deadline, "{table}: not {rows} rows yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_postgres_outage_is_retried_and_the_output_is_exact() {
     let Some(url) = postgres_url() else {
@@ -60,30 +89,10 @@ fn a_postgres_outage_is_retried_and_the_output_is_exact() {
     let dir = workdir();
     let d = dir.path();
     let n = 40_000;
-    // A generator paced at 2 000 records/s: about 20 s of input.
-    std::fs::write(
-        d.join("p.yaml"),
-        format!(
-            "name: {table}\ncheckpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    rate: 2000\n    batch_size: 200\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table} }}\n"
-        ),
-    )
-    .unwrap();
+    // About 20 s of input.
+    paced_job(d, &url, &table, n, "");
     let mut child = spawn_logged(d, &["--http-addr", "127.0.0.1:0"]);
-    // Wait for the first rows (a bound only against a hang).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if pg(
-            &url,
-            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
-        )[0][0]
-            .as_deref()
-            == Some("1")
-            && count(&url, &table) > 2_000
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_rows(&url, &table, 2_000);
     let before = count(&url, &table);
     assert!(before > 0 && before < n, "rows before the outage: {before}");
     // 20 s without a database (the case), well inside the sink's
@@ -406,26 +415,9 @@ fn an_outage_past_outage_timeout_fails_cleanly_and_a_rerun_is_exact() {
     let dir = workdir();
     let d = dir.path();
     let n = 20_000;
-    std::fs::write(
-        d.join("p.yaml"),
-        format!(
-            "name: {table}\noutage_timeout: 3s\ncheckpoint: {{ interval: 300ms }}\nsources:\n  gen:\n    type: generator\n    count: {n}\n    rate: 2000\n    batch_size: 200\nsinks:\n  db: {{ type: postgres, inputs: [gen], url: \"{url}\", table: {table} }}\n"
-        ),
-    )
-    .unwrap();
+    paced_job(d, &url, &table, n, "outage_timeout: 3s\n");
     let mut child = spawn_logged(d, &["--no-http"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !(pg(
-        &url,
-        &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
-    )[0][0]
-        .as_deref()
-        == Some("1")
-        && count(&url, &table) > 2_000)
-    {
-        assert!(Instant::now() < deadline, "no rows before the outage");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_rows(&url, &table, 2_000);
     services("stop-postgres");
     // The job gives up after 3 s of retries (the guard only bounds a hang).
     let guard = Instant::now() + Duration::from_secs(90);
