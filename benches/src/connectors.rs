@@ -33,7 +33,7 @@ const HOT: i64 = 100;
 /// (rows/s wall, rows/s per CPU-second, rows in, rows out of the join).
 fn run(yaml: &str) -> (f64, f64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = shoal_dsl::parse_str("connector-bench.yaml", yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str("connector-bench.yaml", yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         base_dir: dir.path().to_path_buf(),
@@ -109,7 +109,7 @@ fn decode_bench(n: u64) {
         "name: rows\nsources:\n  txns: {{ type: generator, seed: 4, count: {n} }}\nsinks:\n  all: {{ type: file, inputs: [txns], path: {} }}\n",
         dir.path().join("all").display()
     );
-    let spec = shoal_dsl::parse_str("rows.yaml", &yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str("rows.yaml", &yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         ..PlanOptions::default()

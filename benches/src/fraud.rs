@@ -74,7 +74,7 @@ fn run_timed(yaml: &str, workers: usize) -> (Timed, std::path::PathBuf, tempfile
             "path: out/fraud-dead-letter",
             &format!("path: {}", dir.path().join("dead").display()),
         );
-    let spec = shoal_dsl::parse_str("fraud-bench.yaml", &yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str("fraud-bench.yaml", &yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         ..PlanOptions::default()

@@ -63,7 +63,7 @@ struct Row {
 
 fn shoal(yaml: &str) -> (f64, f64, u64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = shoal_dsl::parse_str("kafka-bench.yaml", yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str("kafka-bench.yaml", yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         ..PlanOptions::default()

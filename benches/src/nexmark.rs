@@ -31,7 +31,7 @@ fn run(query: &str, events: u64) -> (f64, f64, u64) {
     let yaml = yaml
         .replace("count: 200000", &format!("count: {events}"))
         .replace("path: out/", &format!("path: {}/", out.display()));
-    let spec = shoal_dsl::parse_str(&file.display().to_string(), &yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str(&file.display().to_string(), &yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         ..PlanOptions::default()

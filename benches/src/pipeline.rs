@@ -51,7 +51,7 @@ fn run(records: u64, workers: usize, checkpoint: Option<&str>) -> Measured {
                 .map(|i| format!("checkpoint: {{ interval: {i} }}"))
                 .unwrap_or_default(),
         );
-    let spec = shoal_dsl::parse_str("bench.yaml", &yaml).expect("valid pipeline");
+    let spec = shoal_plan::parse_str("bench.yaml", &yaml).expect("valid pipeline");
     let opts = PlanOptions {
         data_dir: Some(dir.path().join("data")),
         ..PlanOptions::default()

@@ -18,6 +18,7 @@
 //! position and the reason.
 
 pub mod avro;
+pub mod connector;
 pub mod dead_letter;
 pub mod event_time;
 pub mod file;
@@ -30,6 +31,7 @@ pub mod lookup;
 pub mod postgres;
 pub mod protobuf;
 pub mod redis;
+pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod schema_registry;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::connector::Catalog;
 use crate::error::DslError;
 use crate::load::Ctx;
 use crate::raw::*;
@@ -32,8 +33,11 @@ pub const MAX_BATCH_SIZE: u64 = 1_048_576;
 /// Default `batch_size:`.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 
-pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
-    let c = Converter { ctx };
+pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx, catalog: &dyn Catalog) -> R<PipelineSpec> {
+    let mut c = ConfigCx {
+        ctx,
+        pipeline: String::new(),
+    };
     let file = PathBuf::from(&ctx.file);
     let name = match raw.name {
         Some(n) => {
@@ -48,6 +52,7 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "pipeline".to_string()),
     };
+    c.pipeline = name.clone();
     let data_dir = match raw.data_dir {
         Some(d) => Some(c.path(&["data_dir"], d)?),
         None => None,
@@ -60,7 +65,7 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
     let mut sources = IndexMap::new();
     for (id, s) in raw.sources.unwrap_or_default() {
         c.id("sources", &id)?;
-        let spec = c.source(&id, s, &name)?;
+        let spec = c.source(&id, s, catalog)?;
         sources.insert(id, spec);
     }
     let mut transforms = IndexMap::new();
@@ -72,7 +77,7 @@ pub(crate) fn convert(raw: RawPipeline, ctx: &Ctx) -> R<PipelineSpec> {
     let mut sinks = IndexMap::new();
     for (id, s) in raw.sinks.unwrap_or_default() {
         c.id("sinks", &id)?;
-        let spec = c.sink(&id, s)?;
+        let spec = c.sink(&id, s, catalog)?;
         sinks.insert(id, spec);
     }
 
@@ -159,12 +164,23 @@ fn sanitize_name(stem: &str) -> String {
     }
 }
 
-pub(crate) struct Converter<'a> {
+/// Reads YAML values into typed settings, each error at the offending key or
+/// value; what a connector's [`FromYaml`](crate::connector::FromYaml) uses.
+///
+/// Paths are YAML paths from the document root, e.g. `["sources", id, "topic"]`.
+pub struct ConfigCx<'a> {
     pub(crate) ctx: &'a Ctx,
+    pipeline: String,
 }
 
-impl Converter<'_> {
-    pub(crate) fn err(&self, path: &[&str], message: impl Into<String>) -> DslError {
+impl ConfigCx<'_> {
+    /// The pipeline's name (the default consumer group).
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// An error at the value of `path`.
+    pub fn err(&self, path: &[&str], message: impl Into<String>) -> DslError {
         self.ctx.at_value(path, message)
     }
 
@@ -187,7 +203,8 @@ impl Converter<'_> {
             .with_hint("ids start with a letter or `_` and use only letters, digits, `_` and `-` (at most 128)"))
     }
 
-    fn path(&self, at: &[&str], p: String) -> R<PathBuf> {
+    /// A non-empty path.
+    pub fn path(&self, at: &[&str], p: String) -> R<PathBuf> {
         if p.trim().is_empty() {
             return Err(self.err(at, "the path is empty"));
         }
@@ -215,7 +232,8 @@ impl Converter<'_> {
         self.path(at, s)
     }
 
-    fn range(&self, at: &[&str], v: Option<u64>, default: u64, min: u64, max: u64) -> R<u64> {
+    /// An integer in `min..=max`, `default` when absent.
+    pub fn range(&self, at: &[&str], v: Option<u64>, default: u64, min: u64, max: u64) -> R<u64> {
         let v = v.unwrap_or(default);
         if v < min || v > max {
             let key = at.last().copied().unwrap_or("value");
@@ -229,15 +247,18 @@ impl Converter<'_> {
         Ok(v)
     }
 
-    fn parallelism(&self, at: &[&str], v: Option<u64>) -> R<usize> {
+    /// `parallelism:` (1..=[`MAX_PARALLELISM`], default 1).
+    pub fn parallelism(&self, at: &[&str], v: Option<u64>) -> R<usize> {
         Ok(self.range(at, v, 1, 1, MAX_PARALLELISM)? as usize)
     }
 
-    fn batch_size(&self, at: &[&str], v: Option<u64>) -> R<usize> {
+    /// `batch_size:` (1..=[`MAX_BATCH_SIZE`], default [`DEFAULT_BATCH_SIZE`]).
+    pub fn batch_size(&self, at: &[&str], v: Option<u64>) -> R<usize> {
         Ok(self.range(at, v, DEFAULT_BATCH_SIZE as u64, 1, MAX_BATCH_SIZE)? as usize)
     }
 
-    fn duration(&self, at: &[&str], v: Scalar) -> R<Duration> {
+    /// A duration such as `250ms`, `5s`, `2m30s`.
+    pub fn duration(&self, at: &[&str], v: Scalar) -> R<Duration> {
         let text = match v {
             Scalar::Str(s) => s,
             Scalar::Int(0) => return Ok(Duration::ZERO),
@@ -247,7 +268,8 @@ impl Converter<'_> {
         units::parse_duration(&text).map_err(|m| self.err(at, m))
     }
 
-    fn choice<T: Copy>(&self, at: &[&str], v: &str, choices: &[(&str, T)], what: &str) -> R<T> {
+    /// One of `choices` (case-insensitive), with a did-you-mean hint otherwise.
+    pub fn choice<T: Copy>(&self, at: &[&str], v: &str, choices: &[(&str, T)], what: &str) -> R<T> {
         let lower = v.trim().to_ascii_lowercase();
         if let Some((_, t)) = choices.iter().find(|(n, _)| *n == lower) {
             return Ok(*t);
@@ -258,7 +280,8 @@ impl Converter<'_> {
             .with_hint(suggest::hint_with_choices(v, &names, "values")))
     }
 
-    fn file_format(&self, at: &[&str], v: &str) -> R<FileFormat> {
+    /// `jsonl` (or `json`), `csv` or `parquet`.
+    pub fn file_format(&self, at: &[&str], v: &str) -> R<FileFormat> {
         self.choice(
             at,
             v,
@@ -274,7 +297,7 @@ impl Converter<'_> {
 
     /// A source's `key:`: the column its topic is partitioned by, which
     /// must be in the schema.
-    fn partition_key(
+    pub fn partition_key(
         &self,
         at: &[&str],
         v: Option<String>,
@@ -294,7 +317,7 @@ impl Converter<'_> {
 
     /// A name that becomes part of a path (pipeline names, groups): letters,
     /// digits, `_`, `-` and `.`, not starting with `.`, at most 128.
-    pub(crate) fn safe_name(&self, at: &[&str], v: String, what: &str) -> R<String> {
+    pub fn safe_name(&self, at: &[&str], v: String, what: &str) -> R<String> {
         if is_safe_name(&v) {
             return Ok(v);
         }
@@ -305,8 +328,90 @@ impl Converter<'_> {
             )))
     }
 
+    /// A `sources:` entry, parsed by the connector its `type:` names.
+    fn source(&self, id: &str, value: serde_yaml::Value, catalog: &dyn Catalog) -> R<SourceSpec> {
+        let (kind, map) = self.connector_type("sources", id, value, &catalog.source_types())?;
+        let parse = catalog
+            .source_parser(&kind)
+            .expect("connector_type checked the type");
+        Ok(SourceSpec::new(parse(self, id, map)?))
+    }
+
+    /// A `sinks:` entry, parsed by the connector its `type:` names.
+    fn sink(&self, id: &str, value: serde_yaml::Value, catalog: &dyn Catalog) -> R<SinkSpec> {
+        let (kind, map) = self.connector_type("sinks", id, value, &catalog.sink_types())?;
+        let parse = catalog
+            .sink_parser(&kind)
+            .expect("connector_type checked the type");
+        Ok(SinkSpec::new(parse(self, id, map)?))
+    }
+
+    /// The `type:` of a connector entry (one of `types`) and the rest of its map.
+    fn connector_type(
+        &self,
+        section: &str,
+        id: &str,
+        value: serde_yaml::Value,
+        types: &[&'static str],
+    ) -> R<(String, serde_yaml::Value)> {
+        use serde_yaml::Value;
+        let what = if section == "sources" {
+            "source"
+        } else {
+            "sink"
+        };
+        let Value::Mapping(mut map) = value else {
+            return Err(self
+                .err(
+                    &[section, id],
+                    format!(
+                        "invalid value for {what} \"{id}\": expected a map with a \"type\" key"
+                    ),
+                )
+                .with_hint(format!("e.g. {id}: {{ type: {}, ... }}", types[0])));
+        };
+        let kind = match map.remove("type") {
+            Some(Value::String(t)) => t,
+            Some(other) => {
+                let found = match other {
+                    Value::Null => "an empty value (null)".to_string(),
+                    Value::Bool(b) => format!("boolean {b}"),
+                    Value::Number(n) => format!("number {n}"),
+                    Value::Sequence(_) => "a list".to_string(),
+                    _ => "a map".to_string(),
+                };
+                return Err(self
+                    .err(
+                        &[section, id, "type"],
+                        format!("invalid value for \"type\" of {what} \"{id}\": expected a string, found {found}"),
+                    )
+                    .with_hint(format!("one of: {}", suggest::list(types.iter().copied()))));
+            }
+            None => {
+                return Err(self
+                    .err(
+                        &[section, id],
+                        format!("{what} \"{id}\" is missing the required key \"type\""),
+                    )
+                    .with_hint(format!(
+                        "add `type:` with one of: {}",
+                        suggest::list(types.iter().copied())
+                    )));
+            }
+        };
+        if !types.contains(&kind.as_str()) {
+            return Err(self
+                .err(
+                    &[section, id, "type"],
+                    format!("unknown {what} type \"{kind}\""),
+                )
+                .with_hint(suggest::hint_with_choices(&kind, types, "types")));
+        }
+        Ok((kind, Value::Mapping(map)))
+    }
+
     /// `coerce:`, `max_record_bytes:` and `max_depth:` of a source.
-    fn decode(
+    pub fn decode(
         &self,
         id: &str,
         coerce: Option<RawCoerce>,
@@ -365,14 +470,16 @@ impl Converter<'_> {
         Ok(d)
     }
 
-    fn non_empty(&self, at: &[&str], v: String, what: &str) -> R<String> {
+    /// A string that is not blank.
+    pub fn non_empty(&self, at: &[&str], v: String, what: &str) -> R<String> {
         if v.trim().is_empty() {
             return Err(self.err(at, format!("{what} is empty")));
         }
         Ok(v)
     }
 
-    fn key(&self, at: &[&str], v: Option<String>) -> R<Option<String>> {
+    /// An optional key column name.
+    pub fn key(&self, at: &[&str], v: Option<String>) -> R<Option<String>> {
         v.map(|k| self.non_empty(at, k, "the key column"))
             .transpose()
     }
@@ -596,12 +703,13 @@ impl Converter<'_> {
         Ok(out)
     }
 
-    fn schema(&self, id: &str, raw: Option<IndexMap<String, String>>) -> R<Option<SchemaSpec>> {
+    /// A source's `schema:`.
+    pub fn schema(&self, id: &str, raw: Option<IndexMap<String, String>>) -> R<Option<SchemaSpec>> {
         self.schema_at(&["sources", id], raw)
     }
 
     /// `schema:` under the YAML path `parent`.
-    fn schema_at(
+    pub fn schema_at(
         &self,
         parent: &[&str],
         raw: Option<IndexMap<String, String>>,
@@ -646,7 +754,8 @@ impl Converter<'_> {
         Ok(Some(SchemaSpec { fields }))
     }
 
-    fn event_time(
+    /// A source's `event_time:`; its column must be in `schema` (when given) and a time.
+    pub fn event_time(
         &self,
         id: &str,
         raw: Option<RawEventTime>,
@@ -711,165 +820,8 @@ impl Converter<'_> {
         }))
     }
 
-    fn source(&self, id: &str, raw: RawSource, pipeline: &str) -> R<SourceSpec> {
-        let at = |k: &'static str| -> [&str; 3] { ["sources", id, k] };
-        Ok(match raw {
-            RawSource::Generator(g) => {
-                let profile = match g.profile {
-                    Some(p) => self.choice(
-                        &at("profile"),
-                        &p,
-                        &[
-                            ("transactions", GeneratorProfile::Transactions),
-                            ("nexmark", GeneratorProfile::Nexmark),
-                        ],
-                        "generator profile",
-                    )?,
-                    None => GeneratorProfile::Transactions,
-                };
-                let rate = self.rate(&at("rate"), g.rate)?;
-                let wall_clock = match g.clock {
-                    Some(c) => self.choice(
-                        &at("clock"),
-                        &c,
-                        &[("synthetic", false), ("wall", true)],
-                        "clock",
-                    )?,
-                    None => false,
-                };
-                SourceSpec::Generator(GeneratorSource {
-                    wall_clock,
-                    profile,
-                    seed: g.seed.unwrap_or(0),
-                    count: g.count,
-                    rate,
-                    batch_size: self.batch_size(&at("batch_size"), g.batch_size)?,
-                    parallelism: self.parallelism(&at("parallelism"), g.parallelism)?,
-                    event_time: self.event_time(id, g.event_time, None)?,
-                })
-            }
-            RawSource::File(f) => {
-                let path = self.path(&at("path"), f.path)?;
-                let format = match f.format {
-                    Some(v) => self.file_format(&at("format"), &v)?,
-                    None => match path
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .map(str::to_ascii_lowercase)
-                        .as_deref()
-                    {
-                        Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
-                        Some("csv") => FileFormat::Csv,
-                        Some("parquet") => FileFormat::Parquet,
-                        _ => {
-                            return Err(self
-                                .err(&["sources", id], format!("source \"{id}\" needs a `format:`"))
-                                .with_hint("add format: jsonl, csv or parquet (it cannot be told from the path)"));
-                        }
-                    },
-                };
-                let schema = self.schema(id, f.schema)?;
-                let event_time = self.event_time(id, f.event_time, schema.as_ref())?;
-                let decode = self.decode(
-                    id,
-                    f.coerce,
-                    f.max_record_bytes,
-                    f.max_depth,
-                    schema.as_ref(),
-                )?;
-                SourceSpec::File(FileSource {
-                    decode,
-                    path,
-                    format,
-                    schema,
-                    header: f.header.unwrap_or(true),
-                    batch_size: self.batch_size(&at("batch_size"), f.batch_size)?,
-                    event_time,
-                })
-            }
-            RawSource::Log(l) => {
-                let topic = self.topic(&at("topic"), l.topic)?;
-                let group = match l.group {
-                    Some(g) => self.safe_name(&at("group"), g, "group name")?,
-                    None => pipeline.to_string(),
-                };
-                let assignor = self.assignor(&at("assignor"), l.assignor, false)?;
-                let start = self.start(&at("start"), l.start)?;
-                let format = self.record_format(&at("format"), l.format)?;
-                let (avro, protobuf) = self.binary_format(
-                    id,
-                    format,
-                    l.schema_registry,
-                    l.avro_schema,
-                    l.proto_schema,
-                )?;
-                let isolation = match l.isolation {
-                    Some(s) => self.choice(
-                        &at("isolation"),
-                        &s,
-                        &[
-                            ("read_committed", LogIsolation::ReadCommitted),
-                            ("read_uncommitted", LogIsolation::ReadUncommitted),
-                        ],
-                        "isolation",
-                    )?,
-                    None => LogIsolation::default(),
-                };
-                let schema = self.schema(id, l.schema)?;
-                let event_time = self.event_time(id, l.event_time, schema.as_ref())?;
-                let key = self.partition_key(&at("key"), l.key, schema.as_ref())?;
-                let decode = self.decode(
-                    id,
-                    l.coerce,
-                    l.max_record_bytes,
-                    l.max_depth,
-                    schema.as_ref(),
-                )?;
-                let session_timeout = match l.session_timeout {
-                    Some(d) => self.duration(&at("session_timeout"), d)?,
-                    None => Duration::from_secs(10),
-                };
-                // Default: Kafka's 5 min, or the session timeout when that is
-                // longer (a member is only taken as stuck after both).
-                let explicit = l.max_poll_interval.is_some();
-                let max_poll_interval = match l.max_poll_interval {
-                    Some(d) => self.duration(&at("max_poll_interval"), d)?,
-                    None => Duration::from_secs(300).max(session_timeout),
-                };
-                if explicit && max_poll_interval <= session_timeout {
-                    return Err(self
-                        .err(
-                            &at("max_poll_interval"),
-                            "`max_poll_interval` must be longer than `session_timeout`",
-                        )
-                        .with_hint("a member's heartbeats cover the session timeout; max_poll_interval bounds a stuck task, e.g. 5m"));
-                }
-                SourceSpec::Log(LogSource {
-                    decode,
-                    key,
-                    topic,
-                    group,
-                    parallelism: self.parallelism(&at("parallelism"), l.parallelism)?,
-                    assignor,
-                    start,
-                    stop_at_end: l.stop_at_end.unwrap_or(false),
-                    rate: self.rate(&at("rate"), l.rate)?,
-                    session_timeout,
-                    max_poll_interval,
-                    format,
-                    avro,
-                    protobuf,
-                    schema,
-                    batch_size: self.batch_size(&at("batch_size"), l.batch_size)?,
-                    event_time,
-                    isolation,
-                })
-            }
-            RawSource::Kafka(k) => self.kafka_source(id, k, pipeline)?,
-        })
-    }
-
-    fn assignor(&self, at: &[&str], v: Option<String>, kafka: bool) -> R<Assignor> {
+    /// `assignor:` of a group member (`kafka`: librdkafka's names).
+    pub fn assignor(&self, at: &[&str], v: Option<String>, kafka: bool) -> R<Assignor> {
         let Some(a) = v else {
             return Ok(Assignor::default());
         };
@@ -886,7 +838,8 @@ impl Converter<'_> {
         self.choice(at, &a, &choices, "assignor")
     }
 
-    fn start(&self, at: &[&str], v: Option<String>) -> R<StartFrom> {
+    /// `start:` — `earliest`, `latest` or `committed`.
+    pub fn start(&self, at: &[&str], v: Option<String>) -> R<StartFrom> {
         match v {
             Some(s) => self.choice(
                 at,
@@ -940,7 +893,7 @@ impl Converter<'_> {
 
     /// How a topic source's binary records are framed and typed: the
     /// registry or schema file of `format: avro` / `format: protobuf`.
-    fn binary_format(
+    pub fn binary_format(
         &self,
         id: &str,
         format: RecordFormat,
@@ -1018,7 +971,7 @@ impl Converter<'_> {
 
     /// How a topic sink's records are encoded: the registry subject of
     /// `format: avro`, the message type (and registry) of `format: protobuf`.
-    fn sink_format(
+    pub fn sink_format(
         &self,
         id: &str,
         topic: &str,
@@ -1075,7 +1028,8 @@ impl Converter<'_> {
         })
     }
 
-    fn record_format(&self, at: &[&str], v: Option<String>) -> R<RecordFormat> {
+    /// `format:` of a topic's records: `json`, `avro` or `protobuf`.
+    pub fn record_format(&self, at: &[&str], v: Option<String>) -> R<RecordFormat> {
         match v {
             Some(f) => self.choice(
                 at,
@@ -1093,7 +1047,7 @@ impl Converter<'_> {
     }
 
     /// `brokers:` — `host:port` entries separated by commas.
-    fn brokers(&self, at: &[&str], v: String) -> R<String> {
+    pub fn brokers(&self, at: &[&str], v: String) -> R<String> {
         let ok = !v.trim().is_empty()
             && v.split(',').all(|b| {
                 let b = b.trim();
@@ -1109,7 +1063,7 @@ impl Converter<'_> {
     }
 
     /// `options:` — librdkafka settings, values as strings.
-    fn kafka_options(
+    pub fn kafka_options(
         &self,
         at: &[&str],
         v: Option<IndexMap<String, Scalar>>,
@@ -1129,101 +1083,8 @@ impl Converter<'_> {
         Ok(out)
     }
 
-    fn kafka_source(&self, id: &str, k: RawKafkaSource, pipeline: &str) -> R<SourceSpec> {
-        let at = |key: &'static str| -> [&str; 3] { ["sources", id, key] };
-        let mut topics = Vec::new();
-        if let Some(t) = k.topic {
-            topics.push(self.topic(&at("topic"), t)?);
-        }
-        for t in k.topics.unwrap_or_default() {
-            topics.push(self.topic(&at("topics"), t)?);
-        }
-        if topics.is_empty() {
-            return Err(self
-                .err(
-                    &["sources", id],
-                    format!("source \"{id}\" needs a `topic:`"),
-                )
-                .with_hint("add topic: NAME (or topics: [A, B])"));
-        }
-        let schema = self.schema(id, k.schema)?;
-        let timestamp_column = match k.timestamp_column {
-            Some(c) => {
-                let c = self.non_empty(&at("timestamp_column"), c, "the column name")?;
-                if schema.as_ref().is_some_and(|s| s.field(&c).is_some()) {
-                    return Err(self
-                        .err(
-                            &at("timestamp_column"),
-                            format!("column `{c}` is already in the schema"),
-                        )
-                        .with_hint("timestamp_column adds a new column; pick another name"));
-                }
-                Some(c)
-            }
-            None => None,
-        };
-        // event_time may name the timestamp column, which the schema lacks.
-        let mut with_ts = schema.clone();
-        if let (Some(s), Some(c)) = (&mut with_ts, &timestamp_column) {
-            s.fields.push(FieldSpec {
-                name: c.clone(),
-                data_type: FieldType::TimestampMs,
-                nullable: false,
-            });
-        }
-        let event_time = self.event_time(id, k.event_time, with_ts.as_ref())?;
-        let key = self.partition_key(&at("key"), k.key, with_ts.as_ref())?;
-        let format = self.record_format(&at("format"), k.format)?;
-        let (avro, protobuf) =
-            self.binary_format(id, format, k.schema_registry, k.avro_schema, k.proto_schema)?;
-        if format != RecordFormat::Json && k.coerce.is_some() {
-            return Err(self
-                .err(
-                    &at("coerce"),
-                    format!(
-                        "`coerce` is for JSON records, not format: {}",
-                        format.name()
-                    ),
-                )
-                .with_hint("remove coerce: Avro and Protobuf values are typed by their schema"));
-        }
-        let decode = self.decode(
-            id,
-            k.coerce,
-            k.max_record_bytes,
-            k.max_depth,
-            schema.as_ref(),
-        )?;
-        Ok(SourceSpec::Kafka(KafkaSource {
-            decode,
-            key,
-            brokers: self.brokers(&at("brokers"), k.brokers)?,
-            topics,
-            group: match k.group {
-                Some(g) => self.safe_name(&at("group"), g, "group name")?,
-                None => pipeline.to_string(),
-            },
-            parallelism: self.parallelism(&at("parallelism"), k.parallelism)?,
-            assignor: self.assignor(&at("assignor"), k.assignor, true)?,
-            start: self.start(&at("start"), k.start)?,
-            stop_at_end: k.stop_at_end.unwrap_or(false),
-            session_timeout: match k.session_timeout {
-                Some(d) => self.duration(&at("session_timeout"), d)?,
-                None => Duration::from_secs(10),
-            },
-            format,
-            avro,
-            protobuf,
-            schema,
-            timestamp_column,
-            batch_size: self.batch_size(&at("batch_size"), k.batch_size)?,
-            event_time,
-            options: self.kafka_options(&at("options"), k.options)?,
-        }))
-    }
-
     /// A rate: `50000/s`, `120/m` or a number per second.
-    fn rate(&self, at: &[&str], raw: Option<Scalar>) -> R<Option<f64>> {
+    pub fn rate(&self, at: &[&str], raw: Option<Scalar>) -> R<Option<f64>> {
         Ok(match raw {
             None => None,
             Some(Scalar::Str(s)) => Some(units::parse_rate(&s).map_err(|m| self.err(at, m))?),
@@ -1233,7 +1094,7 @@ impl Converter<'_> {
     }
 
     /// Topic names follow Kafka's rules: 1..=249 of `[A-Za-z0-9._-]`.
-    fn topic(&self, at: &[&str], t: String) -> R<String> {
+    pub fn topic(&self, at: &[&str], t: String) -> R<String> {
         let ok = !t.is_empty()
             && t.len() <= 249
             && t != "."
@@ -1328,133 +1189,8 @@ impl Converter<'_> {
         Ok(v)
     }
 
-    fn sink(&self, id: &str, raw: RawSink) -> R<SinkSpec> {
-        let at = |k: &'static str| -> [&str; 3] { ["sinks", id, k] };
-        Ok(match raw {
-            RawSink::Stdout(s) => SinkSpec::Stdout(StdoutSink {
-                inputs: s.inputs,
-                format: match s.format {
-                    Some(f) => match self.file_format(&at("format"), &f)? {
-                        FileFormat::Parquet => {
-                            return Err(self
-                                .err(&at("format"), "stdout cannot take Parquet")
-                                .with_hint(
-                                    "use format: jsonl or csv, or a file sink for Parquet",
-                                ));
-                        }
-                        f => f,
-                    },
-                    None => FileFormat::Jsonl,
-                },
-            }),
-            RawSink::File(f) => SinkSpec::File(FileSink {
-                inputs: f.inputs,
-                path: self.path(&at("path"), f.path)?,
-                format: match f.format {
-                    Some(v) => self.file_format(&at("format"), &v)?,
-                    None => FileFormat::Jsonl,
-                },
-                parallelism: self.parallelism(&at("parallelism"), f.parallelism)?,
-                key: self.key(&at("key"), f.key)?,
-            }),
-            RawSink::Log(l) => {
-                let topic = self.topic(&at("topic"), l.topic)?;
-                let format = self.record_format(&at("format"), l.format)?;
-                let (avro, protobuf) =
-                    self.sink_format(id, &topic, format, l.schema_registry, l.proto_schema)?;
-                SinkSpec::Log(LogSink {
-                    inputs: l.inputs,
-                    topic,
-                    partitions: match l.partitions {
-                        Some(p) => {
-                            Some(self.range(&at("partitions"), Some(p), 1, 1, 100_000)? as u32)
-                        }
-                        None => None,
-                    },
-                    key: self.key(&at("key"), l.key)?,
-                    avro,
-                    protobuf,
-                })
-            }
-            RawSink::Kafka(k) => {
-                let topic = self.topic(&at("topic"), k.topic)?;
-                let format = self.record_format(&at("format"), k.format)?;
-                let (avro, protobuf) =
-                    self.sink_format(id, &topic, format, k.schema_registry, k.proto_schema)?;
-                SinkSpec::Kafka(KafkaSink {
-                    inputs: k.inputs,
-                    brokers: self.brokers(&at("brokers"), k.brokers)?,
-                    topic,
-                    key: self.key(&at("key"), k.key)?,
-                    options: self.kafka_options(&at("options"), k.options)?,
-                    avro,
-                    protobuf,
-                })
-            }
-            RawSink::Postgres(p) => {
-                let mode = match p.mode {
-                    Some(m) => self.choice(
-                        &at("mode"),
-                        &m,
-                        &[
-                            ("insert", PostgresMode::Insert),
-                            ("upsert", PostgresMode::Upsert),
-                        ],
-                        "postgres write mode",
-                    )?,
-                    None => PostgresMode::Insert,
-                };
-                let key_columns = p.key_columns.unwrap_or_default();
-                if mode == PostgresMode::Upsert && key_columns.is_empty() {
-                    return Err(self
-                        .err(&at("mode"), "upsert needs `key_columns`")
-                        .with_hint("add key_columns: [id] (the columns of a unique index)"));
-                }
-                if mode == PostgresMode::Insert && !key_columns.is_empty() {
-                    return Err(self
-                        .err(
-                            &at("key_columns"),
-                            "`key_columns` is only used by mode: upsert",
-                        )
-                        .with_hint("add mode: upsert, or remove key_columns"));
-                }
-                SinkSpec::Postgres(PostgresSink {
-                    inputs: p.inputs,
-                    url: self.non_empty(&at("url"), p.url, "the url")?,
-                    table: self.table_name(&at("table"), p.table)?,
-                    mode,
-                    key_columns,
-                    create: p.create.unwrap_or(true),
-                })
-            }
-            RawSink::Redis(r) => {
-                let url = self.non_empty(&at("url"), r.url, "the url")?;
-                self.check_redis_url(&at("url"), &url)?;
-                let key = self.non_empty(&at("key"), r.key, "the key template")?;
-                if let Err(msg) = crate::spec::key_template_columns(&key) {
-                    return Err(self.err(&at("key"), msg).with_hint(
-                        "a text with {column} parts, e.g. key: \"features:card:{card_id}\"",
-                    ));
-                }
-                let ttl = r.ttl.map(|t| self.duration(&at("ttl"), t)).transpose()?;
-                if ttl.is_some_and(|t| t.as_millis() == 0) {
-                    return Err(self
-                        .err(&at("ttl"), "`ttl` must be at least 1ms")
-                        .with_hint("e.g. ttl: 1d, or remove it to keep hashes forever"));
-                }
-                SinkSpec::Redis(RedisSink {
-                    inputs: r.inputs,
-                    url,
-                    key,
-                    fields: r.fields.unwrap_or_default(),
-                    ttl,
-                })
-            }
-        })
-    }
-
     /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
-    fn check_redis_url(&self, at: &[&str], url: &str) -> R<()> {
+    pub fn check_redis_url(&self, at: &[&str], url: &str) -> R<()> {
         if ["redis://", "rediss://", "redis+unix://", "unix://"]
             .iter()
             .any(|p| url.starts_with(p))
@@ -1468,7 +1204,7 @@ impl Converter<'_> {
 
     /// A schema registry's base URL: plain `http://` (the client has no
     /// TLS), without a trailing `/`.
-    fn registry_url(&self, at: &[&str], url: String) -> R<String> {
+    pub fn registry_url(&self, at: &[&str], url: String) -> R<String> {
         let url = self.non_empty(at, url, "the url")?;
         if url.starts_with("https://") {
             return Err(self
@@ -1484,7 +1220,7 @@ impl Converter<'_> {
     }
 
     /// `table:` — `name` or `schema.name`, each an SQL identifier.
-    fn table_name(&self, at: &[&str], t: String) -> R<String> {
+    pub fn table_name(&self, at: &[&str], t: String) -> R<String> {
         let ident = |s: &str| {
             !s.is_empty()
                 && s.len() <= 63

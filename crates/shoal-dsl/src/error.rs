@@ -50,7 +50,7 @@ impl fmt::Display for Location {
 #[derive(Clone, thiserror::Error)]
 #[error("{}", self.one_line())]
 pub struct DslError {
-    /// The file name as given by the user (or to [`parse_str`](crate::parse_str)).
+    /// The file name as given by the user (or to [`parse_str_with`](crate::parse_str_with)).
     pub file: String,
     /// Where in the file the problem is, when known.
     pub location: Option<Location>,

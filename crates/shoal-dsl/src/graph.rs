@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use crate::convert::{Converter, R};
+use crate::convert::{ConfigCx, R};
 use crate::error::DslError;
 use crate::shape::describe;
 use crate::spec::{PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
@@ -14,7 +14,7 @@ use crate::suggest;
 /// At most this many "not read" warnings, then one summary.
 const MAX_WARNINGS: usize = 20;
 
-impl Converter<'_> {
+impl ConfigCx<'_> {
     pub(crate) fn unique_ids(
         &self,
         sources: &IndexMap<String, SourceSpec>,

@@ -3,7 +3,7 @@
 //!
 //! # Main types
 //!
-//! - [`load_file`] / [`parse_str`] read a pipeline file into a [`PipelineSpec`]:
+//! - [`load_file_with`] / [`parse_str_with`] read a pipeline file into a [`PipelineSpec`]:
 //!   `sources`, `transforms` and `sinks` maps keyed by id ([`SourceSpec`],
 //!   [`TransformSpec`], [`SinkSpec`]), plus `checkpoint`, `data_dir` and
 //!   `dead_letter`, with every default filled in.
@@ -14,27 +14,16 @@
 //! - [`PipelineSpec::error_at`] lets later stages (planner, SQL) report their own
 //!   errors at the YAML line of the offending value.
 //!
-//! # Example
+//! # Connectors
 //!
-//! ```
-//! let yaml = r#"
-//! name: large-foreign
-//! sources:
-//!   txns: { type: generator, seed: 42, count: 100000 }
-//! transforms:
-//!   big: { type: filter, inputs: [txns], where: "amount > 1000" }
-//! sinks:
-//!   out: { type: stdout, inputs: [big] }
-//! "#;
-//! let spec = shoal_dsl::parse_str("large.yaml", yaml).unwrap();
-//! assert_eq!(spec.name, "large-foreign");
-//! assert_eq!(spec.topo_order(), ["txns", "big", "out"]);
-//!
-//! let bad = yaml.replace("inputs: [txns]", "inputs: [txn]");
-//! let err = shoal_dsl::parse_str("large.yaml", &bad).unwrap_err();
-//! assert_eq!(err.to_string(), r#"large.yaml:6:33: unknown input "txn""#);
-//! assert_eq!(err.hint.as_deref(), Some(r#"did you mean "txns"?"#));
-//! ```
+//! The DSL knows the shape every `sources:` and `sinks:` entry shares (a map
+//! with a `type:`); the rest of an entry belongs to the connector of that
+//! type, which parses it into its own config ([`connector::FromYaml`], with
+//! the [`connector::ConfigCx`] helpers) behind [`SourceSpec`] / [`SinkSpec`].
+//! The connectors a file may name come in a [`connector::Catalog`]
+//! ([`parse_str_with`], [`load_file_with`]); `shoal_connectors::registry`
+//! is the catalog of the built-in ones, and `shoal_plan::parse_str` /
+//! `shoal_plan::load_file` read a file with it.
 //!
 //! # The file, checked
 //!
@@ -69,6 +58,7 @@
 //! rates `50000/s` or a number ([`parse_rate`]); sizes `64MiB`, `1GB`
 //! ([`parse_size`]).
 
+pub mod connector;
 mod convert;
 mod error;
 mod graph;
@@ -83,16 +73,14 @@ mod units;
 
 pub use convert::{DEFAULT_BATCH_SIZE, DEFAULT_OUTAGE_TIMEOUT, MAX_BATCH_SIZE, MAX_PARALLELISM};
 pub use error::{DslError, Location, Result};
-pub use load::{MAX_FILE_BYTES, load_file, parse_bytes, parse_str};
+pub use load::{MAX_FILE_BYTES, load_file_with, parse_bytes_with, parse_str_with};
 pub use spec::{
     Assignor, AvroSink, AvroSource, CheckpointSpec, Coerce, DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_RECORD_BYTES, DeadLetterSink, DeadLetterSpec, DecodeSpec, DedupTransform,
-    EventTimeSpec, FieldSpec, FieldType, FileFormat, FileSink, FileSource, FilterTransform,
-    GeneratorProfile, GeneratorSource, KafkaSink, KafkaSource, KeyPart, LogIsolation, LogSink,
-    LogSource, LookupCache, LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresMode,
-    PostgresRelation, PostgresSink, ProtoSink, ProtoSource, RecordFormat, RedisSink, SchemaSpec,
-    ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom, StdoutSink, TransformSpec,
-    key_template, key_template_columns,
+    EventTimeSpec, FieldSpec, FieldType, FileFormat, FilterTransform, KeyPart, LookupCache,
+    LookupSource, LookupSpec, ModelFormat, PipelineSpec, PostgresRelation, ProtoSink, ProtoSource,
+    RecordFormat, SchemaSpec, ScoreTransform, SinkSpec, SourceSpec, SqlTransform, StartFrom,
+    TransformSpec, key_template, key_template_columns,
 };
 pub use units::{parse_duration, parse_rate, parse_size};
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use miette::NamedSource;
 
+use crate::connector::Catalog;
 use crate::convert;
 use crate::error::{DslError, Location};
 use crate::positions::PositionMap;
@@ -75,8 +76,8 @@ impl Ctx {
 ///
 /// Rejects, with a [`DslError`] and never a panic: a missing file, a directory, a file
 /// over [`MAX_FILE_BYTES`], bytes that are not UTF-8 text, and everything
-/// [`parse_str`] rejects.
-pub fn load_file(path: &Path) -> Result<PipelineSpec, DslError> {
+/// [`parse_str_with`] rejects. `catalog` names the connectors `type:` may name.
+pub fn load_file_with(path: &Path, catalog: &dyn Catalog) -> Result<PipelineSpec, DslError> {
     let file = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| io_error(&file, &e))?;
     if meta.is_dir() {
@@ -93,7 +94,7 @@ pub fn load_file(path: &Path) -> Result<PipelineSpec, DslError> {
         // comes: wait a while, not forever.
         read_special(path, &file)?
     };
-    let mut spec = parse_bytes(&file, &bytes)?;
+    let mut spec = parse_bytes_with(&file, &bytes, catalog)?;
     spec.file = path.to_path_buf();
     Ok(spec)
 }
@@ -134,7 +135,11 @@ fn read_special(path: &Path, file: &str) -> Result<Vec<u8>, DslError> {
 }
 
 /// Parse a pipeline from raw bytes (checked to be UTF-8 text first).
-pub fn parse_bytes(file_name: &str, bytes: &[u8]) -> Result<PipelineSpec, DslError> {
+pub fn parse_bytes_with(
+    file_name: &str,
+    bytes: &[u8],
+    catalog: &dyn Catalog,
+) -> Result<PipelineSpec, DslError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(too_large(file_name, bytes.len() as u64));
     }
@@ -167,12 +172,16 @@ pub fn parse_bytes(file_name: &str, bytes: &[u8]) -> Result<PipelineSpec, DslErr
             return Err(nul_error(file_name, &source, location_of_byte(bytes, n), n));
         }
     };
-    parse_str(file_name, text)
+    parse_str_with(file_name, text, catalog)
 }
 
 /// Parse a pipeline from text; `file_name` is used in messages and for the default
-/// pipeline name (its stem).
-pub fn parse_str(file_name: &str, text: &str) -> Result<PipelineSpec, DslError> {
+/// pipeline name (its stem); `catalog` names the connectors `type:` may name.
+pub fn parse_str_with(
+    file_name: &str,
+    text: &str,
+    catalog: &dyn Catalog,
+) -> Result<PipelineSpec, DslError> {
     // A UTF-8 byte-order mark is invisible in editors (and confuses serde_yaml).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.len() > MAX_FILE_BYTES {
@@ -217,7 +226,7 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<PipelineSpec, DslError> 
         return Err(duplicate_error(&ctx, &dup));
     }
     match typed {
-        Ok(raw) => convert::convert(raw, &ctx),
+        Ok(raw) => convert::convert(raw, &ctx, catalog),
         Err(e) => Err(shape_error(&ctx, &e)),
     }
 }

@@ -10,9 +10,12 @@ use serde::Deserialize;
 /// A number or a string, for values like `rate: 50000/s` or `max_delay: 5s`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Scalar {
+pub enum Scalar {
+    /// An integer.
     Int(i64),
+    /// A number with a fraction.
     Float(f64),
+    /// Text, such as `5s` or `50000/s`.
     Str(String),
 }
 
@@ -22,9 +25,9 @@ pub(crate) struct RawPipeline {
     pub name: Option<String>,
     pub data_dir: Option<String>,
     pub checkpoint: Option<RawCheckpoint>,
-    pub sources: Option<IndexMap<String, RawSource>>,
+    pub sources: Option<IndexMap<String, serde_yaml::Value>>,
     pub transforms: Option<IndexMap<String, RawTransform>>,
-    pub sinks: Option<IndexMap<String, RawSink>>,
+    pub sinks: Option<IndexMap<String, serde_yaml::Value>>,
     pub dead_letter: Option<RawDeadLetter>,
     pub outage_timeout: Option<Scalar>,
 }
@@ -39,124 +42,45 @@ pub(crate) struct RawCheckpoint {
     pub store: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum RawSource {
-    Generator(RawGenerator),
-    File(RawFileSource),
-    Log(RawLogSource),
-    Kafka(RawKafkaSource),
-}
-
-pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "log", "kafka"];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGenerator {
-    pub profile: Option<String>,
-    pub seed: Option<u64>,
-    pub count: Option<u64>,
-    pub rate: Option<Scalar>,
-    pub batch_size: Option<u64>,
-    pub parallelism: Option<u64>,
-    pub event_time: Option<RawEventTime>,
-    pub clock: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFileSource {
-    pub path: String,
-    pub format: Option<String>,
-    pub schema: Option<IndexMap<String, String>>,
-    pub header: Option<bool>,
-    pub batch_size: Option<u64>,
-    pub event_time: Option<RawEventTime>,
-    pub coerce: Option<RawCoerce>,
-    pub max_record_bytes: Option<Scalar>,
-    pub max_depth: Option<u64>,
-}
-
 /// `coerce: true | false | [field, ...]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum RawCoerce {
+pub enum RawCoerce {
+    /// Every declared field, or none.
     All(bool),
+    /// These fields.
     Fields(Vec<String>),
 }
 
+/// `proto_schema: { file, message }` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawLogSource {
-    pub topic: String,
-    pub group: Option<String>,
-    pub parallelism: Option<u64>,
-    pub assignor: Option<String>,
-    pub start: Option<String>,
-    pub stop_at_end: Option<bool>,
-    pub session_timeout: Option<Scalar>,
-    pub max_poll_interval: Option<Scalar>,
-    pub rate: Option<Scalar>,
-    pub format: Option<String>,
-    pub schema: Option<IndexMap<String, String>>,
-    pub batch_size: Option<u64>,
-    pub event_time: Option<RawEventTime>,
-    pub isolation: Option<String>,
-    pub key: Option<String>,
-    pub coerce: Option<RawCoerce>,
-    pub max_record_bytes: Option<Scalar>,
-    pub max_depth: Option<u64>,
-    pub schema_registry: Option<RawSchemaRegistry>,
-    pub avro_schema: Option<String>,
-    pub proto_schema: Option<RawProtoSchema>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawKafkaSource {
-    pub brokers: String,
-    pub topic: Option<String>,
-    pub topics: Option<Vec<String>>,
-    pub group: Option<String>,
-    pub parallelism: Option<u64>,
-    pub assignor: Option<String>,
-    pub start: Option<String>,
-    pub stop_at_end: Option<bool>,
-    pub session_timeout: Option<Scalar>,
-    pub format: Option<String>,
-    pub schema: Option<IndexMap<String, String>>,
-    pub timestamp_column: Option<String>,
-    pub batch_size: Option<u64>,
-    pub event_time: Option<RawEventTime>,
-    pub options: Option<IndexMap<String, Scalar>>,
-    pub key: Option<String>,
-    pub schema_registry: Option<RawSchemaRegistry>,
-    pub avro_schema: Option<String>,
-    pub proto_schema: Option<RawProtoSchema>,
-    pub coerce: Option<RawCoerce>,
-    pub max_record_bytes: Option<Scalar>,
-    pub max_depth: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawProtoSchema {
+pub struct RawProtoSchema {
+    /// The `.proto` file.
     pub file: String,
+    /// The message type, e.g. `pkg.Txn`.
     pub message: String,
 }
 
+/// `schema_registry: { url, subject }` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawSchemaRegistry {
+pub struct RawSchemaRegistry {
+    /// The registry's base URL.
     pub url: String,
+    /// The subject a sink registers under.
     pub subject: Option<String>,
 }
 
+/// `event_time: { column, max_delay, idle_timeout }` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawEventTime {
+pub struct RawEventTime {
+    /// The event-time column.
     pub column: String,
+    /// How far out of order records may arrive.
     pub max_delay: Option<Scalar>,
+    /// After how long without records a partition stops holding time back.
     pub idle_timeout: Option<Scalar>,
 }
 
@@ -234,82 +158,6 @@ pub(crate) struct RawDedup {
     pub time: String,
     pub within: Scalar,
     pub parallelism: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum RawSink {
-    Stdout(RawStdoutSink),
-    File(RawFileSink),
-    Log(RawLogSink),
-    Kafka(RawKafkaSink),
-    Postgres(RawPostgresSink),
-    Redis(RawRedisSink),
-}
-
-pub(crate) const SINK_TYPES: &[&str] = &["stdout", "file", "log", "kafka", "postgres", "redis"];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStdoutSink {
-    pub inputs: Vec<String>,
-    pub format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFileSink {
-    pub inputs: Vec<String>,
-    pub path: String,
-    pub format: Option<String>,
-    pub parallelism: Option<u64>,
-    pub key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawLogSink {
-    pub inputs: Vec<String>,
-    pub topic: String,
-    pub partitions: Option<u64>,
-    pub key: Option<String>,
-    pub format: Option<String>,
-    pub schema_registry: Option<RawSchemaRegistry>,
-    pub proto_schema: Option<RawProtoSchema>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawKafkaSink {
-    pub inputs: Vec<String>,
-    pub brokers: String,
-    pub topic: String,
-    pub key: Option<String>,
-    pub options: Option<IndexMap<String, Scalar>>,
-    pub format: Option<String>,
-    pub schema_registry: Option<RawSchemaRegistry>,
-    pub proto_schema: Option<RawProtoSchema>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawPostgresSink {
-    pub inputs: Vec<String>,
-    pub url: String,
-    pub table: String,
-    pub mode: Option<String>,
-    pub key_columns: Option<Vec<String>>,
-    pub create: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRedisSink {
-    pub inputs: Vec<String>,
-    pub url: String,
-    pub key: String,
-    pub fields: Option<Vec<String>>,
-    pub ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -158,9 +158,7 @@ fn section_kind(path: &[String]) -> &'static str {
 
 fn types_for(path: &[String]) -> &'static [&'static str] {
     match path.first().map(String::as_str) {
-        Some("sources") => raw::SOURCE_TYPES,
         Some("transforms") => raw::TRANSFORM_TYPES,
-        Some("sinks") => raw::SINK_TYPES,
         Some("dead_letter") => raw::DEAD_LETTER_TYPES,
         _ => &[],
     }
@@ -169,9 +167,14 @@ fn types_for(path: &[String]) -> &'static [&'static str] {
 /// Rewrite a serde shape error (unknown key, bad `type:`, wrong value type) into a
 /// friendly message at the offending key or value.
 pub(crate) fn shape_error(ctx: &Ctx, e: &serde_yaml::Error) -> DslError {
-    let full = e.to_string();
     let serde_loc = e.location().map(|l| Location::new(l.line(), l.column()));
-    let (msg_path, msg) = split_path_and_message(&strip_marks(&full));
+    shape_error_in(ctx, &e.to_string(), serde_loc)
+}
+
+/// [`shape_error`] from serde's message (`path: message`) and, when serde
+/// knew it, its location.
+pub(crate) fn shape_error_in(ctx: &Ctx, full: &str, serde_loc: Option<Location>) -> DslError {
+    let (msg_path, msg) = split_path_and_message(&strip_marks(full));
     let pos = &ctx.positions;
     // The node serde was at: the deepest node at serde's location under its path.
     let anchor: Vec<String> = serde_loc

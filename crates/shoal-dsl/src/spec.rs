@@ -14,6 +14,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use miette::NamedSource;
 
+use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::{DslError, Location};
 use crate::positions::PositionMap;
 
@@ -233,133 +234,98 @@ impl Default for CheckpointSpec {
     }
 }
 
-/// A source (`sources:` entry), selected by `type:`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
-    /// `type: generator` — synthetic records.
-    Generator(GeneratorSource),
-    /// `type: file` — a JSON-lines or CSV file (or a directory of them).
-    File(FileSource),
-    /// `type: log` — a topic of the embedded partitioned log, read as a consumer group.
-    Log(LogSource),
-    /// `type: kafka` — Kafka topics, read as a member of a Kafka consumer group.
-    Kafka(KafkaSource),
-}
+/// A source (`sources:` entry): the config of the connector its `type:` names.
+#[derive(Debug, Clone)]
+pub struct SourceSpec(Arc<dyn SourceConfig>);
 
 impl SourceSpec {
-    /// How many parallel readers (generator tasks, group members); 1 for files.
+    /// Wrap a connector's config.
+    pub fn new(config: Arc<dyn SourceConfig>) -> Self {
+        Self(config)
+    }
+
+    /// The connector's config.
+    pub fn config(&self) -> &dyn SourceConfig {
+        self.0.as_ref()
+    }
+
+    /// The config as the connector's own type, if it is a `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// How many parallel readers (tasks, group members).
     pub fn parallelism(&self) -> usize {
-        match self {
-            SourceSpec::Generator(g) => g.parallelism,
-            SourceSpec::File(_) => 1,
-            SourceSpec::Log(l) => l.parallelism,
-            SourceSpec::Kafka(l) => l.parallelism,
-        }
+        self.0.parallelism()
     }
 
     /// The event-time settings, if any.
     pub fn event_time(&self) -> Option<&EventTimeSpec> {
-        match self {
-            SourceSpec::Generator(g) => g.event_time.as_ref(),
-            SourceSpec::File(f) => f.event_time.as_ref(),
-            SourceSpec::Log(l) => l.event_time.as_ref(),
-            SourceSpec::Kafka(l) => l.event_time.as_ref(),
-        }
+        self.0.event_time()
     }
 
-    /// Records per batch.
-    pub fn batch_size(&self) -> usize {
-        match self {
-            SourceSpec::Generator(g) => g.batch_size,
-            SourceSpec::File(f) => f.batch_size,
-            SourceSpec::Log(l) => l.batch_size,
-            SourceSpec::Kafka(l) => l.batch_size,
-        }
-    }
-
-    /// The declared schema, if any (generators have a fixed one per profile).
+    /// The declared schema, if any.
     pub fn schema(&self) -> Option<&SchemaSpec> {
-        match self {
-            SourceSpec::Generator(_) => None,
-            SourceSpec::File(f) => f.schema.as_ref(),
-            SourceSpec::Log(l) => l.schema.as_ref(),
-            SourceSpec::Kafka(l) => l.schema.as_ref(),
-        }
+        self.0.schema()
     }
 
-    /// The YAML `type:` value: `generator`, `file` or `log`.
+    /// The YAML `type:` value.
     pub fn kind(&self) -> &'static str {
-        match self {
-            SourceSpec::Generator(_) => "generator",
-            SourceSpec::File(_) => "file",
-            SourceSpec::Log(_) => "log",
-            SourceSpec::Kafka(_) => "kafka",
-        }
+        self.0.kind()
     }
 }
 
-/// `type: generator`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeneratorSource {
-    /// `profile:` which records to make; default `transactions`.
-    pub profile: GeneratorProfile,
-    /// `seed:` of the random generator; default 0. Same seed, same records.
-    pub seed: u64,
-    /// `count:` records to make; `None` = unbounded.
-    pub count: Option<u64>,
-    /// `rate:` records per second (`50000/s` or a number); `None` = as fast as possible.
-    pub rate: Option<f64>,
-    /// `batch_size:` records per batch; default 8192.
-    pub batch_size: usize,
-    /// `parallelism:` generator tasks; default 1.
-    pub parallelism: usize,
-    /// `event_time:`.
-    pub event_time: Option<EventTimeSpec>,
-    /// `clock: wall` — event times are the wall clock when a record is made
-    /// (in order), for measuring event-to-output latency; default
-    /// `synthetic` (a fixed start, 10 ms per record, up to 2 s out of order,
-    /// so the same seed gives the same records).
-    pub wall_clock: bool,
-}
-
-/// What a generator makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum GeneratorProfile {
-    /// Card transactions: `txn_id, card_id, merchant_id, amount, country, ts`.
-    #[default]
-    Transactions,
-    /// The Nexmark auction stream: persons, auctions and bids (1 : 3 : 46)
-    /// in one table with an `event_type` column.
-    Nexmark,
-}
-
-impl GeneratorProfile {
-    /// The YAML name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            GeneratorProfile::Transactions => "transactions",
-            GeneratorProfile::Nexmark => "nexmark",
-        }
+impl PartialEq for SourceSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_as(other.0.as_any())
     }
 }
 
-/// `type: file`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileSource {
-    /// `path:` a file or a directory of files.
-    pub path: PathBuf,
-    /// `format:` `jsonl` (alias `json`) or `csv`; default from the path's extension.
-    pub format: FileFormat,
-    /// `schema:`; `None` = infer.
-    pub schema: Option<SchemaSpec>,
-    /// `header:` CSV only: the first line names the columns; default true.
-    pub header: bool,
-    /// `batch_size:`; default 8192.
-    pub batch_size: usize,
-    /// `event_time:`.
-    pub event_time: Option<EventTimeSpec>,
-    /// `coerce:`, `max_record_bytes:`, `max_depth:` — how records decode.
-    pub decode: DecodeSpec,
+/// A sink (`sinks:` entry): the config of the connector its `type:` names.
+#[derive(Debug, Clone)]
+pub struct SinkSpec(Arc<dyn SinkConfig>);
+
+impl SinkSpec {
+    /// Wrap a connector's config.
+    pub fn new(config: Arc<dyn SinkConfig>) -> Self {
+        Self(config)
+    }
+
+    /// The connector's config.
+    pub fn config(&self) -> &dyn SinkConfig {
+        self.0.as_ref()
+    }
+
+    /// The config as the connector's own type, if it is a `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// The ids it reads.
+    pub fn inputs(&self) -> &[String] {
+        self.0.inputs()
+    }
+
+    /// Parallel writers.
+    pub fn parallelism(&self) -> usize {
+        self.0.parallelism()
+    }
+
+    /// The column its input is partitioned by across writers, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.0.key()
+    }
+
+    /// The YAML `type:` value.
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+}
+
+impl PartialEq for SinkSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_as(other.0.as_any())
+    }
 }
 
 /// Default `max_record_bytes:` (1 MiB).
@@ -413,119 +379,6 @@ impl Coerce {
             Coerce::Fields(f) => f.iter().any(|n| n == field),
         }
     }
-}
-
-/// `type: log` — a consumer-group member set on an embedded-log topic.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogSource {
-    /// `topic:`.
-    pub topic: String,
-    /// `group:` consumer group; default: the pipeline name.
-    pub group: String,
-    /// `parallelism:` group members; default 1.
-    pub parallelism: usize,
-    /// `assignor:`; default `cooperative-sticky`.
-    pub assignor: Assignor,
-    /// `start:` where to start without a committed offset; default `committed`.
-    pub start: StartFrom,
-    /// `stop_at_end:` stop at the end offsets seen at start; default false.
-    pub stop_at_end: bool,
-    /// `session_timeout:` a member silent this long is expelled from the group
-    /// and its partitions move to the others; default `10s`.
-    pub session_timeout: Duration,
-    /// `max_poll_interval:` a member that has not polled its assignment
-    /// this long is taken as stuck: its heartbeats stop and the group
-    /// expels it (Kafka's `max.poll.interval.ms`); default `5m`, or
-    /// `session_timeout` when that is longer.
-    pub max_poll_interval: Duration,
-    /// `rate:` at most this many records per second over all members
-    /// (throttles a backfill); default unlimited.
-    pub rate: Option<f64>,
-    /// `format:` of the records: `json` (default), `avro` or `protobuf`.
-    pub format: RecordFormat,
-    /// With `format: avro`: the registry or schema file.
-    pub avro: Option<AvroSource>,
-    /// With `format: protobuf`: the registry, or the `.proto` file and message.
-    pub protobuf: Option<ProtoSource>,
-    /// `schema:`; `None` = infer.
-    pub schema: Option<SchemaSpec>,
-    /// `batch_size:`; default 8192.
-    pub batch_size: usize,
-    /// `event_time:`.
-    pub event_time: Option<EventTimeSpec>,
-    /// `isolation:` which transactional records to read; default
-    /// `read_committed`.
-    pub isolation: LogIsolation,
-    /// `key:` the column the topic is partitioned by (a `log` sink with
-    /// that `key:` wrote it). Operators whose state is split by it keep it
-    /// per partition: it restores at any parallelism.
-    pub key: Option<String>,
-    /// `coerce:`, `max_record_bytes:`, `max_depth:` — how records decode.
-    pub decode: DecodeSpec,
-}
-
-/// Which records of transactional log sinks a log source reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum LogIsolation {
-    /// `read_committed`: only committed transactions (exactly-once downstream).
-    #[default]
-    ReadCommitted,
-    /// `read_uncommitted`: also records of open and aborted transactions.
-    ReadUncommitted,
-}
-
-impl LogIsolation {
-    /// The YAML name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            LogIsolation::ReadCommitted => "read_committed",
-            LogIsolation::ReadUncommitted => "read_uncommitted",
-        }
-    }
-}
-
-/// `type: kafka` — a member (per instance) of a Kafka consumer group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KafkaSource {
-    /// `brokers:` bootstrap servers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// `topic:` or `topics:` (non-empty).
-    pub topics: Vec<String>,
-    /// `group:` consumer group; default: the pipeline name.
-    pub group: String,
-    /// `parallelism:` group members in this process; default 1.
-    pub parallelism: usize,
-    /// `assignor:` `range`, `round-robin` or `cooperative-sticky`; default `cooperative-sticky`.
-    pub assignor: Assignor,
-    /// `start:` where a partition without a checkpointed or committed position starts; default `committed`.
-    pub start: StartFrom,
-    /// `stop_at_end:` stop once caught up with the end offsets seen at start; default false.
-    pub stop_at_end: bool,
-    /// `session_timeout:` the group's `session.timeout.ms`; default `10s`.
-    pub session_timeout: Duration,
-    /// `format:` of the record values: `json` (default), `avro` or `protobuf`.
-    pub format: RecordFormat,
-    /// With `format: avro`: the registry or schema file.
-    pub avro: Option<AvroSource>,
-    /// With `format: protobuf`: the registry, or the `.proto` file and message.
-    pub protobuf: Option<ProtoSource>,
-    /// JSON typing and record limits (`coerce`, `max_record_bytes`, `max_depth`).
-    pub decode: DecodeSpec,
-    /// `schema:` of the record values (required).
-    pub schema: Option<SchemaSpec>,
-    /// `timestamp_column:` add the record timestamp as a `timestamp_ms` column of this name.
-    pub timestamp_column: Option<String>,
-    /// `batch_size:`; default 8192.
-    pub batch_size: usize,
-    /// `event_time:`.
-    pub event_time: Option<EventTimeSpec>,
-    /// `options:` librdkafka settings passed through (SASL, TLS, ...).
-    pub options: Vec<(String, String)>,
-    /// `key:` the column the topic is partitioned by (every record of one
-    /// value is in one partition). Operators whose state is split by it
-    /// keep that state per partition, and it follows the partition to
-    /// whichever process of the group reads it.
-    pub key: Option<String>,
 }
 
 /// Partition assignment strategy of a consumer group (Kafka names).
@@ -938,134 +791,6 @@ pub struct DedupTransform {
     pub parallelism: usize,
 }
 
-/// A sink (`sinks:` entry), selected by `type:`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
-    /// `type: stdout`.
-    Stdout(StdoutSink),
-    /// `type: file`.
-    File(FileSink),
-    /// `type: log`.
-    Log(LogSink),
-    /// `type: kafka`.
-    Kafka(KafkaSink),
-    /// `type: postgres`.
-    Postgres(PostgresSink),
-    /// `type: redis`.
-    Redis(RedisSink),
-}
-
-impl SinkSpec {
-    /// The ids it reads.
-    pub fn inputs(&self) -> &[String] {
-        match self {
-            SinkSpec::Stdout(s) => &s.inputs,
-            SinkSpec::File(s) => &s.inputs,
-            SinkSpec::Log(s) => &s.inputs,
-            SinkSpec::Kafka(s) => &s.inputs,
-            SinkSpec::Postgres(s) => &s.inputs,
-            SinkSpec::Redis(s) => &s.inputs,
-        }
-    }
-
-    /// Parallel writers; 1 unless set (only file sinks have `parallelism:`).
-    pub fn parallelism(&self) -> usize {
-        match self {
-            SinkSpec::File(s) => s.parallelism,
-            SinkSpec::Stdout(_)
-            | SinkSpec::Log(_)
-            | SinkSpec::Kafka(_)
-            | SinkSpec::Postgres(_)
-            | SinkSpec::Redis(_) => 1,
-        }
-    }
-
-    /// The partitioning/record key column.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            SinkSpec::Stdout(_) | SinkSpec::Postgres(_) | SinkSpec::Redis(_) => None,
-            SinkSpec::Kafka(s) => s.key.as_deref(),
-            SinkSpec::File(s) => s.key.as_deref(),
-            SinkSpec::Log(s) => s.key.as_deref(),
-        }
-    }
-
-    /// The YAML `type:` value: `stdout`, `file` or `log`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkSpec::Stdout(_) => "stdout",
-            SinkSpec::File(_) => "file",
-            SinkSpec::Log(_) => "log",
-            SinkSpec::Kafka(_) => "kafka",
-            SinkSpec::Postgres(_) => "postgres",
-            SinkSpec::Redis(_) => "redis",
-        }
-    }
-}
-
-/// `type: stdout`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StdoutSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `format:`; default `jsonl`.
-    pub format: FileFormat,
-}
-
-/// `type: file` — a directory where committed files appear atomically.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `path:` the output directory.
-    pub path: PathBuf,
-    /// `format:`; default `jsonl`.
-    pub format: FileFormat,
-    /// `parallelism:` writers; default 1.
-    pub parallelism: usize,
-    /// `key:` partitioning column between writers.
-    pub key: Option<String>,
-}
-
-/// `type: log` — append to a topic of the embedded log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `topic:`.
-    pub topic: String,
-    /// `partitions:` to create the topic with if it does not exist.
-    pub partitions: Option<u32>,
-    /// `key:` column used as the record key (and so the partition).
-    pub key: Option<String>,
-    /// `format: avro` with `schema_registry:`: Avro records in the
-    /// Confluent wire format; `None` = JSON (or Protobuf).
-    pub avro: Option<AvroSink>,
-    /// `format: protobuf`: the message type, and where it is registered.
-    pub protobuf: Option<ProtoSink>,
-}
-
-/// `type: kafka` — produce JSON records to a Kafka topic; transactional
-/// (one transaction per checkpoint) when the pipeline checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `brokers:` bootstrap servers.
-    pub brokers: String,
-    /// `topic:` (must exist).
-    pub topic: String,
-    /// `key:` column used as the record key (and so the partition).
-    pub key: Option<String>,
-    /// `options:` librdkafka producer settings passed through.
-    pub options: Vec<(String, String)>,
-    /// `format: avro` with `schema_registry:`: records in the Confluent
-    /// wire format under a schema the sink registers; `None` = JSON.
-    pub avro: Option<AvroSink>,
-    /// `format: protobuf`: the message type, and where it is registered.
-    pub protobuf: Option<ProtoSink>,
-}
-
 /// The messages a `format: protobuf` sink writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtoSink {
@@ -1085,40 +810,6 @@ pub struct AvroSink {
     pub url: String,
     /// The subject; default `<topic>-value` (TopicNameStrategy).
     pub subject: String,
-}
-
-/// `type: postgres` — write rows to a table, exactly once per checkpoint epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `url:` `postgres://user@host:port/db` (libpq-style key=value also accepted).
-    pub url: String,
-    /// `table:` target table, optionally `schema.table`.
-    pub table: String,
-    /// `mode:` `insert` (default) or `upsert`.
-    pub mode: PostgresMode,
-    /// `key_columns:` the conflict key of `upsert` (a unique index must exist).
-    pub key_columns: Vec<String>,
-    /// `create:` create the table from the input schema when missing; default true.
-    pub create: bool,
-}
-
-/// `type: redis` — write each row as a Redis hash; with checkpoints each
-/// epoch is applied atomically once its checkpoint completes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSink {
-    /// `inputs:` (non-empty).
-    pub inputs: Vec<String>,
-    /// `url:` `redis://host:port/db` (or `rediss://`, `redis+unix://`).
-    pub url: String,
-    /// `key:` the hash's key, a template such as `features:card:{card_id}`
-    /// whose `{column}` parts are replaced by the row's values.
-    pub key: String,
-    /// `fields:` the columns written as hash fields; empty = every column.
-    pub fields: Vec<String>,
-    /// `ttl:` expire each written hash this long after its last write.
-    pub ttl: Option<Duration>,
 }
 
 /// One part of a key template (see [`key_template`]).
@@ -1191,16 +882,6 @@ pub fn key_template_columns(template: &str) -> Result<Vec<String>, String> {
             KeyPart::Text(_) => None,
         })
         .collect())
-}
-
-/// How a Postgres sink writes rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PostgresMode {
-    /// `insert`: append every row (`COPY`).
-    #[default]
-    Insert,
-    /// `upsert`: `INSERT ... ON CONFLICT (key_columns) DO UPDATE`; the last row per key in an epoch wins.
-    Upsert,
 }
 
 /// `dead_letter:` — where records that cannot be decoded or processed go.

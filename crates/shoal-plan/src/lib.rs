@@ -20,3 +20,4 @@ mod score;
 pub use lock::{LockError, RunLock};
 pub use node::{NodeState, PlanEdge, PlanNode};
 pub use planner::{Plan, PlanOptions, plan};
+pub use shoal_connectors::registry::{load_file, parse_bytes, parse_str, registry};

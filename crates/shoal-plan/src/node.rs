@@ -3,6 +3,8 @@
 use arrow::datatypes::SchemaRef;
 use shoal_runtime::{NodeRole, Partitioning};
 
+use shoal_connectors::connector::{SinkCapabilities, SourceCapabilities};
+
 use crate::build::Builder;
 
 /// An input edge of a planned node.
@@ -46,4 +48,22 @@ pub struct NodeState {
     /// Kept per partition of this source, whose topic is partitioned by
     /// this key column: the state follows the partition between processes.
     pub by_partition: Option<(String, String)>,
+}
+
+impl PlanNode {
+    /// What a source node needs from the job and offers to it.
+    pub(crate) fn source_capabilities(&self) -> Option<SourceCapabilities> {
+        match &self.builder {
+            Builder::Source(t) => Some(t.capabilities()),
+            _ => None,
+        }
+    }
+
+    /// What a sink node needs from the job and offers to it.
+    pub(crate) fn sink_capabilities(&self) -> Option<SinkCapabilities> {
+        match &self.builder {
+            Builder::Sink(t) => Some(t.capabilities()),
+            _ => None,
+        }
+    }
 }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use shoal_connectors::file::file_source_schema;
-use shoal_connectors::generator::generator_schema;
+use shoal_connectors::connector::{Partitioned, PlanCx, PlannedSink, PlannedSource};
+use shoal_connectors::registry::registry;
 use shoal_connectors::schema::arrow_schema;
 use shoal_dsl::{DslError, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use shoal_runtime::{NodeRole, Partitioning};
@@ -55,6 +55,8 @@ pub struct Plan {
     /// Restore this savepoint instead of the newest checkpoint (`shoal run
     /// --from-savepoint NAME`).
     pub from_savepoint: Option<String>,
+    /// Relative paths of the pipeline are resolved against this directory.
+    pub(crate) base_dir: PathBuf,
     pub(crate) dead_letter_builder: crate::build::DeadLetterBuilder,
 }
 
@@ -109,10 +111,14 @@ pub fn plan(spec: &PipelineSpec, opts: &PlanOptions) -> Result<Plan, DslError> {
             timeout: c.timeout,
             store: store.clone(),
             // Kafka sources are the ones whose processes share a job.
-            store_shared: nodes.iter().any(|n| matches!(n.builder, Builder::Kafka(_))),
+            store_shared: nodes.iter().any(|n| {
+                n.source_capabilities()
+                    .is_some_and(|c| c.kafka_group.is_some())
+            }),
         });
     Ok(Plan {
         from_savepoint: None,
+        base_dir: opts.base_dir.clone(),
         name: spec.name.clone(),
         nodes,
         data_dir,
@@ -149,45 +155,46 @@ fn upstream_sources<'a>(nodes: &'a [PlanNode], id: &str, out: &mut Vec<&'a PlanN
 /// naming the operator and the fix.
 fn shard_state(spec: &PipelineSpec, nodes: &mut [PlanNode]) -> Result<(), DslError> {
     let multi_process = spec.checkpoint.is_some()
-        && nodes
-            .iter()
-            .any(|n| matches!(n.builder, Builder::KafkaSink(_) | Builder::PostgresSink(_)));
+        && nodes.iter().any(|n| {
+            n.sink_capabilities()
+                .is_some_and(|c| c.owns_offsets.is_some())
+        });
     for i in 0..nodes.len() {
         let Some(state) = &nodes[i].state else {
             continue;
         };
         let mut sources = Vec::new();
         upstream_sources(nodes, &nodes[i].id, &mut sources);
-        // A `log` source (one topic, one process) keyed like the operator:
-        // state per partition, restorable at any parallelism.
-        if let ([src], Builder::Log(l)) = (sources.as_slice(), &sources[0].builder)
+        let partitioned: Vec<(&str, Partitioned)> = sources
+            .iter()
+            .filter_map(|s| Some((s.id.as_str(), s.source_capabilities()?.partitions?)))
+            .collect();
+        // A source of this process alone (an embedded-log topic) keyed like
+        // the operator: state per partition, restorable at any parallelism.
+        if let ([_], [(src_id, p)]) = (sources.as_slice(), partitioned.as_slice())
+            && !p.shared
             && spec.checkpoint.is_some()
-            && l.key.as_ref().is_some_and(|key| state.keys.contains(key))
+            && p.key.as_ref().is_some_and(|key| state.keys.contains(key))
         {
-            let by = (src.id.clone(), l.key.clone().expect("checked"));
+            let by = (src_id.to_string(), p.key.clone().expect("checked"));
             nodes[i].state.as_mut().expect("stateful").by_partition = Some(by);
             for e in &mut nodes[i].inputs {
                 e.partitioning = Partitioning::Shard;
             }
             continue;
         }
-        let kafka: Vec<(&str, &shoal_dsl::KafkaSource)> = sources
-            .iter()
-            .filter_map(|s| match &s.builder {
-                Builder::Kafka(k) => Some((s.id.as_str(), k)),
-                _ => None,
-            })
-            .collect();
-        if kafka.is_empty() || spec.checkpoint.is_none() {
+        let shared: Vec<&(&str, Partitioned)> =
+            partitioned.iter().filter(|(_, p)| p.shared).collect();
+        if shared.is_empty() || spec.checkpoint.is_none() {
             continue;
         }
         let id = nodes[i].id.clone();
-        let (src_id, k) = kafka[0];
+        let (src_id, k) = (shared[0].0.to_string(), shared[0].1.clone());
         let aligned = sources.len() == 1
             && k.topics.len() == 1
             && k.key.as_ref().is_some_and(|key| state.keys.contains(key));
         if aligned {
-            let by = (src_id.to_string(), k.key.clone().expect("aligned"));
+            let by = (src_id, k.key.clone().expect("aligned"));
             nodes[i].state.as_mut().expect("stateful").by_partition = Some(by);
             for e in &mut nodes[i].inputs {
                 e.partitioning = Partitioning::Shard;
@@ -303,146 +310,23 @@ pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// A `proto_schema` file of a source, compiled now (its path resolved): a
-/// file that does not compile, a message it lacks, or a declared column the
-/// message cannot fill is a plan error at its YAML key.
-fn check_proto_source(
-    spec: &PipelineSpec,
-    id: &str,
-    proto: &mut Option<shoal_dsl::ProtoSource>,
-    values: &shoal_dsl::SchemaSpec,
-    opts: &PlanOptions,
-) -> Result<(), DslError> {
-    let Some(shoal_dsl::ProtoSource::SchemaFile { path, message }) = proto else {
-        return Ok(());
-    };
-    *path = resolve(&opts.base_dir, path);
-    let m = proto_message(spec, &["sources", id], path, message)?;
-    shoal_connectors::protobuf::check_columns(&shoal_connectors::schema::arrow_schema(values), m)
-        .map_err(|e| spec.error_at(&["sources", id, "schema"], e, None))
-}
-
-/// A `proto_schema` file of a sink, compiled now (its path resolved): every
-/// input column must have a field of a type it can fill.
-fn check_proto_sink(
-    spec: &PipelineSpec,
-    id: &str,
-    proto: &mut Option<shoal_dsl::ProtoSink>,
-    schema: &SchemaRef,
-    opts: &PlanOptions,
-) -> Result<(), DslError> {
-    let Some(p) = proto else {
-        return Ok(());
-    };
-    p.path = resolve(&opts.base_dir, &p.path);
-    let m = proto_message(spec, &["sinks", id], &p.path, &p.message)?;
-    shoal_connectors::protobuf::encode::check_columns(schema, &m).map_err(|e| {
-        spec.error_at(
-            &["sinks", id, "proto_schema"],
-            e,
-            Some(
-                "select only the columns the message has (a sql transform before the sink)".into(),
-            ),
-        )
-    })?;
-    Ok(())
-}
-
-/// Compile `path` and find `message`, errors at `proto_schema.file` or
-/// `proto_schema.message` under `at`.
-fn proto_message(
-    spec: &PipelineSpec,
-    at: &[&str; 2],
-    path: &Path,
-    message: &str,
-) -> Result<shoal_connectors::protobuf::MessageDescriptor, DslError> {
-    let pool = shoal_connectors::protobuf::compile_file(path)
-        .map_err(|e| spec.error_at(&[at[0], at[1], "proto_schema", "file"], e, None))?;
-    shoal_connectors::protobuf::find_message(&pool, message, path)
-        .map_err(|e| spec.error_at(&[at[0], at[1], "proto_schema", "message"], e, None))
-}
-
 fn plan_source(
     spec: &PipelineSpec,
     id: &str,
     src: &SourceSpec,
     opts: &PlanOptions,
 ) -> Result<PlanNode, DslError> {
-    let at = |key: &str, msg: String| spec.error_at(&["sources", id, key], msg, None);
-    let (schema, detail, builder) = match src {
-        SourceSpec::Generator(g) => {
-            let detail = format!(
-                "profile={} seed={} count={} rate={}",
-                g.profile.name(),
-                g.seed,
-                g.count.map_or("unbounded".to_string(), |c| c.to_string()),
-                g.rate.map_or("max".to_string(), |r| format!("{r}/s"))
-            );
-            (
-                generator_schema(g.profile),
-                detail,
-                Builder::Generator(g.clone()),
-            )
-        }
-        SourceSpec::File(f) => {
-            let schema =
-                file_source_schema(f, &opts.base_dir).map_err(|e| at("path", e.to_string()))?;
-            let detail = format!("{} {}", f.format.name(), f.path.display());
-            (
-                schema,
-                detail,
-                Builder::File {
-                    spec: f.clone(),
-                    base_dir: opts.base_dir.clone(),
-                },
-            )
-        }
-        SourceSpec::Log(l) => {
-            let schema = match &l.schema {
-                Some(s) => arrow_schema(s),
-                None => {
-                    return Err(spec.error_at(
-                        &["sources", id],
-                        "a log source needs a `schema`",
-                        Some("declare the record fields, e.g. schema: { card_id: int64, amount: float64 }".into()),
-                    ));
-                }
-            };
-            let detail = format!(
-                "topic={} group={} start={}",
-                l.topic,
-                l.group,
-                l.start.name()
-            );
-            let mut l = l.clone();
-            if let Some(values) = &l.schema {
-                check_proto_source(spec, id, &mut l.protobuf, &values.clone(), opts)?;
-            }
-            (schema, detail, Builder::Log(l))
-        }
-        SourceSpec::Kafka(k) => {
-            let Some(values) = &k.schema else {
-                return Err(spec.error_at(
-                    &["sources", id],
-                    "a kafka source needs a `schema`",
-                    Some("declare the record fields, e.g. schema: { card_id: int64, amount: float64 }".into()),
-                ));
-            };
-            let schema =
-                shoal_connectors::kafka::source_schema(values, k.timestamp_column.as_deref());
-            let mut k = k.clone();
-            check_proto_source(spec, id, &mut k.protobuf, values, opts)?;
-            let detail = format!(
-                "brokers={} topics={} group={} assignor={} start={}",
-                k.brokers,
-                k.topics.join(","),
-                k.group,
-                k.assignor.name(),
-                k.start.name()
-            );
-            (schema, detail, Builder::Kafka(k))
-        }
+    let cx = PlanCx {
+        spec,
+        section: "sources",
+        id,
+        base_dir: &opts.base_dir,
     };
+    let PlannedSource {
+        schema,
+        detail,
+        task,
+    } = registry().plan_source(src, &cx)?;
     if let Some(et) = src.event_time()
         && schema.index_of(&et.column).is_err()
     {
@@ -464,7 +348,7 @@ fn plan_source(
         schema,
         detail,
         state: None,
-        builder,
+        builder: Builder::Source(task),
     })
 }
 
@@ -732,67 +616,13 @@ fn plan_sink(
 ) -> Result<PlanNode, DslError> {
     let path = ["sinks", id];
     let (inputs, schema) = wire(spec, &path, nodes, s.inputs(), s.parallelism(), s.key())?;
-    let (detail, builder) = match s {
-        SinkSpec::Stdout(o) => (
-            format!("{}", o.format.name()),
-            Builder::Stdout(o.format.clone()),
-        ),
-        SinkSpec::File(f) => {
-            let dir = resolve(&opts.base_dir, &f.path);
-            (
-                format!("{} {}", f.format.name(), f.path.display()),
-                Builder::FileSink {
-                    dir,
-                    format: f.format.clone(),
-                },
-            )
-        }
-        SinkSpec::Log(l) => {
-            let mut l = l.clone();
-            check_proto_sink(spec, id, &mut l.protobuf, &schema, opts)?;
-            (
-                format!("topic={} key={}", l.topic, l.key.as_deref().unwrap_or("-")),
-                Builder::LogSink(l),
-            )
-        }
-        SinkSpec::Kafka(k) => {
-            let mut k = k.clone();
-            check_proto_sink(spec, id, &mut k.protobuf, &schema, opts)?;
-            (
-                format!(
-                    "brokers={} topic={} key={}",
-                    k.brokers,
-                    k.topic,
-                    k.key.as_deref().unwrap_or("-")
-                ),
-                Builder::KafkaSink(k),
-            )
-        }
-        SinkSpec::Postgres(p) => {
-            shoal_connectors::postgres::check_columns(&schema, p)
-                .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;
-            // The existing table, when the database answers.
-            shoal_connectors::postgres::check_table(p, &schema).map_err(|msg| {
-                spec.error_at(
-                    &["sinks", id, "table"],
-                    msg,
-                    Some("change the table, or write to a new one with create: true".into()),
-                )
-            })?;
-            (
-                format!("table={} mode={:?}", p.table, p.mode).to_lowercase(),
-                Builder::PostgresSink(p.clone()),
-            )
-        }
-        SinkSpec::Redis(r) => {
-            shoal_connectors::redis::check_columns(&schema, r)
-                .map_err(|(key, msg, hint)| spec.error_at(&["sinks", id, key], msg, hint))?;
-            (
-                format!("key={} fields={}", r.key, r.fields.len()),
-                Builder::RedisSink(r.clone()),
-            )
-        }
+    let cx = PlanCx {
+        spec,
+        section: "sinks",
+        id,
+        base_dir: &opts.base_dir,
     };
+    let PlannedSink { detail, task } = registry().plan_sink(s, &cx, &schema)?;
     Ok(PlanNode {
         id: id.to_string(),
         kind: s.kind(),
@@ -802,6 +632,6 @@ fn plan_sink(
         schema,
         detail,
         state: None,
-        builder,
+        builder: Builder::Sink(task),
     })
 }

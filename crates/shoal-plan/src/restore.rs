@@ -37,14 +37,15 @@
 
 use std::collections::HashMap;
 
+use shoal_connectors::connector::OffsetOwner;
+use shoal_connectors::kafka::KafkaSourceConfig;
 use shoal_connectors::kafka::{
     EPOCH_MARKER_PARTITION, TopicPartition, checkpoint_positions, group_offsets, process_identity,
 };
 use shoal_connectors::postgres::PostgresPositions;
-use shoal_dsl::KafkaSource;
 use shoal_runtime::{Manifest, Result, RuntimeError};
 
-use crate::build::{Builder, offset_owner};
+use crate::build::offset_owner;
 use crate::planner::Plan;
 
 impl Plan {
@@ -65,15 +66,16 @@ impl Plan {
         let Some(latest) = Manifest::latest(&config.dir)? else {
             return Ok(None);
         };
-        if let Some((source, sink_topic)) = self.kafka_source_of_kafka_sink() {
-            return by_kafka_positions(&config.dir, source, sink_topic, latest);
+        if let Some(((node, source), sink_topic)) = self.kafka_source_of_kafka_sink() {
+            return by_kafka_positions(&config.dir, (node, &source), &sink_topic, latest);
         }
         let Some((sink, parallelism, url)) = self.offset_owning_postgres_sink() else {
             return Ok(Some(latest));
         };
         let process = process_identity(&self.data_dir)?;
         let tasks: Vec<String> = (0..parallelism).map(|i| format!("{i}@{process}")).collect();
-        let epochs = PostgresPositions::connect(url)?.committed_epochs(&self.name, sink, &tasks)?;
+        let epochs =
+            PostgresPositions::connect(&url)?.committed_epochs(&self.name, sink, &tasks)?;
         // An epoch is whole once every task of the sink committed it.
         let committed = tasks
             .iter()
@@ -136,21 +138,20 @@ impl Plan {
 
     /// The Kafka source and the Kafka sink's topic, when that sink stores
     /// the source's offsets with its output.
-    fn kafka_source_of_kafka_sink(&self) -> Option<((&str, &KafkaSource), &str)> {
+    fn kafka_source_of_kafka_sink(&self) -> Option<((&str, KafkaSourceConfig), String)> {
         match offset_owner(self)? {
-            (source, sink) => match &sink.builder {
-                Builder::KafkaSink(k) => Some((source, k.topic.as_str())),
-                _ => None,
-            },
+            (source, _, OffsetOwner::Kafka { topic }) => Some((source, topic)),
+            _ => None,
         }
     }
 
     /// `(sink id, parallelism, url)` of a Postgres sink that stores the
     /// source offsets with its output, if the pipeline has one.
-    fn offset_owning_postgres_sink(&self) -> Option<(&str, usize, &str)> {
-        let (_, sink) = offset_owner(self)?;
-        match &sink.builder {
-            Builder::PostgresSink(p) => Some((sink.id.as_str(), sink.parallelism, p.url.as_str())),
+    fn offset_owning_postgres_sink(&self) -> Option<(&str, usize, String)> {
+        match offset_owner(self)? {
+            (_, sink, OffsetOwner::Postgres { url }) => {
+                Some((sink.id.as_str(), sink.parallelism, url))
+            }
             _ => None,
         }
     }
@@ -160,7 +161,7 @@ impl Plan {
 /// group's committed offsets stand (see the module docs).
 fn by_kafka_positions(
     dir: &std::path::Path,
-    (node, source): (&str, &KafkaSource),
+    (node, source): (&str, &KafkaSourceConfig),
     sink_topic: &str,
     latest: Manifest,
 ) -> Result<Option<Manifest>> {

@@ -75,7 +75,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
 
 /// Load and plan a pipeline file, printing its warnings.
 pub(crate) fn load_and_plan(file: &Path, data_dir: Option<std::path::PathBuf>) -> CliResult<Plan> {
-    let spec = shoal_dsl::load_file(file)?;
+    let spec = shoal_plan::load_file(file)?;
     for w in &spec.warnings {
         eprintln!("{}", w.render());
     }

@@ -22,7 +22,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use shoal_dsl::{DecodeSpec, FileFormat, FileSource as FileSourceSpec};
+use shoal_dsl::{DecodeSpec, FileFormat};
+
+use super::FileSourceConfig as FileSourceSpec;
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use crate::event_time::EventTime;

@@ -5,9 +5,11 @@
 //! the index space is cut into chunks of [`CHUNK`] records, instance `j` of
 //! `n` generates chunks `j, j + n, j + 2n, …`.
 
+mod connector;
 mod nexmark;
 mod transactions;
 
+pub use connector::{GeneratorConfig, GeneratorProfile, RawGenerator};
 pub use nexmark::nexmark_schema;
 pub use transactions::{TransactionGenerator, generator_schema, transactions_schema};
 

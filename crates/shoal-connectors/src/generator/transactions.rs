@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{GeneratorConfig as GeneratorSource, GeneratorProfile};
 use arrow::array::{
     BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -25,7 +26,7 @@ use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use shoal_dsl::{EventTimeSpec, GeneratorProfile, GeneratorSource};
+use shoal_dsl::EventTimeSpec;
 use shoal_runtime::{Result, Source, SourceContext};
 
 use super::CHUNK;

@@ -10,11 +10,13 @@
 //!   offsets atomically with its output, so "what was read" and "what was
 //!   written" can never disagree, whichever process dies when.
 
+mod connector;
 mod ledger;
 mod restart;
 mod sink;
 mod source;
 
+pub use connector::{KafkaSinkConfig, KafkaSourceConfig, RawKafkaSink, RawKafkaSource};
 pub use ledger::{OffsetLedger, PositionStore, TopicPartition};
 pub use restart::{GroupOffsets, checkpoint_positions, group_offsets};
 pub use sink::{EPOCH_MARKER_PARTITION, KafkaSink, KafkaSinkTransactions};

@@ -54,7 +54,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use shoal_dsl::{Assignor, KafkaSource as KafkaSourceSpec, StartFrom};
+use shoal_dsl::{Assignor, StartFrom};
+
+use super::KafkaSourceConfig as KafkaSourceSpec;
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Source, SourceContext};
 
 use super::ledger::{OffsetLedger, PositionStore, TopicPartition};

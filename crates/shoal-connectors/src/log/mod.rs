@@ -2,10 +2,12 @@
 //! source (each instance a consumer-group member) and as a sink (keyed
 //! appends, murmur2-partitioned like Kafka).
 
+mod connector;
 mod key;
 mod sink;
 mod source;
 
+pub use connector::{LogIsolation, LogSinkConfig, LogSourceConfig, RawLogSink, RawLogSource};
 pub use key::KeyEncoder;
 pub use sink::LogSink;
 pub use source::{LogSource, RunPartitions};

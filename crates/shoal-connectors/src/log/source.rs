@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
-use shoal_dsl::{LogIsolation, LogSource as LogSourceSpec, StartFrom};
+use shoal_dsl::StartFrom;
+
+use super::{LogIsolation, LogSourceConfig as LogSourceSpec};
 use shoal_log::{AssignorKind, Consumer, ConsumerConfig, FetchBuffer, Isolation, LogDir};
 use shoal_runtime::{DeadLetter, Result, SharedPartitionTimes, Source, SourceContext};
 

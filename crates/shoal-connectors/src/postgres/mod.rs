@@ -21,11 +21,13 @@
 //! | Date32 | `date` | |
 
 mod client;
+mod connector;
 mod copy_text;
 mod sink;
 
 pub(crate) use client::pg_err;
 pub use client::{PgClient, PostgresPositions};
+pub use connector::{PostgresMode, PostgresSinkConfig, RawPostgresSink};
 pub use sink::{PostgresSink, PostgresSinkTask, check_table};
 
 /// Whether an error is worth the same statement again on a new
@@ -45,7 +47,7 @@ pub fn transient(e: &tokio_postgres::Error) -> bool {
 
 use crate::retry::backoff;
 use arrow::datatypes::{DataType, Schema};
-use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};
+use connector::PostgresSinkConfig as PostgresSinkSpec;
 
 /// Postgres type to create for an Arrow type, and the types an existing
 /// column may have; `None` when the type cannot be written.

@@ -41,11 +41,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::{PostgresMode, PostgresSinkConfig as PostgresSinkSpec};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::SinkExt;
-use shoal_dsl::{PostgresMode, PostgresSink as PostgresSinkSpec};
 use shoal_runtime::{DeadLetter, Result, RuntimeError, Sink};
 use tokio_postgres::{Client, Transaction};
 

@@ -29,6 +29,7 @@
 
 mod columns;
 pub mod encode;
+pub(crate) mod plan;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -8,13 +8,15 @@
 //!   fields against its input.
 
 pub mod conn;
+mod connector;
 mod row;
 pub mod sink;
 
 use arrow::datatypes::Schema;
-use shoal_dsl::RedisSink as RedisSinkSpec;
+use connector::RedisSinkConfig as RedisSinkSpec;
 
 pub use conn::RedisConn;
+pub use connector::{RawRedisSink, RedisSinkConfig};
 pub use row::SpecProblem;
 pub use sink::{RedisSink, RedisSinkTask, SinkKeys};
 

@@ -14,7 +14,9 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use shoal_dsl::{KeyPart, RedisSink as RedisSinkSpec, key_template};
+use shoal_dsl::{KeyPart, key_template};
+
+use super::RedisSinkConfig as RedisSinkSpec;
 use shoal_runtime::{Result, RuntimeError};
 
 /// A plan-time problem: the YAML key it is about, the message, a hint.

@@ -44,9 +44,9 @@
 
 use std::sync::Arc;
 
+use super::RedisSinkConfig as RedisSinkSpec;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use shoal_dsl::RedisSink as RedisSinkSpec;
 use shoal_runtime::{DeadLetter, NodeMetrics, Result, RuntimeError, Sink};
 
 use super::conn::RedisConn;

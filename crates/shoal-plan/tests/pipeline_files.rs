@@ -5,7 +5,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use miette::Diagnostic;
+use shoal_connectors::file::{FileSinkConfig, FileSourceConfig};
+use shoal_connectors::generator::{GeneratorConfig, GeneratorProfile};
+use shoal_connectors::log::{LogSinkConfig, LogSourceConfig};
+use shoal_connectors::redis::RedisSinkConfig;
+use shoal_connectors::stdout::StdoutSinkConfig;
 use shoal_dsl::*;
+use shoal_plan::{load_file, parse_bytes, parse_str};
 
 const EXAMPLE: &str = r#"name: large-foreign
 sources:
@@ -81,7 +87,7 @@ fn the_example_pipeline() {
     assert_eq!(spec.data_dir, None);
     assert_eq!(spec.checkpoint, None);
     assert!(spec.warnings.is_empty(), "{:?}", spec.warnings);
-    let SourceSpec::Generator(g) = &spec.sources["txns"] else {
+    let Some(g) = spec.sources["txns"].get::<GeneratorConfig>() else {
         panic!()
     };
     assert_eq!(g.seed, 42);
@@ -97,7 +103,7 @@ fn the_example_pipeline() {
         panic!()
     };
     assert!(q.query.starts_with("SELECT txn_id") && q.query.ends_with("FROM big"));
-    let SinkSpec::File(out) = &spec.sinks["out"] else {
+    let Some(out) = spec.sinks["out"].get::<FileSinkConfig>() else {
         panic!()
     };
     assert_eq!(out.path, Path::new("out/large"));
@@ -197,12 +203,12 @@ dead_letter: { type: stdout }
         cp.dir.as_deref(),
         Some(Path::new("./shoal-data/checkpoints"))
     );
-    let SourceSpec::Generator(g) = &spec.sources["seed_txns"] else {
+    let Some(g) = spec.sources["seed_txns"].get::<GeneratorConfig>() else {
         panic!()
     };
     assert_eq!(g.rate, Some(50000.0));
     assert_eq!(spec.sources["seed_txns"].parallelism(), 2);
-    let SourceSpec::Log(l) = &spec.sources["txns"] else {
+    let Some(l) = spec.sources["txns"].get::<LogSourceConfig>() else {
         panic!()
     };
     assert_eq!(l.group, "fraud-detection");
@@ -223,7 +229,7 @@ dead_letter: { type: stdout }
     assert_eq!(et.column, "ts");
     assert_eq!(et.max_delay, Duration::from_secs(5));
     assert_eq!(et.idle_timeout, Some(Duration::from_secs(30)));
-    let SourceSpec::File(f) = &spec.sources["files"] else {
+    let Some(f) = spec.sources["files"].get::<FileSourceConfig>() else {
         panic!()
     };
     assert_eq!(f.format, FileFormat::Csv); // from the extension
@@ -231,13 +237,13 @@ dead_letter: { type: stdout }
     assert_eq!(f.batch_size, 1024);
     assert_eq!(spec.transforms["features"].parallelism(), 4);
     assert_eq!(spec.transforms["features"].key(), Some("card_id"));
-    let SinkSpec::Log(ls) = &spec.sinks["to_log"] else {
+    let Some(ls) = spec.sinks["to_log"].get::<LogSinkConfig>() else {
         panic!()
     };
     assert_eq!(ls.partitions, Some(8));
     assert_eq!(spec.sinks["to_log"].parallelism(), 1);
     assert_eq!(spec.sinks["to_log"].key(), Some("card_id"));
-    let SinkSpec::Stdout(s) = &spec.sinks["alerts"] else {
+    let Some(s) = spec.sinks["alerts"].get::<StdoutSinkConfig>() else {
         panic!()
     };
     assert_eq!(s.format, FileFormat::Csv);
@@ -568,7 +574,9 @@ fn json_of_the_wrong_type() {
         "invalid value for \"sources\": expected a map, found integer 5",
     );
     at(&e, 1, Some(13));
-    let e = err(r#"{"sources": {"a": {"type": "generator", "seed": "x"}}, "sinks": []}"#);
+    let e = err(
+        r#"{"sources": {"a": {"type": "generator", "seed": "x"}}, "sinks": {"o": {"type": "stdout", "inputs": ["a"]}}}"#,
+    );
     contains(&e, "\"seed\" of source \"a\"");
     at(&e, 1, Some(49));
 }
@@ -680,6 +688,14 @@ fn wrong_value_types() {
     let e = err(&EXAMPLE.replace("name: large-foreign", "name: [a]"));
     contains(&e, "\"name\"");
     at(&e, 1, None);
+    // A connector's serde error carries its key path: the same literal
+    // elsewhere in the entry (`seed: 7`) is not taken for the bad value.
+    let e = err(&EXAMPLE.replace("seed: 42, count: 100000", "seed: 7, count: \"7\""));
+    contains(
+        &e,
+        "invalid value for \"count\" of source \"txns\": expected a non-negative integer, found string \"7\"",
+    );
+    at(&e, 3, Some(44));
 }
 
 #[test]
@@ -943,7 +959,7 @@ sinks:
 #[test]
 fn a_redis_sink() {
     let spec = ok(REDIS_SINK);
-    let SinkSpec::Redis(r) = &spec.sinks["online"] else {
+    let Some(r) = spec.sinks["online"].get::<RedisSinkConfig>() else {
         panic!("not a redis sink: {:?}", spec.sinks["online"]);
     };
     assert_eq!(r.key, "features:card:{card_id}");
@@ -979,12 +995,13 @@ fn bad_redis_sinks_name_the_line() {
 #[test]
 fn a_log_sources_max_poll_interval() {
     let yaml = "name: p\nsources:\n  l:\n    type: log\n    topic: t\n    schema: { a: int64 }\n    max_poll_interval: 1m\nsinks:\n  out: { type: stdout, inputs: [l] }\n";
-    let SourceSpec::Log(l) = &ok(yaml).sources["l"] else {
+    let spec = ok(yaml);
+    let Some(l) = spec.sources["l"].get::<LogSourceConfig>() else {
         panic!("not a log source");
     };
     assert_eq!(l.max_poll_interval, Duration::from_secs(60));
-    let SourceSpec::Log(l) = &ok(&yaml.replace("    max_poll_interval: 1m\n", "")).sources["l"]
-    else {
+    let spec = ok(&yaml.replace("    max_poll_interval: 1m\n", ""));
+    let Some(l) = spec.sources["l"].get::<LogSourceConfig>() else {
         panic!("not a log source");
     };
     assert_eq!(l.max_poll_interval, Duration::from_secs(300));
@@ -994,7 +1011,8 @@ fn a_log_sources_max_poll_interval() {
     // A long session timeout alone (as for a member blocked on purpose)
     // raises the default instead of failing.
     let long = yaml.replace("    max_poll_interval: 1m\n", "    session_timeout: 10m\n");
-    let SourceSpec::Log(l) = &ok(&long).sources["l"] else {
+    let spec = ok(&long);
+    let Some(l) = spec.sources["l"].get::<LogSourceConfig>() else {
         panic!("not a log source");
     };
     assert_eq!(l.max_poll_interval, Duration::from_secs(600));
