@@ -3,10 +3,11 @@ do: confluent-kafka's AvroSerializer against a schema registry (Confluent
 wire format, TopicNameStrategy subject `<topic>-value`, schemas registered
 on first use).
 
-    produce.py BROKERS REGISTRY TOPIC N1 N2
+    produce.py BROKERS REGISTRY TOPIC N1 N2 [FIRST [clean]]
 
-writes N1 records with schema version 1, then N2 with version 2 (an added
-field `channel` with a default), then three records no consumer can decode:
+writes N1 records with schema version 1 (numbered from FIRST, default 0),
+then N2 with version 2 (an added field `channel` with a default), then —
+unless `clean` is given — three records no consumer can decode:
 an unknown schema id, a version-1 record cut short, and a record framed
 with the id of a Protobuf schema. Prints a JSON summary (schema ids; the
 partition and offset of each bad record) on stdout.
@@ -21,6 +22,8 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 brokers, registry, topic, n1, n2 = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+first = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+clean = len(sys.argv) > 7 and sys.argv[7] == "clean"
 
 V1 = {
     "type": "record",
@@ -56,17 +59,20 @@ def record(i, with_channel):
 
 
 v1 = AvroSerializer(client, json.dumps(V1))
-for i in range(n1):
+for i in range(first, first + n1):
     producer.produce(topic, key=str(i % 97), value=v1(record(i, False), ctx), on_delivery=sent)
 producer.flush(30)
 v2 = AvroSerializer(client, json.dumps(V2))
-for i in range(n1, n1 + n2):
+for i in range(first + n1, first + n1 + n2):
     producer.produce(topic, key=str(i % 97), value=v2(record(i, True), ctx), on_delivery=sent)
 producer.flush(30)
 
 ids = {"v1": client.lookup_schema(f"{topic}-value", Schema(json.dumps(V1), "AVRO")).schema_id}
 if n2 > 0:
     ids["v2"] = client.lookup_schema(f"{topic}-value", Schema(json.dumps(V2), "AVRO")).schema_id
+if clean:
+    print(json.dumps({"ids": ids, "bad": bad}))
+    sys.exit(0)
 body = v1(record(0, False), ctx)
 unknown = b"\x00" + (999999).to_bytes(4, "big") + body[5:]
 producer.produce(topic, key="0", value=unknown, on_delivery=lambda e, m: sent(e, m, "unknown id"))

@@ -317,6 +317,110 @@ fn consume(brokers: &str, registry: &str, topic: &str) -> Vec<serde_json::Value>
     .unwrap()
 }
 
+/// The services and names of one fraud-variant test.
+struct FraudVariant {
+    brokers: String,
+    registry: String,
+    topic: String,
+    table: String,
+    pg_url: String,
+    redis_url: String,
+}
+
+impl FraudVariant {
+    /// Write `<name>.yaml` into `d`: Avro transactions from Kafka → the
+    /// card's account (Postgres) and risk tier (Redis), TTL 1 s → OVER
+    /// 1 h features → XGBoost → alerts (Avro, to `<topic>-<name>-alerts`,
+    /// which it creates and returns) and features to Redis
+    /// (`<table>:<name>:<card>`).
+    fn pipeline(&self, d: &std::path::Path, name: &str, stop_at_end: bool) -> String {
+        let (b, t, tb, r, pg, rd) = (
+            &self.brokers,
+            &self.topic,
+            &self.table,
+            &self.registry,
+            &self.pg_url,
+            &self.redis_url,
+        );
+        let model = shoal_tests::repo_root().join("models/fraud.xgb.json");
+        let alerts = format!("{t}-{name}-alerts");
+        create_topic(b, &alerts, 2);
+        std::fs::write(
+            d.join(format!("{name}.yaml")),
+            format!(
+                r#"name: {name}
+checkpoint: {{ interval: 300ms }}
+sources:
+  txns:
+    type: kafka
+    brokers: {b}
+    topic: {t}
+    group: {tb}-{name}
+    start: earliest
+    stop_at_end: {stop_at_end}
+    session_timeout: 6s
+    batch_size: 500
+    key: card_id
+    format: avro
+    schema_registry: {{ url: "{r}" }}
+    schema: {{ txn_id: utf8, card_id: int64, amount: float64, ts: timestamp_ms }}
+    event_time: {{ column: ts, max_delay: 1s }}
+transforms:
+  enriched:
+    type: sql
+    inputs: [txns]
+    lookup:
+      accounts: {{ type: postgres, url: "{pg}", table: {tb}, cache: {{ ttl: 1s }} }}
+      risk:
+        type: redis
+        url: "{rd}"
+        key: "{tb}:risk:{{card_id}}"
+        schema: {{ card_id: int64, tier: utf8 }}
+        cache: {{ ttl: 1s }}
+    query: |
+      SELECT t.txn_id, t.card_id, t.amount, t.ts, a.status, r.tier
+      FROM txns t JOIN accounts a ON t.card_id = a.card_id
+      LEFT JOIN risk r ON t.card_id = r.card_id
+  features:
+    type: sql
+    inputs: [enriched]
+    key: card_id
+    query: |
+      SELECT txn_id, card_id, amount, ts, status, tier,
+             CAST(COUNT(*) OVER h AS DOUBLE) AS n_1h,
+             SUM(amount) OVER h AS sum_1h,
+             CAST(COUNT(DISTINCT status) OVER h AS DOUBLE) AS distinct_1h,
+             amount / AVG(amount) OVER h AS ratio,
+             CASE WHEN tier = 'high' THEN 1.0 ELSE 0.0 END AS foreign
+      FROM enriched
+      WINDOW h AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW)
+  scored:
+    type: score
+    inputs: [features]
+    model: "{model}"
+    features: [amount, n_1h, sum_1h, distinct_1h, ratio, foreign]
+    output: fraud_score
+  risky: {{ type: filter, inputs: [scored], where: "fraud_score > 0.97 OR status = 'frozen'" }}
+sinks:
+  online: {{ type: redis, inputs: [features], url: "{rd}", key: "{tb}:{name}:{{card_id}}", fields: [n_1h, sum_1h] }}
+  alerts:
+    type: kafka
+    inputs: [risky]
+    brokers: {b}
+    topic: {alerts}
+    key: card_id
+    format: avro
+    schema_registry: {{ url: "{r}" }}
+dead_letter: {{ type: file, path: dead-{name} }}
+"#,
+                model = model.display()
+            ),
+        )
+        .unwrap();
+        alerts
+    }
+}
+
 /// The fraud pipeline variant of issue 19, whole: Avro transactions from
 /// Kafka (registry) → the card's account from Postgres and its risk tier
 /// from Redis → per-card features over the last hour (OVER … RANGE) →
@@ -347,87 +451,18 @@ fn fraud_variant_with_a_model_survives_a_sigkill_exactly_once() {
     produce(&brokers, &registry, &topic, n, 0);
     let table = unique("avv").replace('-', "_");
     seed_accounts_and_risk(&pg_url, &redis_url, &table);
-    let model = shoal_tests::repo_root().join("models/fraud.xgb.json");
+    let variant = FraudVariant {
+        brokers: brokers.clone(),
+        registry: registry.clone(),
+        topic: topic.clone(),
+        table: table.clone(),
+        pg_url: pg_url.clone(),
+        redis_url: redis_url.clone(),
+    };
     let dir = workdir();
     let d = dir.path();
     // One pipeline file per run: its own group, alerts topic and Redis keys.
-    let pipeline = |name: &str| -> String {
-        let alerts = format!("{topic}-{name}-alerts");
-        create_topic(&brokers, &alerts, 2);
-        std::fs::write(
-            d.join(format!("{name}.yaml")),
-            format!(
-                r#"name: {name}
-checkpoint: {{ interval: 300ms }}
-sources:
-  txns:
-    type: kafka
-    brokers: {brokers}
-    topic: {topic}
-    group: {table}-{name}
-    start: earliest
-    stop_at_end: true
-    session_timeout: 6s
-    batch_size: 500
-    key: card_id
-    format: avro
-    schema_registry: {{ url: "{registry}" }}
-    schema: {{ txn_id: utf8, card_id: int64, amount: float64, ts: timestamp_ms }}
-    event_time: {{ column: ts, max_delay: 1s }}
-transforms:
-  enriched:
-    type: sql
-    inputs: [txns]
-    lookup:
-      accounts: {{ type: postgres, url: "{pg_url}", table: {table}, cache: {{ ttl: 1s }} }}
-      risk:
-        type: redis
-        url: "{redis_url}"
-        key: "{table}:risk:{{card_id}}"
-        schema: {{ card_id: int64, tier: utf8 }}
-        cache: {{ ttl: 1s }}
-    query: |
-      SELECT t.txn_id, t.card_id, t.amount, t.ts, a.status, r.tier
-      FROM txns t JOIN accounts a ON t.card_id = a.card_id
-      LEFT JOIN risk r ON t.card_id = r.card_id
-  features:
-    type: sql
-    inputs: [enriched]
-    key: card_id
-    query: |
-      SELECT txn_id, card_id, amount, ts, status, tier,
-             CAST(COUNT(*) OVER h AS DOUBLE) AS n_1h,
-             SUM(amount) OVER h AS sum_1h,
-             CAST(COUNT(DISTINCT status) OVER h AS DOUBLE) AS distinct_1h,
-             amount / AVG(amount) OVER h AS ratio,
-             CASE WHEN tier = 'high' THEN 1.0 ELSE 0.0 END AS foreign
-      FROM enriched
-      WINDOW h AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW)
-  scored:
-    type: score
-    inputs: [features]
-    model: "{model}"
-    features: [amount, n_1h, sum_1h, distinct_1h, ratio, foreign]
-    output: fraud_score
-  risky: {{ type: filter, inputs: [scored], where: "fraud_score > 0.97 OR status = 'frozen'" }}
-sinks:
-  online: {{ type: redis, inputs: [features], url: "{redis_url}", key: "{table}:{name}:{{card_id}}", fields: [n_1h, sum_1h] }}
-  alerts:
-    type: kafka
-    inputs: [risky]
-    brokers: {brokers}
-    topic: {alerts}
-    key: card_id
-    format: avro
-    schema_registry: {{ url: "{registry}" }}
-dead_letter: {{ type: file, path: dead-{name} }}
-"#,
-                model = model.display()
-            ),
-        )
-        .unwrap();
-        alerts
-    };
+    let pipeline = |name: &str| -> String { variant.pipeline(d, name, true) };
     let run = |name: &str| {
         let out = shoal_run(d, &format!("{name}.yaml"))
             .env("SHOAL_DATA_DIR", d.join(format!("data-{name}")))
@@ -557,4 +592,139 @@ dead_letter: {{ type: file, path: dead-{name} }}
     for name in ["killed1", "killed2"] {
         features(name).unwrap();
     }
+}
+
+/// The fraud variant while it runs: an account row changed in Postgres
+/// mid-run is seen by the job within the lookup's TTL (1 s), and never
+/// before. The input comes in two halves of 15 000 transactions; the
+/// account of card 4 is frozen once every record of the first half is in
+/// a committed epoch (the group's offsets say so), and the second half is
+/// produced 1.5 s later. Every card-4 alert of the first half then says
+/// `active` and none `frozen`; every card-4 transaction of the second half
+/// is an alert (`status = 'frozen'` is one), saying `frozen`, once.
+#[test]
+fn fraud_variant_sees_an_account_change_after_its_ttl() {
+    let (Some(brokers), Some(registry), Some(pg_url), Some(redis_url)) = (
+        kafka_brokers(),
+        schema_registry_url(),
+        shoal_tests::services::postgres_url(),
+        shoal_tests::services::redis_url(),
+    ) else {
+        return;
+    };
+    let topic = unique("avro-change");
+    create_topic(&brokers, &topic, 4);
+    let half = 15_000u64;
+    let produce_half = |first: u64| {
+        shoal_tests::python_json(
+            "tests/avro/produce.py",
+            &[
+                &brokers,
+                &registry,
+                &topic,
+                &half.to_string(),
+                "0",
+                &first.to_string(),
+                "clean",
+            ],
+        )
+    };
+    produce_half(0);
+    let table = unique("avc").replace('-', "_");
+    seed_accounts_and_risk(&pg_url, &redis_url, &table);
+    let variant = FraudVariant {
+        brokers: brokers.clone(),
+        registry: registry.clone(),
+        topic: topic.clone(),
+        table: table.clone(),
+        pg_url: pg_url.clone(),
+        redis_url: redis_url.clone(),
+    };
+    let dir = workdir();
+    let d = dir.path();
+    let alerts_topic = variant.pipeline(d, "live", false);
+    let log = d.join("live.log");
+    let mut child = shoal_run(d, "live.yaml")
+        .env("SHOAL_DATA_DIR", d.join("data-live"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let group = format!("{table}-live");
+    let mut read_through = |records: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let done: i64 = shoal_tests::services::committed(&brokers, &group, &topic, 4)
+                .values()
+                .sum();
+            if done as u64 >= records {
+                return;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the job ended: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hang guard ({done} committed)"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    read_through(half);
+    shoal_tests::services::pg(
+        &pg_url,
+        &format!("UPDATE {table} SET status = 'frozen' WHERE card_id = 4"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    produce_half(half);
+    read_through(2 * half);
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful stop: {status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let alerts = consume(&brokers, &registry, &alerts_topic);
+    let mut card4: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for a in alerts.iter().filter(|a| a["card_id"] == 4) {
+        let i: u64 = a["txn_id"].as_str().unwrap()[1..].parse().unwrap();
+        card4
+            .entry(i)
+            .or_default()
+            .push(a["status"].as_str().unwrap().to_string());
+    }
+    let twice: Vec<_> = card4.iter().filter(|(_, v)| v.len() > 1).take(3).collect();
+    assert!(twice.is_empty(), "card 4 alerted more than once: {twice:?}");
+    let early_frozen: Vec<_> = card4
+        .iter()
+        .filter(|(i, v)| **i < half && v[0] != "active")
+        .take(3)
+        .collect();
+    assert!(
+        early_frozen.is_empty(),
+        "first-half alerts not `active` (the change seen before it was made): {early_frozen:?}"
+    );
+    // The second half's card-4 transactions, but for the last ones, which
+    // the OVER window still holds (event time has not passed them) when
+    // the job is stopped.
+    let second: Vec<u64> = (half..2 * half).filter(|i| i % 97 == 4).collect();
+    let late: Vec<_> = second
+        .iter()
+        .filter(|i| card4.get(i).is_none_or(|v| v[0] != "frozen"))
+        .collect();
+    assert!(
+        late.len() <= 1 && late.iter().all(|i| **i + 97 > 2 * half),
+        "second-half card-4 transactions not alerted as `frozen` (of {}): {:?}",
+        second.len(),
+        &late[..late.len().min(5)]
+    );
 }
