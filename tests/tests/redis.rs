@@ -301,3 +301,111 @@ fn a_redis_outage_is_retried_and_the_features_are_exact() {
     );
     assert_exact(&features(&server.url, &name), &want);
 }
+
+/// An outage longer than the pipeline's `outage_timeout` ends the job
+/// cleanly: a non-zero exit naming Redis and the deadline, every hash in
+/// Redis still a whole state of its card (its count and sum those of the
+/// card's first `n` transactions: no epoch half-applied), and a rerun
+/// with Redis back ends with exactly the features of the whole input.
+#[test]
+fn a_redis_outage_past_outage_timeout_fails_cleanly_and_a_rerun_is_exact() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut server = OwnRedis::start();
+    let dir = workdir();
+    let d = dir.path();
+    let name = unique("rdead");
+    let want = expected(d);
+    let prefixes = card_prefix_sums(d);
+    std::fs::write(
+        d.join("p.yaml"),
+        format!("outage_timeout: 3s\n{}", pipeline(&name, &server.url, 3000)),
+    )
+    .unwrap();
+    let mut child = shoal_run(d, "p.yaml")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(d.join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while features(&server.url, &name).is_empty() {
+        assert!(Instant::now() < deadline, "no features written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.down();
+    // The job gives up after 3 s of retries (the guard only bounds a hang).
+    let guard = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > guard {
+            let _ = child.kill();
+            panic!(
+                "the job did not give up: {}",
+                std::fs::read_to_string(d.join("run.log")).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    server.up();
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap();
+    assert!(
+        !status.success(),
+        "the job ended well during an outage:\n{log}"
+    );
+    assert!(
+        log.contains("redis unavailable; retrying") && log.contains("redis unreachable for 3 s"),
+        "no retries, or not the deadline, in the log:\n{log}"
+    );
+    let at_failure = features(&server.url, &name);
+    assert!(!at_failure.is_empty());
+    let torn: Vec<_> = at_failure
+        .iter()
+        .filter(|(card, (n, total))| {
+            let sums = &prefixes[card];
+            *n == 0
+                || *n as usize > sums.len()
+                || (sums[*n as usize - 1] - total).abs() > 1e-9 * total.abs().max(1.0)
+        })
+        .take(5)
+        .collect();
+    assert!(
+        torn.is_empty(),
+        "hashes that are no state of their card: {torn:?}"
+    );
+    // Rerun with Redis back: exactly the whole input's features.
+    let out = run(d, &[]);
+    assert!(
+        out.status.success(),
+        "the rerun failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exact(&features(&server.url, &name), &want);
+}
+
+/// Per card: the running sums of its amounts in event-time order (entry
+/// `i`: the sum of its first `i + 1` transactions), from the generator's
+/// records as `expected` reads them.
+fn card_prefix_sums(d: &Path) -> BTreeMap<i64, Vec<f64>> {
+    let mut rows: Vec<(i64, i64, f64)> = Vec::new();
+    for f in std::fs::read_dir(d.join("oracle").join("all")).unwrap() {
+        for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            rows.push((
+                v["card_id"].as_i64().unwrap(),
+                v["ts"].as_i64().unwrap_or_default(),
+                v["amount"].as_f64().unwrap(),
+            ));
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut out: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (card, _, amount) in rows {
+        let sums = out.entry(card).or_default();
+        let last = sums.last().copied().unwrap_or(0.0);
+        sums.push(last + amount);
+    }
+    out
+}
