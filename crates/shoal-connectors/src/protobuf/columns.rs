@@ -1,8 +1,10 @@
 //! One protobuf message into one row of the declared Arrow columns.
 //!
-//! A row is first read into [`Cell`]s (strings into one scratch buffer), and
-//! appended to the builders only when every column read, so a record that
-//! fails in its third column leaves no half row behind.
+//! The message's wire format is read straight into the fields the columns
+//! use ([`super::wire`]); a row is then converted into [`Cell`]s (strings
+//! checked and left in the record), and appended to the builders only when
+//! every column read, so a record that fails in its third column leaves no
+//! half row behind.
 
 use std::sync::Arc;
 
@@ -11,9 +13,9 @@ use arrow::array::{
     Int64Builder, StringBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
-};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+
+use super::wire::{self, Raw, Slot, Slots, WireType};
 
 /// How the declared columns are read from one message type: for each
 /// column, its field (`None`: the type has no such field).
@@ -21,6 +23,14 @@ use prost_reflect::{
 pub(crate) struct Plan {
     message: MessageDescriptor,
     fields: Vec<Option<FieldDescriptor>>,
+    /// The fields' kinds (what their wire values mean).
+    kinds: Vec<Option<Kind>>,
+    /// Field number → column, for the wire reader.
+    slots: Slots,
+    /// The names of the enum values of enum fields read as text.
+    names: String,
+    /// Per column: enum value number → its name's range in `names`.
+    enum_names: Vec<Vec<(i32, usize, usize)>>,
 }
 
 impl Plan {
@@ -59,12 +69,63 @@ impl Plan {
                 }
             }
         }
-        Ok(Self { message, fields })
+        let mut slots = Slots::default();
+        let kinds: Vec<Option<Kind>> = fields
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.kind()))
+            .collect();
+        for (column, (fd, kind)) in fields.iter().zip(&kinds).enumerate() {
+            let (Some(fd), Some(kind)) = (fd, kind) else {
+                continue;
+            };
+            let timestamp = matches!(kind, Kind::Message(_));
+            slots.insert(
+                fd.number(),
+                Slot {
+                    column,
+                    wire: wire_type(kind),
+                    timestamp,
+                },
+            );
+        }
+        let mut names = String::new();
+        let enum_names = kinds
+            .iter()
+            .map(|k| match k {
+                Some(Kind::Enum(e)) => e
+                    .values()
+                    .map(|v| {
+                        let start = names.len();
+                        names.push_str(v.name());
+                        (v.number(), start, names.len())
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(Self {
+            message,
+            fields,
+            kinds,
+            slots,
+            names,
+            enum_names,
+        })
     }
 
     /// The message type read.
     pub(crate) fn message(&self) -> &MessageDescriptor {
         &self.message
+    }
+}
+
+/// The wire type fields of `kind` are written with.
+fn wire_type(kind: &Kind) -> WireType {
+    match kind {
+        Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => WireType::Fixed64,
+        Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => WireType::Fixed32,
+        Kind::String | Kind::Bytes | Kind::Message(_) => WireType::Len,
+        _ => WireType::Varint,
     }
 }
 
@@ -107,8 +168,24 @@ enum Cell {
     I64(i64),
     F32(f32),
     F64(f64),
-    /// A range of the scratch string buffer.
+    /// A UTF-8 range of the record.
     Str(usize, usize),
+    /// An enum value's name: a range of the plan's names.
+    Name(usize, usize),
+}
+
+/// A field's value, decoded from the wire by its kind.
+#[derive(Debug, Clone, Copy)]
+enum V {
+    Int(i128),
+    Enum(i32),
+    F64(f64),
+    F32(f32),
+    Bool(bool),
+    /// A UTF-8 range of the record.
+    Str(usize, usize),
+    /// Seconds and nanos of a `google.protobuf.Timestamp`.
+    Ts(i64, i32),
 }
 
 /// A builder per declared column.
@@ -129,7 +206,8 @@ pub(crate) struct Rows {
     schema: SchemaRef,
     columns: Vec<Column>,
     cells: Vec<Cell>,
-    text: String,
+    /// The wire values of the record being read, per column.
+    raw: Vec<Option<Raw>>,
     len: usize,
 }
 
@@ -164,10 +242,10 @@ impl Rows {
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
+            raw: vec![None; columns.len()],
             schema,
             columns,
             cells: Vec::new(),
-            text: String::new(),
             len: 0,
         })
     }
@@ -177,31 +255,45 @@ impl Rows {
         self.len
     }
 
-    /// Read `msg` by `plan` and append it as one row, or say why it cannot be.
-    pub(crate) fn append(&mut self, plan: &Plan, msg: &DynamicMessage) -> Result<(), String> {
+    /// Read the message `body` by `plan` and append it as one row, or say
+    /// why it cannot be (`Err((true, why))`: the bytes are no message of
+    /// the type; `Err((false, why))`: a value does not fit its column).
+    pub(crate) fn append(&mut self, plan: &Plan, body: &[u8]) -> Result<(), (bool, String)> {
+        self.raw.iter_mut().for_each(|r| *r = None);
+        wire::read(body, &plan.slots, &mut self.raw).map_err(|why| (true, why))?;
         self.cells.clear();
-        self.text.clear();
-        for (i, fd) in plan.fields.iter().enumerate() {
+        for (i, (fd, kind)) in plan.fields.iter().zip(&plan.kinds).enumerate() {
             let field = &self.schema.fields()[i];
-            let cell = match fd {
-                None => Cell::Null,
-                Some(fd) if fd.supports_presence() && !msg.has_field(fd) => Cell::Null,
-                Some(fd) => {
-                    let v = msg.get_field(fd);
-                    cell(&self.columns[i], fd, &v, &mut self.text)
-                        .map_err(|why| format!("field `{}`: {why}", field.name()))?
+            let cell = match (fd, kind, self.raw[i]) {
+                (Some(fd), Some(kind), raw) => {
+                    let v = match raw {
+                        Some(raw) => Some(value(kind, raw, body).map_err(|why| (true, why))?),
+                        // Not in the message: NULL for a field with
+                        // presence, the type's default for the others.
+                        None if fd.supports_presence() => None,
+                        None => Some(default(kind)),
+                    };
+                    match v {
+                        Some(v) => cell(&self.columns[i], fd, v, &plan.enum_names[i])
+                            .map_err(|why| (false, format!("field `{}`: {why}", field.name())))?,
+                        None => Cell::Null,
+                    }
                 }
+                _ => Cell::Null,
             };
             if matches!(cell, Cell::Null) && !field.is_nullable() {
-                return Err(format!(
-                    "field `{}` is not set and the schema requires it",
-                    field.name()
+                return Err((
+                    false,
+                    format!(
+                        "field `{}` is not set and the schema requires it",
+                        field.name()
+                    ),
                 ));
             }
             self.cells.push(cell);
         }
         for (col, c) in self.columns.iter_mut().zip(&self.cells) {
-            push(col, *c, &self.text);
+            push(col, *c, body, &plan.names);
         }
         self.len += 1;
         Ok(())
@@ -231,7 +323,7 @@ impl Rows {
     }
 }
 
-fn push(col: &mut Column, c: Cell, text: &str) {
+fn push(col: &mut Column, c: Cell, body: &[u8], names: &str) {
     macro_rules! put {
         ($b:expr, $v:expr) => {
             match $v {
@@ -241,7 +333,10 @@ fn push(col: &mut Column, c: Cell, text: &str) {
         };
     }
     match (col, c) {
-        (Column::Utf8(b), Cell::Str(s, e)) => b.append_value(&text[s..e]),
+        (Column::Utf8(b), Cell::Str(s, e)) => {
+            b.append_value(std::str::from_utf8(&body[s..e]).expect("checked when read"))
+        }
+        (Column::Utf8(b), Cell::Name(s, e)) => b.append_value(&names[s..e]),
         (Column::I32(b), Cell::I32(v)) => b.append_value(v),
         (Column::Date32(b), Cell::I32(v)) => b.append_value(v),
         (Column::I64(b), Cell::I64(v)) => b.append_value(v),
@@ -265,15 +360,62 @@ fn push(col: &mut Column, c: Cell, text: &str) {
 /// The largest integer a float64 holds exactly.
 const F64_EXACT: i64 = 1 << 53;
 
+/// The value of a field of `kind` from its wire value (whose wire type
+/// the reader checked) in `body`.
+fn value(kind: &Kind, raw: Raw, body: &[u8]) -> Result<V, String> {
+    Ok(match (kind, raw) {
+        (Kind::Int32, Raw::Varint(v)) => V::Int(i128::from(v as i32)),
+        (Kind::Int64, Raw::Varint(v)) => V::Int(i128::from(v as i64)),
+        (Kind::Uint32, Raw::Varint(v)) => V::Int(i128::from(v as u32)),
+        (Kind::Uint64, Raw::Varint(v)) => V::Int(i128::from(v)),
+        (Kind::Sint32, Raw::Varint(v)) => {
+            let n = v as u32;
+            V::Int(i128::from((n >> 1) as i32 ^ -((n & 1) as i32)))
+        }
+        (Kind::Sint64, Raw::Varint(v)) => V::Int(i128::from((v >> 1) as i64 ^ -((v & 1) as i64))),
+        (Kind::Bool, Raw::Varint(v)) => V::Bool(v != 0),
+        (Kind::Enum(_), Raw::Varint(v)) => V::Enum(v as i32),
+        (Kind::Fixed64, Raw::Fixed64(v)) => V::Int(i128::from(v)),
+        (Kind::Sfixed64, Raw::Fixed64(v)) => V::Int(i128::from(v as i64)),
+        (Kind::Double, Raw::Fixed64(v)) => V::F64(f64::from_bits(v)),
+        (Kind::Fixed32, Raw::Fixed32(v)) => V::Int(i128::from(v)),
+        (Kind::Sfixed32, Raw::Fixed32(v)) => V::Int(i128::from(v as i32)),
+        (Kind::Float, Raw::Fixed32(v)) => V::F32(f32::from_bits(v)),
+        (Kind::String, Raw::Bytes(s, e)) => {
+            std::str::from_utf8(&body[s..e])
+                .map_err(|_| "a string that is not UTF-8".to_string())?;
+            V::Str(s, e)
+        }
+        (Kind::Message(_), Raw::Timestamp(seconds, nanos)) => V::Ts(seconds, nanos),
+        (k, raw) => return Err(format!("a {k:?} field holds {raw:?}")),
+    })
+}
+
+/// The value of a field of `kind` that is not in a message (proto3's
+/// defaults: 0, false, "", the first enum value).
+fn default(kind: &Kind) -> V {
+    match kind {
+        Kind::Double => V::F64(0.0),
+        Kind::Float => V::F32(0.0),
+        Kind::Bool => V::Bool(false),
+        Kind::String | Kind::Bytes => V::Str(0, 0),
+        Kind::Enum(e) => V::Enum(e.default_value().number()),
+        Kind::Message(_) => V::Ts(0, 0),
+        _ => V::Int(0),
+    }
+}
+
 /// `v` (of field `fd`) as a cell of `col`'s type: lossless conversions
-/// only, as for JSON input.
-fn cell(col: &Column, fd: &FieldDescriptor, v: &Value, text: &mut String) -> Result<Cell, String> {
+/// only, as for JSON input. `names`: the enum value names of the field.
+fn cell(
+    col: &Column,
+    fd: &FieldDescriptor,
+    v: V,
+    names: &[(i32, usize, usize)],
+) -> Result<Cell, String> {
     let int = match v {
-        Value::I32(x) => Some(i128::from(*x)),
-        Value::I64(x) => Some(i128::from(*x)),
-        Value::U32(x) => Some(i128::from(*x)),
-        Value::U64(x) => Some(i128::from(*x)),
-        Value::EnumNumber(x) => Some(i128::from(*x)),
+        V::Int(x) => Some(x),
+        V::Enum(x) => Some(i128::from(x)),
         _ => None,
     };
     let wrong = || {
@@ -284,23 +426,14 @@ fn cell(col: &Column, fd: &FieldDescriptor, v: &Value, text: &mut String) -> Res
         )
     };
     Ok(match col {
-        Column::Utf8(_) => {
-            let s = match v {
-                Value::String(s) => s.as_str(),
-                Value::EnumNumber(n) => match fd.kind().as_enum().and_then(|e| e.get_value(*n)) {
-                    Some(ev) => {
-                        let start = text.len();
-                        text.push_str(ev.name());
-                        return Ok(Cell::Str(start, text.len()));
-                    }
-                    None => return Err(format!("enum value {n} has no name")),
-                },
-                _ => return Err(wrong()),
-            };
-            let start = text.len();
-            text.push_str(s);
-            Cell::Str(start, text.len())
-        }
+        Column::Utf8(_) => match v {
+            V::Str(s, e) => Cell::Str(s, e),
+            V::Enum(n) => match names.iter().find(|(number, _, _)| *number == n) {
+                Some((_, s, e)) => Cell::Name(*s, *e),
+                None => return Err(format!("enum value {n} has no name")),
+            },
+            _ => return Err(wrong()),
+        },
         Column::I32(_) | Column::Date32(_) => match int {
             Some(x) => Cell::I32(i32::try_from(x).map_err(|_| format!("{x} does not fit int32"))?),
             None => return Err(wrong()),
@@ -315,27 +448,23 @@ fn cell(col: &Column, fd: &FieldDescriptor, v: &Value, text: &mut String) -> Res
                 (_, Some(x)) => {
                     Cell::I64(i64::try_from(x).map_err(|_| format!("{x} does not fit int64"))?)
                 }
-                (Value::Message(m), _)
-                    if m.descriptor().full_name() == "google.protobuf.Timestamp" =>
-                {
-                    Cell::I64(timestamp(m, micros)?)
-                }
+                (V::Ts(seconds, nanos), _) => Cell::I64(timestamp(seconds, nanos, micros)?),
                 _ => return Err(wrong()),
             }
         }
         Column::F64(_) => match (v, int) {
-            (Value::F64(x), _) => Cell::F64(*x),
-            (Value::F32(x), _) => Cell::F64(f64::from(*x)),
+            (V::F64(x), _) => Cell::F64(x),
+            (V::F32(x), _) => Cell::F64(f64::from(x)),
             (_, Some(x)) if x.abs() <= i128::from(F64_EXACT) => Cell::F64(x as f64),
             (_, Some(x)) => return Err(format!("{x} is not exact as float64")),
             _ => return Err(wrong()),
         },
         Column::F32(_) => match v {
-            Value::F32(x) => Cell::F32(*x),
+            V::F32(x) => Cell::F32(x),
             _ => return Err(wrong()),
         },
         Column::Bool(_) => match v {
-            Value::Bool(b) => Cell::Bool(*b),
+            V::Bool(b) => Cell::Bool(b),
             _ => return Err(wrong()),
         },
     })
@@ -343,15 +472,8 @@ fn cell(col: &Column, fd: &FieldDescriptor, v: &Value, text: &mut String) -> Res
 
 /// A `google.protobuf.Timestamp` in milliseconds (or microseconds) since
 /// the epoch; a value between two units is refused, not rounded.
-fn timestamp(m: &DynamicMessage, micros: bool) -> Result<i64, String> {
-    let seconds = match m.get_field_by_name("seconds").as_deref() {
-        Some(Value::I64(s)) => *s,
-        _ => 0,
-    };
-    let nanos = match m.get_field_by_name("nanos").as_deref() {
-        Some(Value::I32(n)) => i64::from(*n),
-        _ => 0,
-    };
+fn timestamp(seconds: i64, nanos: i32, micros: bool) -> Result<i64, String> {
+    let nanos = i64::from(nanos);
     let per = if micros { 1_000 } else { 1_000_000 };
     if nanos % per != 0 {
         return Err(format!(
