@@ -328,6 +328,32 @@ struct FraudVariant {
 }
 
 impl FraudVariant {
+    /// The services of the tests (`None`: not configured), a new topic
+    /// `<prefix>-…` of 4 partitions, and a new accounts table and risk
+    /// hashes (`seed_accounts_and_risk`).
+    fn start(prefix: &str) -> Option<Self> {
+        let (Some(brokers), Some(registry), Some(pg_url), Some(redis_url)) = (
+            kafka_brokers(),
+            schema_registry_url(),
+            shoal_tests::services::postgres_url(),
+            shoal_tests::services::redis_url(),
+        ) else {
+            return None;
+        };
+        let topic = unique(prefix);
+        create_topic(&brokers, &topic, 4);
+        let table = unique("fv").replace('-', "_");
+        seed_accounts_and_risk(&pg_url, &redis_url, &table);
+        Some(Self {
+            brokers,
+            registry,
+            topic,
+            table,
+            pg_url,
+            redis_url,
+        })
+    }
+
     /// Write `<name>.yaml` into `d`: Avro transactions from Kafka → the
     /// card's account (Postgres) and risk tier (Redis), TTL 1 s → OVER
     /// 1 h features → XGBoost → alerts (Avro, to `<topic>-<name>-alerts`,
@@ -437,28 +463,19 @@ dead_letter: {{ type: file, path: dead-{name} }}
 /// Kafka".)
 #[test]
 fn fraud_variant_with_a_model_survives_a_sigkill_exactly_once() {
-    let (Some(brokers), Some(registry), Some(pg_url), Some(redis_url)) = (
-        kafka_brokers(),
-        schema_registry_url(),
-        shoal_tests::services::postgres_url(),
-        shoal_tests::services::redis_url(),
-    ) else {
+    let Some(variant) = FraudVariant::start("avro-variant") else {
         return;
     };
-    let topic = unique("avro-variant");
-    create_topic(&brokers, &topic, 4);
+    let FraudVariant {
+        brokers,
+        registry,
+        topic,
+        table,
+        redis_url,
+        ..
+    } = &variant;
     let n = 30_000u64;
-    produce(&brokers, &registry, &topic, n, 0);
-    let table = unique("avv").replace('-', "_");
-    seed_accounts_and_risk(&pg_url, &redis_url, &table);
-    let variant = FraudVariant {
-        brokers: brokers.clone(),
-        registry: registry.clone(),
-        topic: topic.clone(),
-        table: table.clone(),
-        pg_url: pg_url.clone(),
-        redis_url: redis_url.clone(),
-    };
+    produce(brokers, registry, topic, n, 0);
     let dir = workdir();
     let d = dir.path();
     // One pipeline file per run: its own group, alerts topic and Redis keys.
@@ -604,24 +621,25 @@ fn fraud_variant_with_a_model_survives_a_sigkill_exactly_once() {
 /// is an alert (`status = 'frozen'` is one), saying `frozen`, once.
 #[test]
 fn fraud_variant_sees_an_account_change_after_its_ttl() {
-    let (Some(brokers), Some(registry), Some(pg_url), Some(redis_url)) = (
-        kafka_brokers(),
-        schema_registry_url(),
-        shoal_tests::services::postgres_url(),
-        shoal_tests::services::redis_url(),
-    ) else {
+    let Some(variant) = FraudVariant::start("avro-change") else {
         return;
     };
-    let topic = unique("avro-change");
-    create_topic(&brokers, &topic, 4);
+    let FraudVariant {
+        brokers,
+        registry,
+        topic,
+        table,
+        pg_url,
+        ..
+    } = &variant;
     let half = 15_000u64;
     let produce_half = |first: u64| {
         shoal_tests::python_json(
             "tests/avro/produce.py",
             &[
-                &brokers,
-                &registry,
-                &topic,
+                brokers,
+                registry,
+                topic,
                 &half.to_string(),
                 "0",
                 &first.to_string(),
@@ -630,16 +648,6 @@ fn fraud_variant_sees_an_account_change_after_its_ttl() {
         )
     };
     produce_half(0);
-    let table = unique("avc").replace('-', "_");
-    seed_accounts_and_risk(&pg_url, &redis_url, &table);
-    let variant = FraudVariant {
-        brokers: brokers.clone(),
-        registry: registry.clone(),
-        topic: topic.clone(),
-        table: table.clone(),
-        pg_url: pg_url.clone(),
-        redis_url: redis_url.clone(),
-    };
     let dir = workdir();
     let d = dir.path();
     let alerts_topic = variant.pipeline(d, "live", false);

@@ -278,17 +278,7 @@ fn a_redis_outage_is_retried_and_the_features_are_exact() {
     let name = unique("rout");
     let want = expected(d);
     std::fs::write(d.join("p.yaml"), pipeline(&name, &server.url, 3000)).unwrap();
-    let mut child = shoal_run(d, "p.yaml")
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(d.join("run.log")).unwrap())
-        .spawn()
-        .unwrap();
-    // Wait until some features are written (a bound only against a hang).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while features(&server.url, &name).is_empty() {
-        assert!(Instant::now() < deadline, "no features written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = spawn_until_features(d, &server.url, &name);
     server.down();
     std::thread::sleep(Duration::from_secs(4));
     server.up();
@@ -323,16 +313,7 @@ fn a_redis_outage_past_outage_timeout_fails_cleanly_and_a_rerun_is_exact() {
         format!("outage_timeout: 3s\n{}", pipeline(&name, &server.url, 3000)),
     )
     .unwrap();
-    let mut child = shoal_run(d, "p.yaml")
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(d.join("run.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while features(&server.url, &name).is_empty() {
-        assert!(Instant::now() < deadline, "no features written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = spawn_until_features(d, &server.url, &name);
     server.down();
     // The job gives up after 3 s of retries (the guard only bounds a hang).
     let guard = Instant::now() + Duration::from_secs(90);
@@ -383,6 +364,22 @@ fn a_redis_outage_past_outage_timeout_fails_cleanly_and_a_rerun_is_exact() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_exact(&features(&server.url, &name), &want);
+}
+
+/// Start `p.yaml` in `d` (its log in `run.log`) and wait until it wrote
+/// some features (the bound only guards against a hang).
+fn spawn_until_features(d: &Path, url: &str, name: &str) -> std::process::Child {
+    let child = shoal_run(d, "p.yaml")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(d.join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while features(url, name).is_empty() {
+        assert!(Instant::now() < deadline, "no features written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
 }
 
 /// Per card: the running sums of its amounts in event-time order (entry
