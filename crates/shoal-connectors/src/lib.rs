@@ -23,6 +23,8 @@ pub mod dead_letter;
 pub mod event_time;
 pub mod file;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod generator;
 pub mod json_check;
 pub mod kafka;

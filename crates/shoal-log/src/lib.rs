@@ -42,6 +42,8 @@ pub mod consumer;
 pub mod error;
 pub mod fetch;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod logdir;
 pub mod partitioner;
