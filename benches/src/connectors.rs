@@ -14,8 +14,9 @@
 //!    checkpoints every second (each epoch staged, then applied by one
 //!    script), and the time Redis spent applying (its CPU).
 //!
-//! 3. Avro decode into Arrow next to JSON decode of the same records
-//!    (generator rows; Avro in single-object encoding, JSON lines), chunks
+//! 3. Avro and Protobuf decode into Arrow next to JSON decode of the same
+//!    records (generator rows; Avro in single-object encoding, plain
+//!    Protobuf messages, JSON lines), chunks
 //!    of 8 192 through the decoders the Kafka source uses, one thread. This
 //!    part needs no services: `connector-bench RECORDS --decode-only`.
 //!
@@ -156,6 +157,43 @@ fn decode_bench(n: u64) {
         &shoal_dsl::AvroSource::SchemaFile(avsc),
     )
     .unwrap();
+    // The same rows as plain Protobuf messages (the encoder a `protobuf`
+    // sink uses), decoded as a `proto_schema` source does.
+    let proto = dir.path().join("txn.proto");
+    std::fs::write(
+        &proto,
+        "syntax = \"proto3\";\npackage bench;\nimport \"google/protobuf/timestamp.proto\";\n\
+         message Txn { string txn_id = 1; int64 card_id = 2; int64 merchant_id = 3; double amount = 4; \
+         string country = 5; google.protobuf.Timestamp ts = 6; bool is_fraud = 7; }\n",
+    )
+    .unwrap();
+    let mut proto_enc =
+        shoal_connectors::protobuf::encode::ProtoEncoder::new(&schema, &proto, "bench.Txn", None)
+            .unwrap();
+    let mut proto_records: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
+    for part in lines.chunks(8192) {
+        let mut c = RecordChunk::default();
+        for (i, l) in part.iter().enumerate() {
+            c.push(l, None, i as u64);
+        }
+        let b = json.decode(&c, &mut bad).unwrap().unwrap();
+        let (mut values, mut ends) = (Vec::new(), Vec::new());
+        proto_enc.encode(&b, &mut values, &mut ends).unwrap();
+        let mut start = 0;
+        for end in ends {
+            proto_records.push(values[start..end].to_vec());
+            start = end + 1; // the separator byte
+        }
+    }
+    assert_eq!(proto_records.len(), lines.len());
+    let mut protobuf = shoal_connectors::protobuf::ProtoDecoder::new(
+        schema.clone(),
+        &shoal_dsl::ProtoSource::SchemaFile {
+            path: proto.clone(),
+            message: "bench.Txn".into(),
+        },
+    )
+    .unwrap();
     let time = |records: &[Vec<u8>], decode: &mut dyn FnMut(&RecordChunk) -> usize| -> (f64, f64) {
         let chunks: Vec<RecordChunk> = records
             .chunks(8192)
@@ -191,6 +229,12 @@ fn decode_bench(n: u64) {
             .unwrap()
             .map_or(0, |b| b.num_rows())
     });
+    let (pw, pc) = time(&proto_records, &mut |c| {
+        protobuf
+            .decode(c, &mut bad)
+            .unwrap()
+            .map_or(0, |b| b.num_rows())
+    });
     assert!(bad.is_empty());
     println!(
         "## Decode into Arrow, {n} generator records (7 columns), chunks of 8 192, one thread\n"
@@ -204,6 +248,10 @@ fn decode_bench(n: u64) {
     println!(
         "| Avro, single-object encoding (arrow-avro, one record at a time) | {:.0} | {aw:.0} | {ac:.0} |",
         bytes(&avro_records)
+    );
+    println!(
+        "| Protobuf, plain messages (wire format read straight into the builders) | {:.0} | {pw:.0} | {pc:.0} |",
+        bytes(&proto_records)
     );
     println!();
 }
