@@ -175,11 +175,16 @@ impl PlanCx<'_> {
 
     /// `p` resolved against the pipeline's base directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
+        resolve(self.base_dir, p)
+    }
+}
+
+/// `p` resolved against `base` (an absolute `p` as it is).
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }
 

@@ -302,13 +302,7 @@ fn lookup_tables(
         .collect()
 }
 
-pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
+pub(crate) use shoal_connectors::connector::resolve;
 
 fn plan_source(
     spec: &PipelineSpec,
